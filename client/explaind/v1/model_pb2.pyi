@@ -1,0 +1,87 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from explaind.v1 import explanation_pb2 as _explanation_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ModelContainerSpec(_message.Message):
+    __slots__ = ("image_uri", "command", "args")
+    IMAGE_URI_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    image_uri: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    args: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image_uri: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Model(_message.Message):
+    __slots__ = ("name", "display_name", "description", "artifact_uri", "container_spec", "explanation_spec", "state", "create_time", "update_time", "labels", "index_info")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Model.State]
+        BUILDING: _ClassVar[Model.State]
+        READY: _ClassVar[Model.State]
+        FAILED: _ClassVar[Model.State]
+    STATE_UNSPECIFIED: Model.State
+    BUILDING: Model.State
+    READY: Model.State
+    FAILED: Model.State
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_SPEC_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_INFO_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    description: str
+    artifact_uri: str
+    container_spec: ModelContainerSpec
+    explanation_spec: _explanation_pb2.ExplanationSpec
+    state: Model.State
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    labels: _containers.ScalarMap[str, str]
+    index_info: IndexInfo
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., container_spec: _Optional[_Union[ModelContainerSpec, _Mapping]] = ..., explanation_spec: _Optional[_Union[_explanation_pb2.ExplanationSpec, _Mapping]] = ..., state: _Optional[_Union[Model.State, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., index_info: _Optional[_Union[IndexInfo, _Mapping]] = ...) -> None: ...
+
+class IndexInfo(_message.Message):
+    __slots__ = ("example_count", "dimensions", "index_type", "index_bytes", "device", "distance_measure_type", "feature_norm_type", "nlist", "nprobe")
+    EXAMPLE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_MEASURE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_NORM_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NLIST_FIELD_NUMBER: _ClassVar[int]
+    NPROBE_FIELD_NUMBER: _ClassVar[int]
+    example_count: int
+    dimensions: int
+    index_type: str
+    index_bytes: int
+    device: str
+    distance_measure_type: str
+    feature_norm_type: str
+    nlist: int
+    nprobe: int
+    def __init__(self, example_count: _Optional[int] = ..., dimensions: _Optional[int] = ..., index_type: _Optional[str] = ..., index_bytes: _Optional[int] = ..., device: _Optional[str] = ..., distance_measure_type: _Optional[str] = ..., feature_norm_type: _Optional[str] = ..., nlist: _Optional[int] = ..., nprobe: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,55 @@
+"""Domain errors that carry a gRPC status code and, where known, the offending field.
+
+Code below the API layer raises these; the servicers (api/) turn them into a
+gRPC status whose details carry a google.rpc.BadRequest naming the field.
+"""
+from __future__ import annotations
+
+import grpc
+
+
+class ExplaindError(Exception):
+    """An error a caller can act on. `field` is a request path such as
+    "model.explanation_spec.parameters.examples.neighbor_count"."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class InvalidArgument(ExplaindError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ExplaindError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(ExplaindError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(ExplaindError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(ExplaindError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Cancelled(ExplaindError):
+    code = grpc.StatusCode.CANCELLED
+
+
+class Unavailable(ExplaindError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ExplaindError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED

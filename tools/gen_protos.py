@@ -1,0 +1,62 @@
+"""Generates the Python stubs in client/explaind/v1 from proto/explaind/v1.
+
+Usage: python tools/gen_protos.py [--out DIR]
+The stubs are committed; tests/unit/test_protos_in_sync.py regenerates them into
+a temporary folder and fails when they differ from the committed ones.
+"""
+import argparse
+import pathlib
+import shutil
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "proto"
+
+
+def include_paths(staging: pathlib.Path):
+    """Proto roots: ours, protobuf's well-known types, googleapis-common-protos.
+
+    googleapis-common-protos ships the Operations API as
+    google/longrunning/operations_proto.proto but registers it at run time as
+    google/longrunning/operations.proto (its canonical name). We import the
+    canonical name, so the file is staged under it; importing the shipped name
+    would fail at run time with "Depends on file ... has not been loaded".
+    """
+    import grpc_tools
+    import google.longrunning
+
+    well_known = pathlib.Path(grpc_tools.__file__).parent / "_proto"
+    longrunning = pathlib.Path(google.longrunning.__path__[0])
+    googleapis = longrunning.parent.parent
+    staged = staging / "google" / "longrunning"
+    staged.mkdir(parents=True)
+    shutil.copy(longrunning / "operations_proto.proto", staged / "operations.proto")
+    return [PROTO_ROOT, well_known, staging, googleapis]
+
+
+def generate(out_dir: pathlib.Path) -> None:
+    from grpc_tools import protoc
+
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "explaind").rglob("*.proto"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as staging:
+        args = ["grpc_tools.protoc"]
+        args += [f"-I{p}" for p in include_paths(pathlib.Path(staging))]
+        args += [f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}"]
+        args += protos
+        if protoc.main(args) != 0:
+            raise SystemExit("protoc failed")
+    init = out_dir / "explaind" / "v1" / "__init__.py"
+    init.write_text('"""Stubs generated from proto/explaind/v1 by tools/gen_protos.py. Do not edit."""\n')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=str(ROOT / "client"))
+    args = parser.parse_args(argv)
+    generate(pathlib.Path(args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
