@@ -1,0 +1,165 @@
+"""A thin Python client over the generated stubs: upload, poll, explain.
+
+    from explaind.client import Client
+    with Client("localhost:8500") as client:
+        op = client.upload_model(model_dict, model_id="flowers")
+        model = client.wait(op, on_progress=print)
+        response = client.explain("models/flowers", instances=[...], neighbor_count=5)
+"""
+from __future__ import annotations
+
+import time
+
+import grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import duration_pb2, json_format, struct_pb2
+
+from explaind.v1 import explanation_pb2, model_pb2, model_service_pb2, model_service_pb2_grpc, \
+    prediction_service_pb2, prediction_service_pb2_grpc
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class OperationError(Exception):
+    """The operation ended with an error (a google.rpc.Status)."""
+
+    def __init__(self, status):
+        super().__init__(f"{grpc.StatusCode(_code_tuple(status.code)).name}: {status.message}"
+                         if _code_tuple(status.code) else status.message)
+        self.status = status
+
+
+def _code_tuple(code: int):
+    for c in grpc.StatusCode:
+        if c.value[0] == code:
+            return c.value
+    return None
+
+
+class Client:
+    def __init__(self, target: str = "localhost:8500", channel: grpc.Channel | None = None):
+        self.channel = channel or grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.operations = operations_pb2_grpc.OperationsStub(self.channel)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.channel.close()
+
+    # --- models ---
+    def upload_model(self, model: dict | model_pb2.Model, model_id: str = "", timeout: float = 60) -> operations_pb2.Operation:
+        """`model` is a Model message or its JSON form (Vertex AI's camelCase or snake_case)."""
+        if isinstance(model, dict):
+            model = json_format.ParseDict(model, model_pb2.Model())
+        return self.models.UploadModel(model_service_pb2.UploadModelRequest(model=model, model_id=model_id),
+                                       timeout=timeout)
+
+    def get_model(self, name: str, timeout: float = 30) -> model_pb2.Model:
+        return self.models.GetModel(model_service_pb2.GetModelRequest(name=_model_name(name)), timeout=timeout)
+
+    def list_models(self, timeout: float = 30) -> list[model_pb2.Model]:
+        out, token = [], ""
+        while True:
+            page = self.models.ListModels(model_service_pb2.ListModelsRequest(page_token=token), timeout=timeout)
+            out.extend(page.models)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def delete_model(self, name: str, timeout: float = 30) -> None:
+        self.models.DeleteModel(model_service_pb2.DeleteModelRequest(name=_model_name(name)), timeout=timeout)
+
+    # --- operations ---
+    def get_operation(self, name: str, timeout: float = 30) -> operations_pb2.Operation:
+        return self.operations.GetOperation(operations_pb2.GetOperationRequest(name=name), timeout=timeout)
+
+    def list_operations(self, timeout: float = 30) -> list[operations_pb2.Operation]:
+        out, token = [], ""
+        while True:
+            page = self.operations.ListOperations(operations_pb2.ListOperationsRequest(page_token=token),
+                                                  timeout=timeout)
+            out.extend(page.operations)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def cancel_operation(self, name: str, timeout: float = 30) -> None:
+        self.operations.CancelOperation(operations_pb2.CancelOperationRequest(name=name), timeout=timeout)
+
+    def delete_operation(self, name: str, timeout: float = 30) -> None:
+        self.operations.DeleteOperation(operations_pb2.DeleteOperationRequest(name=name), timeout=timeout)
+
+    def wait_operation(self, name: str, timeout: float = 10) -> operations_pb2.Operation:
+        request = operations_pb2.WaitOperationRequest(name=name, timeout=duration_pb2.Duration(seconds=int(timeout)))
+        return self.operations.WaitOperation(request, timeout=timeout + 10)
+
+    def wait(self, operation: operations_pb2.Operation | str, timeout: float | None = None,
+             on_progress=None, poll_seconds: float = 1.0) -> model_pb2.Model:
+        """Waits for an upload; returns the Model or raises OperationError."""
+        name = operation if isinstance(operation, str) else operation.name
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = poll_seconds if end is None else max(0.0, min(poll_seconds, end - time.monotonic()))
+            op = self.wait_operation(name, timeout=max(1, int(left)))
+            if on_progress is not None:
+                on_progress(upload_metadata(op))
+            if op.done:
+                if op.HasField("error"):
+                    raise OperationError(op.error)
+                response = model_service_pb2.UploadModelResponse()
+                op.response.Unpack(response)
+                return response.model
+            if end is not None and time.monotonic() >= end:
+                raise TimeoutError(f"operation {name} not done after {timeout}s")
+
+    # --- predictions ---
+    def explain(self, name: str, instances: list, neighbor_count: int = 0, crowding_count: int = 0,
+                restrictions: list[dict] | None = None, return_embeddings: bool = False,
+                embeddings: bool = False, override: dict | None = None,
+                timeout: float = 30) -> prediction_service_pb2.ExplainResponse:
+        """`instances`: JSON values (dicts keyed by input name, or embeddings when embeddings=True)."""
+        request = prediction_service_pb2.ExplainRequest(name=_model_name(name),
+                                                        instances=[_value(i) for i in instances])
+        if override is not None:
+            json_format.ParseDict(override, request.explanation_spec_override)
+        examples = request.explanation_spec_override.examples_override
+        if neighbor_count or crowding_count or restrictions or return_embeddings or embeddings:
+            examples.neighbor_count = neighbor_count
+            examples.crowding_count = crowding_count
+            examples.return_embeddings = return_embeddings
+            if embeddings:
+                examples.data_format = explanation_pb2.ExamplesOverride.DataFormat.EMBEDDINGS
+            for r in restrictions or []:
+                examples.restrictions.add(namespace_name=r.get("namespace_name", r.get("namespace", "")),
+                                          allow=r.get("allow", []), deny=r.get("deny", []))
+        return self.predictions.Explain(request, timeout=timeout)
+
+    def predict(self, name: str, instances: list, timeout: float = 30) -> list:
+        response = self.predictions.Predict(prediction_service_pb2.PredictRequest(
+            name=_model_name(name), instances=[_value(i) for i in instances]), timeout=timeout)
+        return [json_format.MessageToDict(v) for v in response.predictions]
+
+
+def upload_metadata(op: operations_pb2.Operation) -> model_service_pb2.UploadModelOperationMetadata:
+    meta = model_service_pb2.UploadModelOperationMetadata()
+    if op.HasField("metadata"):
+        op.metadata.Unpack(meta)
+    return meta
+
+
+def _model_name(name: str) -> str:
+    return name if name.startswith("models/") else f"models/{name}"
+
+
+def _value(instance) -> struct_pb2.Value:
+    if hasattr(instance, "tolist"):
+        instance = instance.tolist()
+    return json_format.ParseDict(instance, struct_pb2.Value())

@@ -1,0 +1,66 @@
+"""Reads an ExplainRequest into plain values: which neighbors to find for which
+instances, with every bound checked and every error naming its field."""
+from __future__ import annotations
+
+import dataclasses
+
+from google.protobuf import json_format
+
+from explaind.v1 import explanation_pb2
+
+from ..errors import InvalidArgument
+from ..index.restricts import Namespace, parse_restricts
+from ..runtime.instances import Instance, parse_instance
+
+OVERRIDE = "explanation_spec_override.examples_override"
+DataFormat = explanation_pb2.ExamplesOverride.DataFormat
+
+
+@dataclasses.dataclass
+class ExamplesQuery:
+    neighbor_count: int
+    crowding_count: int
+    restricts: list[Namespace]
+    return_embeddings: bool
+    embeddings_format: bool
+
+
+def examples_query(override: explanation_pb2.ExamplesOverride, model_neighbor_count: int,
+                   settings, has_override: bool) -> ExamplesQuery:
+    for name, limit in (("neighbor_count", settings.max_neighbor_count),
+                        ("crowding_count", settings.max_crowding_count)):
+        value = getattr(override, name)
+        if value < 0:
+            raise InvalidArgument(f"must be >= 0, got {value}", field=f"{OVERRIDE}.{name}")
+        if value > limit:
+            raise InvalidArgument(f"must be <= {limit} (the server's --max-{name.replace('_', '-')}), got {value}",
+                                  field=f"{OVERRIDE}.{name}")
+    restricts = []
+    if has_override and override.restrictions:
+        value = [json_format.MessageToDict(r, preserving_proto_field_name=True) for r in override.restrictions]
+        for raw in value:   # proto3 omits empty names; the parser must see them to reject them
+            raw.setdefault("namespace_name", "")
+        restricts = parse_restricts(value, field=f"{OVERRIDE}.restrictions", max_tokens=settings.max_restrict_tokens)
+    return ExamplesQuery(
+        neighbor_count=override.neighbor_count or model_neighbor_count,
+        crowding_count=override.crowding_count,
+        restricts=restricts,
+        return_embeddings=override.return_embeddings,
+        embeddings_format=override.data_format == DataFormat.EMBEDDINGS,
+    )
+
+
+def parse_instances(values, input_names: list[str] | None, embeddings: bool, settings) -> list[Instance]:
+    if not values:
+        raise InvalidArgument("at least one instance is required", field="instances")
+    if len(values) > settings.max_instances_per_request:
+        raise InvalidArgument(f"{len(values)} instances exceed the server's limit of "
+                              f"{settings.max_instances_per_request} (--max-instances-per-request)",
+                              field="instances")
+    return [parse_instance(json_format.MessageToDict(v), input_names, embeddings, field=f"instances[{i}]")
+            for i, v in enumerate(values)]
+
+
+def instance_restricts(instance: Instance, index: int, settings) -> list[Namespace]:
+    return parse_restricts(instance.restricts, field=f"instances[{index}].restricts",
+                           max_tokens=settings.max_restrict_tokens)

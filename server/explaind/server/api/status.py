@@ -1,0 +1,38 @@
+"""Turns domain errors into gRPC statuses with a google.rpc.BadRequest naming the field."""
+from __future__ import annotations
+
+import functools
+import logging
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from ..errors import ExplaindError
+
+log = logging.getLogger(__name__)
+DETAILS_KEY = "grpc-status-details-bin"
+
+
+def status_of(error: ExplaindError) -> status_pb2.Status:
+    status = status_pb2.Status(code=error.code.value[0], message=str(error))
+    if error.field:
+        status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)]))
+    return status
+
+
+async def abort(context: grpc.aio.ServicerContext, error: ExplaindError):
+    status = status_of(error)
+    context.set_trailing_metadata(((DETAILS_KEY, status.SerializeToString()),))
+    await context.abort(error.code, str(error))
+
+
+def translate_errors(method):
+    """Servicer methods raise ExplaindError; the caller sees its status and field."""
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        try:
+            return await method(self, request, context)
+        except ExplaindError as e:
+            await abort(context, e)
+    return wrapper

@@ -1,0 +1,153 @@
+"""Assembles the daemon: store, registry, engine, servicers, interceptors,
+health, reflection, metrics endpoint, store watcher and graceful shutdown."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+
+import grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.rpc import code_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from explaind.v1 import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2, \
+    prediction_service_pb2_grpc
+
+from .api.model_service import ModelServicer
+from .api.operations import OperationsServicer
+from .api.prediction import ModelAccess, PredictionServicer
+from .config import Settings
+from .examples.uploads import UploadManager, _use_gpu
+from .interceptors import DrainInterceptor, build_interceptors
+from .metrics import Metrics, start_metrics_server, stop_metrics_server
+from .runtime.engine import Engine
+from .runtime.registry import ModelRegistry
+from .shutdown import GracefulShutdown
+from .store.models import ModelStore
+from .store.objects import ObjectStore
+from .store.operations import OperationStore
+from .store.watcher import StoreWatcher
+
+log = logging.getLogger(__name__)
+
+SERVICES = (
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+    operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name,
+)
+
+
+class Daemon:
+    """One replica. `await start()`, then `await wait()`; `port`/`metrics_port` are the bound ports."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.metrics = Metrics()
+        objects = ObjectStore(settings.store)
+        self.models = ModelStore(objects)
+        self.operations = OperationStore(objects)
+        self.registry = ModelRegistry(self.metrics)
+        cache = settings.cache_dir or os.path.join(tempfile.gettempdir(), "explaind-cache")
+        self.watcher = StoreWatcher(self.models, self.registry, cache, _use_gpu(settings.use_gpu),
+                                    settings.store_poll_seconds)
+        self.uploads = UploadManager(self.models, self.operations, settings, self.metrics)
+        self.engine = Engine(settings, self.metrics)
+        self.drain = DrainInterceptor(self.metrics)
+        self.health = health_aio.HealthServicer()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.server: grpc.aio.Server | None = None
+        self.shutdown: GracefulShutdown | None = None
+        self.port = 0
+        self.metrics_port = 0
+        self._metrics_server = None
+
+    def _server_options(self) -> list[tuple[str, int]]:
+        s = self.settings
+        options = [("grpc.max_receive_message_length", s.max_message_bytes),
+                   ("grpc.max_send_message_length", s.max_message_bytes),
+                   ("grpc.so_reuseport", 1)]
+        if s.max_connection_age_seconds > 0:
+            # Long-lived HTTP/2 connections pin a client to one replica; ending them
+            # now and then lets client-side round-robin spread load over new pods.
+            options += [("grpc.max_connection_age_ms", int(s.max_connection_age_seconds * 1000)),
+                        ("grpc.max_connection_age_grace_ms", int(s.shutdown_grace_seconds * 1000))]
+        return options
+
+    async def start(self) -> None:
+        s = self.settings
+        # The first sync happens before the port opens, so a restarted replica serves at once.
+        await asyncio.to_thread(self.watcher.sync)
+        self.server = grpc.aio.server(
+            interceptors=build_interceptors(self.metrics, self.drain, s.max_concurrent_calls),
+            options=self._server_options(), maximum_concurrent_rpcs=None)
+        access = ModelAccess(self.registry, self.watcher, self.models)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(self.uploads, self.models, self.registry), self.server)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(access, self.engine, s, self.metrics), self.server)
+        operations_pb2_grpc.add_OperationsServicer_to_server(
+            OperationsServicer(self.operations, self.uploads), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            SERVICES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server)
+        self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {s.host}:{s.port}")
+        self._metrics_server, self.metrics_port = start_metrics_server(s.metrics_port, self.metrics.registry)
+        await self.server.start()
+        for service in ("",) + SERVICES:
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._tasks.append(asyncio.create_task(self.watcher.run(self._stop, on_tick=self._housekeeping)))
+        self.shutdown = GracefulShutdown(self.server, self.health, ("",) + SERVICES, self.drain,
+                                         grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped)
+        log.info("explaind serving", extra={"port": self.port, "metrics_port": self.metrics_port,
+                                            "store": s.store})
+
+    def _housekeeping(self) -> None:
+        """Each poll: end builds whose worker died, and export operations by state."""
+        self.uploads.fail_stale_builds()
+        counts = {"RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
+        for op in self.operations.list():
+            if not op.operation.done:
+                counts["RUNNING"] += 1
+            elif op.operation.HasField("error"):
+                counts["CANCELLED" if op.operation.error.code == code_pb2.CANCELLED else "FAILED"] += 1
+            else:
+                counts["SUCCEEDED"] += 1
+        for state, n in counts.items():
+            self.metrics.operations.labels(state=state).set(n)
+
+    async def _on_stopped(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await self.engine.close()
+        await asyncio.to_thread(self.uploads.shutdown)
+        if self._metrics_server is not None:
+            stop_metrics_server(self._metrics_server)
+            self._metrics_server = None
+
+    async def stop(self) -> None:
+        """Drains and stops (what SIGTERM does)."""
+        await self.shutdown.trigger("stop()")
+        await self.shutdown.wait()
+
+    async def wait(self) -> None:
+        await self.shutdown.wait()
+
+
+async def serve(settings: Settings, ready=None) -> None:
+    daemon = Daemon(settings)
+    await daemon.start()
+    daemon.shutdown.install()
+    print(f"explaind listening on port {daemon.port} (metrics on {daemon.metrics_port}, store {settings.store})",
+          flush=True)
+    if ready is not None:
+        ready(daemon)
+    await daemon.wait()

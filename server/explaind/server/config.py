@@ -1,0 +1,70 @@
+"""Server settings: each one a flag of `explaind serve` and an EXPLAIND_* variable.
+
+Precedence: command-line flag, then environment variable, then the default.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+
+@dataclasses.dataclass
+class Settings:
+    port: int = 8500
+    metrics_port: int = 8501
+    host: str = "[::]"
+    store: str = "./explaind-store"
+    cache_dir: str = ""                  # local copies of indexes; default: a folder in the temp dir
+    log_level: str = "INFO"
+    log_json: bool = True
+    store_poll_seconds: float = 2.0       # how often replicas look for published/deleted models
+    heartbeat_seconds: float = 2.0        # how often a build writes its progress
+    heartbeat_timeout_seconds: float = 30.0  # a build silent for this long is taken over or failed
+    build_workers: int = 1                # concurrent builds per replica
+    embed_batch_size: int = 256           # examples per model run during a build
+    max_batch_size: int = 64              # instances per batched Explain model run / search
+    max_queue_delay_ms: float = 2.0
+    max_queued: int = 4096                # instances waiting in a batcher before RESOURCE_EXHAUSTED
+    max_concurrent_calls: int = 1024
+    max_instances_per_request: int = 1024
+    max_neighbor_count: int = 1000
+    max_crowding_count: int = 1000
+    max_restrict_tokens: int = 1000
+    max_message_bytes: int = 64 * 1024 * 1024
+    max_connection_age_seconds: float = 0.0  # 0 = unlimited; set in Kubernetes so clients rebalance
+    shutdown_grace_seconds: float = 20.0
+    search_threads: int = 0               # 0 = os.cpu_count()
+    use_gpu: str = "auto"                 # auto | yes | no
+
+
+def _env_name(field: str) -> str:
+    return "EXPLAIND_" + field.upper()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One --flag per setting; defaults are resolved later so the env can fill them."""
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str, "bool": str}[f.type]
+        parser.add_argument(flag, dest=f.name, type=kind, default=None,
+                            help=f"(env {_env_name(f.name)}, default {f.default!r})")
+
+
+def _parse(value: str, field: dataclasses.Field):
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    if kind == "bool":
+        return str(value).lower() in ("1", "true", "yes", "on")
+    return {"int": int, "float": float, "str": str}[kind](value)
+
+
+def resolve(args: argparse.Namespace | None = None, environ: dict | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    values = {}
+    for f in dataclasses.fields(Settings):
+        flag_value = getattr(args, f.name, None) if args is not None else None
+        if flag_value is not None:
+            values[f.name] = _parse(flag_value, f)
+        elif _env_name(f.name) in environ:
+            values[f.name] = _parse(environ[_env_name(f.name)], f)
+    return Settings(**values)

@@ -1,0 +1,251 @@
+"""The upload build job: examples -> embeddings -> index -> published model.
+
+Runs in a worker thread. Every stage writes its progress into the operation
+record (the heartbeat other replicas watch); any failure or cancel discards
+the staging folder and the claim, so nothing is half-published, and ends the
+operation with an error that names the stage and the cause.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import threading
+import time
+import uuid
+
+import numpy as np
+from google.protobuf import timestamp_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from explaind.v1 import model_pb2, model_service_pb2
+
+from ..errors import ExplaindError, InvalidArgument
+from ..index.config import SearchConfig
+from ..index.example_index import ExampleIndex
+from ..index.restricts import parse_restricts
+from ..runtime.instances import batch_inputs
+from ..store.models import ModelRecord, ModelStore
+from ..store.operations import OperationRecord, OperationStore
+from . import readers
+
+log = logging.getLogger(__name__)
+Stage = model_service_pb2.UploadModelOperationMetadata.Stage
+EXAMPLES_FIELD = "model.explanation_spec.parameters.examples"
+
+
+class BuildCancelled(Exception):
+    pass
+
+
+class BuildJob:
+    def __init__(self, models: ModelStore, operations: OperationStore, op: OperationRecord,
+                 record: ModelRecord, search_config: SearchConfig | None, uris: list[str],
+                 *, worker: str, embed_batch_size: int = 256, heartbeat_seconds: float = 2.0,
+                 use_gpu: bool | None = None, metrics=None):
+        self.models = models
+        self.operations = operations
+        self.op = op
+        self.record = record
+        self.search_config = search_config
+        self.uris = uris
+        self.worker = worker
+        self.embed_batch_size = embed_batch_size
+        self.heartbeat_seconds = heartbeat_seconds
+        self.use_gpu = use_gpu
+        self.metrics = metrics
+        self.cancel_event = threading.Event()
+        self.build_id = "b" + uuid.uuid4().hex[:12]
+        self.stage = Stage.QUEUED
+        self._stage_started = time.monotonic()
+        self._last_beat = 0.0
+        self.meta = model_service_pb2.UploadModelOperationMetadata()
+        op.operation.metadata.Unpack(self.meta)
+
+    # --- progress ---
+    def _set_stage(self, stage: int) -> None:
+        if self.metrics is not None and self.stage not in (Stage.QUEUED, Stage.STAGE_UNSPECIFIED):
+            self.metrics.build_stage_seconds.labels(stage=Stage.Name(self.stage)).observe(
+                time.monotonic() - self._stage_started)
+        self.stage = stage
+        self._stage_started = time.monotonic()
+        self.meta.stage = stage
+        self._beat(force=True)
+
+    def _progress(self, embedded: int, total: int) -> None:
+        self.meta.examples_embedded = embedded
+        self.meta.examples_total = total
+        self.meta.progress_percent = 100.0 * embedded / total if total else 0.0
+        self._beat()
+
+    def _beat(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_beat < self.heartbeat_seconds:
+            return
+        self._last_beat = now
+        stored = self.operations.get(self.op.op_id)
+        if stored is None or stored.cancel_requested:
+            # Deleted records do not cancel (DeleteOperation only forgets); a cancel
+            # asked on another replica arrives through the store.
+            if stored is not None:
+                self.cancel_event.set()
+        if self.cancel_event.is_set():
+            raise BuildCancelled()
+        self.meta.update_time.GetCurrentTime()
+        self.meta.worker = self.worker
+        self.op.operation.metadata.Pack(self.meta)
+        self.op.worker = self.worker
+        if stored is not None:
+            self.operations.put(self.op)
+
+    # --- the job ---
+    def run(self) -> None:
+        """Never raises: the outcome is written into the operation record."""
+        try:
+            self._run()
+        except BuildCancelled:
+            self._fail(code_pb2.CANCELLED, f"cancelled by CancelOperation during stage {Stage.Name(self.stage)}")
+        except ExplaindError as e:
+            self._fail(e.code.value[0], f"stage {Stage.Name(self.stage)}: {e}", e.field, e.message)
+        except Exception as e:  # noqa: BLE001 - any failure must end the operation, not kill the worker
+            log.exception("build failed", extra={"operation": self.op.operation.name})
+            self._fail(code_pb2.INTERNAL, f"stage {Stage.Name(self.stage)}: {type(e).__name__}: {e}")
+
+    def _run(self) -> None:
+        from ..runtime.saved_model import LatentModel  # TensorFlow loads only when a build needs it
+
+        model = self.record.model
+        metadata = model.explanation_spec.metadata
+        self._set_stage(Stage.LOADING_MODEL)
+        latent = None
+        if model.artifact_uri:
+            latent = LatentModel.load(model.artifact_uri, metadata.latent_space_source)
+            if self.search_config is not None and self.search_config.dimensions not in (None, latent.latent_dim):
+                raise InvalidArgument(
+                    f"dimensions is {self.search_config.dimensions} but the latent space "
+                    f"{metadata.latent_space_source or '(the only output)'} has {latent.latent_dim} values",
+                    field=f"{EXAMPLES_FIELD}.nearest_neighbor_search_config.config.dimensions")
+        if self.search_config is None:
+            # A feature-attribution model: loading it validates signature and metadata.
+            from ..attributions.explainer import FeatureExplainer
+            FeatureExplainer.load(model.artifact_uri, model.explanation_spec)
+            self._publish(latent, None)
+            return
+
+        self._set_stage(Stage.READING_EXAMPLES)
+        paths = readers.expand_uris(self.uris, f"{EXAMPLES_FIELD}.gcs_source.uris")
+        total = readers.count_records(paths)
+        self._progress(0, total)
+        self._set_stage(Stage.EMBEDDING)
+        embeddings, ids, restricts, tags = self._embed_all(paths, latent, total)
+
+        self._set_stage(Stage.BUILDING_INDEX)
+        config = self.search_config
+        if config.dimensions is None:
+            config = dataclasses.replace(config, dimensions=int(embeddings.shape[1]))
+        index = ExampleIndex.build(embeddings, ids, restricts, tags, config, use_gpu=self.use_gpu)
+        self._beat(force=True)
+        self._publish(latent, index)
+
+    def _embed_all(self, paths, latent, total):
+        input_names = latent.input_names if latent is not None else None
+        chunks, ids, restricts, tags = [], [], [], []
+        position = 0
+        records = readers.iter_records(paths, input_names, f"{EXAMPLES_FIELD}.gcs_source.uris")
+        for batch in readers.iter_batches(records, self.embed_batch_size):
+            vectors: list[np.ndarray | None] = [r.embedding for r in batch]
+            needs_model = [i for i, r in enumerate(batch) if r.embedding is None]
+            if needs_model:
+                if latent is None:
+                    raise InvalidArgument(
+                        f"example {position + needs_model[0]} has model inputs but the model has no "
+                        "artifact_uri; give every example an embedding or upload the SavedModel",
+                        field="model.artifact_uri")
+                inputs = batch_inputs([batch[i] for i in needs_model], latent.input_specs,
+                                      field_prefix=f"examples[{position}..]")
+                out = latent.embed(inputs)
+                for j, i in enumerate(needs_model):
+                    vectors[i] = out[j]
+            for offset, r in enumerate(batch):
+                ids.append(r.id if r.id is not None else str(position + offset))
+                restricts.append(parse_restricts(r.restricts, field=f"examples[{position + offset}].restricts"))
+                tags.append(r.crowding_tag)
+            chunk = _stack(vectors, position)
+            if chunks and chunk.shape[1] != chunks[0].shape[1]:
+                raise InvalidArgument(
+                    f"examples from {position} on have {chunk.shape[1]}-value embeddings, earlier ones "
+                    f"{chunks[0].shape[1]}", field=f"{EXAMPLES_FIELD}.gcs_source.uris")
+            chunks.append(chunk)
+            position += len(batch)
+            self._progress(position, max(total, position))
+        if position == 0:
+            raise InvalidArgument("the data set has no examples", field=f"{EXAMPLES_FIELD}.gcs_source.uris")
+        return np.concatenate(chunks).astype(np.float32, copy=False), ids, restricts, tags
+
+    def _publish(self, latent, index) -> None:
+        self._set_stage(Stage.PUBLISHING)
+        record = self.record
+        model = record.model
+        if index is not None:
+            prefix = self.models.build_prefix(record.model_id, self.build_id)
+            with tempfile.TemporaryDirectory(prefix="explaind-build-") as tmp:
+                index.save(tmp)
+                size = self.models.objects.upload_dir(tmp, prefix)
+            info = index.info
+            config = index.config
+            model.index_info.CopyFrom(model_pb2.IndexInfo(
+                example_count=index.size, dimensions=index.dimensions,
+                index_type=str(info.get("index_type", "")), index_bytes=int(info.get("index_bytes", size)),
+                device=str(info.get("device", "cpu")), distance_measure_type=config.distance,
+                feature_norm_type=config.feature_norm, nlist=int(info.get("nlist", 0) or 0),
+                nprobe=int(info.get("nprobe", 0) or 0)))
+            record.build_id = self.build_id
+            record.search_config = config.to_json()
+        if self.cancel_event.is_set():
+            raise BuildCancelled()
+        model.state = model_pb2.Model.READY
+        model.update_time.GetCurrentTime()
+        self.models.publish(record)
+        self.meta.stage = Stage.DONE
+        self.meta.progress_percent = 100.0
+        self.meta.update_time.GetCurrentTime()
+        self.op.operation.metadata.Pack(self.meta)
+        self.op.operation.response.Pack(model_service_pb2.UploadModelResponse(model=model))
+        self.op.operation.done = True
+        self._store_final()
+
+    def _fail(self, code: int, message: str, field: str | None = None, description: str = "") -> None:
+        try:
+            self.models.discard_build(self.record.model_id, self.build_id)
+        finally:
+            self.models.release_claim(self.record.model_id)
+        status = status_pb2.Status(code=code, message=message)
+        if field:
+            detail = error_details_pb2.BadRequest(field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=field, description=description or message)])
+            status.details.add().Pack(detail)
+        self.meta.update_time.GetCurrentTime()
+        self.op.operation.metadata.Pack(self.meta)
+        self.op.operation.error.CopyFrom(status)
+        self.op.operation.done = True
+        self._store_final()
+        log.info("build ended with an error", extra={"operation": self.op.operation.name, "error": message})
+
+    def _store_final(self) -> None:
+        # A DeleteOperation during the build forgets the record: do not resurrect it.
+        if self.operations.get(self.op.op_id) is not None:
+            self.operations.put(self.op)
+
+
+def _stack(vectors: list[np.ndarray], position: int) -> np.ndarray:
+    sizes = {np.asarray(v).reshape(-1).shape[0] for v in vectors}
+    if len(sizes) != 1:
+        raise InvalidArgument(f"examples {position}..{position + len(vectors) - 1} have embeddings of "
+                              f"different sizes {sorted(sizes)}", field=f"{EXAMPLES_FIELD}.gcs_source.uris")
+    return np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors])
+
+
+def now_timestamp() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.GetCurrentTime()
+    return ts

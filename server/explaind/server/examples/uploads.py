@@ -1,0 +1,208 @@
+"""UploadModel: validates the request, claims the model id, records the
+operation and runs the build job on a worker thread.
+
+What can be checked without running the model is checked here, so a bad
+request fails with INVALID_ARGUMENT at once instead of as a failed operation.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import re
+import socket
+import threading
+import time
+import uuid
+
+import fsspec
+from google.longrunning import operations_pb2
+from google.protobuf import json_format
+from google.rpc import code_pb2, status_pb2
+
+from explaind.v1 import model_pb2, model_service_pb2
+
+from ..errors import InvalidArgument
+from ..index.config import SearchConfig, search_config_from_json, search_config_from_presets
+from ..store.models import ModelRecord, ModelStore
+from ..store.operations import OperationRecord, OperationStore
+from . import readers
+from .build_job import BuildJob
+
+log = logging.getLogger(__name__)
+MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
+EXAMPLES = "model.explanation_spec.parameters.examples"
+DEFAULT_NEIGHBOR_COUNT = 10
+Stage = model_service_pb2.UploadModelOperationMetadata.Stage
+
+
+class UploadManager:
+    def __init__(self, models: ModelStore, operations: OperationStore, settings, metrics=None):
+        self.models = models
+        self.operations = operations
+        self.settings = settings
+        self.metrics = metrics
+        self.worker = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.build_workers, thread_name_prefix="build")
+        self._jobs: dict[str, BuildJob] = {}
+        self._lock = threading.Lock()
+
+    # --- UploadModel ---
+    def upload(self, request: model_service_pb2.UploadModelRequest) -> OperationRecord:
+        model_id = self._model_id(request.model_id)
+        model = model_pb2.Model()
+        model.CopyFrom(request.model)
+        search_config, uris = self._validate(model)
+        model.name = f"models/{model_id}"
+        model.state = model_pb2.Model.BUILDING
+        model.create_time.GetCurrentTime()
+        model.update_time.CopyFrom(model.create_time)
+        model.ClearField("index_info")
+
+        op_name = f"operations/{uuid.uuid4().hex}"
+        record = ModelRecord(model=model, operation=op_name)
+        self.models.claim(record)
+        meta = model_service_pb2.UploadModelOperationMetadata(
+            stage=Stage.QUEUED, model=model.name, worker=self.worker)
+        meta.create_time.GetCurrentTime()
+        meta.update_time.CopyFrom(meta.create_time)
+        op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker,
+                             request=json_format.MessageToDict(request))
+        try:
+            self.operations.put(op)
+        except Exception:
+            self.models.release_claim(model_id)
+            raise
+        job = BuildJob(self.models, self.operations, op, record, search_config, uris,
+                       worker=self.worker, embed_batch_size=self.settings.embed_batch_size,
+                       heartbeat_seconds=self.settings.heartbeat_seconds,
+                       use_gpu=_use_gpu(self.settings.use_gpu), metrics=self.metrics)
+        with self._lock:
+            self._jobs[op.op_id] = job
+        self._pool.submit(self._run, job)
+        log.info("upload started", extra={"model": model.name, "operation": op_name})
+        return op
+
+    def _run(self, job: BuildJob) -> None:
+        try:
+            job.run()
+        finally:
+            with self._lock:
+                self._jobs.pop(job.op.op_id, None)
+
+    def _model_id(self, model_id: str) -> str:
+        if not model_id:
+            return "m" + uuid.uuid4().hex[:12]
+        if not MODEL_ID.match(model_id):
+            raise InvalidArgument(
+                f"{model_id!r} is not a valid model id: at most 63 of [a-z0-9_-], "
+                "not starting with a digit or hyphen", field="model_id")
+        return model_id
+
+    def _validate(self, model: model_pb2.Model) -> tuple[SearchConfig | None, list[str]]:
+        params = model.explanation_spec.parameters
+        method = params.WhichOneof("method")
+        if method is None:
+            raise InvalidArgument("set examples or an attribution method",
+                                  field="model.explanation_spec.parameters")
+        if model.artifact_uri:
+            _check_artifact(model.artifact_uri)
+        elif method != "examples":
+            raise InvalidArgument("feature attributions need the SavedModel", field="model.artifact_uri")
+        if method != "examples":
+            return None, []
+        examples = params.examples
+        if examples.neighbor_count < 0:
+            raise InvalidArgument(f"must be >= 0, got {examples.neighbor_count}", field=f"{EXAMPLES}.neighbor_count")
+        if examples.neighbor_count > self.settings.max_neighbor_count:
+            raise InvalidArgument(f"must be <= {self.settings.max_neighbor_count} (--max-neighbor-count), "
+                                  f"got {examples.neighbor_count}", field=f"{EXAMPLES}.neighbor_count")
+        neighbor_count = examples.neighbor_count or DEFAULT_NEIGHBOR_COUNT
+        if not examples.neighbor_count:
+            examples.neighbor_count = neighbor_count
+        config_kind = examples.WhichOneof("config")
+        if config_kind == "nearest_neighbor_search_config":
+            value = json_format.MessageToDict(examples.nearest_neighbor_search_config)
+            config = search_config_from_json(value, neighbor_count, field=f"{EXAMPLES}.nearest_neighbor_search_config")
+        elif config_kind == "presets":
+            presets = examples.presets
+            config = search_config_from_presets(
+                presets.Query.Name(presets.query), presets.Modality.Name(presets.modality), neighbor_count)
+        else:
+            raise InvalidArgument("set nearest_neighbor_search_config or presets", field=EXAMPLES)
+        if examples.HasField("example_gcs_source"):
+            uris, field = list(examples.example_gcs_source.gcs_source.uris), f"{EXAMPLES}.example_gcs_source.gcs_source.uris"
+        else:
+            uris, field = list(examples.gcs_source.uris), f"{EXAMPLES}.gcs_source.uris"
+        if not uris:
+            raise InvalidArgument("no data set given", field=field)
+        readers.expand_uris(uris, field)   # a missing file fails now, not in the operation
+        return config, uris
+
+    # --- operations ---
+    def cancel(self, op: OperationRecord) -> None:
+        """Best effort: the running job stops at its next progress point."""
+        if op.operation.done:
+            return
+        with self._lock:
+            job = self._jobs.get(op.op_id)
+        if job is not None:
+            job.cancel_event.set()
+        op.cancel_requested = True
+        self.operations.put(op)
+
+    def fail_stale_builds(self) -> int:
+        """Ends operations whose worker stopped heart-beating (it died); returns how many."""
+        deadline = time.time() - self.settings.heartbeat_timeout_seconds
+        failed = 0
+        for op in self.operations.list():
+            if op.operation.done or op.heartbeat > deadline:
+                continue
+            with self._lock:
+                if op.op_id in self._jobs:
+                    continue
+            meta = model_service_pb2.UploadModelOperationMetadata()
+            op.operation.metadata.Unpack(meta)
+            model_id = meta.model.partition("/")[2]
+            record = self.models.get(model_id) if model_id else None
+            if record is not None and record.model.state == model_pb2.Model.BUILDING and record.operation == op.operation.name:
+                self.models.release_claim(model_id)
+            op.operation.error.CopyFrom(status_pb2.Status(
+                code=code_pb2.ABORTED,
+                message=f"stage {Stage.Name(meta.stage)}: worker {op.worker} stopped sending heartbeats "
+                        f"for {self.settings.heartbeat_timeout_seconds:.0f}s; upload again"))
+            op.operation.done = True
+            self.operations.put(op)
+            failed += 1
+        return failed
+
+    def running_count(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for job in self._jobs.values():
+                job.cancel_event.set()
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def _operation(name: str, meta) -> operations_pb2.Operation:
+    op = operations_pb2.Operation(name=name, done=False)
+    op.metadata.Pack(meta)
+    return op
+
+
+def _check_artifact(uri: str) -> None:
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+        ok = fs.isfile(path) and path.endswith(".keras") or fs.exists(f"{path.rstrip('/')}/saved_model.pb")
+    except Exception as e:  # noqa: BLE001 - unreachable storage is a bad uri for the caller
+        raise InvalidArgument(f"cannot read {uri!r}: {e}", field="model.artifact_uri") from e
+    if not ok:
+        raise InvalidArgument(f"{uri!r} is not a SavedModel folder (no saved_model.pb) nor a .keras file",
+                              field="model.artifact_uri")
+
+
+def _use_gpu(setting: str) -> bool | None:
+    return {"yes": True, "no": False}.get(setting)

@@ -1,0 +1,127 @@
+"""Model records and their built artifacts in the store.
+
+Layout under the store root:
+  models/{id}/building.json     claim of a build in progress (created exclusively)
+  models/{id}/builds/{build}/   index files of one build (staging until published)
+  models/{id}/model.json        the published record; written last, so a model
+                                is served only once everything it names exists
+A failed or cancelled build removes its staging folder and its claim, so it
+publishes nothing and the id can be used again.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from explaind.v1 import model_pb2
+
+from ..errors import AlreadyExists, NotFound
+from . import records
+from .objects import KeyExists, ObjectStore
+
+PUBLISHED = "model.json"
+CLAIM = "building.json"
+
+
+@dataclasses.dataclass
+class ModelRecord:
+    model: model_pb2.Model
+    operation: str = ""          # the operation that built it
+    build_id: str = ""           # folder under builds/ holding the index ("" for models without one)
+    search_config: dict | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.model.name.split("/", 1)[1]
+
+    def to_bytes(self) -> bytes:
+        return records.dumps({
+            "model": records.message_to_dict(self.model),
+            "operation": self.operation,
+            "build_id": self.build_id,
+            "search_config": self.search_config,
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ModelRecord":
+        d = records.loads(data)
+        return cls(
+            model=records.dict_to_message(d["model"], model_pb2.Model()),
+            operation=d.get("operation", ""),
+            build_id=d.get("build_id", ""),
+            search_config=d.get("search_config"),
+        )
+
+
+class ModelStore:
+    def __init__(self, objects: ObjectStore):
+        self.objects = objects
+
+    # --- claims (builds in progress) ---
+    def claim(self, record: ModelRecord) -> None:
+        """Marks the model as building; ALREADY_EXISTS if the id is taken."""
+        model_id = record.model_id
+        if self.objects.exists(f"models/{model_id}/{PUBLISHED}"):
+            raise AlreadyExists(f"model {model_id!r} already exists", field="model_id")
+        try:
+            self.objects.create(f"models/{model_id}/{CLAIM}", record.to_bytes())
+        except KeyExists:
+            raise AlreadyExists(f"model {model_id!r} is already being built", field="model_id") from None
+
+    def release_claim(self, model_id: str) -> None:
+        self.objects.delete(f"models/{model_id}/{CLAIM}")
+
+    # --- builds ---
+    def build_prefix(self, model_id: str, build_id: str) -> str:
+        return f"models/{model_id}/builds/{build_id}"
+
+    def discard_build(self, model_id: str, build_id: str) -> None:
+        self.objects.delete_prefix(self.build_prefix(model_id, build_id))
+
+    def publish(self, record: ModelRecord) -> None:
+        """Writes the published record (the build's files must already be in place), then drops the claim."""
+        self.objects.write(f"models/{record.model_id}/{PUBLISHED}", record.to_bytes())
+        self.release_claim(record.model_id)
+
+    # --- reading ---
+    def get(self, model_id: str) -> ModelRecord | None:
+        """The published record, else the building claim, else None."""
+        for name in (PUBLISHED, CLAIM):
+            data = self.objects.read(f"models/{model_id}/{name}")
+            if data is not None:
+                return ModelRecord.from_bytes(data)
+        return None
+
+    def get_published(self, model_id: str) -> ModelRecord | None:
+        data = self.objects.read(f"models/{model_id}/{PUBLISHED}")
+        return ModelRecord.from_bytes(data) if data is not None else None
+
+    def require(self, model_id: str, field: str = "name") -> ModelRecord:
+        record = self.get(model_id)
+        if record is None:
+            raise NotFound(f"model models/{model_id} not found", field=field)
+        return record
+
+    def list_ids(self) -> list[str]:
+        return [name for name in self.objects.list("models") if not name.startswith(".")]
+
+    def list(self) -> list[ModelRecord]:
+        out = []
+        for model_id in self.list_ids():
+            record = self.get(model_id)
+            if record is not None:
+                out.append(record)
+        return out
+
+    def published_builds(self) -> dict[str, str]:
+        """model id -> build id of every published model (what replicas should serve)."""
+        out = {}
+        for model_id in self.list_ids():
+            record = self.get_published(model_id)
+            if record is not None:
+                out[model_id] = record.build_id
+        return out
+
+    def delete(self, model_id: str) -> None:
+        """Unpublishes first (readers stop seeing it), then removes its files."""
+        self.objects.delete(f"models/{model_id}/{PUBLISHED}")
+        self.objects.delete_prefix(f"models/{model_id}")

@@ -1,0 +1,125 @@
+"""A key/value view of the store (a local folder or any fsspec URL).
+
+Every record and artifact of explaind goes through this class, so the rest of
+the server never deals with paths, protocols or atomicity. Guarantees:
+- local folder: `write` is atomic (temp file + rename) and `create` is atomic
+  and exclusive (temp file + hard link, which fails if the key exists);
+- object stores (s3://, gs://): a PUT replaces an object atomically; `create`
+  uses fsspec's conditional create (If-None-Match on S3 and GCS where the
+  filesystem implements it, else check-then-write, which can race).
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+import uuid
+
+import fsspec
+from fsspec.core import url_to_fs
+
+
+class KeyExists(Exception):
+    """`create` found the key already present."""
+
+
+class ObjectStore:
+    def __init__(self, url: str):
+        self.url = url
+        self.fs, root = url_to_fs(url)
+        self.root = root.rstrip("/")
+        self.is_local = "file" in _protocols(self.fs)
+        if self.is_local:
+            os.makedirs(self.root, exist_ok=True)
+
+    def path(self, key: str) -> str:
+        return posixpath.join(self.root, key) if key else self.root
+
+    def uri(self, key: str) -> str:
+        """A URL other tools (fsspec, TensorFlow) can open."""
+        path = self.path(key)
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(self.path(key))
+        except FileNotFoundError:
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        if self.is_local:
+            tmp = self._local_temp(path, data)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def create(self, key: str, data: bytes) -> None:
+        """Writes `data` only if `key` does not exist yet; else raises KeyExists."""
+        path = self.path(key)
+        if self.is_local:
+            tmp = self._local_temp(path, data)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise KeyExists(key) from None
+            finally:
+                os.unlink(tmp)
+            return
+        try:
+            self.fs.pipe_file(path, data, mode="create")
+        except FileExistsError:
+            raise KeyExists(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self.path(key))
+
+    def delete(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self.path(key))
+        except FileNotFoundError:
+            pass
+
+    def delete_prefix(self, prefix: str) -> None:
+        path = self.path(prefix)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    def list(self, prefix: str) -> list[str]:
+        """Names directly under `prefix` (files and folders), sorted."""
+        path = self.path(prefix)
+        try:
+            entries = self.fs.ls(path, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(posixpath.basename(e.rstrip("/")) for e in entries)
+
+    def upload_dir(self, local_dir: str, prefix: str) -> int:
+        """Copies a local folder's files under `prefix`; returns the bytes copied."""
+        total = 0
+        if self.is_local:
+            os.makedirs(self.path(prefix), exist_ok=True)
+        for name in sorted(os.listdir(local_dir)):
+            src = os.path.join(local_dir, name)
+            if os.path.isfile(src):
+                total += os.path.getsize(src)
+                self.fs.put_file(src, self.path(f"{prefix}/{name}"))
+        return total
+
+    def download_dir(self, prefix: str, local_dir: str) -> None:
+        os.makedirs(local_dir, exist_ok=True)
+        for name in self.list(prefix):
+            self.fs.get_file(self.path(f"{prefix}/{name}"), os.path.join(local_dir, name))
+
+    def _local_temp(self, path: str, data: bytes) -> str:
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{uuid.uuid4().hex[:8]}-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return tmp
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)

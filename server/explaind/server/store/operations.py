@@ -1,0 +1,93 @@
+"""Operation records (google.longrunning.Operation) in the store.
+
+operations/{id}.json holds the Operation itself plus what another replica
+needs to watch or take over the build: the original request, the worker that
+runs it, its last heartbeat and whether a cancel was asked for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from google.longrunning import operations_pb2
+
+from explaind.v1 import model_service_pb2  # noqa: F401  (registers the packed types for JSON)
+
+from ..errors import NotFound
+from . import records
+from .objects import ObjectStore
+
+
+@dataclasses.dataclass
+class OperationRecord:
+    operation: operations_pb2.Operation
+    request: dict = dataclasses.field(default_factory=dict)   # UploadModelRequest as JSON
+    worker: str = ""
+    heartbeat: float = 0.0
+    cancel_requested: bool = False
+
+    @property
+    def op_id(self) -> str:
+        return self.operation.name.split("/", 1)[1]
+
+    def to_bytes(self) -> bytes:
+        return records.dumps({
+            "operation": records.message_to_dict(self.operation),
+            "request": self.request,
+            "worker": self.worker,
+            "heartbeat": self.heartbeat,
+            "cancel_requested": self.cancel_requested,
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "OperationRecord":
+        d = records.loads(data)
+        return cls(
+            operation=records.dict_to_message(d["operation"], operations_pb2.Operation()),
+            request=d.get("request", {}),
+            worker=d.get("worker", ""),
+            heartbeat=d.get("heartbeat", 0.0),
+            cancel_requested=d.get("cancel_requested", False),
+        )
+
+
+class OperationStore:
+    def __init__(self, objects: ObjectStore):
+        self.objects = objects
+
+    def _key(self, op_id: str) -> str:
+        return f"operations/{op_id}.json"
+
+    def put(self, record: OperationRecord) -> None:
+        record.heartbeat = time.time()
+        self.objects.write(self._key(record.op_id), record.to_bytes())
+
+    def get(self, op_id: str) -> OperationRecord | None:
+        data = self.objects.read(self._key(op_id))
+        return OperationRecord.from_bytes(data) if data is not None else None
+
+    def require(self, name: str) -> OperationRecord:
+        op_id = operation_id(name)
+        record = self.get(op_id) if op_id else None
+        if record is None:
+            raise NotFound(f"operation {name!r} not found", field="name")
+        return record
+
+    def list(self) -> list[OperationRecord]:
+        out = []
+        for name in self.objects.list("operations"):
+            if name.endswith(".json") and not name.startswith("."):
+                record = self.get(name[: -len(".json")])
+                if record is not None:
+                    out.append(record)
+        out.sort(key=lambda r: r.operation.name)
+        return out
+
+    def delete(self, op_id: str) -> None:
+        self.objects.delete(self._key(op_id))
+
+
+def operation_id(name: str) -> str:
+    """'operations/abc' -> 'abc'; anything else -> ''."""
+    prefix, _, op_id = name.partition("/")
+    return op_id if prefix == "operations" and op_id and "/" not in op_id else ""

@@ -1,0 +1,80 @@
+"""Shared helpers for integration tests: oracles, payloads, status details."""
+from __future__ import annotations
+
+import json
+
+import grpc
+import numpy as np
+from google.rpc import error_details_pb2, status_pb2
+
+
+def brute_force(examples: np.ndarray, queries: np.ndarray, k: int, distance: str, unit_norm: bool = False):
+    """Independent numpy oracle: (ids, distances) per query, nearest first."""
+    x = examples.astype(np.float64)
+    q = queries.astype(np.float64)
+    if unit_norm or distance == "COSINE_DISTANCE":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    if distance == "DOT_PRODUCT_DISTANCE":
+        d = -(q @ x.T)
+    elif distance == "COSINE_DISTANCE":
+        d = 1.0 - q @ x.T
+    elif distance == "SQUARED_L2_DISTANCE":
+        d = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    elif distance == "L1_DISTANCE":
+        d = np.abs(q[:, None, :] - x[None, :, :]).sum(-1)
+    else:
+        raise ValueError(distance)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(d, order, axis=1)
+
+
+def search_config(dimensions: int, distance: str, norm: str = "NONE", brute_force_index: bool = True,
+                  leaf_count: int = 1000, leaf_percent: int = 10) -> dict:
+    algorithm = {"bruteForceConfig": {}} if brute_force_index else {
+        "treeAhConfig": {"leafNodeEmbeddingCount": leaf_count, "leafNodesToSearchPercent": leaf_percent}}
+    return {"contentsDeltaUri": "", "config": {
+        "dimensions": dimensions, "approximateNeighborsCount": 50, "distanceMeasureType": distance,
+        "featureNormType": norm, "algorithmConfig": algorithm}}
+
+
+def model_payload(artifact_uri: str, uris: list[str], config: dict | None = None, presets: dict | None = None,
+                  latent: str = "", neighbor_count: int = 10) -> dict:
+    examples = {"gcsSource": {"uris": uris}, "neighborCount": neighbor_count}
+    if config is not None:
+        examples["nearestNeighborSearchConfig"] = config
+    if presets is not None:
+        examples["presets"] = presets
+    spec = {"parameters": {"examples": examples}}
+    if latent:
+        spec["metadata"] = {"latentSpaceSource": latent}
+    return {"displayName": "test", "artifactUri": artifact_uri, "explanationSpec": spec}
+
+
+def write_jsonl(path, records) -> str:
+    with open(path, "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    return str(path)
+
+
+def bad_request_fields(error: grpc.RpcError) -> list[str]:
+    """The field paths in the error's google.rpc.BadRequest details."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            fields = []
+            for detail in status.details:
+                bad = error_details_pb2.BadRequest()
+                if detail.Unpack(bad):
+                    fields += [v.field for v in bad.field_violations]
+            return fields
+    return []
+
+
+def neighbor_ids(explanation) -> list[str]:
+    return [n.neighbor_id for n in explanation.neighbors]
+
+
+def neighbor_distances(explanation) -> list[float]:
+    return [n.neighbor_distance for n in explanation.neighbors]

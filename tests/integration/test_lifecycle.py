@@ -1,0 +1,78 @@
+"""Restart persistence and cancel, through real daemon processes."""
+from __future__ import annotations
+
+import os
+import time
+
+import grpc
+import numpy as np
+import pytest
+from google.rpc import code_pb2
+
+from explaind.v1 import model_service_pb2
+from tests import models as tfmodels
+from tests.integration.helpers import model_payload, neighbor_ids, search_config, write_jsonl
+
+
+def test_restart_serves_at_once_without_rebuild(start_server, tmp_path):
+    path = tfmodels.tabular_embedding_model(str(tmp_path / "model"), n_features=8, latent_dim=16)
+    x = tfmodels.random_inputs(200, (8,), seed=1)
+    data = write_jsonl(tmp_path / "d.jsonl", [{"features": r.tolist(), "id": f"r{i}"} for i, r in enumerate(x)])
+    store = str(tmp_path / "store")
+    first = start_server(store=store)
+    queries = [{"features": q.tolist()} for q in tfmodels.random_inputs(3, (8,), seed=9)]
+    with first.client() as client:
+        op = client.upload_model(model_payload(path, [data], search_config(16, "COSINE_DISTANCE"),
+                                               latent="embedding", neighbor_count=5), model_id="persisted")
+        model = client.wait(op, timeout=180)
+        before = client.explain("persisted", queries)
+    assert first.stop() == 0, first.log_tail()
+
+    second = start_server(store=store)
+    with second.client() as client:
+        # The first call after the port opens already answers: nothing is rebuilt.
+        after = client.explain("persisted", queries)
+        again = client.get_model("persisted")
+        ops = client.list_operations()
+    assert [neighbor_ids(e) for e in after.explanations] == [neighbor_ids(e) for e in before.explanations]
+    assert again.update_time == model.update_time
+    assert [o.name for o in ops] == [op.name]
+    assert second.stop() == 0
+
+
+def test_cancel_running_upload_publishes_nothing(start_server, tmp_path):
+    path = tfmodels.tabular_embedding_model(str(tmp_path / "model"), n_features=8, latent_dim=16)
+    x = tfmodels.random_inputs(20000, (8,), seed=1)
+    data = write_jsonl(tmp_path / "big.jsonl", [{"features": r.tolist()} for r in x])
+    store = str(tmp_path / "store")
+    server = start_server(store=store, embed_batch_size=16, heartbeat_seconds=0.2)
+    with server.client() as client:
+        op = client.upload_model(model_payload(path, [data], search_config(16, "DOT_PRODUCT_DISTANCE"),
+                                               latent="embedding"), model_id="cancelled")
+        meta = model_service_pb2.UploadModelOperationMetadata()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            client.get_operation(op.name).metadata.Unpack(meta)
+            if meta.stage == meta.Stage.EMBEDDING and meta.examples_embedded > 0:
+                break
+            time.sleep(0.1)
+        assert meta.stage == meta.Stage.EMBEDDING, meta
+        # Explain on a model still building is FAILED_PRECONDITION.
+        with pytest.raises(grpc.RpcError) as err:
+            client.explain("cancelled", [{"features": [0.0] * 8}])
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        client.cancel_operation(op.name)
+        done = client.wait_operation(op.name, timeout=30)
+        assert done.done and done.error.code == code_pb2.CANCELLED, done
+        assert "EMBEDDING" in done.error.message
+        with pytest.raises(grpc.RpcError) as err:
+            client.get_model("cancelled")
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    leftovers = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(store, "models")) for f in files]
+    assert leftovers == []
+    # The id is free again.
+    with server.client() as client:
+        small = write_jsonl(tmp_path / "small.jsonl", [{"features": r.tolist()} for r in x[:50]])
+        op = client.upload_model(model_payload(path, [small], search_config(16, "DOT_PRODUCT_DISTANCE"),
+                                               latent="embedding"), model_id="cancelled")
+        assert client.wait(op, timeout=120).index_info.example_count == 50
