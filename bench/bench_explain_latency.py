@@ -1,0 +1,82 @@
+"""Explain latency through the daemon vs the same search on a raw FAISS index.
+
+100k x 128 float32 embeddings, exact (flat) index, k=10, batch 1, EMBEDDINGS
+format. Prints p50/p99 for both and the ratio (what serving costs on top of
+the search: gRPC, parsing, batching, response building).
+
+    python bench/bench_explain_latency.py [--n 100000] [--calls 2000]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import faiss
+import grpc
+import numpy as np
+from google.protobuf import json_format, struct_pb2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon import Daemon, percentiles  # noqa: E402
+
+from explaind.v1 import explanation_pb2, prediction_service_pb2, prediction_service_pb2_grpc  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--d", type=int, default=128)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=100)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(args.n, args.d)).astype(np.float32)
+    queries = rng.normal(size=(args.calls, args.d)).astype(np.float32)
+
+    index = faiss.IndexFlatIP(args.d)
+    index.add(data)
+    raw = []
+    for i in range(args.warmup + args.calls):
+        start = time.perf_counter()
+        index.search(queries[i % args.calls][None], 10)
+        if i >= args.warmup:
+            raw.append(time.perf_counter() - start)
+
+    daemon = Daemon("--max-queue-delay-ms", "0")
+    try:
+        daemon.upload_embeddings(data, "bench")
+        channel = grpc.insecure_channel(daemon.target)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        requests = []
+        for q in queries:
+            r = prediction_service_pb2.ExplainRequest(name="models/bench")
+            r.instances.append(json_format.ParseDict(q.tolist(), struct_pb2.Value()))
+            r.explanation_spec_override.examples_override.data_format = \
+                explanation_pb2.ExamplesOverride.DataFormat.EMBEDDINGS
+            requests.append(r)
+        served = []
+        for i in range(args.warmup + args.calls):
+            start = time.perf_counter()
+            response = stub.Explain(requests[i % args.calls], timeout=30)
+            if i >= args.warmup:
+                served.append(time.perf_counter() - start)
+        assert len(response.explanations[0].neighbors) == 10
+        # Same answers as raw FAISS (ids are positions in this data set).
+        last = (args.warmup + args.calls - 1) % args.calls
+        _, expected = index.search(queries[last:last + 1], 10)
+        assert [n.neighbor_id for n in response.explanations[0].neighbors] == [str(i) for i in expected[0]]
+    finally:
+        daemon.stop()
+    r, s = percentiles(raw), percentiles(served)
+    print(f"N={args.n} d={args.d} k=10 exact index, batch 1, {args.calls} calls, CPU threads={faiss.omp_get_max_threads()}")
+    print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'raw FAISS (in process)':24}{r['p50']:10.3f}{r['p99']:10.3f}")
+    print(f"{'Explain through daemon':24}{s['p50']:10.3f}{s['p99']:10.3f}")
+    print(f"{'ratio daemon / raw':24}{s['p50'] / r['p50']:10.2f}{s['p99'] / r['p99']:10.2f}")
+    print(f"{'overhead (ms)':24}{s['p50'] - r['p50']:10.3f}{s['p99'] - r['p99']:10.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Load generator: concurrent gRPC clients over loopback against the daemon.
+
+Fixed request count, EMBEDDINGS format, k=10, exact index. Prints served QPS
+and p50/p99/p99.9 latency with dynamic batching, without it (max batch size
+1), and raw FAISS batched search in one process as the ceiling.
+
+    python bench/load_generator.py [--n 100000] [--d 128] [--clients 64] [--requests 20000]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+
+import faiss
+import grpc
+import numpy as np
+from google.protobuf import json_format, struct_pb2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon import Daemon, percentiles  # noqa: E402
+
+from explaind.v1 import explanation_pb2, prediction_service_pb2, prediction_service_pb2_grpc  # noqa: E402
+
+
+def build_requests(queries: np.ndarray) -> list[bytes]:
+    out = []
+    for q in queries:
+        r = prediction_service_pb2.ExplainRequest(name="models/load")
+        r.instances.append(json_format.ParseDict(q.tolist(), struct_pb2.Value()))
+        r.explanation_spec_override.examples_override.data_format = \
+            explanation_pb2.ExamplesOverride.DataFormat.EMBEDDINGS
+        out.append(r)
+    return out
+
+
+async def run_load(target: str, requests, clients: int, total: int, channels: int = 4):
+    """`clients` concurrent callers share `channels` HTTP/2 connections; each sends
+    its next request when the previous answer arrives (closed loop)."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    counter = iter(range(total))
+    chans = [grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+             for _ in range(channels)]
+    stubs = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in chans]
+
+    async def client(i: int):
+        stub = stubs[i % len(stubs)]
+        for n in counter:
+            start = time.perf_counter()
+            try:
+                await stub.Explain(requests[n % len(requests)], timeout=30)
+                latencies.append(time.perf_counter() - start)
+            except grpc.aio.AioRpcError as e:
+                errors[e.code().name] = errors.get(e.code().name, 0) + 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    elapsed = time.perf_counter() - start
+    for c in chans:
+        await c.close()
+    return len(latencies) / elapsed, latencies, errors
+
+
+def measure(label: str, data, requests, args, *flags) -> dict:
+    daemon = Daemon(*flags)
+    try:
+        daemon.upload_embeddings(data, "load")
+        asyncio.run(run_load(daemon.target, requests, args.clients, min(500, args.requests)))   # warm-up
+        qps, latencies, errors = asyncio.run(run_load(daemon.target, requests, args.clients, args.requests))
+    finally:
+        daemon.stop()
+    return {"label": label, "qps": qps, **percentiles(latencies), "errors": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--d", type=int, default=128)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--max-queue-delay-ms", type=float, default=1.0)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(args.n, args.d)).astype(np.float32)
+    queries = rng.normal(size=(4096, args.d)).astype(np.float32)
+    requests = build_requests(queries)
+
+    index = faiss.IndexFlatIP(args.d)
+    index.add(data)
+    batch = args.max_batch_size
+    index.search(queries[:batch], 10)
+    start = time.perf_counter()
+    searched = 0
+    while searched < args.requests:
+        index.search(queries[searched % 4096:][:batch], 10)
+        searched += batch
+    raw_qps = searched / (time.perf_counter() - start)
+
+    rows = [
+        measure("daemon, batching", data, requests, args, "--max-batch-size", str(args.max_batch_size),
+                "--max-queue-delay-ms", str(args.max_queue_delay_ms)),
+        measure("daemon, no batching", data, requests, args, "--max-batch-size", "1",
+                "--max-queue-delay-ms", "0"),
+    ]
+    print(f"N={args.n} d={args.d} k=10 exact index, {args.clients} clients, {args.requests} requests, "
+          f"CPU threads={faiss.omp_get_max_threads()}")
+    print(f"{'':28}{'QPS':>10}{'p50 ms':>10}{'p99 ms':>10}{'p99.9 ms':>10}  errors")
+    for r in rows:
+        print(f"{r['label']:28}{r['qps']:10.0f}{r['p50']:10.2f}{r['p99']:10.2f}{r['p99.9']:10.2f}  {r['errors'] or '-'}")
+    print(f"{f'raw FAISS, batches of {batch}':28}{raw_qps:10.0f}")
+    print(f"batching / no batching: {rows[0]['qps'] / rows[1]['qps']:.2f}x; "
+          f"daemon with batching / raw FAISS: {rows[0]['qps'] / raw_qps:.2f}")
+
+
+if __name__ == "__main__":
+    main()
