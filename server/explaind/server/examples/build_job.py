@@ -115,22 +115,28 @@ class BuildJob:
         from ..runtime.saved_model import LatentModel  # TensorFlow loads only when a build needs it
 
         model = self.record.model
-        metadata = model.explanation_spec.metadata
         self._set_stage(Stage.LOADING_MODEL)
+        if model.artifact_uri and not model.explanation_spec.HasField("metadata"):
+            # As in Vertex AI: without metadata in the request, the file beside the model counts.
+            from ..attributions.metadata import load_metadata_for_model
+            found = load_metadata_for_model(model.artifact_uri)
+            if found is not None:
+                model.explanation_spec.metadata.CopyFrom(found)
+        if self.search_config is None:
+            # A feature-attribution model: loading it validates signature and metadata.
+            from ..runtime.feature_model import FeatureModel
+            FeatureModel.load(model.artifact_uri, model.explanation_spec).close()
+            self._publish(None, None)
+            return
         latent = None
         if model.artifact_uri:
+            metadata = model.explanation_spec.metadata
             latent = LatentModel.load(model.artifact_uri, metadata.latent_space_source)
-            if self.search_config is not None and self.search_config.dimensions not in (None, latent.latent_dim):
+            if self.search_config.dimensions not in (None, latent.latent_dim):
                 raise InvalidArgument(
                     f"dimensions is {self.search_config.dimensions} but the latent space "
                     f"{metadata.latent_space_source or '(the only output)'} has {latent.latent_dim} values",
                     field=f"{EXAMPLES_FIELD}.nearest_neighbor_search_config.config.dimensions")
-        if self.search_config is None:
-            # A feature-attribution model: loading it validates signature and metadata.
-            from ..attributions.explainer import FeatureExplainer
-            FeatureExplainer.load(model.artifact_uri, model.explanation_spec)
-            self._publish(latent, None)
-            return
 
         self._set_stage(Stage.READING_EXAMPLES)
         paths = readers.expand_uris(self.uris, f"{EXAMPLES_FIELD}.gcs_source.uris")

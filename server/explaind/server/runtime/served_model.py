@@ -23,7 +23,7 @@ class ServedModel:
         self.record = record
         self.index = index
         self.latent = latent          # runtime.saved_model.LatentModel or None (index-only model)
-        self.features = features      # attributions.explainer.FeatureExplainer or None
+        self.features = features      # runtime.feature_model.FeatureModel or None
 
     @property
     def model(self) -> model_pb2.Model:
@@ -61,8 +61,8 @@ class ServedModel:
                 from .saved_model import LatentModel
                 latent = LatentModel.load(model.artifact_uri, model.explanation_spec.metadata.latent_space_source)
             else:
-                from ..attributions.explainer import FeatureExplainer
-                features = FeatureExplainer.load(model.artifact_uri, model.explanation_spec)
+                from .feature_model import FeatureModel
+                features = FeatureModel.load(model.artifact_uri, model.explanation_spec)
         log.info("model loaded", extra={"model": model.name, "build": record.build_id})
         return cls(record, index, latent, features)
 
@@ -102,4 +102,6 @@ class ServedModel:
         return runner.predict(inputs)
 
     def close(self) -> None:
+        if self.features is not None:
+            self.features.close()
         self.index = self.latent = self.features = None

@@ -72,6 +72,7 @@ class ObjectStore:
             raise KeyExists(key) from None
 
     def exists(self, key: str) -> bool:
+        self._forget_listings(key)
         return self.fs.exists(self.path(key))
 
     def delete(self, key: str) -> None:
@@ -88,6 +89,7 @@ class ObjectStore:
     def list(self, prefix: str) -> list[str]:
         """Names directly under `prefix` (files and folders), sorted."""
         path = self.path(prefix)
+        self._forget_listings(prefix)
         try:
             entries = self.fs.ls(path, detail=False)
         except FileNotFoundError:
@@ -110,6 +112,12 @@ class ObjectStore:
         os.makedirs(local_dir, exist_ok=True)
         for name in self.list(prefix):
             self.fs.get_file(self.path(f"{prefix}/{name}"), os.path.join(local_dir, name))
+
+    def _forget_listings(self, key: str) -> None:
+        # Object-store filesystems cache listings; other replicas change the store
+        # behind our back, so every question about what exists asks the store again.
+        if not self.is_local:
+            self.fs.invalidate_cache(self.path(key))
 
     def _local_temp(self, path: str, data: bytes) -> str:
         folder = os.path.dirname(path)

@@ -1,0 +1,36 @@
+"""The two ways attribution methods see a model: plain callables over numpy arrays.
+
+Attribution maths never imports TensorFlow; `tf_model.SignatureModel` (or a
+test double) provides these callables.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+Inputs = Mapping[str, np.ndarray]
+
+# inputs (batched, keyed by input name) -> outputs of shape (batch, n_outputs)
+PredictFn = Callable[[Inputs], np.ndarray]
+
+# (inputs, output index per row) -> d outputs[row, index[row]] / d inputs, for the
+# differentiable inputs only, each shaped like its input.
+GradientFn = Callable[[Inputs, np.ndarray], dict]
+
+
+def tile_instance(instance: Inputs, rows: int) -> dict[str, np.ndarray]:
+    """Repeats one instance (no batch dimension) `rows` times along a new batch axis."""
+    return {name: np.repeat(np.asarray(value)[None], rows, axis=0) for name, value in instance.items()}
+
+
+def predict_in_chunks(predict_fn: PredictFn, inputs: Inputs, max_rows: int | None) -> np.ndarray:
+    """Runs predict_fn over at most max_rows rows at a time (bounds memory for long paths)."""
+    rows = len(next(iter(inputs.values())))
+    if not max_rows or rows <= max_rows:
+        return np.asarray(predict_fn(inputs))
+    parts = [
+        np.asarray(predict_fn({k: v[start:start + max_rows] for k, v in inputs.items()}))
+        for start in range(0, rows, max_rows)
+    ]
+    return np.concatenate(parts, axis=0)
