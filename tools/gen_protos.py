@@ -7,6 +7,7 @@ a temporary folder and fails when they differ from the committed ones.
 import argparse
 import pathlib
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -36,17 +37,18 @@ def include_paths(staging: pathlib.Path):
 
 
 def generate(out_dir: pathlib.Path) -> None:
-    from grpc_tools import protoc
-
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "explaind").rglob("*.proto"))
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
-        args = ["grpc_tools.protoc"]
+        # protoc runs in its own process: loaded into a process that already holds
+        # TensorFlow's copy of protobuf, grpc_tools' compiler can crash.
+        args = [sys.executable, "-m", "grpc_tools.protoc"]
         args += [f"-I{p}" for p in include_paths(pathlib.Path(staging))]
         args += [f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}"]
         args += protos
-        if protoc.main(args) != 0:
-            raise SystemExit("protoc failed")
+        result = subprocess.run(args, cwd=PROTO_ROOT, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"protoc failed: {result.stderr}")
     init = out_dir / "explaind" / "v1" / "__init__.py"
     init.write_text('"""Stubs generated from proto/explaind/v1 by tools/gen_protos.py. Do not edit."""\n')
 

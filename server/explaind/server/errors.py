@@ -53,3 +53,7 @@ class Unavailable(ExplaindError):
 
 class DeadlineExceeded(ExplaindError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unimplemented(ExplaindError):
+    code = grpc.StatusCode.UNIMPLEMENTED

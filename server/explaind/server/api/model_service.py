@@ -8,7 +8,7 @@ from google.protobuf import empty_pb2
 
 from explaind.v1 import model_pb2, model_service_pb2, model_service_pb2_grpc
 
-from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ..errors import FailedPrecondition, InvalidArgument, Unimplemented
 from . import names
 from .status import translate_errors
 
@@ -64,7 +64,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     @translate_errors
     async def UpdateExplanationDataset(self, request, context):
-        raise Unavailable("UpdateExplanationDataset is not implemented yet; upload the model again")
+        raise Unimplemented("UpdateExplanationDataset is not implemented yet; upload the model again "
+                            "under a new id, then delete the old one")
 
 
 def _decode_token(token: str) -> str:

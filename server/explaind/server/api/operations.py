@@ -28,7 +28,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         if request.page_size < 0:
             raise InvalidArgument(f"must be >= 0, got {request.page_size}", field="page_size")
         records = await asyncio.to_thread(self.operations.list)
-        start = int(base64.urlsafe_b64decode(request.page_token).decode()) if request.page_token else 0
+        start = _decode_token(request.page_token)
         size = request.page_size or DEFAULT_PAGE_SIZE
         page = records[start:start + size]
         response = operations_pb2.ListOperationsResponse(operations=[r.operation for r in page])
@@ -65,3 +65,12 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         record = await asyncio.to_thread(self.operations.require, request.name)
         await asyncio.to_thread(self.operations.delete, record.op_id)
         return empty_pb2.Empty()
+
+
+def _decode_token(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(token.encode()).decode())
+    except ValueError:
+        raise InvalidArgument("not a token this server issued", field="page_token") from None

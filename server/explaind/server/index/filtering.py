@@ -1,0 +1,184 @@
+"""Candidate generation under a restricts mask, by selectivity.
+
+A provider is called as fetch(queries, k) and returns (distances, positions,
+exhausted): (r, k) arrays sorted nearest first, position -1 / distance inf
+where fewer than k admissible candidates came back, and per row whether that
+is all this index can reach (so widening k cannot help).
+
+Strategies, for m admissible examples among N (S = the vectors an
+unfiltered search scans: N for Flat, N * nprobe / nlist for IVF):
+  m == N (or no filter)        plain FAISS search.
+  m <= max(4096, min(65536, S / 4))   (GPU: m <= 2048)
+                               exact numpy search over just those m vectors:
+                               a BLAS product over m rows costs less than the
+                               full scan, and is exact even on an IVF index.
+                               65536 bounds the gathered copy (32 MB at d=128).
+  m >= 20% of N                FAISS search for about k * N / m * 1.5 + 32
+                               unfiltered candidates, dropping inadmissible
+                               ones: a wide filter costs a slightly larger k.
+                               Rows left short (filter correlated with
+                               distance) fall back to the selector.
+  otherwise                    FAISS search with an IDSelectorBitmap (FAISS
+                               then computes distances only for selected ids);
+                               on IVF, rows left short retry with 4x nprobe up
+                               to nlist, so the count is min(k, m) there too.
+Thresholds come from bench/bench_filtered_search.py and probes on
+100k-200k x 128 on 2 CPU cores; the GPU threshold is a guess (unmeasured).
+"""
+from __future__ import annotations
+
+import math
+
+import faiss
+import numpy as np
+
+from explaind.server.index import distances
+from explaind.server.index.backend import Placement
+from explaind.server.index.config import SearchConfig
+
+SUBSET_MIN_ROWS = 4096
+SUBSET_MAX_ROWS = 65536
+SUBSET_SCAN_FRACTION = 0.25
+GPU_SUBSET_MAX_ROWS = 2048
+POSTFILTER_MIN_FRACTION = 0.2
+POSTFILTER_MAX_K = 2048
+# rows of queries x subset distances computed at once (~64 MB of float32)
+_SUBSET_CHUNK = 16 << 20
+
+
+class Candidates:
+    def __init__(self, placement: Placement, vectors: np.ndarray, config: SearchConfig,
+                 nlist: int, nprobe: int):
+        self._placement = placement
+        self._vectors = vectors
+        self._config = config
+        self._nlist = nlist
+        self._nprobe = nprobe
+        self._n = len(vectors)
+
+    def provider(self, mask: np.ndarray | None):
+        n = self._n
+        m = n if mask is None else int(np.count_nonzero(mask))
+        if m == n:
+            fetch = self._all
+        elif m == 0:
+            fetch = self._all  # never called: admissible == 0
+        elif m <= self._subset_max():
+            fetch = _Subset(self, np.flatnonzero(mask))
+        elif m >= POSTFILTER_MIN_FRACTION * n:
+            fetch = _PostFilter(self, mask, m)
+        else:
+            fetch = _Selector(self, mask, m)
+        return _Provider(fetch, m)
+
+    def _subset_max(self) -> float:
+        if self._placement.device == "gpu":
+            return GPU_SUBSET_MAX_ROWS
+        scanned = self._n * self._nprobe / self._nlist if self._nlist else self._n
+        return max(SUBSET_MIN_ROWS, min(SUBSET_MAX_ROWS, SUBSET_SCAN_FRACTION * scanned))
+
+    # --- the plain FAISS search, scores converted and missing results padded
+    def faiss_search(self, q: np.ndarray, k: int, params=None) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, self._n)
+        scores, pos = self._placement.search(q, k, params=params)
+        dist = distances.from_faiss(scores, self._config).astype(np.float32, copy=False)
+        dist[pos < 0] = np.inf
+        return dist, pos
+
+    def _all(self, q: np.ndarray, k: int):
+        dist, pos = self.faiss_search(q, k)
+        return dist, pos, (pos >= 0).sum(axis=1) < k
+
+
+class _Provider:
+    def __init__(self, fetch, admissible: int):
+        self._fetch = fetch
+        self.admissible = admissible
+
+    def __call__(self, q: np.ndarray, k: int):
+        return self._fetch(q, k)
+
+
+class _Subset:
+    def __init__(self, cand: Candidates, positions: np.ndarray):
+        self._cand = cand
+        self._positions = positions
+        self._vectors = cand._vectors[positions]  # gathered once per query group
+
+    def __call__(self, q: np.ndarray, k: int):
+        m = len(self._positions)
+        k = min(k, m)
+        dist = np.empty((len(q), k), dtype=np.float32)
+        pos = np.empty((len(q), k), dtype=np.int64)
+        step = max(1, _SUBSET_CHUNK // max(1, m))
+        for s in range(0, len(q), step):
+            full = distances.exact_distances(q[s:s + step], self._vectors, self._cand._config)
+            d, cols = distances.top_k(full, k)
+            dist[s:s + step] = d
+            pos[s:s + step] = self._positions[cols]
+        return dist, pos, np.full(len(q), k >= m)
+
+
+class _Selector:
+    def __init__(self, cand: Candidates, mask: np.ndarray, m: int):
+        self._cand = cand
+        self._m = m
+        self._bitmap = np.packbits(mask, bitorder="little")  # kept alive for the selector
+        self._sel = faiss.IDSelectorBitmap(self._bitmap)
+
+    def _params(self, nprobe: int):
+        if nprobe:
+            return faiss.SearchParametersIVF(sel=self._sel, nprobe=nprobe)
+        return faiss.SearchParameters(sel=self._sel)
+
+    def __call__(self, q: np.ndarray, k: int):
+        cand = self._cand
+        nprobe = cand._nprobe
+        dist, pos = cand.faiss_search(q, k, self._params(nprobe))
+        want = min(k, self._m)
+        # IVF: the probed lists may hold too few admissible examples; probe more.
+        short = np.flatnonzero((pos >= 0).sum(axis=1) < want)
+        while short.size and nprobe and nprobe < cand._nlist:
+            nprobe = min(cand._nlist, nprobe * 4)
+            d2, p2 = cand.faiss_search(q[short], k, self._params(nprobe))
+            dist[short], pos[short] = d2, p2
+            short = short[(p2 >= 0).sum(axis=1) < want]
+        return dist, pos, (pos >= 0).sum(axis=1) < k
+
+
+class _PostFilter:
+    def __init__(self, cand: Candidates, mask: np.ndarray, m: int):
+        self._cand = cand
+        self._mask = mask
+        self._m = m
+        self._selector: _Selector | None = None
+
+    def __call__(self, q: np.ndarray, k: int):
+        cand = self._cand
+        raw = min(cand._n, math.ceil(k * cand._n / self._m * 1.5) + 32)
+        if raw > POSTFILTER_MAX_K:
+            return self._fallback()(q, k)
+        dist, pos = cand.faiss_search(q, raw)
+        ok = (pos >= 0) & self._mask[np.maximum(pos, 0)]
+        # stable sort moves each row's admissible candidates to the front, in order
+        order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
+        dist = np.take_along_axis(dist, order, axis=1)
+        pos = np.take_along_axis(pos, order, axis=1)
+        got = np.take_along_axis(ok, order, axis=1)
+        pos[~got] = -1
+        dist[~got] = np.inf
+        count = got.sum(axis=1)
+        exhausted = np.zeros(len(q), dtype=bool)
+        if raw >= cand._n and not cand._nlist:
+            exhausted[:] = count < k  # an exact scan of everything: nothing more to find
+        else:
+            short = np.flatnonzero(count < min(k, self._m))
+            if short.size:
+                d2, p2, e2 = self._fallback()(q[short], k)
+                dist[short], pos[short], exhausted[short] = d2, p2, e2
+        return dist, pos, exhausted
+
+    def _fallback(self) -> _Selector:
+        if self._selector is None:
+            self._selector = _Selector(self._cand, self._mask, self._m)
+        return self._selector

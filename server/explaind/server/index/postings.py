@@ -1,0 +1,112 @@
+"""Inverted index of example restricts: (namespace, token) -> example positions,
+allow and deny kept apart, so a query's admissible mask is a few numpy
+scatters over postings instead of a scan of every example's tokens.
+
+Query semantics (DESIGN section 4, Restrictions), per clause (namespace ns):
+  allow tokens A: admissible = (has some a in A as allow in ns)
+                               minus (has some a in A as its own deny in ns)
+  deny tokens D:  minus (has some d in D as allow in ns)
+  only deny tokens: everything not denied; no tokens: everything.
+Clauses are ANDed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from explaind.server.index.restricts import Namespace
+
+_EMPTY = np.zeros(0, dtype=np.int32)
+
+
+class _Postings:
+    """One inverted list family: key -> sorted int32 positions, stored as a
+    CSR (keys, offsets, positions) so it saves and loads as plain arrays."""
+
+    def __init__(self, keys: list[tuple[str, str]], offsets: np.ndarray, positions: np.ndarray):
+        self.keys = keys
+        self.offsets = offsets
+        self.positions = positions
+        self._slot = {k: i for i, k in enumerate(keys)}
+
+    @classmethod
+    def from_lists(cls, lists: dict[tuple[str, str], list[int]]) -> "_Postings":
+        keys = sorted(lists)
+        sizes = np.array([len(lists[k]) for k in keys], dtype=np.int64)
+        offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        positions = (np.concatenate([np.asarray(lists[k], dtype=np.int32) for k in keys])
+                     if keys else _EMPTY)
+        return cls(keys, offsets, positions)
+
+    def get(self, ns: str, token: str) -> np.ndarray:
+        i = self._slot.get((ns, token))
+        if i is None:
+            return _EMPTY
+        return self.positions[self.offsets[i]:self.offsets[i + 1]]
+
+    def union(self, ns: str, tokens: Iterable[str]) -> list[np.ndarray]:
+        return [p for p in (self.get(ns, t) for t in tokens) if p.size]
+
+
+class RestrictPostings:
+    def __init__(self, size: int, allow: _Postings, deny: _Postings):
+        self.size = size
+        self.allow = allow
+        self.deny = deny
+
+    @classmethod
+    def build(cls, restricts: Sequence[Sequence[Namespace]]) -> "RestrictPostings":
+        allow: dict[tuple[str, str], list[int]] = defaultdict(list)
+        deny: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for pos, namespaces in enumerate(restricts):
+            for ns in namespaces or ():
+                for tok in set(ns.allow):
+                    allow[(ns.name, tok)].append(pos)
+                for tok in set(ns.deny):
+                    deny[(ns.name, tok)].append(pos)
+        return cls(len(restricts), _Postings.from_lists(allow), _Postings.from_lists(deny))
+
+    def admissible(self, query: Sequence[Namespace] | None) -> np.ndarray | None:
+        """Boolean mask of examples matching every clause; None = all of them
+        (no constraining clause), so callers can take the unfiltered path."""
+        mask: np.ndarray | None = None
+        for clause in query or ():
+            if not clause.allow and not clause.deny:
+                continue  # an empty clause is a wildcard
+            if clause.allow:
+                m = np.zeros(self.size, dtype=bool)
+                for p in self.allow.union(clause.name, clause.allow):
+                    m[p] = True
+                # an example's own deny token excludes it from queries allowing that token
+                for p in self.deny.union(clause.name, clause.allow):
+                    m[p] = False
+            else:
+                m = np.ones(self.size, dtype=bool)
+            for p in self.allow.union(clause.name, clause.deny):
+                m[p] = False
+            mask = m if mask is None else np.logical_and(mask, m, out=mask)
+        return mask
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, folder: str) -> None:
+        meta = {"size": self.size, "allow_keys": self.allow.keys, "deny_keys": self.deny.keys}
+        with open(os.path.join(folder, "restricts.json"), "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        np.savez(os.path.join(folder, "restricts.npz"),
+                 allow_offsets=self.allow.offsets, allow_positions=self.allow.positions,
+                 deny_offsets=self.deny.offsets, deny_positions=self.deny.positions)
+
+    @classmethod
+    def load(cls, folder: str) -> "RestrictPostings":
+        with open(os.path.join(folder, "restricts.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        with np.load(os.path.join(folder, "restricts.npz"), allow_pickle=False) as z:
+            allow = _Postings([tuple(k) for k in meta["allow_keys"]], z["allow_offsets"], z["allow_positions"])
+            deny = _Postings([tuple(k) for k in meta["deny_keys"]], z["deny_offsets"], z["deny_positions"])
+        return cls(int(meta["size"]), allow, deny)
