@@ -16,12 +16,11 @@ import time
 import faiss
 import grpc
 import numpy as np
-from google.protobuf import json_format, struct_pb2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon import Daemon, percentiles  # noqa: E402
+from daemon import Daemon, explain_requests, percentiles  # noqa: E402
 
-from explaind.v1 import explanation_pb2, prediction_service_pb2, prediction_service_pb2_grpc  # noqa: E402
+from explaind.v1 import prediction_service_pb2_grpc  # noqa: E402
 
 
 def main() -> None:
@@ -49,13 +48,7 @@ def main() -> None:
         daemon.upload_embeddings(data, "bench")
         channel = grpc.insecure_channel(daemon.target)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        requests = []
-        for q in queries:
-            r = prediction_service_pb2.ExplainRequest(name="models/bench")
-            r.instances.append(json_format.ParseDict(q.tolist(), struct_pb2.Value()))
-            r.explanation_spec_override.examples_override.data_format = \
-                explanation_pb2.ExamplesOverride.DataFormat.EMBEDDINGS
-            requests.append(r)
+        requests = explain_requests(queries, "bench")
         served = []
         for i in range(args.warmup + args.calls):
             start = time.perf_counter()

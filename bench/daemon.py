@@ -55,6 +55,22 @@ class Daemon:
         self.log.close()
 
 
+def explain_requests(queries: np.ndarray, model_id: str) -> list:
+    """One EMBEDDINGS-format ExplainRequest per query row."""
+    from google.protobuf import json_format, struct_pb2
+
+    from explaind.v1 import explanation_pb2, prediction_service_pb2
+
+    out = []
+    for q in queries:
+        r = prediction_service_pb2.ExplainRequest(name=f"models/{model_id}")
+        r.instances.append(json_format.ParseDict(q.tolist(), struct_pb2.Value()))
+        r.explanation_spec_override.examples_override.data_format = \
+            explanation_pb2.ExamplesOverride.DataFormat.EMBEDDINGS
+        out.append(r)
+    return out
+
+
 def percentiles(samples_s: list[float]) -> dict[str, float]:
     ms = np.asarray(samples_s) * 1000
     return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),

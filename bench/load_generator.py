@@ -17,23 +17,11 @@ import time
 import faiss
 import grpc
 import numpy as np
-from google.protobuf import json_format, struct_pb2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon import Daemon, percentiles  # noqa: E402
+from daemon import Daemon, explain_requests, percentiles  # noqa: E402
 
-from explaind.v1 import explanation_pb2, prediction_service_pb2, prediction_service_pb2_grpc  # noqa: E402
-
-
-def build_requests(queries: np.ndarray) -> list[bytes]:
-    out = []
-    for q in queries:
-        r = prediction_service_pb2.ExplainRequest(name="models/load")
-        r.instances.append(json_format.ParseDict(q.tolist(), struct_pb2.Value()))
-        r.explanation_spec_override.examples_override.data_format = \
-            explanation_pb2.ExamplesOverride.DataFormat.EMBEDDINGS
-        out.append(r)
-    return out
+from explaind.v1 import prediction_service_pb2_grpc  # noqa: E402
 
 
 async def run_load(target: str, requests, clients: int, total: int, channels: int = 4):
@@ -87,7 +75,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     data = rng.normal(size=(args.n, args.d)).astype(np.float32)
     queries = rng.normal(size=(4096, args.d)).astype(np.float32)
-    requests = build_requests(queries)
+    requests = explain_requests(queries, "load")
 
     index = faiss.IndexFlatIP(args.d)
     index.add(data)

@@ -1,7 +1,6 @@
 """Feature attributions through the daemon: upload an IG / sampled-Shapley model, Explain, Predict."""
 from __future__ import annotations
 
-import json
 
 import grpc
 import numpy as np

@@ -48,3 +48,17 @@ def test_cli_upload_wait_explain_and_listings(start_server, tmp_path):
     assert ops.returncode == 0 and "models/cli\tDONE" in ops.stdout
     missing = _cli("models", "get", "nope", "--target", server.target)
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+
+def test_cli_metadata_writes_the_sdk_format(tmp_path):
+    import shutil
+
+    from tests import attr_models
+    model = tmp_path / "linear"
+    shutil.copytree(attr_models.linear_model(), model)
+    out = _cli("metadata", str(model))
+    assert out.returncode == 0, out.stderr
+    written = json.loads((model / "explanation_metadata.json").read_text())
+    assert written["inputs"]["x"]["input_tensor_name"] == "x"
+    assert written["outputs"]["y"]["output_tensor_name"] == "y"
+    assert written["tags"] == ["explainable_ai_sdk"] and "framework" in written

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 import grpc
-import numpy as np
 import pytest
 from google.rpc import code_pb2
 

@@ -44,7 +44,6 @@ USER_CODE = textwrap.dedent("""
 
 
 def test_client_generated_with_grpc_tools_protoc(start_server, tmp_path):
-    from grpc_tools import protoc  # noqa: F401 - generation below uses the same tool users have
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     import gen_protos
     out = tmp_path / "gen"

@@ -5,7 +5,6 @@ import os
 import time
 
 import grpc
-import numpy as np
 import pytest
 from google.rpc import code_pb2
 

@@ -10,7 +10,6 @@ import urllib.request
 
 import grpc
 import numpy as np
-import pytest
 from google.protobuf import json_format, struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
@@ -151,3 +150,54 @@ def test_sigterm_during_load_fails_no_accepted_call(start_server, tmp_path):
               if '"explaind.access"' in line and "Explain" in line]
     assert {entry["code"] for entry in logged} <= {"OK", "UNAVAILABLE"}
     assert sum(entry["code"] == "OK" for entry in logged) == len(ok)
+
+
+def test_workers_share_one_port(tmp_path):
+    """--workers 2: two processes serve the same port; SIGTERM stops both cleanly."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    port = int(subprocess.check_output([sys.executable, "-c",
+                                        "import socket;s=socket.socket();s.bind(('127.0.0.1',0));"
+                                        "print(s.getsockname()[1])"]).decode())
+    proc = subprocess.Popen([sys.executable, "-m", "explaind.server.main", "serve", "--workers", "2", "--host",
+                             "127.0.0.1", "--port", str(port), "--metrics-port", "0", "--store",
+                             str(tmp_path / "store"), "--store-poll-seconds", "0.3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    try:
+        ready = []
+        while len(ready) < 2:
+            line = proc.stdout.readline()
+            assert line, "workers exited"
+            match = re.search(r"listening on port (\d+) \(metrics on (\d+)", line)
+            if match:
+                ready.append((int(match.group(1)), int(match.group(2))))
+        assert {p for p, _ in ready} == {port}
+        from explaind.client import Client
+        rng = np.random.default_rng(0)
+        np.save(tmp_path / "e.npy", rng.normal(size=(50, D)).astype(np.float32))
+        with Client(f"127.0.0.1:{port}") as client:
+            client.wait(client.upload_model(model_payload("", [str(tmp_path / "e.npy")],
+                                                          search_config(D, "DOT_PRODUCT_DISTANCE")),
+                                            model_id="load"), timeout=60)
+        time.sleep(1.0)   # both workers' watchers load the published model
+        total = 0
+        for _ in range(8):
+            # A fresh connection each time: the kernel picks a worker per connection.
+            with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+                response = stub.Explain(_explain_request(rng.normal(size=D).astype(np.float32)), timeout=10)
+                assert len(response.explanations[0].neighbors) == 5
+                total += 1
+        counts = []
+        for _, metrics_port in ready:
+            handled = _scrape(metrics_port)["grpc_server_handled"].samples
+            counts.append(sum(s.value for s in handled if s.labels.get("grpc_method") == "Explain"))
+        assert sum(counts) == total
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0

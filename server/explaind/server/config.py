@@ -36,6 +36,7 @@ class Settings:
     shutdown_grace_seconds: float = 20.0
     search_threads: int = 0               # 0 = os.cpu_count()
     use_gpu: str = "auto"                 # auto | yes | no
+    workers: int = 1                      # serving processes sharing the port (SO_REUSEPORT)
 
 
 def _env_name(field: str) -> str:

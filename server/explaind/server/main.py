@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import os
 import sys
 
 from . import config
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter is not for users; EXPLAIND logs say what matters.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(prog="explaind", description="gRPC daemon for ML explanations")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -62,6 +64,9 @@ def _serve(args) -> int:
     from .logging_setup import configure_logging
 
     settings = config.resolve(args)
+    if settings.workers > 1:
+        from .workers import run_workers
+        return run_workers(settings)
     configure_logging(settings.log_level, json_format=settings.log_json)
     try:
         asyncio.run(serve(settings))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 
 import numpy as np
 from google.protobuf import json_format, struct_pb2
@@ -35,6 +35,16 @@ class ModelAccess:
                                      f"(operation {record.operation})", field="name")
         await asyncio.to_thread(self.watcher.load, model_id)
 
+    @contextlib.asynccontextmanager
+    async def serving(self, name: str):
+        """The served model named by a request, held for the whole call."""
+        model_id = names.model_id(name)
+        await self.ensure_loaded(model_id)
+        with self.registry.handle(model_id) as served:
+            if served is None:
+                raise NotFound(f"model models/{model_id} not found", field="name")
+            yield served
+
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, access: ModelAccess, engine, settings, metrics=None):
@@ -45,11 +55,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @translate_errors
     async def Explain(self, request, context):
-        model_id = names.model_id(request.name)
-        await self.access.ensure_loaded(model_id)
-        with self.access.registry.handle(model_id) as served:
-            if served is None:
-                raise NotFound(f"model models/{model_id} not found", field="name")
+        async with self.access.serving(request.name) as served:
             return await self._explain(served, request, _deadline(context))
 
     async def _explain(self, served, request, deadline):
@@ -103,11 +109,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @translate_errors
     async def Predict(self, request, context):
-        model_id = names.model_id(request.name)
-        await self.access.ensure_loaded(model_id)
-        with self.access.registry.handle(model_id) as served:
-            if served is None:
-                raise NotFound(f"model models/{model_id} not found", field="name")
+        async with self.access.serving(request.name) as served:
             instances = parse_instances(request.instances, served.input_names(), False, self.settings)
             inputs = batch_inputs(instances, served.input_specs())
             outputs = await asyncio.to_thread(served.predict, inputs)
