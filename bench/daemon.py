@@ -46,6 +46,9 @@ class Daemon:
         model = {"displayName": model_id, "explanationSpec": {"parameters": {"examples": {
             "gcsSource": {"uris": [path]}, "neighborCount": 10,
             "nearestNeighborSearchConfig": {"contentsDeltaUri": "", "config": config}}}}}
+        self.upload(model, model_id)
+
+    def upload(self, model: dict, model_id: str) -> None:
         with Client(self.target) as client:
             client.wait(client.upload_model(model, model_id=model_id), timeout=1800)
 

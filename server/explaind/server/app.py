@@ -20,8 +20,8 @@ from explaind.v1 import model_service_pb2, model_service_pb2_grpc, prediction_se
 from .api.model_service import ModelServicer
 from .api.operations import OperationsServicer
 from .api.prediction import ModelAccess, PredictionServicer
-from .config import Settings
-from .examples.uploads import UploadManager, _use_gpu
+from .config import Settings, use_gpu
+from .examples.uploads import UploadManager
 from .interceptors import DrainInterceptor, build_interceptors
 from .metrics import Metrics, start_metrics_server, stop_metrics_server
 from .runtime.engine import Engine
@@ -52,7 +52,7 @@ class Daemon:
         self.operations = OperationStore(objects)
         self.registry = ModelRegistry(self.metrics)
         cache = settings.cache_dir or os.path.join(tempfile.gettempdir(), "explaind-cache")
-        self.watcher = StoreWatcher(self.models, self.registry, cache, _use_gpu(settings.use_gpu),
+        self.watcher = StoreWatcher(self.models, self.registry, cache, use_gpu(settings),
                                     settings.store_poll_seconds)
         self.uploads = UploadManager(self.models, self.operations, settings, self.metrics)
         self.engine = Engine(settings, self.metrics)

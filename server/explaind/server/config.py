@@ -39,6 +39,11 @@ class Settings:
     workers: int = 1                      # serving processes sharing the port (SO_REUSEPORT)
 
 
+def use_gpu(settings: Settings) -> bool | None:
+    """--use-gpu: yes -> True, no -> False, auto -> None (the index decides from faiss.get_num_gpus())."""
+    return {"yes": True, "no": False}.get(settings.use_gpu)
+
+
 def _env_name(field: str) -> str:
     return "EXPLAIND_" + field.upper()
 

@@ -15,7 +15,6 @@ import time
 import uuid
 
 import numpy as np
-from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from explaind.v1 import model_pb2, model_service_pb2
@@ -250,8 +249,3 @@ def _stack(vectors: list[np.ndarray], position: int) -> np.ndarray:
                               f"different sizes {sorted(sizes)}", field=f"{EXAMPLES_FIELD}.gcs_source.uris")
     return np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors])
 
-
-def now_timestamp() -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.GetCurrentTime()
-    return ts

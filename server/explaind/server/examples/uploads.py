@@ -21,6 +21,7 @@ from google.rpc import code_pb2, status_pb2
 
 from explaind.v1 import model_pb2, model_service_pb2
 
+from ..config import use_gpu
 from ..errors import InvalidArgument
 from ..index.config import SearchConfig, search_config_from_json, search_config_from_presets
 from ..store.models import ModelRecord, ModelStore
@@ -76,7 +77,7 @@ class UploadManager:
         job = BuildJob(self.models, self.operations, op, record, search_config, uris,
                        worker=self.worker, embed_batch_size=self.settings.embed_batch_size,
                        heartbeat_seconds=self.settings.heartbeat_seconds,
-                       use_gpu=_use_gpu(self.settings.use_gpu), metrics=self.metrics)
+                       use_gpu=use_gpu(self.settings), metrics=self.metrics)
         with self._lock:
             self._jobs[op.op_id] = job
         self._pool.submit(self._run, job)
@@ -203,6 +204,3 @@ def _check_artifact(uri: str) -> None:
         raise InvalidArgument(f"{uri!r} is not a SavedModel folder (no saved_model.pb) nor a .keras file",
                               field="model.artifact_uri")
 
-
-def _use_gpu(setting: str) -> bool | None:
-    return {"yes": True, "no": False}.get(setting)

@@ -11,6 +11,7 @@ import concurrent.futures
 import dataclasses
 import os
 import time
+import weakref
 
 import numpy as np
 
@@ -31,7 +32,8 @@ class Engine:
         threads = settings.search_threads or (os.cpu_count() or 2)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
         self.metrics = metrics
-        self._models: dict[tuple, ServedModel] = {}
+        # Weak: an unloaded model must not be kept alive by the batchers' side table.
+        self._models: weakref.WeakValueDictionary[tuple, ServedModel] = weakref.WeakValueDictionary()
         config = BatcherConfig(max_batch_size=settings.max_batch_size,
                                max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
                                max_queued=settings.max_queued)
@@ -80,10 +82,6 @@ class Engine:
             self.metrics.search_seconds.labels(model=served.model_id, device=served.device).observe(
                 time.perf_counter() - start)
         return results
-
-    def forget(self, model_id: str) -> None:
-        for key in [k for k in self._models if k[0] == model_id]:
-            del self._models[key]
 
     async def close(self) -> None:
         await self.embed_batcher.close()

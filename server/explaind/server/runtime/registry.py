@@ -37,11 +37,7 @@ class ModelRegistry:
             old = self._entries.pop(model_id, None)
             self._retire(old)
         if old is not None and self.metrics is not None:
-            for gauge in (self.metrics.index_vectors, self.metrics.index_bytes):
-                try:
-                    gauge.remove(model_id, old.served.device)
-                except KeyError:
-                    pass
+            self.metrics.forget_model(model_id)
         self._export_count()
 
     def loaded(self) -> dict[str, str]:
