@@ -173,6 +173,10 @@ def test_killed_builder_is_failed_by_the_survivor_and_id_reusable(s3, tmp_path):
             with pytest.raises(grpc.RpcError) as err:
                 on_b.get_model("orphan")
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            import s3fs
+            fs = s3fs.S3FileSystem()
+            fs.invalidate_cache()
+            assert not fs.exists(f"{BUCKET}/store-kill/models/orphan/builds"), fs.find(f"{BUCKET}/store-kill")
             small = write_jsonl(tmp_path / "small.jsonl", [{"features": r.tolist()} for r in x[:30]])
             retry = model_payload(path, [small], search_config(16, "DOT_PRODUCT_DISTANCE"), latent="embedding")
             assert on_b.wait(on_b.upload_model(retry, model_id="orphan"), timeout=120).index_info.example_count == 30

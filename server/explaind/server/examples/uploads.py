@@ -167,6 +167,8 @@ class UploadManager:
             model_id = meta.model.partition("/")[2]
             record = self.models.get(model_id) if model_id else None
             if record is not None and record.model.state == model_pb2.Model.BUILDING and record.operation == op.operation.name:
+                # The dead worker's staging folder is garbage: nothing of it was published.
+                self.models.discard_all_builds(model_id)
                 self.models.release_claim(model_id)
             op.operation.error.CopyFrom(status_pb2.Status(
                 code=code_pb2.ABORTED,

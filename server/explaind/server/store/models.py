@@ -77,6 +77,10 @@ class ModelStore:
     def discard_build(self, model_id: str, build_id: str) -> None:
         self.objects.delete_prefix(self.build_prefix(model_id, build_id))
 
+    def discard_all_builds(self, model_id: str) -> None:
+        """For a model that was never published: every staged build is garbage."""
+        self.objects.delete_prefix(f"models/{model_id}/builds")
+
     def publish(self, record: ModelRecord) -> None:
         """Writes the published record (the build's files must already be in place), then drops the claim."""
         self.objects.write(f"models/{record.model_id}/{PUBLISHED}", record.to_bytes())
