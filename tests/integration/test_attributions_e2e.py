@@ -89,3 +89,26 @@ def test_metadata_naming_unknown_tensors_fails_the_upload(server):
             client.wait(client.upload_model(payload, model_id="lin-bad"), timeout=120)
         assert err.value.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
         assert "nope" in err.value.status.message
+
+
+def test_metadata_file_beside_the_model_is_used_when_the_request_has_none(server, tmp_path):
+    import shutil
+
+    from explaind.client.metadata import SavedModelMetadataBuilder
+    model_dir = tmp_path / "linear"
+    shutil.copytree(attr_models.linear_model(), model_dir)
+    builder = SavedModelMetadataBuilder(str(model_dir))
+    builder.set_numeric_metadata("x", input_baselines=[[1.0, 1.0, 1.0, 1.0]])
+    builder.save_metadata(str(model_dir))
+    payload = {"displayName": "from-file", "artifactUri": str(model_dir),
+               "explanationSpec": {"parameters": {"integratedGradientsAttribution": {"stepCount": 10}}}}
+    with server.client() as client:
+        model = client.wait(client.upload_model(payload, model_id="lin-file"), timeout=120)
+        assert list(model.explanation_spec.metadata.inputs) == ["x"]      # recorded from the file
+        x = np.array([2.0, 0.0, 1.0, 3.0], np.float32)
+        response = client.explain("lin-file", [{"x": x.tolist()}], override={"parameters": {"topK": -1}})
+    w = attr_models.LINEAR_WEIGHTS
+    for attribution in response.explanations[0].attributions:
+        j = attribution.output_index[0]
+        got = json_format.MessageToDict(attribution.feature_attributions)["x"]
+        np.testing.assert_allclose(got, (x - 1.0) * w[:, j], rtol=1e-4, atol=1e-5)   # the file's baseline

@@ -127,3 +127,19 @@ def test_explain_errors(setup):
         assert bad_request_fields(err) == ["instances"]
         assert _error(lambda: client.get_operation("operations/nope")).code() == grpc.StatusCode.NOT_FOUND
         assert _error(lambda: client.get_model("models/a/b")).code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_unreadable_saved_model_fails_the_operation_naming_the_artifact(setup):
+    broken = setup["base"] / "broken"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"this is not a protocol buffer")
+    payload = model_payload(str(broken), [setup["data"]], search_config(16, "SQUARED_L2_DISTANCE"),
+                            latent="embedding")
+    with setup["server"].client() as client:
+        op = client.upload_model(payload, model_id="broken")
+        with pytest.raises(OperationError) as err:
+            client.wait(op, timeout=120)
+        status = err.value.status
+        assert status.code == code_pb2.INVALID_ARGUMENT, status
+        assert "LOADING_MODEL" in status.message and "artifact_uri" in status.message
+        assert _error(lambda: client.get_model("broken")).code() == grpc.StatusCode.NOT_FOUND

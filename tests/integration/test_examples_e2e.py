@@ -176,3 +176,32 @@ def test_operations_service_lists_and_describes_the_upload(server, tabular):
         assert "models/tab-ops" in [m.name for m in client.list_models()]
         got = client.get_model("tab-ops")
         assert json_format.MessageToDict(got)["state"] == "READY"
+
+
+def test_string_and_bytes_inputs_keep_every_byte(server, tmp_path):
+    """Binary payloads ({"b64": ...}) reach the model intact, trailing NUL bytes included,
+    through batching of concurrent calls; Predict returns the model's outputs."""
+    import base64
+    import concurrent.futures
+
+    path = tfmodels.text_model(str(tmp_path / "text"))
+    texts = [b"a", b"a\x00", b"a\x00\x00\x00", b"hello", b"hello world", b"\x00\x00"]
+    data = write_jsonl(tmp_path / "t.jsonl", [{"id": f"t{i}", "text": {"b64": base64.b64encode(t).decode()}}
+                                               for i, t in enumerate(texts)])
+    payload = model_payload(path, [data], search_config(2, "SQUARED_L2_DISTANCE"), latent="features",
+                            neighbor_count=1)
+    with server.client() as client:
+        _upload_and_wait(client, payload, "text")
+
+        def nearest(i):
+            instance = {"text": {"b64": base64.b64encode(texts[i]).decode()}}
+            return client.explain("text", [instance]).explanations[0].neighbors[0]
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            found = list(pool.map(nearest, range(len(texts))))
+        predictions = client.predict("text", [{"text": {"b64": base64.b64encode(t).decode()}} for t in texts])
+    assert [n.neighbor_id for n in found] == [f"t{i}" for i in range(len(texts))]
+    assert all(n.neighbor_distance == pytest.approx(0.0, abs=1e-6) for n in found)
+    oracle = tfmodels.text_oracle(texts)
+    np.testing.assert_allclose([p["score"] for p in predictions], oracle.sum(axis=1), rtol=1e-6)
+    np.testing.assert_allclose([p["features"] for p in predictions], oracle, rtol=1e-6)

@@ -9,6 +9,7 @@ import time
 import urllib.request
 
 import grpc
+import pytest
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -201,3 +202,20 @@ def test_workers_share_one_port(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+
+
+def test_configured_limits_answer_clear_statuses(start_server, tmp_path):
+    server = start_server(max_instances_per_request=3, max_message_bytes=64 * 1024, max_neighbor_count=20)
+    queries = _upload(server, tmp_path, n=300)
+    with server.client() as client:
+        with pytest.raises(grpc.RpcError) as err:
+            client.explain("load", [q.tolist() for q in queries[:4]], embeddings=True)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "3" in err.value.details() and "max-instances-per-request" in err.value.details()
+        assert len(client.explain("load", [q.tolist() for q in queries[:3]], embeddings=True).explanations) == 3
+        with pytest.raises(grpc.RpcError) as err:
+            client.explain("load", [q.tolist() for q in queries[:1]], embeddings=True, neighbor_count=21)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "20" in err.value.details()
+        with pytest.raises(grpc.RpcError) as err:      # a 200 KB request against a 64 KB limit
+            client.explain("load", [list(range(D)) * 800], embeddings=True)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -77,3 +77,18 @@ def test_ivf_filtered_recall(data):
     truth = sub[brute_force(q, x[sub], cosine=False)]
     assert all(len(row) == K and all(keep[p] for _, _, p in row) for row in got)
     assert recall(got, truth) >= 0.99
+
+
+@pytest.mark.parametrize("fraction", [0.17, 0.5])   # the IVF bitmap-selector and over-fetch strategies
+@pytest.mark.parametrize("preset,floor", [("PRECISE", 0.99), ("FAST", 0.90)])
+def test_ivf_filtered_recall_keeps_the_unfiltered_targets(data, fraction, preset, floor):
+    x, q, ids = data
+    keep = np.random.default_rng(3).random(N) < fraction
+    restricts = [[Namespace("s", ("in",))] if k else [] for k in keep]
+    index = ExampleIndex.build(x, ids, restricts, None, search_config_from_presets(preset, "TABULAR", K))
+    assert index.info["index_type"].startswith("IVF")
+    got = index.search(q, K, restricts=[[Namespace("s", ("in",))]] * len(q))
+    sub = np.flatnonzero(keep)
+    truth = sub[brute_force(q, x[sub], cosine=False)]
+    assert all(len(row) == K and all(keep[p] for _, _, p in row) for row in got)
+    assert recall(got, truth) >= floor, (preset, fraction, recall(got, truth))

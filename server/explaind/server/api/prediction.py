@@ -111,11 +111,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Predict(self, request, context):
         async with self.access.serving(request.name) as served:
             instances = parse_instances(request.instances, served.input_names(), False, self.settings)
-            inputs = batch_inputs(instances, served.input_specs())
-            outputs = await asyncio.to_thread(served.predict, inputs)
+            rows = await self.engine.predict(served, instances, _deadline(context))
             if self.metrics is not None:
                 self.metrics.instances.labels(model=served.model_id, method="Predict").inc(len(instances))
-            return prediction_service_pb2.PredictResponse(predictions=_predictions(outputs, len(instances)))
+            return prediction_service_pb2.PredictResponse(predictions=[_prediction(row) for row in rows])
 
 
 def _input_label(instance, index: int) -> str:
@@ -133,14 +132,12 @@ def _embedding_of(instance, index: int, dimensions: int) -> np.ndarray:
     return vector
 
 
-def _predictions(outputs: dict[str, np.ndarray], count: int) -> list[struct_pb2.Value]:
-    out = []
-    for i in range(count):
-        row = {name: np.asarray(value[i]).tolist() for name, value in outputs.items()}
-        if len(row) == 1:
-            row = next(iter(row.values()))
-        out.append(json_format.ParseDict(_jsonable(row), struct_pb2.Value()))
-    return out
+def _prediction(row: dict[str, np.ndarray]) -> struct_pb2.Value:
+    """One instance's outputs as JSON: the bare value for a single output, else a dict."""
+    values = {name: np.asarray(value).tolist() for name, value in row.items()}
+    if len(values) == 1:
+        values = next(iter(values.values()))
+    return json_format.ParseDict(_jsonable(values), struct_pb2.Value())
 
 
 def _jsonable(value):

@@ -1,8 +1,9 @@
 """Runs embeddings and searches for Explain, merging concurrent calls.
 
-Two batchers per replica: one merges model runs of calls for the same model
-version, the other merges index searches of calls that can share one search
-(same model version, neighbor count, crowding count). Restrictions travel per
+Three batchers per replica: one merges the embedding runs of calls for the
+same model version, one merges index searches of calls that can share one
+search (same model version, neighbor count, crowding count), and one merges
+Predict calls for the same model version. Restrictions travel per
 row, so calls with different filters still share a batch.
 """
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Engine:
                                             name="embed", metrics=metrics)
         self.search_batcher = DynamicBatcher(self._search_batch, config, executor=self.executor,
                                              name="search", metrics=metrics)
+        self.predict_batcher = DynamicBatcher(self._predict_batch, config, executor=self.executor,
+                                              name="predict", metrics=metrics)
 
     # Keys carry the model's identity; the model object itself rides in a side table
     # so keys stay small and hashable.
@@ -50,8 +53,8 @@ class Engine:
         return key
 
     async def embed(self, served: ServedModel, instances: list, deadline: float | None) -> np.ndarray:
-        rows = await self.embed_batcher.submit(self._key(served), instances, deadline=deadline)
-        return np.stack(rows)
+        rows = _rows(batch_inputs(instances, served.require_latent().input_specs))
+        return np.stack(await self.embed_batcher.submit(self._key(served), rows, deadline=deadline))
 
     async def search(self, served: ServedModel, vectors: np.ndarray, restricts: list[list[Namespace]],
                      neighbor_count: int, crowding_count: int, deadline: float | None):
@@ -59,10 +62,20 @@ class Engine:
         key = self._key(served, neighbor_count, crowding_count)
         return await self.search_batcher.submit(key, items, deadline=deadline)
 
-    def _embed_batch(self, key: tuple, instances: list) -> list[np.ndarray]:
+    async def predict(self, served: ServedModel, instances: list, deadline: float | None) -> list[dict]:
+        """The model's own outputs, one dict (output name -> value) per instance."""
+        rows = _rows(batch_inputs(instances, served.input_specs()))
+        return await self.predict_batcher.submit(self._key(served), rows, deadline=deadline)
+
+    def _predict_batch(self, key: tuple, rows: list[dict]) -> list[dict]:
+        served = self._models[key[:2]]
+        outputs = served.predict(_stack(rows))
+        return [{name: value[i] for name, value in outputs.items()} for i in range(len(rows))]
+
+    def _embed_batch(self, key: tuple, rows: list[dict]) -> list[np.ndarray]:
         served = self._models[key[:2]]
         latent = served.require_latent()
-        inputs = batch_inputs(instances, latent.input_specs)
+        inputs = _stack(rows)
         start = time.perf_counter()
         out = latent.embed(inputs)
         if self.metrics is not None:
@@ -86,4 +99,26 @@ class Engine:
     async def close(self) -> None:
         await self.embed_batcher.close()
         await self.search_batcher.close()
+        await self.predict_batcher.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+# Each call decodes its own instances (so a bad one fails that call alone, never
+# the batch it would have joined); batches are then stacked from per-row inputs.
+def _rows(inputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    count = len(next(iter(inputs.values()))) if inputs else 0
+    return [{name: value[i] for name, value in inputs.items()} for i in range(count)]
+
+
+def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, first in rows[0].items():
+        if isinstance(first, (bytes, str)):
+            # Keep string inputs as object arrays: np.stack would make fixed-width
+            # bytes and silently drop trailing NUL bytes of binary payloads.
+            column = np.empty(len(rows), dtype=object)
+            column[:] = [row[name] for row in rows]
+            out[name] = column
+        else:
+            out[name] = np.stack([row[name] for row in rows])
+    return out
