@@ -7,7 +7,8 @@ is all this index can reach (so widening k cannot help).
 
 Strategies, for m admissible examples among N (S = the vectors an
 unfiltered search scans: N for Flat, N * nprobe / nlist for IVF):
-  m == N (or no filter)        plain FAISS search.
+  m == N (or no filter)        plain FAISS search; a single query on a CPU flat
+                               index scans with one BLAS product instead.
   m <= max(4096, min(65536, S / 4))   (GPU: m <= 2048)
                                exact numpy search over just those m vectors:
                                a BLAS product over m rows costs less than the
@@ -55,6 +56,7 @@ class Candidates:
         self._nlist = nlist
         self._nprobe = nprobe
         self._n = len(vectors)
+        self._squared_norms: np.ndarray | None = None   # for the batch-1 scan, computed once
 
     def provider(self, mask: np.ndarray | None):
         n = self._n
@@ -86,8 +88,31 @@ class Candidates:
         return dist, pos
 
     def _all(self, q: np.ndarray, k: int):
+        if self._scan_beats_faiss(len(q)):
+            return self._scan_all(q, k)
         dist, pos = self.faiss_search(q, k)
         return dist, pos, (pos >= 0).sum(axis=1) < k
+
+    def _scan_beats_faiss(self, rows: int) -> bool:
+        # FAISS's flat CPU search parallelizes over queries, so a single query scans on
+        # one core; one BLAS matrix-vector product uses them all (1.3-1.7x faster on 2
+        # cores at 100k-400k x 128, more with more cores). Two queries or more: FAISS.
+        return (rows == 1 and not self._nlist and self._placement.device == "cpu"
+                and self._config.distance != "L1_DISTANCE")
+
+    def _scan_all(self, q: np.ndarray, k: int):
+        exhausted = np.full(len(q), k >= self._n)   # asked for all there is
+        k = min(k, self._n)
+        ip = q @ self._vectors.T
+        if self._config.distance == "SQUARED_L2_DISTANCE":
+            if self._squared_norms is None:
+                self._squared_norms = np.einsum("ij,ij->i", self._vectors, self._vectors)
+            dist = self._squared_norms[None, :] - 2.0 * ip + np.einsum("ij,ij->i", q, q)[:, None]
+            np.maximum(dist, 0.0, out=dist)
+        else:
+            dist = -ip if self._config.distance == "DOT_PRODUCT_DISTANCE" else 1.0 - ip
+        d, pos = distances.top_k(dist, k)
+        return d.astype(np.float32, copy=False), pos.astype(np.int64, copy=False), exhausted
 
 
 class _Provider:
