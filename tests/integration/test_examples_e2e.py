@@ -174,6 +174,19 @@ def test_operations_service_lists_and_describes_the_upload(server, tabular):
         assert meta.progress_percent == 100.0 and meta.model == "models/tab-ops"
         assert op.name in [o.name for o in client.list_operations()]
         assert "models/tab-ops" in [m.name for m in client.list_models()]
+        extra = write_jsonl(tabular["path"] + "-extra.jsonl", [{"embedding": [1.0, 2.0]}, {"embedding": [0.0, 1.0]}])
+        client.wait(client.upload_model(model_payload("", [extra], search_config(2, "DOT_PRODUCT_DISTANCE")),
+                                        model_id="tab-ops-extra"), timeout=60)
+        # Paging one model at a time visits every model exactly once, in order.
+        names, token = [], ""
+        while True:
+            page = client.models.ListModels(model_service_pb2.ListModelsRequest(page_size=1, page_token=token))
+            assert len(page.models) <= 1
+            names += [m.name for m in page.models]
+            token = page.next_page_token
+            if not token:
+                break
+        assert names == sorted(m.name for m in client.list_models()) and len(names) == len(set(names)) >= 2
         got = client.get_model("tab-ops")
         assert json_format.MessageToDict(got)["state"] == "READY"
 

@@ -56,6 +56,10 @@ def test_cancel_running_upload_publishes_nothing(start_server, tmp_path):
                 break
             time.sleep(0.1)
         assert meta.stage == meta.Stage.EMBEDDING, meta
+        # WaitOperation honours its timeout: it answers, not done, after about a second.
+        start = time.monotonic()
+        waited = client.wait_operation(op.name, timeout=1)
+        assert not waited.done and 0.9 <= time.monotonic() - start < 5
         # Explain on a model still building is FAILED_PRECONDITION.
         with pytest.raises(grpc.RpcError) as err:
             client.explain("cancelled", [{"features": [0.0] * 8}])
@@ -75,3 +79,27 @@ def test_cancel_running_upload_publishes_nothing(start_server, tmp_path):
         op = client.upload_model(model_payload(path, [small], search_config(16, "DOT_PRODUCT_DISTANCE"),
                                                latent="embedding"), model_id="cancelled")
         assert client.wait(op, timeout=120).index_info.example_count == 50
+
+
+def test_delete_operation_forgets_without_cancelling(start_server, tmp_path):
+    import numpy as np
+    server = start_server()
+    np.save(tmp_path / "e.npy", np.random.default_rng(0).normal(size=(3000, 8)).astype(np.float32))
+    with server.client() as client:
+        op = client.upload_model(model_payload("", [str(tmp_path / "e.npy")], search_config(8, "DOT_PRODUCT_DISTANCE")),
+                                 model_id="kept")
+        client.delete_operation(op.name)
+        with pytest.raises(grpc.RpcError) as err:
+            client.get_operation(op.name)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                model = client.get_model("kept")
+                if model.state == model.READY:
+                    break
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+        assert client.get_model("kept").index_info.example_count == 3000
+        assert op.name not in [o.name for o in client.list_operations()]
