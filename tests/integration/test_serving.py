@@ -61,7 +61,13 @@ def test_concurrent_calls_are_batched_and_counted(start_server, tmp_path):
         sequential = [stub.Explain(r, timeout=30) for r in requests]
     concurrent = asyncio.run(_concurrent(server.target, requests))
     assert all(not isinstance(r, Exception) for r in concurrent), [r for r in concurrent if isinstance(r, Exception)][:1]
-    assert [r.explanations[0].neighbors for r in concurrent] == [r.explanations[0].neighbors for r in sequential]
+    # Same neighbors; distances equal to float32 rounding (a batch may be scanned by
+    # another kernel than a single query: BLAS product vs FAISS's scan).
+    for c, s in zip(concurrent, sequential):
+        assert [n.neighbor_id for n in c.explanations[0].neighbors] == \
+            [n.neighbor_id for n in s.explanations[0].neighbors]
+        np.testing.assert_allclose([n.neighbor_distance for n in c.explanations[0].neighbors],
+                                   [n.neighbor_distance for n in s.explanations[0].neighbors], rtol=1e-5)
 
     metrics = _scrape(server.metrics_port)
     sizes = [s for s in metrics["explaind_batch_size"].samples
