@@ -54,6 +54,9 @@ class OperationRecord:
 class OperationStore:
     def __init__(self, objects: ObjectStore):
         self.objects = objects
+        # A done operation never changes again (it can only be deleted), so its record
+        # is read once; every poll of every replica re-reads only the running ones.
+        self._done: dict[str, OperationRecord] = {}
 
     def _key(self, op_id: str) -> str:
         return f"operations/{op_id}.json"
@@ -74,16 +77,22 @@ class OperationStore:
         return record
 
     def list(self) -> list[OperationRecord]:
+        ids = [name[: -len(".json")] for name in self.objects.list("operations")
+               if name.endswith(".json") and not name.startswith(".")]
+        for gone in self._done.keys() - set(ids):      # deleted, possibly by another replica
+            del self._done[gone]
         out = []
-        for name in self.objects.list("operations"):
-            if name.endswith(".json") and not name.startswith("."):
-                record = self.get(name[: -len(".json")])
-                if record is not None:
-                    out.append(record)
+        for op_id in ids:
+            record = self._done.get(op_id) or self.get(op_id)
+            if record is not None:
+                if record.operation.done:
+                    self._done[op_id] = record
+                out.append(record)
         out.sort(key=lambda r: r.operation.name)
         return out
 
     def delete(self, op_id: str) -> None:
+        self._done.pop(op_id, None)
         self.objects.delete(self._key(op_id))
 
 
