@@ -103,3 +103,21 @@ def test_delete_operation_forgets_without_cancelling(start_server, tmp_path):
             time.sleep(0.2)
         assert client.get_model("kept").index_info.example_count == 3000
         assert op.name not in [o.name for o in client.list_operations()]
+
+
+def test_a_long_silent_stage_is_not_taken_for_a_dead_worker(start_server, tmp_path):
+    """Model loading (TensorFlow import included) lasts far longer than the other
+    replica's heartbeat timeout; the build's heartbeats come from their own thread,
+    so the watching replica leaves it alone and the upload succeeds."""
+    path = tfmodels.tabular_embedding_model(str(tmp_path / "model"), n_features=8, latent_dim=16)
+    x = tfmodels.random_inputs(100, (8,), seed=1)
+    data = write_jsonl(tmp_path / "d.jsonl", [{"features": r.tolist()} for r in x])
+    store = str(tmp_path / "store")
+    builder = start_server(store=store, heartbeat_seconds=0.2)
+    start_server(store=store, heartbeat_timeout_seconds=1.0, store_poll_seconds=0.2)   # the watcher
+    with builder.client() as client:
+        op = client.upload_model(model_payload(path, [data], search_config(16, "DOT_PRODUCT_DISTANCE"),
+                                               latent="embedding"), model_id="slow-start")
+        model = client.wait(op, timeout=180)
+        assert model.index_info.example_count == 100
+        assert not client.get_operation(op.name).HasField("error")

@@ -54,61 +54,94 @@ class BuildJob:
         self.use_gpu = use_gpu
         self.metrics = metrics
         self.cancel_event = threading.Event()
+        # Set when another replica already ended this operation (it took our silence
+        # for death): we then publish nothing and write nothing, not even the claim.
+        self.taken_over = threading.Event()
         self.build_id = "b" + uuid.uuid4().hex[:12]
         self.stage = Stage.QUEUED
         self._stage_started = time.monotonic()
-        self._last_beat = 0.0
+        self._record_lock = threading.Lock()
+        self._stop_beating = threading.Event()
         self.meta = model_service_pb2.UploadModelOperationMetadata()
         op.operation.metadata.Unpack(self.meta)
 
-    # --- progress ---
+    # --- progress and heartbeats ---
     def _set_stage(self, stage: int) -> None:
         if self.metrics is not None and self.stage not in (Stage.QUEUED, Stage.STAGE_UNSPECIFIED):
             self.metrics.build_stage_seconds.labels(stage=Stage.Name(self.stage)).observe(
                 time.monotonic() - self._stage_started)
-        self.stage = stage
-        self._stage_started = time.monotonic()
-        self.meta.stage = stage
-        self._beat(force=True)
+        with self._record_lock:
+            self.stage = stage
+            self._stage_started = time.monotonic()
+            self.meta.stage = stage
+        self._sync_record()
+        self._check()
 
     def _progress(self, embedded: int, total: int) -> None:
-        self.meta.examples_embedded = embedded
-        self.meta.examples_total = total
-        self.meta.progress_percent = 100.0 * embedded / total if total else 0.0
-        self._beat()
+        with self._record_lock:
+            self.meta.examples_embedded = embedded
+            self.meta.examples_total = total
+            self.meta.progress_percent = 100.0 * embedded / total if total else 0.0
+        self._check()
 
-    def _beat(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_beat < self.heartbeat_seconds:
-            return
-        self._last_beat = now
-        stored = self.operations.get(self.op.op_id)
-        if stored is None or stored.cancel_requested:
-            # Deleted records do not cancel (DeleteOperation only forgets); a cancel
-            # asked on another replica arrives through the store.
-            if stored is not None:
-                self.cancel_event.set()
+    def _check(self) -> None:
         if self.cancel_event.is_set():
             raise BuildCancelled()
-        self.meta.update_time.GetCurrentTime()
-        self.meta.worker = self.worker
-        self.op.operation.metadata.Pack(self.meta)
-        self.op.worker = self.worker
-        if stored is not None:
+
+    def _sync_record(self) -> None:
+        """Writes progress and the heartbeat; reads a cancel (or a takeover) from the store."""
+        with self._record_lock:
+            if self._stop_beating.is_set():
+                return            # the outcome is being written; a late beat must not undo it
+            stored = self.operations.get(self.op.op_id)
+            if stored is None:
+                return            # DeleteOperation forgets the record; it does not cancel
+            if stored.operation.done:
+                self.taken_over.set()
+                self.cancel_event.set()
+                return
+            if stored.cancel_requested:
+                self.cancel_event.set()   # a cancel asked on another replica arrives through the store
+            self.meta.update_time.GetCurrentTime()
+            self.meta.worker = self.worker
+            self.op.operation.metadata.Pack(self.meta)
+            self.op.worker = self.worker
+            self.op.cancel_requested = stored.cancel_requested
             self.operations.put(self.op)
+
+    def _heartbeat(self) -> None:
+        # Its own thread: a long model load or index build must not look like a dead worker.
+        while not self._stop_beating.wait(self.heartbeat_seconds):
+            try:
+                self._sync_record()
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the build goes on
+                log.exception("heartbeat failed", extra={"operation": self.op.operation.name})
 
     # --- the job ---
     def run(self) -> None:
         """Never raises: the outcome is written into the operation record."""
+        beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.op.op_id[:8]}", daemon=True)
+        beat.start()
         try:
             self._run()
         except BuildCancelled:
-            self._fail(code_pb2.CANCELLED, f"cancelled by CancelOperation during stage {Stage.Name(self.stage)}")
+            if self.taken_over.is_set():
+                self._abandon()
+            else:
+                self._fail(code_pb2.CANCELLED, f"cancelled by CancelOperation during stage {Stage.Name(self.stage)}")
         except ExplaindError as e:
             self._fail(e.code.value[0], f"stage {Stage.Name(self.stage)}: {e}", e.field, e.message)
         except Exception as e:  # noqa: BLE001 - any failure must end the operation, not kill the worker
             log.exception("build failed", extra={"operation": self.op.operation.name})
             self._fail(code_pb2.INTERNAL, f"stage {Stage.Name(self.stage)}: {type(e).__name__}: {e}")
+        finally:
+            self._stop_beating.set()
+            beat.join()
+
+    def _abandon(self) -> None:
+        """Another replica ended the operation and freed the id: drop only our own staging."""
+        self.models.discard_build(self.record.model_id, self.build_id)
+        log.warning("build abandoned: its operation was ended elsewhere", extra={"operation": self.op.operation.name})
 
     def _run(self) -> None:
         from ..runtime.saved_model import LatentModel  # TensorFlow loads only when a build needs it
@@ -149,7 +182,7 @@ class BuildJob:
         if config.dimensions is None:
             config = dataclasses.replace(config, dimensions=int(embeddings.shape[1]))
         index = ExampleIndex.build(embeddings, ids, restricts, tags, config, use_gpu=self.use_gpu)
-        self._beat(force=True)
+        self._check()
         self._publish(latent, index)
 
     def _embed_all(self, paths, latent, total):
@@ -206,8 +239,9 @@ class BuildJob:
                 nprobe=int(info.get("nprobe", 0) or 0)))
             record.build_id = self.build_id
             record.search_config = config.to_json()
-        if self.cancel_event.is_set():
-            raise BuildCancelled()
+        self._sync_record()      # last look: cancelled or taken over while we built?
+        self._check()
+        self._stop_beating.set()
         model.state = model_pb2.Model.READY
         model.update_time.GetCurrentTime()
         self.models.publish(record)
@@ -220,6 +254,7 @@ class BuildJob:
         self._store_final()
 
     def _fail(self, code: int, message: str, field: str | None = None, description: str = "") -> None:
+        self._stop_beating.set()
         try:
             self.models.discard_build(self.record.model_id, self.build_id)
         finally:
@@ -237,9 +272,12 @@ class BuildJob:
         log.info("build ended with an error", extra={"operation": self.op.operation.name, "error": message})
 
     def _store_final(self) -> None:
-        # A DeleteOperation during the build forgets the record: do not resurrect it.
-        if self.operations.get(self.op.op_id) is not None:
-            self.operations.put(self.op)
+        with self._record_lock:
+            stored = self.operations.get(self.op.op_id)
+            # A DeleteOperation during the build forgets the record: do not resurrect it.
+            if stored is not None:
+                self.op.cancel_requested = stored.cancel_requested
+                self.operations.put(self.op)
 
 
 def _stack(vectors: list[np.ndarray], position: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 operations/{id}.json holds the Operation itself plus what another replica
 needs to watch or take over the build: the original request, the worker that
 runs it, its last heartbeat and whether a cancel was asked for.
+operations/deleted/{id} marks an operation forgotten by DeleteOperation.
 """
 from __future__ import annotations
 
@@ -66,8 +67,13 @@ class OperationStore:
         self.objects.write(self._key(record.op_id), record.to_bytes())
 
     def get(self, op_id: str) -> OperationRecord | None:
+        if self.objects.exists(self._tombstone(op_id)):
+            return None
         data = self.objects.read(self._key(op_id))
         return OperationRecord.from_bytes(data) if data is not None else None
+
+    def _tombstone(self, op_id: str) -> str:
+        return f"operations/deleted/{op_id}"
 
     def require(self, name: str) -> OperationRecord:
         op_id = operation_id(name)
@@ -77,8 +83,16 @@ class OperationStore:
         return record
 
     def list(self) -> list[OperationRecord]:
-        ids = [name[: -len(".json")] for name in self.objects.list("operations")
-               if name.endswith(".json") and not name.startswith(".")]
+        deleted = set(self.objects.list("operations/deleted"))
+        ids = []
+        for name in self.objects.list("operations"):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            op_id = name[: -len(".json")]
+            if op_id in deleted:
+                self.objects.delete(self._key(op_id))   # written back by a build after its delete
+            else:
+                ids.append(op_id)
         for gone in self._done.keys() - set(ids):      # deleted, possibly by another replica
             del self._done[gone]
         out = []
@@ -92,7 +106,11 @@ class OperationStore:
         return out
 
     def delete(self, op_id: str) -> None:
+        """Forgets the operation. A tombstone, not just the removal: a build still
+        running (here or on another replica) may write its record once more, and the
+        tombstone keeps it forgotten whichever write lands last."""
         self._done.pop(op_id, None)
+        self.objects.write(self._tombstone(op_id), b"")
         self.objects.delete(self._key(op_id))
 
 
