@@ -125,10 +125,7 @@ class BuildJob:
         try:
             self._run()
         except BuildCancelled:
-            if self.taken_over.is_set():
-                self._abandon()
-            else:
-                self._fail(code_pb2.CANCELLED, f"cancelled by CancelOperation during stage {Stage.Name(self.stage)}")
+            self._fail(code_pb2.CANCELLED, f"cancelled by CancelOperation during stage {Stage.Name(self.stage)}")
         except ExplaindError as e:
             self._fail(e.code.value[0], f"stage {Stage.Name(self.stage)}: {e}", e.field, e.message)
         except Exception as e:  # noqa: BLE001 - any failure must end the operation, not kill the worker
@@ -255,6 +252,9 @@ class BuildJob:
 
     def _fail(self, code: int, message: str, field: str | None = None, description: str = "") -> None:
         self._stop_beating.set()
+        if self.taken_over.is_set():
+            self._abandon()        # the id's claim may already belong to a new upload
+            return
         try:
             self.models.discard_build(self.record.model_id, self.build_id)
         finally:
