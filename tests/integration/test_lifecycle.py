@@ -113,8 +113,8 @@ def test_a_long_silent_stage_is_not_taken_for_a_dead_worker(start_server, tmp_pa
     x = tfmodels.random_inputs(100, (8,), seed=1)
     data = write_jsonl(tmp_path / "d.jsonl", [{"features": r.tolist()} for r in x])
     store = str(tmp_path / "store")
-    builder = start_server(store=store, heartbeat_seconds=0.2)
-    start_server(store=store, heartbeat_timeout_seconds=1.0, store_poll_seconds=0.2)   # the watcher
+    builder = start_server(store=store, heartbeat_seconds=0.1)
+    start_server(store=store, heartbeat_timeout_seconds=1.5, store_poll_seconds=0.2)   # the watcher
     with builder.client() as client:
         op = client.upload_model(model_payload(path, [data], search_config(16, "DOT_PRODUCT_DISTANCE"),
                                                latent="embedding"), model_id="slow-start")
