@@ -55,6 +55,9 @@ class ModelRecord:
 class ModelStore:
     def __init__(self, objects: ObjectStore):
         self.objects = objects
+        # model id -> (version of its model.json, build id): every replica polls
+        # published_builds(), and a record is re-read only when it was rewritten.
+        self._published: dict[str, tuple[tuple, str]] = {}
 
     # --- claims (builds in progress) ---
     def claim(self, record: ModelRecord) -> None:
@@ -119,10 +122,21 @@ class ModelStore:
     def published_builds(self) -> dict[str, str]:
         """model id -> build id of every published model (what replicas should serve)."""
         out = {}
-        for model_id in self.list_ids():
-            record = self.get_published(model_id)
-            if record is not None:
-                out[model_id] = record.build_id
+        for key, version in self.objects.versions("models").items():
+            parts = key.split("/")
+            if len(parts) != 3 or parts[2] != PUBLISHED:
+                continue
+            model_id = parts[1]
+            cached = self._published.get(model_id)
+            if cached is None or cached[0] != version:
+                record = self.get_published(model_id)
+                if record is None:
+                    continue
+                cached = (version, record.build_id)
+                self._published[model_id] = cached
+            out[model_id] = cached[1]
+        for gone in self._published.keys() - out.keys():
+            del self._published[gone]
         return out
 
     def delete(self, model_id: str) -> None:

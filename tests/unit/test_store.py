@@ -1,0 +1,73 @@
+"""The store's own guarantees, on a local folder (the S3 side runs in
+tests/integration/test_replicas_s3.py against an S3-compatible server)."""
+import threading
+
+import pytest
+from google.longrunning import operations_pb2
+
+from explaind.server.errors import AlreadyExists
+from explaind.server.store.models import ModelRecord, ModelStore
+from explaind.server.store.objects import KeyExists, ObjectStore
+from explaind.server.store.operations import OperationRecord, OperationStore
+from explaind.v1 import model_pb2
+
+
+def test_create_is_exclusive_under_contention(tmp_path):
+    store = ObjectStore(str(tmp_path))
+    wins, losses = [], []
+
+    def claim(i):
+        try:
+            store.create("claims/x", str(i).encode())
+            wins.append(i)
+        except KeyExists:
+            losses.append(i)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1 and len(losses) == 15
+    assert store.read("claims/x") == str(wins[0]).encode()
+    assert not [n for n in store.list("claims") if n.startswith(".tmp")]    # no temp files left behind
+
+
+def test_published_builds_follow_rewrites_and_deletes(tmp_path):
+    models = ModelStore(ObjectStore(str(tmp_path)))
+    record = ModelRecord(model=model_pb2.Model(name="models/m"), build_id="b000000000001")
+    assert models.published_builds() == {}
+    models.publish(record)
+    assert models.published_builds() == {"m": "b000000000001"}
+    record.build_id = "b000000000002"                      # same size on disk: a rewrite, not a new size
+    models.publish(record)
+    assert models.published_builds() == {"m": "b000000000002"}
+    models.delete("m")
+    assert models.published_builds() == {}
+    # A second store on the same folder (another replica) agrees.
+    models.publish(record)
+    assert ModelStore(ObjectStore(str(tmp_path))).published_builds() == {"m": "b000000000002"}
+
+
+def test_claims_refuse_a_second_build_and_a_published_id(tmp_path):
+    models = ModelStore(ObjectStore(str(tmp_path)))
+    record = ModelRecord(model=model_pb2.Model(name="models/c", state=model_pb2.Model.BUILDING), operation="operations/1")
+    models.claim(record)
+    with pytest.raises(AlreadyExists):
+        models.claim(record)
+    models.publish(ModelRecord(model=model_pb2.Model(name="models/c", state=model_pb2.Model.READY)))
+    with pytest.raises(AlreadyExists):
+        models.claim(record)
+
+
+def test_deleted_operation_stays_deleted_when_written_again(tmp_path):
+    objects = ObjectStore(str(tmp_path))
+    operations = OperationStore(objects)
+    record = OperationRecord(operation=operations_pb2.Operation(name="operations/abc"))
+    operations.put(record)
+    assert [r.op_id for r in operations.list()] == ["abc"]
+    operations.delete("abc")
+    operations.put(record)              # a build that did not hear of the delete writes its progress
+    assert operations.get("abc") is None
+    assert operations.list() == []
+    assert not objects.exists("operations/abc.json")    # list() sweeps the stray record
