@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
+from google.longrunning import operations_pb2
+
 from explaind.v1 import model_pb2, model_service_pb2
 from tests import models as tfmodels
 from tests.integration.helpers import brute_force, model_payload, neighbor_distances, neighbor_ids, \
@@ -187,6 +189,15 @@ def test_operations_service_lists_and_describes_the_upload(server, tabular):
             if not token:
                 break
         assert names == sorted(m.name for m in client.list_models()) and len(names) == len(set(names)) >= 2
+        ops, token = [], ""
+        while True:
+            page = client.operations.ListOperations(operations_pb2.ListOperationsRequest(page_size=1, page_token=token))
+            assert len(page.operations) <= 1
+            ops += [o.name for o in page.operations]
+            token = page.next_page_token
+            if not token:
+                break
+        assert ops == sorted(o.name for o in client.list_operations()) and len(ops) == len(set(ops)) >= 2
         got = client.get_model("tab-ops")
         assert json_format.MessageToDict(got)["state"] == "READY"
 

@@ -111,9 +111,10 @@ class Daemon:
 
     def _housekeeping(self) -> None:
         """Each poll: end builds whose worker died, and export operations by state."""
-        self.uploads.fail_stale_builds()
+        operations = self.operations.list()
+        self.uploads.fail_stale_builds(operations)   # may end some: counted below as they are now
         counts = {"RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
-        for op in self.operations.list():
+        for op in operations:
             if not op.operation.done:
                 counts["RUNNING"] += 1
             elif op.operation.HasField("error"):

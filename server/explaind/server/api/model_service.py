@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 
 from google.protobuf import empty_pb2
 
 from explaind.v1 import model_pb2, model_service_pb2, model_service_pb2_grpc
 
 from ..errors import FailedPrecondition, InvalidArgument, Unimplemented
-from . import names
+from . import names, page_tokens
 from .status import translate_errors
 
 DEFAULT_PAGE_SIZE = 50
@@ -37,7 +36,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         if request.page_size < 0:
             raise InvalidArgument(f"must be >= 0, got {request.page_size}", field="page_size")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = _decode_token(request.page_token)
+        after = page_tokens.decode(request.page_token)
         ids = [i for i in await asyncio.to_thread(self.models.list_ids) if i > after]
         response = model_service_pb2.ListModelsResponse()
         for model_id in ids:
@@ -47,7 +46,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             response.models.append(record.model)
             if len(response.models) == size:
                 if model_id != ids[-1]:
-                    response.next_page_token = base64.urlsafe_b64encode(model_id.encode()).decode()
+                    response.next_page_token = page_tokens.encode(model_id)
                 break
         return response
 
@@ -67,11 +66,3 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         raise Unimplemented("UpdateExplanationDataset is not implemented yet; upload the model again "
                             "under a new id, then delete the old one")
 
-
-def _decode_token(token: str) -> str:
-    if not token:
-        return ""
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except Exception:  # noqa: BLE001 - any garbage is the caller's bad token
-        raise InvalidArgument("not a token this server issued", field="page_token") from None

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2
 
 from ..errors import InvalidArgument
+from . import page_tokens
 from .status import translate_errors
 
 WAIT_POLL_SECONDS = 0.2
@@ -28,12 +28,12 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         if request.page_size < 0:
             raise InvalidArgument(f"must be >= 0, got {request.page_size}", field="page_size")
         records = await asyncio.to_thread(self.operations.list)
-        start = _decode_token(request.page_token)
-        size = request.page_size or DEFAULT_PAGE_SIZE
-        page = records[start:start + size]
+        after = page_tokens.decode(request.page_token)
+        remaining = [r for r in records if r.operation.name > after]     # list() sorts by name
+        page = remaining[:request.page_size or DEFAULT_PAGE_SIZE]
         response = operations_pb2.ListOperationsResponse(operations=[r.operation for r in page])
-        if start + size < len(records):
-            response.next_page_token = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+        if len(page) < len(remaining):
+            response.next_page_token = page_tokens.encode(page[-1].operation.name)
         return response
 
     @translate_errors
@@ -66,11 +66,3 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         await asyncio.to_thread(self.operations.delete, record.op_id)
         return empty_pb2.Empty()
 
-
-def _decode_token(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except ValueError:
-        raise InvalidArgument("not a token this server issued", field="page_token") from None

@@ -10,6 +10,7 @@ from google.protobuf import json_format, struct_pb2
 from explaind.v1 import explanation_pb2, model_pb2, prediction_service_pb2, prediction_service_pb2_grpc
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from ..index.config import DEFAULT_NEIGHBOR_COUNT
 from ..runtime.instances import batch_inputs
 from . import names
 from .explain_request import examples_query, instance_restricts, parse_instances
@@ -82,8 +83,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     async def _neighbors(self, served, instances, override, explanations, deadline):
         index = served.require_index()
-        query = examples_query(override.examples_override, served.model.explanation_spec.parameters.examples
-                               .neighbor_count or 10, self.settings, override.HasField("examples_override"))
+        model_neighbor_count = served.model.explanation_spec.parameters.examples.neighbor_count
+        query = examples_query(override.examples_override, model_neighbor_count or DEFAULT_NEIGHBOR_COUNT,
+                               self.settings, override.HasField("examples_override"))
         if query.embeddings_format:
             vectors = np.stack([_embedding_of(inst, i, index.dimensions) for i, inst in enumerate(instances)])
         else:

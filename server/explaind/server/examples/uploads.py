@@ -23,7 +23,8 @@ from explaind.v1 import model_pb2, model_service_pb2
 
 from ..config import use_gpu
 from ..errors import InvalidArgument
-from ..index.config import SearchConfig, search_config_from_json, search_config_from_presets
+from ..index.config import DEFAULT_NEIGHBOR_COUNT, SearchConfig, search_config_from_json, \
+    search_config_from_presets
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from . import readers
@@ -32,7 +33,6 @@ from .build_job import BuildJob
 log = logging.getLogger(__name__)
 MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
 EXAMPLES = "model.explanation_spec.parameters.examples"
-DEFAULT_NEIGHBOR_COUNT = 10
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
 
 
@@ -152,11 +152,12 @@ class UploadManager:
         op.cancel_requested = True
         self.operations.put(op)
 
-    def fail_stale_builds(self) -> int:
-        """Ends operations whose worker stopped heart-beating (it died); returns how many."""
+    def fail_stale_builds(self, operations: list[OperationRecord] | None = None) -> int:
+        """Ends operations whose worker stopped heart-beating (it died); returns how many.
+        `operations`: a listing the caller already has (else the store is listed)."""
         deadline = time.time() - self.settings.heartbeat_timeout_seconds
         failed = 0
-        for op in self.operations.list():
+        for op in self.operations.list() if operations is None else operations:
             if op.operation.done or op.heartbeat > deadline:
                 continue
             with self._lock:

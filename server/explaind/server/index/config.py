@@ -17,6 +17,7 @@ NORMS = ("NONE", "UNIT_L2_NORM")
 ALGORITHMS = ("brute_force", "tree_ah")
 DEFAULT_DISTANCE = "DOT_PRODUCT_DISTANCE"  # as in Vertex
 DEFAULT_NORM = "NONE"
+DEFAULT_NEIGHBOR_COUNT = 10  # as in Vertex
 
 # Below this many examples every algorithm gets an exact flat index: exhaustive
 # search over a few thousand vectors costs microseconds, and k-means on so few
@@ -49,7 +50,7 @@ class SearchConfig:
     leaf_node_embedding_count: int = 1000
     leaf_nodes_to_search_percent: float = 10.0
     approximate_neighbors_count: int = 0
-    neighbor_count: int = 10
+    neighbor_count: int = DEFAULT_NEIGHBOR_COUNT
 
     def to_json(self) -> dict:
         return {

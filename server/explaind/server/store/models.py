@@ -111,14 +111,6 @@ class ModelStore:
     def list_ids(self) -> list[str]:
         return [name for name in self.objects.list("models") if not name.startswith(".")]
 
-    def list(self) -> list[ModelRecord]:
-        out = []
-        for model_id in self.list_ids():
-            record = self.get(model_id)
-            if record is not None:
-                out.append(record)
-        return out
-
     def published_builds(self) -> dict[str, str]:
         """model id -> build id of every published model (what replicas should serve)."""
         out = {}

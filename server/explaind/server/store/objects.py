@@ -41,7 +41,7 @@ class ObjectStore:
         return path if self.is_local else self.fs.unstrip_protocol(path)
 
     def read(self, key: str) -> bytes | None:
-        self._forget_listings(key)
+        self._forget_listings()
         try:
             return self.fs.cat_file(self.path(key))
         except FileNotFoundError:
@@ -73,7 +73,7 @@ class ObjectStore:
             raise KeyExists(key) from None
 
     def exists(self, key: str) -> bool:
-        self._forget_listings(key)
+        self._forget_listings()
         return self.fs.exists(self.path(key))
 
     def delete(self, key: str) -> None:
@@ -90,7 +90,7 @@ class ObjectStore:
     def list(self, prefix: str) -> list[str]:
         """Names directly under `prefix` (files and folders), sorted."""
         path = self.path(prefix)
-        self._forget_listings(prefix)
+        self._forget_listings()
         try:
             entries = self.fs.ls(path, detail=False)
         except FileNotFoundError:
@@ -102,7 +102,7 @@ class ObjectStore:
         when the object is rewritten (ETag or modification time, with the size). One
         listing request per 1000 objects on S3/GCS, instead of one read per object."""
         path = self.path(prefix)
-        self._forget_listings(prefix)
+        self._forget_listings()
         try:
             found = self.fs.find(path, detail=True)
         except FileNotFoundError:
@@ -133,7 +133,7 @@ class ObjectStore:
         for name in self.list(prefix):
             self.fs.get_file(self.path(f"{prefix}/{name}"), os.path.join(local_dir, name))
 
-    def _forget_listings(self, key: str) -> None:
+    def _forget_listings(self) -> None:
         # Object-store filesystems cache listings; other replicas change the store
         # behind our back, so every question about what exists asks the store again.
         # (s3fs answers "not found" from a cached listing of the parent, so a listing
