@@ -18,6 +18,7 @@ SavedModel folder or the .keras file) to pass as `artifact_uri`.
     keras_file_model(path)               the tabular model saved as a .keras file
     nested_model(path)                   functional model calling a nested Sequential "encoder";
                                          BatchNormalization, Activation, Dropout, UnitNormalization
+    slow_embedding_model(path)           tf.Module, "features" -> "embedding", about 50 ms per call
 
 Oracles: `keras_layer_latent(model, layer, x)` computes a layer's output
 with Keras itself; the builders return the artifact path and keep the Keras
@@ -26,6 +27,7 @@ model in `BUILT[path]` so tests can reach it.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 
 import numpy as np
@@ -177,6 +179,46 @@ def signature_embedding_model(path: str, n_features: int = 4, latent_dim: int = 
     module = Module()
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     BUILT[path] = (w, v)
+    return path
+
+
+def slow_embedding_model(path: str, n_features: int = 8, latent_dim: int = 16, seconds_per_batch: float = 0.05) -> str:
+    """A tf.Module SavedModel, input "features" (None, n_features), output
+    "embedding" = tanh(features @ W), that spends about `seconds_per_batch` of
+    CPU time per call whatever the batch size (a loop of matrix products whose
+    result is multiplied by zero). Tests that must catch a build mid-stage use
+    it, so that the build's length does not depend on how fast the machine is."""
+    import tensorflow as tf
+
+    w = np.random.default_rng(3).normal(size=(n_features, latent_dim)).astype(np.float32)
+    block = tf.constant(np.eye(256, dtype=np.float32))
+
+    @tf.function
+    def one_product():
+        return tf.reduce_sum(tf.matmul(block, block))
+
+    one_product()
+    start = time.perf_counter()
+    for _ in range(50):
+        one_product()
+    loops = max(1, int(seconds_per_batch / ((time.perf_counter() - start) / 50)))
+
+    class Module(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(w, name="w")
+            self.loops = tf.constant(loops)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, n_features], tf.float32, name="features")])
+        def serve(self, features):
+            def body(i, acc):
+                return i + 1, acc + tf.reduce_sum(tf.matmul(block + acc * 0.0, block))
+            _, busy = tf.while_loop(lambda i, _: i < self.loops, body, (tf.constant(0), tf.constant(0.0)))
+            return {"embedding": tf.tanh(tf.matmul(features, self.w)) + 0.0 * busy}
+
+    module = Module()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    BUILT[path] = w
     return path
 
 

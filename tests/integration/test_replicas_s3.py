@@ -144,13 +144,14 @@ def test_same_model_id_on_two_replicas_at_once_builds_once(s3, tmp_path):
 
 def test_killed_builder_is_failed_by_the_survivor_and_id_reusable(s3, tmp_path):
     store = f"s3://{BUCKET}/store-kill"
-    path = tfmodels.tabular_embedding_model(str(tmp_path / "model"), n_features=8, latent_dim=16)
-    x = tfmodels.random_inputs(20000, (8,), seed=1)
+    # About 50 ms a batch on any machine: the build is still embedding when it is killed.
+    path = tfmodels.slow_embedding_model(str(tmp_path / "model"), n_features=8, latent_dim=16)
+    x = tfmodels.random_inputs(8000, (8,), seed=1)
     data = write_jsonl(tmp_path / "big.jsonl", [{"features": r.tolist()} for r in x])
-    a = _replica(tmp_path, "a", store, embed_batch_size=8)
+    a = _replica(tmp_path, "a", store, embed_batch_size=16)
     b = _replica(tmp_path, "b", store, heartbeat_timeout_seconds=3)
     try:
-        payload = model_payload(path, [data], search_config(16, "DOT_PRODUCT_DISTANCE"), latent="embedding")
+        payload = model_payload(path, [data], search_config(16, "DOT_PRODUCT_DISTANCE"))
         with b.client() as on_b:
             with a.client() as on_a:
                 op = on_a.upload_model(payload, model_id="orphan")
@@ -178,7 +179,7 @@ def test_killed_builder_is_failed_by_the_survivor_and_id_reusable(s3, tmp_path):
             fs.invalidate_cache()
             assert not fs.exists(f"{BUCKET}/store-kill/models/orphan/builds"), fs.find(f"{BUCKET}/store-kill")
             small = write_jsonl(tmp_path / "small.jsonl", [{"features": r.tolist()} for r in x[:30]])
-            retry = model_payload(path, [small], search_config(16, "DOT_PRODUCT_DISTANCE"), latent="embedding")
+            retry = model_payload(path, [small], search_config(16, "DOT_PRODUCT_DISTANCE"))
             assert on_b.wait(on_b.upload_model(retry, model_id="orphan"), timeout=120).index_info.example_count == 30
     finally:
         a.kill()

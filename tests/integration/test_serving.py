@@ -191,7 +191,10 @@ def test_workers_share_one_port(tmp_path):
             client.wait(client.upload_model(model_payload("", [str(tmp_path / "e.npy")],
                                                           search_config(D, "DOT_PRODUCT_DISTANCE")),
                                             model_id="load"), timeout=60)
-        time.sleep(1.0)   # both workers' watchers load the published model
+        deadline = time.monotonic() + 60      # both workers' watchers load the published model
+        while time.monotonic() < deadline and not all(
+                _scrape(m)["explaind_models_loaded"].samples[0].value == 1 for _, m in ready):
+            time.sleep(0.2)
         total = 0
         for _ in range(8):
             # A fresh connection each time: the kernel picks a worker per connection.

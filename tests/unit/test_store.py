@@ -71,3 +71,27 @@ def test_deleted_operation_stays_deleted_when_written_again(tmp_path):
     assert operations.get("abc") is None
     assert operations.list() == []
     assert not objects.exists("operations/abc.json")    # list() sweeps the stray record
+
+
+def test_a_cancel_read_before_the_build_ended_never_reopens_the_operation(tmp_path):
+    """CancelOperation reads the record, the build finishes, then the cancel lands:
+    the operation must stay done (a rewrite of the stale record would reopen it)."""
+    from explaind.server.config import Settings
+    from explaind.server.examples.uploads import UploadManager
+
+    objects = ObjectStore(str(tmp_path))
+    operations = OperationStore(objects)
+    uploads = UploadManager(ModelStore(objects), operations, Settings())
+    try:
+        operations.put(OperationRecord(operation=operations_pb2.Operation(name="operations/abc")))
+        stale = operations.get("abc")             # what the CancelOperation handler read
+        finished = operations.get("abc")
+        finished.operation.done = True            # the build's final write
+        operations.put(finished)
+        uploads.cancel(stale)
+        assert operations.get("abc").operation.done
+        assert operations.cancel_requested("abc")  # the build, had it still run, would see it
+        operations.delete("abc")
+        assert not operations.cancel_requested("abc")
+    finally:
+        uploads.shutdown()

@@ -100,13 +100,12 @@ class BuildJob:
                 self.taken_over.set()
                 self.cancel_event.set()
                 return
-            if stored.cancel_requested:
+            if self.operations.cancel_requested(self.op.op_id):
                 self.cancel_event.set()   # a cancel asked on another replica arrives through the store
             self.meta.update_time.GetCurrentTime()
             self.meta.worker = self.worker
             self.op.operation.metadata.Pack(self.meta)
             self.op.worker = self.worker
-            self.op.cancel_requested = stored.cancel_requested
             self.operations.put(self.op)
 
     def _heartbeat(self) -> None:
@@ -276,7 +275,6 @@ class BuildJob:
             stored = self.operations.get(self.op.op_id)
             # A DeleteOperation during the build forgets the record: do not resurrect it.
             if stored is not None:
-                self.op.cancel_requested = stored.cancel_requested
                 self.operations.put(self.op)
 
 

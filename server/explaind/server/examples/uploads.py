@@ -142,15 +142,15 @@ class UploadManager:
 
     # --- operations ---
     def cancel(self, op: OperationRecord) -> None:
-        """Best effort: the running job stops at its next progress point."""
+        """Best effort: the running job stops at its next progress point. The record
+        itself is left to the job (here or on another replica), which reads the marker."""
         if op.operation.done:
             return
+        self.operations.request_cancel(op.op_id)
         with self._lock:
             job = self._jobs.get(op.op_id)
         if job is not None:
             job.cancel_event.set()
-        op.cancel_requested = True
-        self.operations.put(op)
 
     def fail_stale_builds(self, operations: list[OperationRecord] | None = None) -> int:
         """Ends operations whose worker stopped heart-beating (it died); returns how many.

@@ -2,8 +2,10 @@
 
 operations/{id}.json holds the Operation itself plus what another replica
 needs to watch or take over the build: the original request, the worker that
-runs it, its last heartbeat and whether a cancel was asked for.
-operations/deleted/{id} marks an operation forgotten by DeleteOperation.
+runs it and its last heartbeat. Only the worker that runs a build writes its
+record; other writers leave markers beside it, so no write can undo another:
+operations/cancelled/{id} asks the build to stop (CancelOperation, from any
+replica); operations/deleted/{id} marks an operation forgotten by DeleteOperation.
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ class OperationRecord:
     request: dict = dataclasses.field(default_factory=dict)   # UploadModelRequest as JSON
     worker: str = ""
     heartbeat: float = 0.0
-    cancel_requested: bool = False
 
     @property
     def op_id(self) -> str:
@@ -37,7 +38,6 @@ class OperationRecord:
             "request": self.request,
             "worker": self.worker,
             "heartbeat": self.heartbeat,
-            "cancel_requested": self.cancel_requested,
         })
 
     @classmethod
@@ -48,7 +48,6 @@ class OperationRecord:
             request=d.get("request", {}),
             worker=d.get("worker", ""),
             heartbeat=d.get("heartbeat", 0.0),
-            cancel_requested=d.get("cancel_requested", False),
         )
 
 
@@ -74,6 +73,17 @@ class OperationStore:
 
     def _tombstone(self, op_id: str) -> str:
         return f"operations/deleted/{op_id}"
+
+    def _cancel_marker(self, op_id: str) -> str:
+        return f"operations/cancelled/{op_id}"
+
+    def request_cancel(self, op_id: str) -> None:
+        """A marker, not a rewrite of the record: rewriting it could land after the
+        build's own final write and turn a finished operation back into a running one."""
+        self.objects.write(self._cancel_marker(op_id), b"")
+
+    def cancel_requested(self, op_id: str) -> bool:
+        return self.objects.exists(self._cancel_marker(op_id))
 
     def require(self, name: str) -> OperationRecord:
         op_id = operation_id(name)
@@ -112,6 +122,7 @@ class OperationStore:
         self._done.pop(op_id, None)
         self.objects.write(self._tombstone(op_id), b"")
         self.objects.delete(self._key(op_id))
+        self.objects.delete(self._cancel_marker(op_id))
 
 
 def operation_id(name: str) -> str:
