@@ -163,6 +163,9 @@ class UploadManager:
             with self._lock:
                 if op.op_id in self._jobs:
                     continue
+            op = self.operations.get(op.op_id)    # a listing may be stale: the build may just have ended
+            if op is None or op.operation.done or op.heartbeat > deadline:
+                continue
             meta = model_service_pb2.UploadModelOperationMetadata()
             op.operation.metadata.Unpack(meta)
             model_id = meta.model.partition("/")[2]
