@@ -22,6 +22,7 @@ from .api.operations import OperationsServicer
 from .api.prediction import ModelAccess, PredictionServicer
 from .config import Settings, use_gpu
 from .examples.uploads import UploadManager
+from .index.backend import limit_cpu_threads
 from .interceptors import DrainInterceptor, build_interceptors
 from .metrics import Metrics, start_metrics_server, stop_metrics_server
 from .runtime.engine import Engine
@@ -55,6 +56,7 @@ class Daemon:
         self.watcher = StoreWatcher(self.models, self.registry, cache, use_gpu(settings),
                                     settings.store_poll_seconds)
         self.uploads = UploadManager(self.models, self.operations, settings, self.metrics)
+        limit_cpu_threads(settings.index_threads)
         self.engine = Engine(settings, self.metrics)
         self.drain = DrainInterceptor(self.metrics)
         self.health = health_aio.HealthServicer()

@@ -34,7 +34,8 @@ class Settings:
     max_message_bytes: int = 64 * 1024 * 1024
     max_connection_age_seconds: float = 0.0  # 0 = unlimited; set in Kubernetes so clients rebalance
     shutdown_grace_seconds: float = 20.0
-    search_threads: int = 0               # 0 = os.cpu_count()
+    search_threads: int = 0               # batches searched at once; 0 = os.cpu_count()
+    index_threads: int = 0                # cores one CPU search spreads over (FAISS OpenMP, BLAS); 0 = all
     use_gpu: str = "auto"                 # auto | yes | no
     workers: int = 1                      # serving processes sharing the port (SO_REUSEPORT)
 

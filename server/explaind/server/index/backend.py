@@ -28,6 +28,18 @@ TRAIN_POINTS_PER_LIST = 256
 TRAIN_SEED = 1234
 
 
+def limit_cpu_threads(threads: int) -> None:
+    """--index-threads: how many cores one CPU search may spread over (FAISS's
+    OpenMP and numpy's BLAS; 0 keeps all). Fewer than all leaves cores to the gRPC
+    threads: a tighter latency tail on small nodes, for less throughput under load."""
+    if threads <= 0:
+        return
+    import threadpoolctl
+
+    faiss.omp_set_num_threads(threads)
+    threadpoolctl.threadpool_limits(threads)    # every BLAS and OpenMP pool loaded so far
+
+
 def gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
