@@ -14,6 +14,7 @@ import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2, json_format, struct_pb2
 
+from explaind.client.values import to_python, to_value
 from explaind.v1 import explanation_pb2, model_pb2, model_service_pb2, model_service_pb2_grpc, \
     prediction_service_pb2, prediction_service_pb2_grpc
 
@@ -145,7 +146,7 @@ class Client:
     def predict(self, name: str, instances: list, timeout: float = 30) -> list:
         response = self.predictions.Predict(prediction_service_pb2.PredictRequest(
             name=_model_name(name), instances=[_value(i) for i in instances]), timeout=timeout)
-        return [json_format.MessageToDict(v) for v in response.predictions]
+        return [to_python(v) for v in response.predictions]
 
 
 def upload_metadata(op: operations_pb2.Operation) -> model_service_pb2.UploadModelOperationMetadata:
@@ -160,6 +161,4 @@ def _model_name(name: str) -> str:
 
 
 def _value(instance) -> struct_pb2.Value:
-    if hasattr(instance, "tolist"):
-        instance = instance.tolist()
-    return json_format.ParseDict(instance, struct_pb2.Value())
+    return to_value(instance)

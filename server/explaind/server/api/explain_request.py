@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 
+from explaind.client.values import to_python
 from explaind.v1 import explanation_pb2
 
 from ..errors import InvalidArgument
@@ -58,9 +59,16 @@ def parse_instances(values, input_names: list[str] | None, embeddings: bool, set
         raise InvalidArgument(f"{len(values)} instances exceed the server's limit of "
                               f"{settings.max_instances_per_request} (--max-instances-per-request)",
                               field="instances")
-    return [_bare_embedding(v) if embeddings and _is_number_list(v) else
-            parse_instance(json_format.MessageToDict(v), input_names, embeddings, field=f"instances[{i}]")
+    return [_bare_embedding(v, i) if embeddings and _is_number_list(v) else
+            parse_instance(_python(v, f"instances[{i}]"), input_names, embeddings, field=f"instances[{i}]")
             for i, v in enumerate(values)]
+
+
+def _python(value: struct_pb2.Value, field: str):
+    try:
+        return to_python(value)
+    except ValueError as e:
+        raise InvalidArgument(str(e), field=field) from None
 
 
 def _is_number_list(value: struct_pb2.Value) -> bool:
@@ -68,11 +76,14 @@ def _is_number_list(value: struct_pb2.Value) -> bool:
         x.WhichOneof("kind") == "number_value" for x in value.list_value.values)
 
 
-def _bare_embedding(value: struct_pb2.Value) -> Instance:
+def _bare_embedding(value: struct_pb2.Value, index: int) -> Instance:
     """The hot path of EMBEDDINGS requests: a plain list of numbers, read without
     the generic JSON conversion (which costs several times the search on small indexes)."""
     values = value.list_value.values
     vector = np.fromiter((x.number_value for x in values), dtype=np.float32, count=len(values))
+    if not np.isfinite(vector).all():
+        raise InvalidArgument("the embedding holds NaN or infinity (or a value beyond float32)",
+                              field=f"instances[{index}]")
     return Instance(inputs=None, embedding=vector, id=None, restricts="", crowding_tag=None)
 
 

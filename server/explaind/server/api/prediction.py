@@ -5,8 +5,9 @@ import asyncio
 import contextlib
 
 import numpy as np
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
+from explaind.client.values import to_value
 from explaind.v1 import explanation_pb2, model_pb2, prediction_service_pb2, prediction_service_pb2_grpc
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
@@ -136,13 +137,16 @@ def _embedding_of(instance, index: int, dimensions: int) -> np.ndarray:
 
 def _prediction(row: dict[str, np.ndarray]) -> struct_pb2.Value:
     """One instance's outputs as JSON: the bare value for a single output, else a dict."""
-    values = {name: np.asarray(value).tolist() for name, value in row.items()}
+    values = {name: _jsonable(np.asarray(value)) for name, value in row.items()}
     if len(values) == 1:
         values = next(iter(values.values()))
-    return json_format.ParseDict(_jsonable(values), struct_pb2.Value())
+    return to_value(values)
 
 
 def _jsonable(value):
+    """Numeric arrays stay arrays (to_value writes them in one pass); bytes become text."""
+    if isinstance(value, np.ndarray):
+        return value if value.dtype.kind in "biuf" else _jsonable(value.tolist())
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, list):

@@ -11,6 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
+from explaind.client.values import to_value
 from explaind.v1 import explanation_pb2
 
 from ..errors import InvalidArgument
@@ -247,8 +248,9 @@ class FeatureExplainer:
             approximation_error=error if np.isfinite(error) else 0.0,
             output_name=self._output_label,
         )
-        attribution.feature_attributions.struct_value.update(
-            {i.name: np.asarray(shown[i.signature_name], np.float64).tolist() for i in self.inputs})
+        fields = attribution.feature_attributions.struct_value.fields
+        for i in self.inputs:
+            fields[i.name].CopyFrom(to_value(np.asarray(shown[i.signature_name], np.float64)))
         warning = approximation_warning(error, settings.method)
         if warning:
             attribution.warnings.append(warning)
