@@ -254,3 +254,20 @@ def test_l1_blocks(data):
     with mock.patch.object(distances, "L1_BLOCK", 100):
         got = distances.exact_distances(q[:3], x[:50], c)
     np.testing.assert_allclose(got, oracle_distances(q[:3], x[:50], "L1_DISTANCE", "NONE"), rtol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["subset", "selector", "postfilter"])
+@pytest.mark.parametrize("filtered", [False, True])
+def test_dot_product_of_a_zero_query_is_plain_zero(data, strategy, filtered):
+    """Distance is the negated product: a zero product must come back as 0, not -0
+    (which clients print as "-0")."""
+    x, _ = data
+    restricts = [[Namespace("color", ("red",))] if i % 3 == 0 else [] for i in range(len(x))]
+    index = ExampleIndex.build(x, [str(i) for i in range(len(x))], restricts, None, cfg("DOT_PRODUCT_DISTANCE"))
+    query = [[Namespace("color", ("red",))]] if filtered else None
+    with force(strategy):
+        got = index.search(np.zeros((1, 16), np.float32), 5, restricts=query)
+        single = index.search(np.zeros((2, 16), np.float32), 5, restricts=query * 2 if query else None)
+    for row in got + single:
+        distances = np.array([d for _, d, _ in row])
+        assert len(distances) == 5 and np.all(distances == 0) and not np.signbit(distances).any()

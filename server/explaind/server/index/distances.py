@@ -43,7 +43,7 @@ def prepare(x: np.ndarray, config: SearchConfig) -> np.ndarray:
 def from_faiss(scores: np.ndarray, config: SearchConfig) -> np.ndarray:
     """FAISS scores -> distances. Missing results (-1 ids) must be masked by the caller."""
     if config.distance == "DOT_PRODUCT_DISTANCE":
-        return -scores
+        return 0.0 - scores          # not -scores: a zero product would read "-0"
     if config.distance == "COSINE_DISTANCE":
         return 1.0 - scores
     return scores
@@ -54,7 +54,7 @@ def exact_distances(queries: np.ndarray, vectors: np.ndarray, config: SearchConf
     d = config.distance
     if d in ("DOT_PRODUCT_DISTANCE", "COSINE_DISTANCE"):
         ip = queries @ vectors.T
-        return -ip if d == "DOT_PRODUCT_DISTANCE" else 1.0 - ip
+        return 0.0 - ip if d == "DOT_PRODUCT_DISTANCE" else 1.0 - ip
     if d == "SQUARED_L2_DISTANCE":
         out = queries @ vectors.T
         out *= -2.0

@@ -110,7 +110,7 @@ class Candidates:
             dist = self._squared_norms[None, :] - 2.0 * ip + np.einsum("ij,ij->i", q, q)[:, None]
             np.maximum(dist, 0.0, out=dist)
         else:
-            dist = -ip if self._config.distance == "DOT_PRODUCT_DISTANCE" else 1.0 - ip
+            dist = 0.0 - ip if self._config.distance == "DOT_PRODUCT_DISTANCE" else 1.0 - ip
         d, pos = distances.top_k(dist, k)
         return d.astype(np.float32, copy=False), pos.astype(np.int64, copy=False), exhausted
 
