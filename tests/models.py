@@ -19,6 +19,7 @@ SavedModel folder or the .keras file) to pass as `artifact_uri`.
     nested_model(path)                   functional model calling a nested Sequential "encoder";
                                          BatchNormalization, Activation, Dropout, UnitNormalization
     slow_embedding_model(path)           tf.Module, "features" -> "embedding", about 50 ms per call
+    variable_length_model(path)          tf.Module, "x" (None, None) -> "embedding" (3 values), "length"
 
 Oracles: `keras_layer_latent(model, layer, x)` computes a layer's output
 with Keras itself; the builders return the artifact path and keep the Keras
@@ -220,6 +221,28 @@ def slow_embedding_model(path: str, n_features: int = 8, latent_dim: int = 16, s
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     BUILT[path] = w
     return path
+
+
+def variable_length_model(path: str) -> str:
+    """A tf.Module SavedModel whose input "x" is (None, None) float32: each
+    instance may have its own length. Outputs "embedding" = [mean(x), max(x),
+    min(x)] and "length" (float). `variable_length_oracle(x)` recomputes them."""
+    import tensorflow as tf
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="x")])
+        def serve(self, x):
+            embedding = tf.stack([tf.reduce_mean(x, 1), tf.reduce_max(x, 1), tf.reduce_min(x, 1)], axis=1)
+            return {"embedding": embedding, "length": tf.cast(tf.fill([tf.shape(x)[0]], tf.shape(x)[1]), tf.float32)}
+
+    module = Module()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    BUILT[path] = module
+    return path
+
+
+def variable_length_oracle(x: np.ndarray) -> np.ndarray:
+    return np.stack([x.mean(1), x.max(1), x.min(1)], axis=1)
 
 
 def text_model(path: str) -> str:

@@ -228,3 +228,47 @@ def test_configured_limits_answer_clear_statuses(start_server, tmp_path):
         with pytest.raises(grpc.RpcError) as err:      # a 200 KB request against a 64 KB limit
             client.explain("load", [list(range(D)) * 800], embeddings=True)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_concurrent_calls_with_different_shapes_are_never_stacked_together(start_server, tmp_path):
+    """A signature with a free dimension: examples of different lengths share a build
+    batch, and calls of different lengths arrive together; each is embedded with its
+    own shape, none fails for another's."""
+    from tests import models as tfmodels
+
+    path = tfmodels.variable_length_model(str(tmp_path / "model"))
+    rng = np.random.default_rng(3)
+    # The examples too have lengths 2 to 6, mixed within each embedding batch of the build.
+    rows = [rng.normal(size=(1, 2 + i % 5)).astype(np.float32) for i in range(300)]
+    examples = np.concatenate([tfmodels.variable_length_oracle(r) for r in rows])
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"x": r[0].tolist()}) + "\n" for r in rows))
+    server = start_server(max_queue_delay_ms=50, max_batch_size=64)
+    payload = model_payload(path, [str(data)], search_config(3, "SQUARED_L2_DISTANCE"), latent="embedding")
+    queries = [rng.normal(size=(1, 2 + i % 5)).astype(np.float32) for i in range(40)]
+    with server.client() as client:
+        client.wait(client.upload_model(payload, model_id="load"), timeout=120)
+    requests = []
+    for q in queries:
+        r = prediction_service_pb2.ExplainRequest(name="models/load")
+        r.instances.append(json_format.ParseDict({"x": q[0].tolist()}, struct_pb2.Value()))
+        requests.append(r)
+    predicts = [prediction_service_pb2.PredictRequest(name="models/load", instances=r.instances) for r in requests]
+
+    async def both():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            return await asyncio.gather(*(stub.Explain(r, timeout=60) for r in requests),
+                                        *(stub.Predict(p, timeout=60) for p in predicts), return_exceptions=True)
+
+    results = asyncio.run(both())
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert not errors, errors[:3]
+    explained, predicted = results[:len(queries)], results[len(queries):]
+    for q, response, prediction in zip(queries, explained, predicted):
+        latent = tfmodels.variable_length_oracle(q)[0]
+        expected = np.argsort(((examples - latent) ** 2).sum(1))[:10]
+        assert [n.neighbor_id for n in response.explanations[0].neighbors] == [str(i) for i in expected]
+        out = json_format.MessageToDict(prediction.predictions[0])
+        assert out["length"] == q.shape[1]
+        np.testing.assert_allclose(out["embedding"], latent, rtol=1e-5)

@@ -35,4 +35,9 @@ def translate_errors(method):
             return await method(self, request, context)
         except ExplaindError as e:
             await abort(context, e)
+        except grpc.aio.AbortError:
+            raise                      # a status already set by context.abort
+        except Exception as e:  # noqa: BLE001 - a bug must still answer a status that says what happened
+            log.exception("unexpected error in %s", method.__name__)
+            await abort(context, ExplaindError(f"{type(e).__name__}: {e} (a server bug; see the server log)"))
     return wrapper

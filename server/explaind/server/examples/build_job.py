@@ -23,7 +23,7 @@ from ..errors import ExplaindError, InvalidArgument
 from ..index.config import SearchConfig
 from ..index.example_index import ExampleIndex
 from ..index.restricts import parse_restricts
-from ..runtime.instances import batch_inputs
+from ..runtime.instances import ShapeMismatch, batch_inputs
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from . import readers
@@ -195,11 +195,12 @@ class BuildJob:
                         f"example {position + needs_model[0]} has model inputs but the model has no "
                         "artifact_uri; give every example an embedding or upload the SavedModel",
                         field="model.artifact_uri")
-                inputs = batch_inputs([batch[i] for i in needs_model], latent.input_specs,
-                                      field_prefix=f"examples[{position}..]")
-                out = latent.embed(inputs)
-                for j, i in enumerate(needs_model):
-                    vectors[i] = out[j]
+                for group in _same_shape_groups([batch[i] for i in needs_model], needs_model, latent.input_specs,
+                                                position):
+                    inputs, members = group
+                    out = latent.embed(inputs)
+                    for j, i in enumerate(members):
+                        vectors[i] = out[j]
             for offset, r in enumerate(batch):
                 ids.append(r.id if r.id is not None else str(position + offset))
                 restricts.append(parse_restricts(r.restricts, field=f"examples[{position + offset}].restricts"))
@@ -276,6 +277,24 @@ class BuildJob:
             # A DeleteOperation during the build forgets the record: do not resurrect it.
             if stored is not None:
                 self.operations.put(self.op)
+
+
+def _same_shape_groups(records, members: list[int], input_specs, position: int):
+    """(stacked inputs, member indices) per shape. One group in the usual case; a
+    signature with a free dimension (lengths, image sizes) may need several."""
+    try:
+        return [(batch_inputs(records, input_specs, field_prefix=f"examples[{position}..]"), members)]
+    except ShapeMismatch:
+        pass
+    groups: dict[tuple, tuple[list, list]] = {}
+    for record, member in zip(records, members):
+        one = batch_inputs([record], input_specs, field_prefix=f"examples[{position + member}]")
+        shapes = tuple((name, value.shape) for name, value in one.items())
+        rows, indices = groups.setdefault(shapes, ([], []))
+        rows.append(one)
+        indices.append(member)
+    return [({name: np.concatenate([r[name] for r in rows]) for name in rows[0]}, indices)
+            for rows, indices in groups.values()]
 
 
 def _stack(vectors: list[np.ndarray], position: int) -> np.ndarray:

@@ -54,7 +54,8 @@ class Engine:
 
     async def embed(self, served: ServedModel, instances: list, deadline: float | None) -> np.ndarray:
         rows = _rows(batch_inputs(instances, served.require_latent().input_specs))
-        return np.stack(await self.embed_batcher.submit(self._key(served), rows, deadline=deadline))
+        key = self._key(served, _shapes(rows))
+        return np.stack(await self.embed_batcher.submit(key, rows, deadline=deadline))
 
     async def search(self, served: ServedModel, vectors: np.ndarray, restricts: list[list[Namespace]],
                      neighbor_count: int, crowding_count: int, deadline: float | None):
@@ -65,7 +66,7 @@ class Engine:
     async def predict(self, served: ServedModel, instances: list, deadline: float | None) -> list[dict]:
         """The model's own outputs, one dict (output name -> value) per instance."""
         rows = _rows(batch_inputs(instances, served.input_specs()))
-        return await self.predict_batcher.submit(self._key(served), rows, deadline=deadline)
+        return await self.predict_batcher.submit(self._key(served, _shapes(rows)), rows, deadline=deadline)
 
     def _predict_batch(self, key: tuple, rows: list[dict]) -> list[dict]:
         served = self._models[key[:2]]
@@ -108,6 +109,13 @@ class Engine:
 def _rows(inputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     count = len(next(iter(inputs.values()))) if inputs else 0
     return [{name: value[i] for name, value in inputs.items()} for i in range(count)]
+
+
+def _shapes(rows: list[dict[str, np.ndarray]]) -> tuple:
+    """Part of a batch key: a signature with a free dimension (lengths, image sizes)
+    takes calls of different shapes, which must never be stacked into one batch.
+    One call's rows share their shapes (batch_inputs checks it)."""
+    return tuple((name, np.shape(value)) for name, value in rows[0].items()) if rows else ()
 
 
 def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -188,6 +188,10 @@ def _type_name(v: Any) -> str:
 # ---------------------------------------------------------------- batching
 
 
+class ShapeMismatch(InvalidArgument):
+    """Instances of one batch whose shapes differ (the signature has a free dimension)."""
+
+
 def batch_inputs(
     instances: list[Instance], input_specs: dict[str, InputSpec], field_prefix: str = "instances"
 ) -> dict[str, np.ndarray]:
@@ -209,7 +213,7 @@ def batch_inputs(
             first = rows[0].shape
             for i, r in enumerate(rows):
                 if r.shape != first:
-                    raise InvalidArgument(
+                    raise ShapeMismatch(
                         f"shape {r.shape} differs from instances[0]'s {first}; a batch needs one shape",
                         field=f"{field_prefix}[{i}].{name}",
                     )
