@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 
 from tests import attr_models
 from tests.integration.helpers import bad_request_fields
@@ -112,3 +112,58 @@ def test_metadata_file_beside_the_model_is_used_when_the_request_has_none(server
         j = attribution.output_index[0]
         got = json_format.MessageToDict(attribution.feature_attributions)["x"]
         np.testing.assert_allclose(got, (x - 1.0) * w[:, j], rtol=1e-4, atol=1e-5)   # the file's baseline
+
+
+def test_concurrent_attribution_calls_queue_and_batch_like_explain(start_server):
+    """Attribution calls go through the engine's batcher: concurrent calls with the
+    same override share a run (batches > 1), calls with other overrides keep their
+    own answers, and a full queue answers RESOURCE_EXHAUSTED at once."""
+    import asyncio
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from explaind.v1 import prediction_service_pb2, prediction_service_pb2_grpc
+
+    path = attr_models.linear_model()
+    server = start_server(max_queue_delay_ms=50, max_batch_size=64, max_queued=40)
+    with server.client() as client:
+        client.wait(client.upload_model(_payload(path, {"integratedGradientsAttribution": {"stepCount": 10},
+                                                        "topK": -1}), model_id="lin-load"), timeout=120)
+    rng = np.random.default_rng(5)
+    xs = rng.normal(size=(30, 4)).astype(np.float32)
+    baselines = [None, [1.0, 1.0, 1.0, 1.0], [0.5, -1.0, 0.0, 2.0]]   # three overrides, interleaved
+    requests = []
+    for i, x in enumerate(xs):
+        request = prediction_service_pb2.ExplainRequest(name="models/lin-load")
+        request.instances.append(json_format.ParseDict({"x": x.tolist()}, struct_pb2.Value()))
+        if baselines[i % 3] is not None:
+            json_format.ParseDict({"metadata": {"inputs": {"x": {"inputBaselines": [baselines[i % 3]]}}}},
+                                  request.explanation_spec_override)
+        requests.append(request)
+
+    async def call_all(reqs):
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            return await asyncio.gather(*(stub.Explain(r, timeout=60) for r in reqs), return_exceptions=True)
+
+    responses = asyncio.run(call_all(requests))
+    w = attr_models.LINEAR_WEIGHTS
+    for i, response in enumerate(responses):
+        assert not isinstance(response, Exception), response
+        base = np.zeros(4) if baselines[i % 3] is None else np.array(baselines[i % 3])
+        for attribution in response.explanations[0].attributions:
+            j = attribution.output_index[0]
+            got = np.array(json_format.MessageToDict(attribution.feature_attributions)["x"])
+            np.testing.assert_allclose(got, (xs[i] - base) * w[:, j], rtol=1e-4, atol=1e-5)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
+    sizes = {f.name: f for f in text_string_to_metric_families(text)}["explaind_batch_size"].samples
+    count = sum(s.value for s in sizes if s.name.endswith("_count") and s.labels["model"] == "lin-load")
+    total = sum(s.value for s in sizes if s.name.endswith("_sum") and s.labels["model"] == "lin-load")
+    assert total == 30 and count < 30, (count, total)        # every instance, in fewer runs than calls
+
+    # 60 one-instance calls against a bound of 40 queued instances: some are refused at once.
+    flood = asyncio.run(call_all([requests[0]] * 60))
+    refused = [r for r in flood if isinstance(r, grpc.aio.AioRpcError)]
+    assert refused and all(r.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for r in refused)
+    assert len(refused) < 60

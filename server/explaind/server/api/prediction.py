@@ -12,7 +12,6 @@ from explaind.v1 import explanation_pb2, model_pb2, prediction_service_pb2, pred
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..index.config import DEFAULT_NEIGHBOR_COUNT
-from ..runtime.instances import batch_inputs
 from . import names
 from .explain_request import examples_query, instance_restricts, parse_instances
 from .status import translate_errors
@@ -74,8 +73,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if served.index is not None:
             await self._neighbors(served, instances, override, explanations, deadline)
         if served.features is not None:
-            inputs = batch_inputs(instances, served.features.input_specs)
-            per_instance = await asyncio.to_thread(served.features.explain, inputs, override)
+            per_instance = await self.engine.attribute(served, instances, override, deadline)
             for explanation, attributions in zip(explanations, per_instance):
                 explanation.attributions.extend(attributions)
         if self.metrics is not None:

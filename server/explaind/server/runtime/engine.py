@@ -1,10 +1,12 @@
 """Runs embeddings and searches for Explain, merging concurrent calls.
 
-Three batchers per replica: one merges the embedding runs of calls for the
+Four batchers per replica: one merges the embedding runs of calls for the
 same model version, one merges index searches of calls that can share one
-search (same model version, neighbor count, crowding count), and one merges
-Predict calls for the same model version. Restrictions travel per
-row, so calls with different filters still share a batch.
+search (same model version, neighbor count, crowding count), one merges
+Predict calls for the same model version, and one runs feature attributions
+(calls with the same attribution override). Restrictions travel per row, so
+calls with different filters still share a batch. Rows of different shapes
+(a signature with a free dimension) never share one.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import time
 import weakref
 
 import numpy as np
+
+from explaind.v1 import explanation_pb2
 
 from ..batching import BatcherConfig, DynamicBatcher
 from ..index.restricts import Namespace
@@ -44,6 +48,9 @@ class Engine:
                                              name="search", metrics=metrics)
         self.predict_batcher = DynamicBatcher(self._predict_batch, config, executor=self.executor,
                                               name="predict", metrics=metrics)
+        # Attributions queue like the rest: bounded, deadlines honoured, on the engine's threads.
+        self.attribute_batcher = DynamicBatcher(self._attribute_batch, config, executor=self.executor,
+                                                name="attribute", metrics=metrics)
 
     # Keys carry the model's identity; the model object itself rides in a side table
     # so keys stay small and hashable.
@@ -67,6 +74,22 @@ class Engine:
         """The model's own outputs, one dict (output name -> value) per instance."""
         rows = _rows(batch_inputs(instances, served.input_specs()))
         return await self.predict_batcher.submit(self._key(served, _shapes(rows)), rows, deadline=deadline)
+
+    async def attribute(self, served: ServedModel, instances: list,
+                        override: explanation_pb2.ExplanationSpecOverride, deadline: float | None) -> list:
+        """Feature attributions, one list of Attribution messages per instance. Calls
+        with the same attribution override share a run."""
+        rows = _rows(batch_inputs(instances, served.features.input_specs))
+        relevant = explanation_pb2.ExplanationSpecOverride()
+        relevant.CopyFrom(override)
+        relevant.ClearField("examples_override")          # no bearing on attributions
+        key = self._key(served, _shapes(rows), relevant.SerializeToString(deterministic=True))
+        return await self.attribute_batcher.submit(key, rows, deadline=deadline)
+
+    def _attribute_batch(self, key: tuple, rows: list[dict]) -> list:
+        served = self._models[key[:2]]
+        override = explanation_pb2.ExplanationSpecOverride.FromString(key[3])
+        return served.features.explain(_stack(rows), override)
 
     def _predict_batch(self, key: tuple, rows: list[dict]) -> list[dict]:
         served = self._models[key[:2]]
@@ -101,6 +124,7 @@ class Engine:
         await self.embed_batcher.close()
         await self.search_batcher.close()
         await self.predict_batcher.close()
+        await self.attribute_batcher.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
