@@ -1,5 +1,7 @@
 """Integrated gradients at 50 steps for one 64x64x3 image on a small CNN:
-the batched implementation (one gradient call over all steps) vs a per-step loop.
+the batched implementation (one gradient call over all steps) vs a per-step
+loop, Explain through the daemon, and 8 images sharing gradient calls (as a
+batch of merged Explain calls does) vs one by one.
 
     .venv/bin/python bench/bench_integrated_gradients.py [--repeats 5] [--steps 50]
 
@@ -72,6 +74,7 @@ def main() -> None:
     loop_s, looped = timed(lambda: per_step_loop(model.gradients, instance, baseline, label, args.steps), args.repeats)
     np.testing.assert_allclose(batched["image"], looped["image"], rtol=1e-3, atol=1e-6)
 
+    shared_s, separate_s = batch_of_instances(path, args.steps, args.repeats)
     served_s = explain_through_daemon(path, image, args.steps, args.repeats)
 
     import tensorflow as tf
@@ -83,6 +86,32 @@ def main() -> None:
     print(f"speed-up: {loop_s / batched_s:.1f}x")
     print(f"Explain through the daemon:       {served_s * 1000:8.1f} ms "
           f"({served_s / batched_s:.2f}x the in-process batched computation)")
+    print(f"8 images, one explain() sharing gradient calls: {shared_s * 1000:8.1f} ms; "
+          f"one by one: {separate_s * 1000:8.1f} ms ({separate_s / shared_s:.2f}x)")
+
+
+def batch_of_instances(path: str, steps: int, repeats: int, count: int = 8) -> tuple[float, float]:
+    """FeatureExplainer over `count` images in one call (what a batch of merged
+    Explain calls runs) vs the same images one call each."""
+    from google.protobuf import json_format
+
+    from explaind.server.attributions import FeatureExplainer
+    from explaind.v1 import explanation_pb2
+
+    spec = explanation_pb2.ExplanationSpec()
+    json_format.ParseDict({"parameters": {"integratedGradientsAttribution": {"stepCount": steps}},
+                           "metadata": {"inputs": {"image": {"inputTensorName": "image"}},
+                                        "outputs": {"probs": {"outputTensorName": "output_0"}}}}, spec)
+    explainer = FeatureExplainer.load(path, spec)
+    images = np.random.default_rng(1).random((count, 64, 64, 3)).astype(np.float32)
+    shared_s, shared = timed(lambda: explainer.explain({"image": images}), repeats)
+    separate_s, separate = timed(lambda: [explainer.explain({"image": images[i:i + 1]})[0] for i in range(count)],
+                                 repeats)
+    for a, b in zip(shared, separate):
+        np.testing.assert_allclose(json_format.MessageToDict(a[0].feature_attributions)["image"],
+                                   json_format.MessageToDict(b[0].feature_attributions)["image"],
+                                   rtol=1e-3, atol=1e-6)
+    return shared_s, separate_s
 
 
 def explain_through_daemon(path: str, image: np.ndarray, steps: int, repeats: int) -> float:

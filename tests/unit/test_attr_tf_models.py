@@ -222,3 +222,40 @@ def test_blur_baseline_uses_the_blurred_image(digits):
     assert blurred.baseline_output_value != pytest.approx(plain.baseline_output_value)
     assert blurred.approximation_error < 0.05
     assert not np.allclose(_values(blurred, "image"), _values(plain, "image"))
+
+
+@pytest.mark.parametrize("parameters", [
+    {"integratedGradientsAttribution": {"stepCount": 20}, "topK": -1},
+    {"integratedGradientsAttribution": {"stepCount": 10, "smoothGradConfig": {"noiseSigma": 0.1,
+                                                                             "noisySampleCount": 3}}, "topK": 2},
+    {"sampledShapleyAttribution": {"pathCount": 3}, "topK": -1},
+])
+def test_a_batch_equals_its_instances_one_by_one_and_shares_gradient_calls(mlp, parameters):
+    """Explaining 5 instances at once gives what explaining each alone gives, with
+    the gradients of every instance and output in one call instead of one per pair."""
+    metadata = {"inputs": {"features": {"inputTensorName": "features",
+                                        "inputBaselines": [[0.0] * 6, [0.5] * 6]}},
+                "outputs": {"out": {"outputTensorName": "output_0"}}}
+    explainer = FeatureExplainer.load(mlp, _spec(parameters, metadata))
+    features = np.random.default_rng(4).normal(size=(5, 6)).astype(np.float32)
+    calls = []
+    model = explainer.model
+    original = model.gradients
+
+    def counting(inputs, index):
+        calls.append(len(index))
+        return original(inputs, index)
+
+    model.gradients = counting
+    together = explainer.explain({"features": features})
+    batched_calls = list(calls)
+    alone = [explainer.explain({"features": features[i:i + 1]})[0] for i in range(5)]
+    assert len(together) == 5
+    for mine, reference in zip(together, alone):
+        assert [a.output_index for a in mine] == [a.output_index for a in reference]
+        for a, b in zip(mine, reference):
+            np.testing.assert_allclose(_values(a, "features"), _values(b, "features"), rtol=1e-4, atol=1e-6)
+            assert a.instance_output_value == pytest.approx(b.instance_output_value, rel=1e-5, abs=1e-6)
+            assert a.baseline_output_value == pytest.approx(b.baseline_output_value, rel=1e-5, abs=1e-6)
+    if "sampledShapleyAttribution" not in parameters:
+        assert len(batched_calls) == 1 and len(calls) == 1 + 5

@@ -19,11 +19,12 @@ from . import parameters as params
 from .approximation import approximation_error, approximation_warning
 from .baselines import build_baselines, values_to_python
 from .blur import blurred_baseline
-from .integrated_gradients import integrated_gradients
+from .integrated_gradients import PathJob, baseline_pairs, path_integrals
 from .metadata import DEFAULT_FIELD, load_metadata_for_model, signature_name_of, validate_metadata
+from .model_fn import predict_in_chunks
 from .selection import select_outputs
 from .shapley import sampled_shapley
-from .smoothgrad import smooth_integrated_gradients
+from .smoothgrad import noisy_pairs
 from .visualization import attribution_png, settings_for
 from .xrai import segment_masks, xrai
 
@@ -136,6 +137,9 @@ class FeatureExplainer:
     def explain(self, inputs: Mapping[str, np.ndarray],
                 override: explanation_pb2.ExplanationSpecOverride | None = None
                 ) -> list[list[explanation_pb2.Attribution]]:
+        """Attributions for a batch of instances, one list per instance. The batch
+        shares its model passes: one prediction over the instances, one over all
+        their baselines, and gradient calls shared by every instance and output."""
         override_parameters = override.parameters if override is not None and override.HasField("parameters") else None
         settings = params.resolve(self._spec.parameters, override_parameters)
         baseline_values = self._baseline_values(override)
@@ -143,8 +147,25 @@ class FeatureExplainer:
         count = len(next(iter(batch.values())))
         overridden_indices = override_parameters is not None and len(override_parameters.output_indices.values) > 0
         selection_field = params.OVERRIDE_FIELD if overridden_indices else params.SPEC_FIELD
-        return [self._explain_instance({k: v[i] for k, v in batch.items()}, settings, baseline_values, selection_field)
-                for i in range(count)]
+        if count == 0:
+            return []
+        instances = [{k: v[i] for k, v in batch.items()} for i in range(count)]
+        baselines = [self._baselines_of(instance, settings, baseline_values) for instance in instances]
+        scores = np.asarray(self._model.predict(batch))
+        baseline_scores = self._baseline_scores(instances, baselines)
+        output_shape = tuple(self._model.outputs.get(self.output_name) or ()) or (scores.shape[1],)
+        if int(np.prod(output_shape)) != scores.shape[1]:
+            output_shape = (scores.shape[1],)
+        jobs = [(i, index) for i in range(count)
+                for index in select_outputs(scores[i], settings.top_k, settings.output_indices, output_shape,
+                                            field=selection_field)]
+        raws = self._raw_attributions([(instances[i], baselines[i], index) for i, index in jobs], settings)
+        masks: list[dict] = [{} for _ in range(count)]   # one segmentation per instance, shared by outputs
+        out: list[list[explanation_pb2.Attribution]] = [[] for _ in range(count)]
+        for (i, index), raw in zip(jobs, raws):
+            out[i].append(self._attribution(instances[i], raw, index, scores[i], baseline_scores[i], output_shape,
+                                            settings, masks[i]))
+        return out
 
     def _batch(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = {}
@@ -175,7 +196,7 @@ class FeatureExplainer:
                                                             f"{OVERRIDE_METADATA_FIELD}.inputs[{name}].input_baselines")
         return values
 
-    def _explain_instance(self, instance, settings, baseline_values, selection_field) -> list[explanation_pb2.Attribution]:
+    def _baselines_of(self, instance, settings, baseline_values) -> list[dict[str, np.ndarray]]:
         names = [i.signature_name for i in self.inputs]
         baselines = build_baselines({n: instance[n].shape for n in names}, {n: instance[n].dtype for n in names},
                                     baseline_values)
@@ -185,34 +206,41 @@ class FeatureExplainer:
                     blurred = blurred_baseline(instance[explained.signature_name], settings.max_blur_sigma)
                     for baseline in baselines:
                         baseline[explained.signature_name] = blurred
-        scores = self._model.predict({k: v[None] for k, v in instance.items()})[0]
-        baseline_scores = self._model.predict(self._with_baselines(instance, baselines)).mean(axis=0)
-        output_shape = tuple(self._model.outputs.get(self.output_name) or ()) or (len(scores),)
-        if int(np.prod(output_shape)) != len(scores):
-            output_shape = (len(scores),)
-        chosen = select_outputs(scores, settings.top_k, settings.output_indices, output_shape, field=selection_field)
-        masks = {}
-        return [self._attribution(instance, baselines, index, scores, baseline_scores, output_shape, settings, masks)
-                for index in chosen]
+        return baselines
+
+    def _baseline_scores(self, instances, baselines) -> np.ndarray:
+        """(instances, outputs): each instance's outputs averaged over its baselines, in one pass."""
+        rows = [self._with_baselines(instance, b) for instance, b in zip(instances, baselines)]
+        stacked = {name: np.concatenate([r[name] for r in rows]) for name in rows[0]}
+        elements = sum(int(np.prod(np.shape(v)[1:])) for v in stacked.values()) or 1
+        scores = predict_in_chunks(self._model.predict, stacked, max(1, MAX_BATCH_ELEMENTS // elements))
+        bounds = np.cumsum([0] + [len(b) for b in baselines])
+        return np.stack([scores[bounds[i]:bounds[i + 1]].mean(axis=0) for i in range(len(instances))])
 
     def _with_baselines(self, instance, baselines) -> dict[str, np.ndarray]:
         return {name: (np.stack([b[name] for b in baselines]) if name in baselines[0]
                        else np.repeat(value[None], len(baselines), axis=0))
                 for name, value in instance.items()}
 
-    def _raw_attributions(self, instance, baselines, index, settings) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng(0)  # deterministic: the same request gets the same answer
+    def _raw_attributions(self, items, settings) -> list[dict[str, np.ndarray]]:
+        """items: (instance, baselines, output index) -> attributions per explained input.
+        Each uses its own seed 0, so the same request always gets the same answer."""
         if settings.method == params.SAMPLED_SHAPLEY:
-            return sampled_shapley(self._model.predict, instance, baselines, index, settings.path_count, rng)
+            return [sampled_shapley(self._model.predict, instance, baselines, index, settings.path_count,
+                                    np.random.default_rng(0))
+                    for instance, baselines, index in items]
+        jobs = []
+        for instance, baselines, index in items:
+            if settings.smooth_grad is not None:
+                pairs = noisy_pairs(instance, baselines, self._noise_sigmas(settings.smooth_grad, instance),
+                                    settings.smooth_grad.noisy_sample_count, np.random.default_rng(0))
+            else:
+                pairs = baseline_pairs(instance, baselines)
+            jobs.append(PathJob(instance, pairs, index))
+        instance, baselines, _ = items[0]
         elements = sum(int(np.prod(instance[n].shape)) for n in baselines[0]) or 1
         max_rows = max(settings.step_count, MAX_BATCH_ELEMENTS // elements)
-        if settings.smooth_grad is not None:
-            return smooth_integrated_gradients(self._model.gradients, instance, baselines, index,
-                                               self._noise_sigmas(settings.smooth_grad, instance),
-                                               settings.smooth_grad.noisy_sample_count, settings.step_count,
-                                               rng=rng, max_rows=max_rows)
-        return integrated_gradients(self._model.gradients, instance, baselines, index, settings.step_count,
-                                    max_rows=max_rows)
+        return path_integrals(self._model.gradients, jobs, settings.step_count, max_rows=max_rows)
 
     def _noise_sigmas(self, smooth, instance) -> dict[str, float]:
         sigmas = {}
@@ -225,9 +253,8 @@ class FeatureExplainer:
             sigmas[explained.signature_name] = sigma
         return sigmas
 
-    def _attribution(self, instance, baselines, index, scores, baseline_scores, output_shape, settings, masks
+    def _attribution(self, instance, raw, index, scores, baseline_scores, output_shape, settings, masks
                      ) -> explanation_pb2.Attribution:
-        raw = self._raw_attributions(instance, baselines, index, settings)
         error = approximation_error(raw, scores[index], baseline_scores[index])
         shown = dict(raw)
         if settings.method == params.XRAI:

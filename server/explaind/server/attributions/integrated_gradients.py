@@ -1,11 +1,13 @@
 """Integrated gradients: (x - b) * integral over alpha of grad f(b + alpha (x - b)).
 
-Every interpolation point of one instance (for every baseline, and for every
-noisy copy under SmoothGrad) goes into one batched gradient call, so a 50-step
-attribution costs one model pass over a batch of 50, not 50 passes.
+Every interpolation point (for every baseline, every noisy copy under
+SmoothGrad, every output explained and every instance of a batch) goes into
+one batched gradient computation, so a 50-step attribution costs one model
+pass over a batch of 50, not 50 passes, and a batch of instances shares it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -14,43 +16,105 @@ from .interpolation import GAUSS_LEGENDRE, path_points
 from .model_fn import GradientFn, Inputs
 
 
+Pairs = Sequence[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class PathJob:
+    """One attribution to integrate: the mean over (start, baseline) `pairs` of the
+    IG of `start` against `baseline`, for output `output_index`. `instance` holds
+    every model input (no batch axis); starts and baselines hold only the explained
+    (differentiable) inputs; the other inputs stay at the instance's value."""
+    instance: Inputs
+    pairs: Pairs
+    output_index: int
+
+
+def path_integrals(
+    gradient_fn: GradientFn,
+    jobs: Sequence[PathJob],
+    step_count: int,
+    method: str = GAUSS_LEGENDRE,
+    max_rows: int | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """Every job's attribution, from gradient calls shared by as many jobs as fit
+    in `max_rows` rows (instances, outputs, baselines and steps alike); a job
+    larger than that is chunked alone. Only one group's path points are held at
+    once, which bounds memory. Jobs must have the same inputs and shapes (one
+    batch of a served model does)."""
+    alphas, weights = path_points(step_count, method)
+    results: list[dict[str, np.ndarray]] = []
+    group: list[PathJob] = []
+    group_rows = 0
+    for job in jobs:
+        rows = len(alphas) * len(job.pairs)
+        if group and max_rows and group_rows + rows > max_rows:
+            results.extend(_integrate_group(gradient_fn, group, alphas, weights, max_rows))
+            group, group_rows = [], 0
+        group.append(job)
+        group_rows += rows
+    if group:
+        results.extend(_integrate_group(gradient_fn, group, alphas, weights, max_rows))
+    return results
+
+
+def _integrate_group(gradient_fn, jobs, alphas, weights, max_rows) -> list[dict[str, np.ndarray]]:
+    rows = [_path_rows(job, alphas) for job in jobs]
+    batch = {name: np.concatenate([r[name] for r in rows], axis=0) for name in rows[0]}
+    counts = [len(alphas) * len(job.pairs) for job in jobs]
+    indices = np.concatenate([np.full(n, job.output_index, dtype=np.int64) for n, job in zip(counts, jobs)])
+    gradients = _gradients(gradient_fn, batch, indices, max_rows)
+    results, offset = [], 0
+    for job, n in zip(jobs, counts):
+        part = {name: g[offset:offset + n] for name, g in gradients.items()}
+        results.append(_integrate(job, part, weights))
+        offset += n
+    return results
+
+
+def _path_rows(job: PathJob, alphas: np.ndarray) -> dict[str, np.ndarray]:
+    explained = list(job.pairs[0][0])
+    rows = {}
+    for name, value in job.instance.items():
+        if name in explained:
+            paths = [
+                np.asarray(b)[None] + alphas.reshape((-1,) + (1,) * np.ndim(b)) * (np.asarray(x) - np.asarray(b))[None]
+                for x, b in ((start[name], base[name]) for start, base in job.pairs)
+            ]
+            rows[name] = np.concatenate(paths, axis=0).astype(np.asarray(value).dtype, copy=False)
+        else:
+            rows[name] = np.repeat(np.asarray(value)[None], len(alphas) * len(job.pairs), axis=0)
+    return rows
+
+
+def _integrate(job: PathJob, gradients: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, np.ndarray]:
+    pairs = job.pairs
+    result = {}
+    for name in pairs[0][0]:
+        grads = np.asarray(gradients[name], dtype=np.float64).reshape((len(pairs), len(weights)) + np.shape(pairs[0][0][name]))
+        averaged = np.tensordot(weights, grads, axes=([0], [1]))  # (pairs, *shape)
+        diffs = np.stack([np.asarray(s[name], np.float64) - np.asarray(b[name], np.float64) for s, b in pairs])
+        result[name] = (diffs * averaged).mean(axis=0)
+    return result
+
+
 def path_integral(
     gradient_fn: GradientFn,
     instance: Inputs,
-    pairs: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
+    pairs: Pairs,
     output_index: int,
     step_count: int,
     method: str = GAUSS_LEGENDRE,
     max_rows: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Mean over (start, baseline) pairs of the IG attribution of `start` against `baseline`.
+    """One job's attribution (see PathJob)."""
+    return path_integrals(gradient_fn, [PathJob(instance, pairs, output_index)], step_count, method, max_rows)[0]
 
-    `instance` holds every model input (no batch axis); `start` and `baseline`
-    hold only the explained (differentiable) inputs; the other inputs stay at
-    the instance's value along every path.
-    """
-    alphas, weights = path_points(step_count, method)
-    explained = list(pairs[0][0])
-    rows_per_pair = len(alphas)
-    batch: dict[str, np.ndarray] = {}
-    for name, value in instance.items():
-        if name in explained:
-            paths = [
-                np.asarray(b)[None] + alphas.reshape((-1,) + (1,) * np.ndim(b)) * (np.asarray(x) - np.asarray(b))[None]
-                for x, b in ((start[name], base[name]) for start, base in pairs)
-            ]
-            batch[name] = np.concatenate(paths, axis=0).astype(np.asarray(value).dtype, copy=False)
-        else:
-            batch[name] = np.repeat(np.asarray(value)[None], rows_per_pair * len(pairs), axis=0)
-    gradients = _gradients(gradient_fn, batch, output_index, max_rows)
 
-    result = {}
-    for name in explained:
-        grads = np.asarray(gradients[name], dtype=np.float64).reshape((len(pairs), rows_per_pair) + np.shape(pairs[0][0][name]))
-        averaged = np.tensordot(weights, grads, axes=([0], [1]))  # (pairs, *shape)
-        diffs = np.stack([np.asarray(s[name], np.float64) - np.asarray(b[name], np.float64) for s, b in pairs])
-        result[name] = (diffs * averaged).mean(axis=0)
-    return result
+def baseline_pairs(instance: Inputs, baselines: Sequence[Mapping[str, np.ndarray]]) -> list:
+    """IG's pairs: the instance against each baseline (over the explained inputs)."""
+    start = {name: np.asarray(instance[name]) for name in baselines[0]}
+    return [(start, b) for b in baselines]
 
 
 def integrated_gradients(
@@ -63,17 +127,16 @@ def integrated_gradients(
     max_rows: int | None = None,
 ) -> dict[str, np.ndarray]:
     """IG of one instance, averaged over the given baselines (each a dict over the explained inputs)."""
-    explained = list(baselines[0])
-    start = {name: np.asarray(instance[name]) for name in explained}
-    return path_integral(gradient_fn, instance, [(start, b) for b in baselines], output_index, step_count, method, max_rows)
+    return path_integral(gradient_fn, instance, baseline_pairs(instance, baselines), output_index, step_count,
+                         method, max_rows)
 
 
-def _gradients(gradient_fn: GradientFn, batch: Inputs, output_index: int, max_rows: int | None) -> dict[str, np.ndarray]:
-    rows = len(next(iter(batch.values())))
+def _gradients(gradient_fn: GradientFn, batch: Inputs, indices: np.ndarray, max_rows: int | None) -> dict[str, np.ndarray]:
+    rows = len(indices)
     if not max_rows or rows <= max_rows:
-        return gradient_fn(batch, np.full(rows, output_index, dtype=np.int64))
+        return gradient_fn(batch, indices)
     parts = [
-        gradient_fn({k: v[i:i + max_rows] for k, v in batch.items()}, np.full(min(max_rows, rows - i), output_index, np.int64))
+        gradient_fn({k: v[i:i + max_rows] for k, v in batch.items()}, indices[i:i + max_rows])
         for i in range(0, rows, max_rows)
     ]
     return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}

@@ -41,8 +41,14 @@ def smooth_integrated_gradients(
     max_rows: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Mean IG over noisy_sample_count noisy inputs x every baseline, in one batched gradient call."""
+    pairs = noisy_pairs(instance, baselines, sigmas, noisy_sample_count, rng)
+    return path_integral(gradient_fn, instance, pairs, output_index, step_count, method, max_rows)
+
+
+def noisy_pairs(instance: Inputs, baselines: Sequence[Mapping[str, np.ndarray]], sigmas: Mapping[str, float],
+                noisy_sample_count: int, rng: np.random.Generator | None = None) -> list:
+    """SmoothGrad's pairs: every noisy copy of the instance against every baseline."""
     rng = rng if rng is not None else np.random.default_rng(0)
     explained = {name: np.asarray(instance[name]) for name in baselines[0]}
     starts = noisy_copies(explained, sigmas, noisy_sample_count, rng)
-    pairs = [(start, base) for start in starts for base in baselines]
-    return path_integral(gradient_fn, instance, pairs, output_index, step_count, method, max_rows)
+    return [(start, base) for start in starts for base in baselines]
