@@ -272,3 +272,20 @@ def test_concurrent_calls_with_different_shapes_are_never_stacked_together(start
         out = json_format.MessageToDict(prediction.predictions[0])
         assert out["length"] == q.shape[1]
         np.testing.assert_allclose(out["embedding"], latent, rtol=1e-5)
+
+
+def test_request_id_comes_back_in_the_trailers_also_on_errors(start_server, tmp_path):
+    server = start_server()
+    queries = _upload(server, tmp_path, n=100)
+    with server.channel() as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        _, call = stub.Explain.with_call(_explain_request(queries[0]), metadata=(("x-request-id", "abc-1"),),
+                                         timeout=10)
+        assert ("x-request-id", "abc-1") in tuple(call.trailing_metadata())
+        bad = _explain_request(queries[0][:3])           # wrong dimension
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Explain(bad, metadata=(("x-request-id", "abc-2"),), timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert ("x-request-id", "abc-2") in tuple(err.value.trailing_metadata())
+        _, call = stub.Explain.with_call(_explain_request(queries[1]), timeout=10)
+        assert len(dict(call.trailing_metadata())["x-request-id"]) == 32     # made up when absent

@@ -182,7 +182,7 @@ def test_request_id_is_echoed_exposed_and_logged(access_lines):
     handlers = Handlers()
 
     async def main():
-        interceptors = [RequestIdInterceptor(), MetricsInterceptor(Metrics(gpu_memory=False))]
+        interceptors = [RequestIdInterceptor(send_initial_metadata=True), MetricsInterceptor(Metrics(gpu_memory=False))]
         server, port = await start_server(handlers, interceptors)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -22,6 +22,9 @@ class FakeContext:
     def set_trailing_metadata(self, metadata):
         self.trailing = metadata
 
+    def trailing_metadata(self):
+        return self.trailing
+
     async def abort(self, code, details):
         self.code, self.details = code, details
         raise Aborted()

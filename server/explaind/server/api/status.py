@@ -23,7 +23,9 @@ def status_of(error: ExplaindError) -> status_pb2.Status:
 
 async def abort(context: grpc.aio.ServicerContext, error: ExplaindError):
     status = status_of(error)
-    context.set_trailing_metadata(((DETAILS_KEY, status.SerializeToString()),))
+    # Added to, not replacing, what is set already (the interceptors' x-request-id).
+    kept = tuple((k, v) for k, v in (context.trailing_metadata() or ()) if k != DETAILS_KEY)
+    context.set_trailing_metadata(kept + ((DETAILS_KEY, status.SerializeToString()),))
     await context.abort(error.code, str(error))
 
 
