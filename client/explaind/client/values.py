@@ -13,6 +13,8 @@ equals `json_format.MessageToDict(v)` for every input; only the speed differs.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from google.protobuf import struct_pb2
 
@@ -130,29 +132,34 @@ def _shape_of_numbers(value: struct_pb2.Value) -> tuple[int, ...] | None:
     return tuple(shape)
 
 
+@functools.lru_cache(maxsize=256)
+def _layout(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The wire bytes of a zero array of `shape` and the mask of its number bytes."""
+    expected = np.frombuffer(_array_value_bytes(np.zeros(shape)), np.uint8)
+    # A number entry is (entry tag, 9, number tag, 8 bytes): no other run of the
+    # layout has length byte 9 after an entry tag (lists are longer, lengths come
+    # after tags), and the zero numbers contain no tag bytes.
+    tags = np.flatnonzero(expected[:-8] == _NUMBER_TAG)
+    tags = tags[(tags >= 2) & (expected[tags - 2] == _ENTRY_TAG) & (expected[tags - 1] == 9)]
+    numbers = np.zeros(len(expected), bool)
+    numbers[(tags[:, None] + 1 + np.arange(8)).ravel()] = True
+    return expected, numbers
+
+
 def to_array(value: struct_pb2.Value) -> np.ndarray | None:
-    """A Value that is a regular array of numbers -> float64 array; anything else -> None."""
+    """A Value that is a regular array of finite numbers -> a read-only float64
+    array over its wire bytes; anything else -> None."""
     shape = _shape_of_numbers(value)
     if shape is None or int(np.prod(shape)) < FAST_MIN_NUMBERS:
         return None
+    expected, numbers = _layout(shape)
     data = value.SerializeToString()
-    template = _array_value_bytes(np.zeros(shape))
-    if len(data) != len(template):
+    if len(data) != len(expected):
         return None
     got = np.frombuffer(data, np.uint8)
-    expected = np.frombuffer(template, np.uint8)
-    # Offsets of the 8 number bytes in each 11-byte entry, measured from its end.
-    numbers = np.zeros(len(template), bool)
-    ends = np.flatnonzero(expected[:-8] == _NUMBER_TAG)
-    # Only the number tags that lead real entries: each is preceded by (entry tag, 9).
-    ends = ends[(ends >= 2) & (expected[ends - 2] == _ENTRY_TAG) & (expected[ends - 1] == 9)]
-    if len(ends) != int(np.prod(shape)):
-        return None
-    starts = ends + 1
-    numbers[(starts[:, None] + np.arange(8)).ravel()] = True
     if not np.array_equal(got[~numbers], expected[~numbers]):
         return None     # ragged deeper down, or not all numbers
-    array = got[numbers].view("<f8").reshape(shape).copy()
+    array = got[numbers].view("<f8").reshape(shape)
     # MessageToDict refuses NaN and infinities; leave them to it so both agree.
     return array if np.isfinite(array).all() else None
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 
-from explaind.client.values import to_python
+from explaind.client.values import to_array, to_python
 from explaind.v1 import explanation_pb2
 
 from ..errors import InvalidArgument
@@ -59,9 +59,23 @@ def parse_instances(values, input_names: list[str] | None, embeddings: bool, set
         raise InvalidArgument(f"{len(values)} instances exceed the server's limit of "
                               f"{settings.max_instances_per_request} (--max-instances-per-request)",
                               field="instances")
-    return [_bare_embedding(v, i) if embeddings and _is_number_list(v) else
-            parse_instance(_python(v, f"instances[{i}]"), input_names, embeddings, field=f"instances[{i}]")
-            for i, v in enumerate(values)]
+    return [_instance(v, i, input_names, embeddings) for i, v in enumerate(values)]
+
+
+def _instance(value: struct_pb2.Value, index: int, input_names, embeddings: bool) -> Instance:
+    if embeddings:
+        # The hot path of EMBEDDINGS requests: a plain list of numbers, read without the
+        # generic JSON conversion (which costs several times the search on small indexes).
+        array = to_array(value)     # one numpy pass over the wire bytes (64 numbers or more)
+        with np.errstate(over="ignore"):    # beyond float32 becomes inf, refused below
+            if array is not None and array.ndim == 1:
+                return _embedding_instance(array.astype(np.float32), index)
+            if _is_number_list(value):
+                values = value.list_value.values
+                return _embedding_instance(
+                    np.fromiter((x.number_value for x in values), dtype=np.float32, count=len(values)), index)
+    field = f"instances[{index}]"
+    return parse_instance(_python(value, field), input_names, embeddings, field=field)
 
 
 def _python(value: struct_pb2.Value, field: str):
@@ -76,11 +90,7 @@ def _is_number_list(value: struct_pb2.Value) -> bool:
         x.WhichOneof("kind") == "number_value" for x in value.list_value.values)
 
 
-def _bare_embedding(value: struct_pb2.Value, index: int) -> Instance:
-    """The hot path of EMBEDDINGS requests: a plain list of numbers, read without
-    the generic JSON conversion (which costs several times the search on small indexes)."""
-    values = value.list_value.values
-    vector = np.fromiter((x.number_value for x in values), dtype=np.float32, count=len(values))
+def _embedding_instance(vector: np.ndarray, index: int) -> Instance:
     if not np.isfinite(vector).all():
         raise InvalidArgument("the embedding holds NaN or infinity (or a value beyond float32)",
                               field=f"instances[{index}]")
