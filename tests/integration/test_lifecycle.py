@@ -33,6 +33,11 @@ def test_restart_serves_at_once_without_rebuild(start_server, tmp_path):
         after = client.explain("persisted", queries)
         again = client.get_model("persisted")
         ops = client.list_operations()
+        assert [o.name for o in client.list_operations(filter="done=true AND model=persisted")] == [op.name]
+        assert client.list_operations(filter="done=false") == []
+        with pytest.raises(grpc.RpcError) as err:
+            client.list_operations(filter="state=RUNNING")
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "filter" in err.value.details()
     assert [neighbor_ids(e) for e in after.explanations] == [neighbor_ids(e) for e in before.explanations]
     assert again.update_time == model.update_time
     assert [o.name for o in ops] == [op.name]

@@ -82,10 +82,12 @@ class Client:
     def get_operation(self, name: str, timeout: float = 30) -> operations_pb2.Operation:
         return self.operations.GetOperation(operations_pb2.GetOperationRequest(name=name), timeout=timeout)
 
-    def list_operations(self, timeout: float = 30) -> list[operations_pb2.Operation]:
+    def list_operations(self, filter: str = "", timeout: float = 30) -> list[operations_pb2.Operation]:
+        """Every operation, or those matching `filter` (e.g. "done=false AND model=tabular")."""
         out, token = [], ""
         while True:
-            page = self.operations.ListOperations(operations_pb2.ListOperationsRequest(page_token=token),
+            page = self.operations.ListOperations(operations_pb2.ListOperationsRequest(page_token=token,
+                                                                                       filter=filter),
                                                   timeout=timeout)
             out.extend(page.operations)
             token = page.next_page_token

@@ -62,7 +62,7 @@ def _progress_bar(meta: model_service_pb2.UploadModelOperationMetadata) -> None:
 
 def _operations(client: Client, args) -> int:
     if args.action == "list":
-        for op in client.list_operations():
+        for op in client.list_operations(filter=args.filter):
             meta = upload_metadata(op)
             state = "ERROR" if op.HasField("error") else ("DONE" if op.done else "RUNNING")
             print(f"{op.name}\t{meta.model}\t{state}\t{meta.progress_percent:.0f}%")

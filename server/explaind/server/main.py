@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ops = client_parser("operations", "inspect or control operations")
     ops.add_argument("action", choices=["get", "wait", "list", "cancel", "delete"])
     ops.add_argument("name", nargs="?", default="")
+    ops.add_argument("--filter", default="", help='list only: e.g. "done=false AND model=tabular"')
 
     explain = client_parser("explain", "explain instances")
     explain.add_argument("model", help="models/{id} or the id")

@@ -8,6 +8,7 @@ from google.protobuf import empty_pb2
 
 from ..errors import InvalidArgument
 from . import page_tokens
+from .operation_filter import parse_filter
 from .status import translate_errors
 
 WAIT_POLL_SECONDS = 0.2
@@ -27,9 +28,10 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
     async def ListOperations(self, request, context):
         if request.page_size < 0:
             raise InvalidArgument(f"must be >= 0, got {request.page_size}", field="page_size")
+        wanted = parse_filter(request.filter)
         records = await asyncio.to_thread(self.operations.list)
         after = page_tokens.decode(request.page_token)
-        remaining = [r for r in records if r.operation.name > after]     # list() sorts by name
+        remaining = [r for r in records if r.operation.name > after and wanted(r.operation)]   # sorted by name
         page = remaining[:request.page_size or DEFAULT_PAGE_SIZE]
         response = operations_pb2.ListOperationsResponse(operations=[r.operation for r in page])
         if len(page) < len(remaining):
