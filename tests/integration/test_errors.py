@@ -125,6 +125,13 @@ def test_explain_errors(setup):
         assert bad_request_fields(err)[0].startswith("explanation_spec_override.examples_override.restrictions")
         err = _error(lambda: client.explain("good", []))
         assert bad_request_fields(err) == ["instances"]
+        err = _error(lambda: client.explain("good", [[0.0] * 16], embeddings=True, override={
+            "parameters": {"integratedGradientsAttribution": {"stepCount": 5}}}))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_request_fields(err) == ["explanation_spec_override.parameters"]
+        err = _error(lambda: client.explain("good", [[0.0] * 16], override={
+            "metadata": {"inputs": {"features": {"inputBaselines": [[0.0] * 8]}}}}))
+        assert bad_request_fields(err) == ["explanation_spec_override.metadata"]
         assert _error(lambda: client.get_operation("operations/nope")).code() == grpc.StatusCode.NOT_FOUND
         assert _error(lambda: client.get_model("models/a/b")).code() == grpc.StatusCode.INVALID_ARGUMENT
 

@@ -65,6 +65,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         has_examples_override = override.HasField("examples_override")
         if served.index is None and has_examples_override:
             served.require_index()
+        if served.features is None:
+            for part in ("parameters", "metadata"):
+                if override.HasField(part):
+                    raise InvalidArgument(f"{served.model.name} explains by examples: attribution {part} do not "
+                                          "apply (use examples_override)", field=f"explanation_spec_override.{part}")
         embeddings = has_examples_override and override.examples_override.data_format == \
             explanation_pb2.ExamplesOverride.DataFormat.EMBEDDINGS
         instances = parse_instances(request.instances, None if embeddings else served.input_names(),
