@@ -271,3 +271,20 @@ def test_dot_product_of_a_zero_query_is_plain_zero(data, strategy, filtered):
     for row in got + single:
         distances = np.array([d for _, d, _ in row])
         assert len(distances) == 5 and np.all(distances == 0) and not np.signbit(distances).any()
+
+
+@pytest.mark.parametrize("distance, copies", [("DOT_PRODUCT_DISTANCE", 1), ("SQUARED_L2_DISTANCE", 1),
+                                              ("COSINE_DISTANCE", 2)])
+def test_a_flat_index_holds_each_vector_once_more_only_when_it_normalizes(data, tmp_path, distance, copies):
+    """The flat index's own storage serves the BLAS scans and the returned embeddings;
+    only a normalizing measure keeps the originals beside it. Saved and loaded alike."""
+    x, q = data
+    built = ExampleIndex.build(x, [str(i) for i in range(len(x))], None, None, cfg(distance))
+    built.save(str(tmp_path))
+    loaded = ExampleIndex.load(str(tmp_path))
+    for index in (built, loaded):
+        assert index.info["index_bytes"] == copies * x.nbytes
+        np.testing.assert_array_equal(index.embeddings_of(np.array([0, 5, 2999])), x[[0, 5, 2999]])
+        got = index.search(q[:1], 5)          # the single-query BLAS scan reads the shared storage
+        dist = oracle_distances(q[:1], x, distance, "NONE")
+        assert_matches_oracle(got[0], dist[0], 5)

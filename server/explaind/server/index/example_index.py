@@ -34,9 +34,17 @@ class ExampleIndex:
                  tag_vocab: list[str], use_gpu: bool | None):
         self.config = config
         self.ids = ids
+        # What the index holds (normalized where the measure asks for it). A flat index
+        # already stores exactly that: use its storage, so each vector is held once
+        # (twice under a normalizing measure, which must keep the originals too).
+        stored = _flat_storage(cpu_index)
+        normalizes = distances.normalizes(config)
+        if stored is not None:
+            self._vectors = stored
+            embeddings = embeddings if normalizes else stored
+        else:
+            self._vectors = distances.prepare(embeddings, config) if normalizes else embeddings
         self._embeddings = embeddings
-        # what the index holds (normalized copies where the measure asks for it)
-        self._vectors = distances.prepare(embeddings, config) if distances.normalizes(config) else embeddings
         self._postings = postings
         self._tag_codes = tag_codes
         self._tag_vocab = tag_vocab
@@ -56,9 +64,12 @@ class ExampleIndex:
         }
 
     def _index_bytes(self) -> int:
-        # vectors as float32, plus the IVF ids (int64) and centroids
+        """Host memory held: the index's vectors (float32), the IVF ids (int64) and
+        centroids, and each separate copy of the embeddings kept beside it."""
         vec = self.size * self.dimensions * 4
-        return vec + (self.size * 8 + self._nlist * self.dimensions * 4 if self._nlist else 0)
+        held = vec + (self.size * 8 + self._nlist * self.dimensions * 4 if self._nlist else 0)
+        arrays = {id(a): a for a in (self._embeddings, self._vectors) if not _shares_index_storage(a, self)}
+        return held + sum(a.nbytes for a in arrays.values())
 
     # ------------------------------------------------------------------ build
 
@@ -199,6 +210,20 @@ class ExampleIndex:
                    tag_codes=np.load(os.path.join(folder, "crowding_codes.npy"), allow_pickle=False),
                    tag_vocab=_read_json(os.path.join(folder, "crowding_tags.json")),
                    use_gpu=use_gpu)
+
+
+def _flat_storage(cpu_index: faiss.Index) -> np.ndarray | None:
+    """A flat index's vectors as a zero-copy (n, d) float32 view, valid while the
+    index lives (the ExampleIndex holds both); None for other index types."""
+    if not isinstance(cpu_index, faiss.IndexFlat) or cpu_index.ntotal == 0:
+        return None
+    view = faiss.rev_swig_ptr(cpu_index.get_xb(), cpu_index.ntotal * cpu_index.d)
+    return view.reshape(cpu_index.ntotal, cpu_index.d)
+
+
+def _shares_index_storage(array: np.ndarray, index: "ExampleIndex") -> bool:
+    stored = _flat_storage(index._placement.cpu_index)
+    return stored is not None and np.may_share_memory(array, stored)
 
 
 def _query_key(query: Sequence[Namespace] | None) -> tuple[Namespace, ...]:
