@@ -281,6 +281,7 @@ def test_a_flat_index_holds_each_vector_once_more_only_when_it_normalizes(data, 
     x, q = data
     built = ExampleIndex.build(x, [str(i) for i in range(len(x))], None, None, cfg(distance))
     built.save(str(tmp_path))
+    assert (tmp_path / "embeddings.npy").exists() == (copies == 2)    # else index.faiss holds them
     loaded = ExampleIndex.load(str(tmp_path))
     for index in (built, loaded):
         assert index.info["index_bytes"] == copies * x.nbytes

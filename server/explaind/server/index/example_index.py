@@ -185,7 +185,8 @@ class ExampleIndex:
     def save(self, folder: str) -> None:
         """Plain files into an existing local folder; no pickle."""
         faiss.write_index(self._placement.cpu_index, os.path.join(folder, "index.faiss"))
-        np.save(os.path.join(folder, "embeddings.npy"), self._embeddings, allow_pickle=False)
+        if not _shares_index_storage(self._embeddings, self):     # else index.faiss holds them already
+            np.save(os.path.join(folder, "embeddings.npy"), self._embeddings, allow_pickle=False)
         np.save(os.path.join(folder, "crowding_codes.npy"), self._tag_codes, allow_pickle=False)
         self._postings.save(folder)
         meta = {"format_version": FORMAT_VERSION, "config": self.config.to_json(), "info": self.info,
@@ -202,9 +203,16 @@ class ExampleIndex:
         cpu_index = faiss.read_index(os.path.join(folder, "index.faiss"))
         if meta["info"]["nlist"]:
             cpu_index.nprobe = int(meta["info"]["nprobe"])
+        embeddings_file = os.path.join(folder, "embeddings.npy")
+        if os.path.exists(embeddings_file):
+            embeddings = np.load(embeddings_file, allow_pickle=False)
+        else:
+            embeddings = _flat_storage(cpu_index)      # saved only inside index.faiss
+            if embeddings is None:
+                raise ValueError(f"{folder} lacks embeddings.npy and its index does not hold them")
         return cls(config=SearchConfig.from_json(meta["config"]),
                    ids=_read_json(os.path.join(folder, "ids.json")),
-                   embeddings=np.load(os.path.join(folder, "embeddings.npy"), allow_pickle=False),
+                   embeddings=embeddings,
                    cpu_index=cpu_index,
                    postings=RestrictPostings.load(folder),
                    tag_codes=np.load(os.path.join(folder, "crowding_codes.npy"), allow_pickle=False),
