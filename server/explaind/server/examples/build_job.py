@@ -27,6 +27,7 @@ from ..runtime.instances import ShapeMismatch, batch_inputs
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from . import readers
+from .matrix import EmbeddingMatrix
 
 log = logging.getLogger(__name__)
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
@@ -183,7 +184,8 @@ class BuildJob:
 
     def _embed_all(self, paths, latent, total):
         input_names = latent.input_names if latent is not None else None
-        chunks, ids, restricts, tags = [], [], [], []
+        matrix = EmbeddingMatrix(total, f"{EXAMPLES_FIELD}.gcs_source.uris")
+        ids, restricts, tags = [], [], []
         position = 0
         records = readers.iter_records(paths, input_names, f"{EXAMPLES_FIELD}.gcs_source.uris")
         for batch in readers.iter_batches(records, self.embed_batch_size):
@@ -205,17 +207,12 @@ class BuildJob:
                 ids.append(r.id if r.id is not None else str(position + offset))
                 restricts.append(parse_restricts(r.restricts, field=f"examples[{position + offset}].restricts"))
                 tags.append(r.crowding_tag)
-            chunk = _stack(vectors, position)
-            if chunks and chunk.shape[1] != chunks[0].shape[1]:
-                raise InvalidArgument(
-                    f"examples from {position} on have {chunk.shape[1]}-value embeddings, earlier ones "
-                    f"{chunks[0].shape[1]}", field=f"{EXAMPLES_FIELD}.gcs_source.uris")
-            chunks.append(chunk)
+            matrix.append(_stack(vectors, position))
             position += len(batch)
             self._progress(position, max(total, position))
         if position == 0:
             raise InvalidArgument("the data set has no examples", field=f"{EXAMPLES_FIELD}.gcs_source.uris")
-        return np.concatenate(chunks).astype(np.float32, copy=False), ids, restricts, tags
+        return matrix.result(), ids, restricts, tags
 
     def _publish(self, latent, index) -> None:
         self._set_stage(Stage.PUBLISHING)
