@@ -176,13 +176,17 @@ def test_workers_share_one_port(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     try:
-        ready = []
-        while len(ready) < 2:
-            line = proc.stdout.readline()
-            assert line, "workers exited"
-            match = re.search(r"listening on port (\d+) \(metrics on (\d+)", line)
-            if match:
-                ready.append((int(match.group(1)), int(match.group(2))))
+        seen: list[str] = []        # stdout lines, read by a thread so a silent worker cannot hang the test
+        threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+        deadline = time.monotonic() + 90
+        while True:
+            ready = [(int(m.group(1)), int(m.group(2))) for m in
+                     (re.search(r"listening on port (\d+) \(metrics on (\d+)", line) for line in list(seen)) if m]
+            if len(ready) == 2:
+                break
+            assert proc.poll() is None, f"workers exited: {seen}"
+            assert time.monotonic() < deadline, f"workers not ready: {seen}"
+            time.sleep(0.1)
         assert {p for p, _ in ready} == {port}
         from explaind.client import Client
         rng = np.random.default_rng(0)
@@ -192,8 +196,8 @@ def test_workers_share_one_port(tmp_path):
                                                           search_config(D, "DOT_PRODUCT_DISTANCE")),
                                             model_id="load"), timeout=60)
         deadline = time.monotonic() + 60      # both workers' watchers load the published model
-        while time.monotonic() < deadline and not all(
-                _scrape(m)["explaind_models_loaded"].samples[0].value == 1 for _, m in ready):
+        while not all(_scrape(m)["explaind_models_loaded"].samples[0].value == 1 for _, m in ready):
+            assert time.monotonic() < deadline, "a worker never loaded the published model"
             time.sleep(0.2)
         total = 0
         for _ in range(8):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import uuid
 
 import numpy as np
 
@@ -49,10 +50,7 @@ class ServedModel:
         if record.build_id:
             local = os.path.join(cache_dir, record.model_id, record.build_id)
             if not os.path.isdir(local):
-                partial = local + ".partial"
-                shutil.rmtree(partial, ignore_errors=True)
-                models.objects.download_dir(models.build_prefix(record.model_id, record.build_id), partial)
-                os.replace(partial, local)
+                _download(models, record, local)
             index = ExampleIndex.load(local, use_gpu=use_gpu)
         latent = features = None
         if model.artifact_uri:
@@ -105,3 +103,19 @@ class ServedModel:
         if self.features is not None:
             self.features.close()
         self.index = self.latent = self.features = None
+
+
+def _download(models: ModelStore, record: ModelRecord, local: str) -> None:
+    """Copies a build into the cache. Several processes may share the cache (--workers,
+    a shared volume): each downloads into its own folder and the first to finish
+    publishes it with a rename; the others drop theirs and use it."""
+    partial = f"{local}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        models.objects.download_dir(models.build_prefix(record.model_id, record.build_id), partial)
+        try:
+            os.rename(partial, local)
+        except OSError:
+            if not os.path.isdir(local):      # not a lost race: a real error
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 
 from ..runtime.registry import ModelRegistry
 from ..runtime.served_model import ServedModel
 from .models import ModelStore
 
 log = logging.getLogger(__name__)
+FIRST_RETRY_SECONDS = 5.0
+MAX_RETRY_SECONDS = 300.0
 
 
 class StoreWatcher:
@@ -27,7 +30,9 @@ class StoreWatcher:
         self.use_gpu = use_gpu
         self.poll_seconds = poll_seconds
         self._load_lock = threading.Lock()
-        self.failed: dict[str, str] = {}   # model id -> why its last load failed
+        # model id -> (build id, when to try again, backoff): a build that failed to load
+        # is retried later (a store or network error passes), not on every poll.
+        self.failed: dict[str, tuple[str, float, float]] = {}
 
     def sync(self) -> None:
         """One pass: load new or rebuilt models, unload deleted ones (blocking)."""
@@ -36,9 +41,14 @@ class StoreWatcher:
         for model_id in loaded.keys() - published.keys():
             self.registry.remove(model_id)
             log.info("model unloaded", extra={"model": f"models/{model_id}"})
+        now = time.monotonic()
         for model_id, build_id in published.items():
-            if loaded.get(model_id) != build_id and self.failed.get(model_id) != build_id:
-                self.load(model_id)
+            failed = self.failed.get(model_id)
+            if loaded.get(model_id) != build_id and not (failed and failed[0] == build_id and now < failed[1]):
+                try:
+                    self.load(model_id)
+                except Exception:  # noqa: BLE001 - logged by load(); one bad model must not stop the others
+                    pass
 
     def load(self, model_id: str) -> ServedModel | None:
         """Loads the published version of one model now (also used on a cache miss)."""
@@ -52,8 +62,11 @@ class StoreWatcher:
             try:
                 served = ServedModel.load(record, self.models, self.cache_dir, self.use_gpu)
             except Exception:
-                log.exception("model failed to load", extra={"model": record.model.name})
-                self.failed[model_id] = record.build_id
+                previous = self.failed.get(model_id)
+                backoff = min(2 * previous[2], MAX_RETRY_SECONDS) if previous and previous[0] == record.build_id \
+                    else FIRST_RETRY_SECONDS
+                log.exception("model failed to load; retrying in %.0fs", backoff, extra={"model": record.model.name})
+                self.failed[model_id] = (record.build_id, time.monotonic() + backoff, backoff)
                 raise
             self.failed.pop(model_id, None)
             self.registry.put(served)
