@@ -4,7 +4,7 @@
 format. Prints p50/p99 for both and the ratio (what serving costs on top of
 the search: gRPC, parsing, batching, response building).
 
-    python bench/bench_explain_latency.py [--n 100000] [--calls 2000]
+    python bench/bench_explain_latency.py [--n 100000] [--calls 2000] [--index-threads 1]
 """
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=128)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--index-threads", type=int, default=0,
+                        help="the daemon's --index-threads (0: all cores, as raw FAISS here)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     data = rng.normal(size=(args.n, args.d)).astype(np.float32)
@@ -43,7 +45,7 @@ def main() -> None:
         if i >= args.warmup:
             raw.append(time.perf_counter() - start)
 
-    daemon = Daemon("--max-queue-delay-ms", "0")
+    daemon = Daemon("--max-queue-delay-ms", "0", "--index-threads", str(args.index_threads))
     try:
         daemon.upload_embeddings(data, "bench")
         channel = grpc.insecure_channel(daemon.target)
@@ -63,7 +65,8 @@ def main() -> None:
     finally:
         daemon.stop()
     r, s = percentiles(raw), percentiles(served)
-    print(f"N={args.n} d={args.d} k=10 exact index, batch 1, {args.calls} calls, CPU threads={faiss.omp_get_max_threads()}")
+    print(f"N={args.n} d={args.d} k=10 exact index, batch 1, {args.calls} calls, CPU threads={faiss.omp_get_max_threads()}"
+          f", daemon --index-threads {args.index_threads}")
     print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'raw FAISS (in process)':24}{r['p50']:10.3f}{r['p99']:10.3f}")
     print(f"{'Explain through daemon':24}{s['p50']:10.3f}{s['p99']:10.3f}")
