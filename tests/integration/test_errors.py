@@ -48,6 +48,8 @@ def _error(call):
     (lambda p: p["explanationSpec"]["parameters"]["examples"]["gcsSource"].update(uris=["/nonexistent/*.jsonl"]),
      "INVALID_ARGUMENT", f"{EX}.gcs_source.uris[0]"),
     (lambda p: p.update(artifactUri="/nonexistent/model"), "INVALID_ARGUMENT", "model.artifact_uri"),
+    (lambda p: p["explanationSpec"]["parameters"]["examples"]["gcsSource"].update(uris=[os.__file__]),
+     "INVALID_ARGUMENT", f"{EX}.gcs_source.uris[0]"),       # a file of no known data format
     (lambda p: p["explanationSpec"]["parameters"]["examples"].update(neighborCount=-1), "INVALID_ARGUMENT",
      f"{EX}.neighbor_count"),
 ])

@@ -128,16 +128,43 @@ def test_index_only_model_from_npy_glob(server, tmp_path):
                             neighbor_count=5)
     everything = np.concatenate(parts)
     with server.client() as client:
-        _, model, _ = _upload_and_wait(client, payload, "index-only")
-        assert model.index_info.example_count == 100
-        query = rng.normal(size=(1, 12)).astype(np.float32)
-        response = client.explain(model.name, [query[0].tolist()], embeddings=True)
-        ids, dists = brute_force(everything, query, 5, "DOT_PRODUCT_DISTANCE")
-        assert neighbor_ids(response.explanations[0]) == [str(j) for j in ids[0]]
+        model = _upload_and_check_one_query(client, payload, "index-only", everything, 5, "DOT_PRODUCT_DISTANCE", str)
         import grpc
         with pytest.raises(grpc.RpcError) as err:
             client.explain(model.name, [{"features": [1.0] * 12}])
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_example_gcs_source_with_a_declared_jsonl_format(server, tmp_path):
+    """Vertex's example_gcs_source {data_format: JSONL}: part files with no extension, in a folder."""
+    import json
+
+    rng = np.random.default_rng(8)
+    vectors = rng.normal(size=(60, 6)).astype(np.float32)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for part in range(3):
+        with open(folder / f"part-0000{part}", "w") as f:
+            for i in range(part * 20, part * 20 + 20):
+                f.write(json.dumps({"embedding": vectors[i].tolist(), "id": f"e{i}"}) + "\n")
+    payload = model_payload("", [], search_config(6, "SQUARED_L2_DISTANCE"), neighbor_count=4)
+    examples = payload["explanationSpec"]["parameters"]["examples"]
+    del examples["gcsSource"]
+    examples["exampleGcsSource"] = {"dataFormat": "JSONL", "gcsSource": {"uris": [str(folder)]}}
+    with server.client() as client:
+        _upload_and_check_one_query(client, payload, "declared-jsonl", vectors, 4, "SQUARED_L2_DISTANCE",
+                                    lambda j: f"e{j}")
+
+
+def _upload_and_check_one_query(client, payload, model_id, vectors, k, distance, id_of):
+    """Uploads an embeddings-only model; one random EMBEDDINGS query must find numpy's k nearest."""
+    _, model, _ = _upload_and_wait(client, payload, model_id)
+    assert model.index_info.example_count == len(vectors)
+    query = np.random.default_rng(len(vectors)).normal(size=(1, vectors.shape[1])).astype(np.float32)
+    response = client.explain(model.name, [query[0].tolist()], embeddings=True)
+    ids, _ = brute_force(vectors, query, k, distance)
+    assert neighbor_ids(response.explanations[0]) == [id_of(j) for j in ids[0]]
+    return model
 
 
 def test_presets_recall_through_the_server(server, tmp_path):

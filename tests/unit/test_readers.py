@@ -308,3 +308,21 @@ def test_paths_from_expand_uris_carry_their_uri_field(tmp_path):
     paths = expand_uris([str(tmp_path / "ok.jsonl"), str(tmp_path / "bad.jsonl")], FIELD)
     err = error(lambda: list(iter_records(paths, ["x", "s"], FIELD)))
     assert err.field == FIELD + "[1]" and "bad.jsonl line 1" in err.message
+
+
+def test_a_declared_jsonl_format_reads_files_whatever_their_names(tmp_path):
+    """example_gcs_source.data_format JSONL: Hadoop-style part files and a folder of them."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "part-00000").write_text(json.dumps({"x": [1.0, 2.0], "s": "a", "id": "p0"}) + "\n")
+    (folder / "part-00001").write_text(json.dumps({"x": [3.0, 4.0], "s": "b", "id": "p1"}) + "\n"
+                                       + json.dumps({"x": [5.0, 6.0], "s": "c", "id": "p2"}) + "\n")
+    (folder / "_SUCCESS").write_text("")
+    paths = expand_uris([str(folder)], FIELD, default_format="jsonl")
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["part-00000", "part-00001"]
+    assert count_records(paths) == 3
+    assert [r.id for r in iter_records(paths, ["x", "s"], FIELD)] == ["p0", "p1", "p2"]
+    # Undeclared, the same folder holds no data file, and a named file is of unknown format.
+    assert error(expand_uris, [str(folder)], FIELD).field == FIELD + "[0]"
+    err = error(read, expand_uris([str(folder / "part-00000")], FIELD))
+    assert "unknown data format" in err.message and err.field == FIELD + "[0]"

@@ -28,6 +28,7 @@ from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from . import readers
 from .matrix import EmbeddingMatrix
+from .source import DataSource
 
 log = logging.getLogger(__name__)
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
@@ -40,7 +41,7 @@ class BuildCancelled(Exception):
 
 class BuildJob:
     def __init__(self, models: ModelStore, operations: OperationStore, op: OperationRecord,
-                 record: ModelRecord, search_config: SearchConfig | None, uris: list[str],
+                 record: ModelRecord, search_config: SearchConfig | None, source: DataSource | None,
                  *, worker: str, embed_batch_size: int = 256, heartbeat_seconds: float = 2.0,
                  use_gpu: bool | None = None, metrics=None):
         self.models = models
@@ -48,7 +49,7 @@ class BuildJob:
         self.op = op
         self.record = record
         self.search_config = search_config
-        self.uris = uris
+        self.source = source
         self.worker = worker
         self.embed_batch_size = embed_batch_size
         self.heartbeat_seconds = heartbeat_seconds
@@ -168,7 +169,7 @@ class BuildJob:
                     field=f"{EXAMPLES_FIELD}.nearest_neighbor_search_config.config.dimensions")
 
         self._set_stage(Stage.READING_EXAMPLES)
-        paths = readers.expand_uris(self.uris, f"{EXAMPLES_FIELD}.gcs_source.uris")
+        paths = readers.expand_uris(self.source.uris, self.source.field, self.source.default_format)
         total = readers.count_records(paths)
         self._progress(0, total)
         self._set_stage(Stage.EMBEDDING)
@@ -184,10 +185,10 @@ class BuildJob:
 
     def _embed_all(self, paths, latent, total):
         input_names = latent.input_names if latent is not None else None
-        matrix = EmbeddingMatrix(total, f"{EXAMPLES_FIELD}.gcs_source.uris")
+        matrix = EmbeddingMatrix(total, self.source.field)
         ids, restricts, tags = [], [], []
         position = 0
-        records = readers.iter_records(paths, input_names, f"{EXAMPLES_FIELD}.gcs_source.uris")
+        records = readers.iter_records(paths, input_names, self.source.field)
         for batch in readers.iter_batches(records, self.embed_batch_size):
             vectors: list[np.ndarray | None] = [r.embedding for r in batch]
             needs_model = [i for i, r in enumerate(batch) if r.embedding is None]
@@ -207,11 +208,11 @@ class BuildJob:
                 ids.append(r.id if r.id is not None else str(position + offset))
                 restricts.append(parse_restricts(r.restricts, field=f"examples[{position + offset}].restricts"))
                 tags.append(r.crowding_tag)
-            matrix.append(_stack(vectors, position))
+            matrix.append(_stack(vectors, position, self.source.field))
             position += len(batch)
             self._progress(position, max(total, position))
         if position == 0:
-            raise InvalidArgument("the data set has no examples", field=f"{EXAMPLES_FIELD}.gcs_source.uris")
+            raise InvalidArgument("the data set has no examples", field=self.source.field)
         return matrix.result(), ids, restricts, tags
 
     def _publish(self, latent, index) -> None:
@@ -294,10 +295,10 @@ def _same_shape_groups(records, members: list[int], input_specs, position: int):
             for rows, indices in groups.values()]
 
 
-def _stack(vectors: list[np.ndarray], position: int) -> np.ndarray:
+def _stack(vectors: list[np.ndarray], position: int, field: str) -> np.ndarray:
     sizes = {np.asarray(v).reshape(-1).shape[0] for v in vectors}
     if len(sizes) != 1:
         raise InvalidArgument(f"examples {position}..{position + len(vectors) - 1} have embeddings of "
-                              f"different sizes {sorted(sizes)}", field=f"{EXAMPLES_FIELD}.gcs_source.uris")
+                              f"different sizes {sorted(sizes)}", field=field)
     return np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors])
 

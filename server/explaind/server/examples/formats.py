@@ -32,8 +32,10 @@ def _split(path: str) -> tuple[str, str | None]:
 
 
 def format_of(path: str) -> str | None:
-    """"jsonl", "csv", "tfrecord", "npy", "parquet", or None."""
-    return FORMATS.get(_split(path)[0])
+    """"jsonl", "csv", "tfrecord", "npy", "parquet", or None. A path from
+    expand_uris may carry the format its data source declares for files
+    whose extension names none."""
+    return FORMATS.get(_split(path)[0]) or getattr(path, "data_format", None)
 
 
 @contextlib.contextmanager

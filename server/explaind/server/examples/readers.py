@@ -24,10 +24,12 @@ from explaind.server.examples import columnar, text_formats, tfrecord
 from explaind.server.examples.formats import FORMATS, format_of
 from explaind.server.runtime.instances import Instance
 
-__all__ = ["expand_uris", "expand_uris_with_fields", "count_records", "iter_records", "iter_batches", "FORMATS"]
+__all__ = ["expand_uris", "expand_uris_with_fields", "count_records", "iter_records", "iter_batches", "FORMATS",
+           "format_of"]
 
 
-def expand_uris_with_fields(uris: list[str], field: str) -> list[tuple[str, str]]:
+def expand_uris_with_fields(uris: list[str], field: str,
+                            default_format: str | None = None) -> list[tuple[str, str]]:
     """Like expand_uris, each path paired with the field of the uri it came
     from (f"{field}[i]"), for error messages while reading."""
     import fsspec
@@ -42,7 +44,7 @@ def expand_uris_with_fields(uris: list[str], field: str) -> list[tuple[str, str]
         except (ImportError, ValueError) as e:
             raise InvalidArgument(f"cannot open {uri}: {e}", field=f) from None
         try:
-            matches = _expand_one(fs, path)
+            matches = _expand_one(fs, path, default_format)
         except Exception as e:  # backend errors: permissions, network
             raise InvalidArgument(f"cannot list {uri}: {e}", field=f) from None
         if not matches:
@@ -54,24 +56,28 @@ def expand_uris_with_fields(uris: list[str], field: str) -> list[tuple[str, str]
 
 class DataPath(str):
     """A path from expand_uris that remembers the field of its uri
-    (f"{field}[i]"), so iter_records can name it in errors."""
+    (f"{field}[i]"), so iter_records can name it in errors, and the format a
+    file whose extension names none is read as (see format_of)."""
 
     field: str | None = None
+    data_format: str | None = None
 
 
-def expand_uris(uris: list[str], field: str) -> list[str]:
+def expand_uris(uris: list[str], field: str, default_format: str | None = None) -> list[str]:
     """Local paths, file:// URLs, any fsspec URL, globs -> file paths/URLs,
     sorted per uri. A folder stands for the data files in it. A uri that
-    matches nothing is InvalidArgument(field=f"{field}[i]")."""
+    matches nothing is InvalidArgument(field=f"{field}[i]"). `default_format`:
+    the format of files whose extension names none (else they are refused)."""
     out = []
-    for p, f in expand_uris_with_fields(uris, field):
+    for p, f in expand_uris_with_fields(uris, field, default_format):
         path = DataPath(p)
         path.field = f
+        path.data_format = default_format
         out.append(path)
     return out
 
 
-def _expand_one(fs, path: str) -> list[str]:
+def _expand_one(fs, path: str, default_format: str | None = None) -> list[str]:
     if any(c in path for c in "*?["):
         found = [p for p in fs.glob(path) if not fs.isdir(p)]
     elif fs.isdir(path):
@@ -79,7 +85,7 @@ def _expand_one(fs, path: str) -> list[str]:
         found = [
             p
             for p in fs.find(path)
-            if not os.path.basename(p).startswith((".", "_")) and format_of(p) is not None
+            if not os.path.basename(p).startswith((".", "_")) and (format_of(p) is not None or default_format)
         ]
     elif fs.exists(path):
         found = [path]

@@ -29,6 +29,7 @@ from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from . import readers
 from .build_job import BuildJob
+from .source import DataSource, data_source
 
 log = logging.getLogger(__name__)
 MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
@@ -53,7 +54,7 @@ class UploadManager:
         model_id = self._model_id(request.model_id)
         model = model_pb2.Model()
         model.CopyFrom(request.model)
-        search_config, uris = self._validate(model)
+        search_config, source = self._validate(model)
         model.name = f"models/{model_id}"
         model.state = model_pb2.Model.BUILDING
         model.create_time.GetCurrentTime()
@@ -74,7 +75,7 @@ class UploadManager:
         except Exception:
             self.models.release_claim(model_id)
             raise
-        job = BuildJob(self.models, self.operations, op, record, search_config, uris,
+        job = BuildJob(self.models, self.operations, op, record, search_config, source,
                        worker=self.worker, embed_batch_size=self.settings.embed_batch_size,
                        heartbeat_seconds=self.settings.heartbeat_seconds,
                        use_gpu=use_gpu(self.settings), metrics=self.metrics)
@@ -100,7 +101,7 @@ class UploadManager:
                 "not starting with a digit or hyphen", field="model_id")
         return model_id
 
-    def _validate(self, model: model_pb2.Model) -> tuple[SearchConfig | None, list[str]]:
+    def _validate(self, model: model_pb2.Model) -> tuple[SearchConfig | None, DataSource | None]:
         params = model.explanation_spec.parameters
         method = params.WhichOneof("method")
         if method is None:
@@ -111,7 +112,7 @@ class UploadManager:
         elif method != "examples":
             raise InvalidArgument("feature attributions need the SavedModel", field="model.artifact_uri")
         if method != "examples":
-            return None, []
+            return None, None
         examples = params.examples
         if examples.neighbor_count < 0:
             raise InvalidArgument(f"must be >= 0, got {examples.neighbor_count}", field=f"{EXAMPLES}.neighbor_count")
@@ -131,14 +132,15 @@ class UploadManager:
                 presets.Query.Name(presets.query), presets.Modality.Name(presets.modality), neighbor_count)
         else:
             raise InvalidArgument("set nearest_neighbor_search_config or presets", field=EXAMPLES)
-        if examples.HasField("example_gcs_source"):
-            uris, field = list(examples.example_gcs_source.gcs_source.uris), f"{EXAMPLES}.example_gcs_source.gcs_source.uris"
-        else:
-            uris, field = list(examples.gcs_source.uris), f"{EXAMPLES}.gcs_source.uris"
-        if not uris:
-            raise InvalidArgument("no data set given", field=field)
-        readers.expand_uris(uris, field)   # a missing file fails now, not in the operation
-        return config, uris
+        source = data_source(examples, EXAMPLES)
+        if not source.uris:
+            raise InvalidArgument("no data set given", field=source.field)
+        # A missing file or an unknown format fails now, not in the operation.
+        for path in readers.expand_uris(source.uris, source.field, source.default_format):
+            if readers.format_of(path) is None:
+                raise InvalidArgument(f"{path}: unknown data format; use one of {', '.join(readers.FORMATS)} "
+                                      "(or example_gcs_source.data_format JSONL)", field=path.field)
+        return config, source
 
     # --- operations ---
     def cancel(self, op: OperationRecord) -> None:
