@@ -117,7 +117,7 @@ def test_metadata_file_beside_the_model_is_used_when_the_request_has_none(server
 def test_concurrent_attribution_calls_queue_and_batch_like_explain(start_server):
     """Attribution calls go through the engine's batcher: concurrent calls with the
     same override share a run (batches > 1), calls with other overrides keep their
-    own answers, and a full queue answers RESOURCE_EXHAUSTED at once."""
+    own answers, and the queue bound answers RESOURCE_EXHAUSTED at once."""
     import asyncio
     import urllib.request
 
@@ -162,8 +162,9 @@ def test_concurrent_attribution_calls_queue_and_batch_like_explain(start_server)
     total = sum(s.value for s in sizes if s.name.endswith("_sum") and s.labels["model"] == "lin-load")
     assert total == 30 and count < 30, (count, total)        # every instance, in fewer runs than calls
 
-    # 60 one-instance calls against a bound of 40 queued instances: some are refused at once.
-    flood = asyncio.run(call_all([requests[0]] * 60))
-    refused = [r for r in flood if isinstance(r, grpc.aio.AioRpcError)]
-    assert refused and all(r.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for r in refused)
-    assert len(refused) < 60
+    # A call of 41 instances against a bound of 40 queued instances is refused at once.
+    big = prediction_service_pb2.ExplainRequest(name="models/lin-load")
+    big.instances.extend([requests[0].instances[0]] * 41)
+    (refused,) = asyncio.run(call_all([big]))
+    assert isinstance(refused, grpc.aio.AioRpcError) and refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "40" in refused.details()
