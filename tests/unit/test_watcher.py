@@ -76,3 +76,28 @@ def test_a_failed_load_is_retried_after_a_backoff_not_given_up(tmp_path, monkeyp
     watcher.sync()
     assert len(attempts) == 2 and registry.loaded() == {"m": "b1"}
     assert "m" not in watcher.failed
+
+
+def test_a_model_that_fails_to_load_answers_unavailable_without_reloading_on_every_call(tmp_path, monkeypatch):
+    import asyncio
+
+    import pytest
+
+    from explaind.server.api.prediction import ModelAccess
+    from explaind.server.errors import Unavailable
+
+    models = _publish(tmp_path)
+    attempts = []
+
+    def broken(*args, **kwargs):
+        attempts.append(1)
+        raise OSError("index.faiss is truncated")
+
+    monkeypatch.setattr(watcher_module.ServedModel, "load", broken)
+    registry = ModelRegistry()
+    access = ModelAccess(registry, StoreWatcher(models, registry, str(tmp_path / "cache"), False, 1.0), models)
+    for _ in range(3):
+        with pytest.raises(Unavailable) as err:
+            asyncio.run(access.ensure_loaded("m"))
+        assert "index.faiss is truncated" in str(err.value) and "another replica" in str(err.value)
+    assert len(attempts) == 1                   # the later calls wait for the backoff

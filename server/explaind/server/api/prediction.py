@@ -10,7 +10,7 @@ from google.protobuf import struct_pb2
 from explaind.client.values import to_value
 from explaind.v1 import explanation_pb2, model_pb2, prediction_service_pb2, prediction_service_pb2_grpc
 
-from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ..index.config import DEFAULT_NEIGHBOR_COUNT
 from . import names
 from .explain_request import examples_query, instance_restricts, parse_instances
@@ -34,7 +34,18 @@ class ModelAccess:
         if record.model.state == model_pb2.Model.BUILDING:
             raise FailedPrecondition(f"model models/{model_id} is still building "
                                      f"(operation {record.operation})", field="name")
-        await asyncio.to_thread(self.watcher.load, model_id)
+        # A model that fails to load is not loaded again by every call: the watcher's
+        # backoff decides when this replica tries again; another replica may serve it.
+        failure = self.watcher.recent_failure(model_id, record.build_id)
+        if failure is None:
+            try:
+                await asyncio.to_thread(self.watcher.load, model_id)
+                return
+            except Exception:  # noqa: BLE001 - recorded by the watcher, answered below
+                failure = self.watcher.recent_failure(model_id, record.build_id)
+        why, retry_in = failure or ("unknown error", 0.0)
+        raise Unavailable(f"model models/{model_id} failed to load on this replica ({why}); "
+                          f"it tries again in {retry_in:.0f}s, another replica may serve it")
 
     @contextlib.asynccontextmanager
     async def serving(self, name: str):

@@ -30,9 +30,9 @@ class StoreWatcher:
         self.use_gpu = use_gpu
         self.poll_seconds = poll_seconds
         self._load_lock = threading.Lock()
-        # model id -> (build id, when to try again, backoff): a build that failed to load
-        # is retried later (a store or network error passes), not on every poll.
-        self.failed: dict[str, tuple[str, float, float]] = {}
+        # model id -> (build id, when to try again, backoff, why): a build that failed to
+        # load is retried later (a store or network error passes), not on every poll or call.
+        self.failed: dict[str, tuple[str, float, float, str]] = {}
 
     def sync(self) -> None:
         """One pass: load new or rebuilt models, unload deleted ones (blocking)."""
@@ -41,6 +41,8 @@ class StoreWatcher:
         for model_id in loaded.keys() - published.keys():
             self.registry.remove(model_id)
             log.info("model unloaded", extra={"model": f"models/{model_id}"})
+        for model_id in self.failed.keys() - published.keys():
+            del self.failed[model_id]          # deleted: a new upload of the id starts afresh
         now = time.monotonic()
         for model_id, build_id in published.items():
             failed = self.failed.get(model_id)
@@ -49,6 +51,13 @@ class StoreWatcher:
                     self.load(model_id)
                 except Exception:  # noqa: BLE001 - logged by load(); one bad model must not stop the others
                     pass
+
+    def recent_failure(self, model_id: str, build_id: str) -> tuple[str, float] | None:
+        """(why, seconds until the next try) while a failed load of this build backs off."""
+        failed = self.failed.get(model_id)
+        if failed is None or failed[0] != build_id or time.monotonic() >= failed[1]:
+            return None
+        return failed[3], failed[1] - time.monotonic()
 
     def load(self, model_id: str) -> ServedModel | None:
         """Loads the published version of one model now (also used on a cache miss)."""
@@ -61,12 +70,13 @@ class StoreWatcher:
                 return current
             try:
                 served = ServedModel.load(record, self.models, self.cache_dir, self.use_gpu)
-            except Exception:
+            except Exception as e:
                 previous = self.failed.get(model_id)
                 backoff = min(2 * previous[2], MAX_RETRY_SECONDS) if previous and previous[0] == record.build_id \
                     else FIRST_RETRY_SECONDS
                 log.exception("model failed to load; retrying in %.0fs", backoff, extra={"model": record.model.name})
-                self.failed[model_id] = (record.build_id, time.monotonic() + backoff, backoff)
+                self.failed[model_id] = (record.build_id, time.monotonic() + backoff, backoff,
+                                         f"{type(e).__name__}: {e}")
                 raise
             self.failed.pop(model_id, None)
             self.registry.put(served)
