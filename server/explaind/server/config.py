@@ -23,6 +23,7 @@ class Settings:
     heartbeat_timeout_seconds: float = 30.0  # a build silent for this long is taken over or failed
     build_workers: int = 1                # concurrent builds per replica
     embed_batch_size: int = 256           # examples per model run during a build
+    stage_data_max_gb: float = 4.0        # remote text data copied to local disk once per build; 0 = never
     max_batch_size: int = 64              # instances per batched Explain model run / search
     max_queue_delay_ms: float = 2.0
     max_queued: int = 4096                # instances waiting in a batcher before RESOURCE_EXHAUSTED

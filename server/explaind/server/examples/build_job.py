@@ -29,6 +29,7 @@ from ..store.operations import OperationRecord, OperationStore
 from . import readers
 from .matrix import EmbeddingMatrix
 from .source import DataSource
+from .staging import staged_locally
 
 log = logging.getLogger(__name__)
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
@@ -43,6 +44,7 @@ class BuildJob:
     def __init__(self, models: ModelStore, operations: OperationStore, op: OperationRecord,
                  record: ModelRecord, search_config: SearchConfig | None, source: DataSource | None,
                  *, worker: str, embed_batch_size: int = 256, heartbeat_seconds: float = 2.0,
+                 stage_max_bytes: int = 0,
                  use_gpu: bool | None = None, metrics=None):
         self.models = models
         self.operations = operations
@@ -52,6 +54,7 @@ class BuildJob:
         self.source = source
         self.worker = worker
         self.embed_batch_size = embed_batch_size
+        self.stage_max_bytes = stage_max_bytes
         self.heartbeat_seconds = heartbeat_seconds
         self.use_gpu = use_gpu
         self.metrics = metrics
@@ -170,10 +173,12 @@ class BuildJob:
 
         self._set_stage(Stage.READING_EXAMPLES)
         paths = readers.expand_uris(self.source.uris, self.source.field, self.source.default_format)
-        total = readers.count_records(paths)
-        self._progress(0, total)
-        self._set_stage(Stage.EMBEDDING)
-        embeddings, ids, restricts, tags = self._embed_all(paths, latent, total)
+        with tempfile.TemporaryDirectory(prefix="explaind-data-") as scratch, \
+                staged_locally(paths, scratch, self.stage_max_bytes) as local_paths:
+            total = readers.count_records(local_paths)
+            self._progress(0, total)
+            self._set_stage(Stage.EMBEDDING)
+            embeddings, ids, restricts, tags = self._embed_all(local_paths, latent, total)
 
         self._set_stage(Stage.BUILDING_INDEX)
         config = self.search_config

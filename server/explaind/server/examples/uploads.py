@@ -77,6 +77,7 @@ class UploadManager:
             raise
         job = BuildJob(self.models, self.operations, op, record, search_config, source,
                        worker=self.worker, embed_batch_size=self.settings.embed_batch_size,
+                       stage_max_bytes=int(self.settings.stage_data_max_gb * 2**30),
                        heartbeat_seconds=self.settings.heartbeat_seconds,
                        use_gpu=use_gpu(self.settings), metrics=self.metrics)
         with self._lock:
