@@ -105,14 +105,10 @@ def _fill(value: struct_pb2.Value, x) -> None:
             if not isinstance(key, str):
                 raise TypeError(f"struct keys must be strings, got {type(key).__name__}")
             fields[key].CopyFrom(to_value(item))
-    elif isinstance(x, (list, tuple)):
+    elif isinstance(x, (list, tuple)):     # not a number array: to_value took those already
         value.list_value.SetInParent()
-        array = _numeric_array(x)
-        if array is not None:
-            value.CopyFrom(struct_pb2.Value.FromString(_array_value_bytes(array)))
-        else:
-            for item in x:
-                value.list_value.values.add().CopyFrom(to_value(item))
+        for item in x:
+            value.list_value.values.add().CopyFrom(to_value(item))
     else:
         raise TypeError(f"cannot put a {type(x).__name__} into a google.protobuf.Value")
 

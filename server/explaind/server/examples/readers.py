@@ -25,7 +25,7 @@ from explaind.server.examples.formats import FORMATS, format_of
 from explaind.server.runtime.instances import Instance
 
 __all__ = ["expand_uris", "expand_uris_with_fields", "count_records", "iter_records", "iter_batches", "FORMATS",
-           "format_of"]
+           "format_of", "require_format"]
 
 
 def expand_uris_with_fields(uris: list[str], field: str,
@@ -123,12 +123,17 @@ def iter_records(
     if len(fields) != len(paths):
         raise ValueError("one field per path")
     for path, f in zip(paths, fields):
-        kind = format_of(path)
-        if kind is None:
-            raise InvalidArgument(
-                f"{path}: unknown data format; use one of {', '.join(FORMATS)}", field=f
-            )
-        yield from _READERS[kind](path, input_names, f)
+        yield from _READERS[require_format(path, f)](path, input_names, f)
+
+
+def require_format(path: str, field: str | None = None) -> str:
+    """The path's data format; InvalidArgument naming the path when it has none."""
+    kind = format_of(path)
+    if kind is None:
+        raise InvalidArgument(f"{path}: unknown data format; use one of {', '.join(FORMATS)} "
+                              "(or example_gcs_source.data_format JSONL for files of other names)",
+                              field=field if field is not None else getattr(path, "field", None))
+    return kind
 
 
 def _path_field(path: str, field: str) -> str:

@@ -138,9 +138,7 @@ class UploadManager:
             raise InvalidArgument("no data set given", field=source.field)
         # A missing file or an unknown format fails now, not in the operation.
         for path in readers.expand_uris(source.uris, source.field, source.default_format):
-            if readers.format_of(path) is None:
-                raise InvalidArgument(f"{path}: unknown data format; use one of {', '.join(readers.FORMATS)} "
-                                      "(or example_gcs_source.data_format JSONL)", field=path.field)
+            readers.require_format(path)
         return config, source
 
     # --- operations ---

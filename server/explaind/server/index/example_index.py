@@ -37,7 +37,7 @@ class ExampleIndex:
         # What the index holds (normalized where the measure asks for it). A flat index
         # already stores exactly that: use its storage, so each vector is held once
         # (twice under a normalizing measure, which must keep the originals too).
-        stored = _flat_storage(cpu_index)
+        stored = self._flat = _flat_storage(cpu_index)
         normalizes = distances.normalizes(config)
         if stored is not None:
             self._vectors = stored
@@ -63,12 +63,16 @@ class ExampleIndex:
             "metric": config.distance,
         }
 
+    def _in_index(self, array: np.ndarray) -> bool:
+        """Whether `array` is the flat index's own storage (not a copy beside it)."""
+        return self._flat is not None and np.may_share_memory(array, self._flat)
+
     def _index_bytes(self) -> int:
         """Host memory held: the index's vectors (float32), the IVF ids (int64) and
         centroids, and each separate copy of the embeddings kept beside it."""
         vec = self.size * self.dimensions * 4
         held = vec + (self.size * 8 + self._nlist * self.dimensions * 4 if self._nlist else 0)
-        arrays = {id(a): a for a in (self._embeddings, self._vectors) if not _shares_index_storage(a, self)}
+        arrays = {id(a): a for a in (self._embeddings, self._vectors) if not self._in_index(a)}
         return held + sum(a.nbytes for a in arrays.values())
 
     # ------------------------------------------------------------------ build
@@ -185,7 +189,7 @@ class ExampleIndex:
     def save(self, folder: str) -> None:
         """Plain files into an existing local folder; no pickle."""
         faiss.write_index(self._placement.cpu_index, os.path.join(folder, "index.faiss"))
-        if not _shares_index_storage(self._embeddings, self):     # else index.faiss holds them already
+        if not self._in_index(self._embeddings):     # else index.faiss holds them already
             np.save(os.path.join(folder, "embeddings.npy"), self._embeddings, allow_pickle=False)
         np.save(os.path.join(folder, "crowding_codes.npy"), self._tag_codes, allow_pickle=False)
         self._postings.save(folder)
@@ -227,11 +231,6 @@ def _flat_storage(cpu_index: faiss.Index) -> np.ndarray | None:
         return None
     view = faiss.rev_swig_ptr(cpu_index.get_xb(), cpu_index.ntotal * cpu_index.d)
     return view.reshape(cpu_index.ntotal, cpu_index.d)
-
-
-def _shares_index_storage(array: np.ndarray, index: "ExampleIndex") -> bool:
-    stored = _flat_storage(index._placement.cpu_index)
-    return stored is not None and np.may_share_memory(array, stored)
 
 
 def _query_key(query: Sequence[Namespace] | None) -> tuple[Namespace, ...]:

@@ -43,10 +43,8 @@ class StoreWatcher:
             log.info("model unloaded", extra={"model": f"models/{model_id}"})
         for model_id in self.failed.keys() - published.keys():
             del self.failed[model_id]          # deleted: a new upload of the id starts afresh
-        now = time.monotonic()
         for model_id, build_id in published.items():
-            failed = self.failed.get(model_id)
-            if loaded.get(model_id) != build_id and not (failed and failed[0] == build_id and now < failed[1]):
+            if loaded.get(model_id) != build_id and self.recent_failure(model_id, build_id) is None:
                 try:
                     self.load(model_id)
                 except Exception:  # noqa: BLE001 - logged by load(); one bad model must not stop the others
