@@ -20,6 +20,7 @@ from explaind.v1 import model_service_pb2, model_service_pb2_grpc, prediction_se
 from .api.model_service import ModelServicer
 from .api.operations import OperationsServicer
 from .api.prediction import ModelAccess, PredictionServicer
+from .announce import announce
 from .config import Settings, use_gpu
 from .examples.uploads import UploadManager
 from .index.backend import limit_cpu_threads
@@ -149,8 +150,7 @@ async def serve(settings: Settings, ready=None) -> None:
     daemon = Daemon(settings)
     await daemon.start()
     daemon.shutdown.install()
-    print(f"explaind listening on port {daemon.port} (metrics on {daemon.metrics_port}, store {settings.store})",
-          flush=True)
+    announce(f"explaind listening on port {daemon.port} (metrics on {daemon.metrics_port}, store {settings.store})")
     if ready is not None:
         ready(daemon)
     await daemon.wait()

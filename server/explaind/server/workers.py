@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+from .announce import announce
 from .config import Settings
 
 
@@ -54,7 +55,7 @@ def run_workers(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    print(f"explaind supervising {settings.workers} workers on port {settings.port}", flush=True)
+    announce(f"explaind supervising {settings.workers} workers on port {settings.port}")
     while any(child.poll() is None for child in children):
         if not stopping and any(child.poll() is not None for child in children):
             # A worker died on its own: stop the others rather than serve at reduced capacity silently.
