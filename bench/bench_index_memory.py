@@ -36,7 +36,7 @@ if which == "faiss":
 else:
     index = ExampleIndex.build(x, ids, None, None, SearchConfig(dimensions=d, distance=distance,
                                                                  feature_norm="NONE", algorithm="brute_force"))
-    reported = index.info["index_bytes"] / 2**20
+    reported = index.info.index_bytes / 2**20
 del x
 gc.collect()
 print(json.dumps({"growth_mb": rss_mb() - base + n * d * 4 / 2**20, "reported_mb": reported}))

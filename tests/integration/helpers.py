@@ -7,26 +7,12 @@ import grpc
 import numpy as np
 from google.rpc import error_details_pb2, status_pb2
 
+from tests import oracles
+
 
 def brute_force(examples: np.ndarray, queries: np.ndarray, k: int, distance: str, unit_norm: bool = False):
-    """Independent numpy oracle: (ids, distances) per query, nearest first."""
-    x = examples.astype(np.float64)
-    q = queries.astype(np.float64)
-    if unit_norm or distance == "COSINE_DISTANCE":
-        x = x / np.linalg.norm(x, axis=1, keepdims=True)
-        q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    if distance == "DOT_PRODUCT_DISTANCE":
-        d = -(q @ x.T)
-    elif distance == "COSINE_DISTANCE":
-        d = 1.0 - q @ x.T
-    elif distance == "SQUARED_L2_DISTANCE":
-        d = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    elif distance == "L1_DISTANCE":
-        d = np.abs(q[:, None, :] - x[None, :, :]).sum(-1)
-    else:
-        raise ValueError(distance)
-    order = np.argsort(d, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(d, order, axis=1)
+    """(positions, distances) per query, nearest first: the shared oracle."""
+    return oracles.nearest(examples, queries, k, distance, unit_norm)
 
 
 def search_config(dimensions: int, distance: str, norm: str = "NONE", brute_force_index: bool = True,

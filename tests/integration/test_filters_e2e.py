@@ -1,14 +1,15 @@
-"""Restrictions and crowding through the daemon (DESIGN section 4), against an
-independent numpy oracle of the rules."""
+"""Restrictions and crowding through the daemon, against the independent numpy
+oracle of the rules (tests/oracles.py)."""
 from __future__ import annotations
 
 import grpc
 import numpy as np
 import pytest
 
-from tests.integration.helpers import brute_force, model_payload, neighbor_ids, search_config, write_jsonl
+from tests import oracles
+from tests.integration.helpers import model_payload, neighbor_ids, search_config, write_jsonl
 
-WORKED = {  # DESIGN's worked cases, namespace "color"
+WORKED = {  # the worked cases of docs/semantics.md, namespace "color"
     "A": ([], []), "B": (["red"], []), "C": (["blue"], []), "D": (["orange"], []),
     "E": (["red", "blue"], []), "F": (["red"], ["blue"]), "G": (["red", "blue"], ["blue"]), "H": ([], ["blue"]),
 }
@@ -60,20 +61,6 @@ def test_worked_cases_through_the_server(server):
             assert sorted(neighbor_ids(response.explanations[0])) == sorted(expected), query
 
 
-def _admissible(example_restricts, clauses):
-    """Oracle of DESIGN section 4 for one example and a list of ANDed clauses."""
-    for clause in clauses:
-        ns = clause["namespace"]
-        allow_e, deny_e = example_restricts.get(ns, (set(), set()))
-        if clause.get("allow"):
-            allowed = set(clause["allow"])
-            if not (allow_e & allowed) or (deny_e & allowed):
-                return False
-        if set(clause.get("deny", [])) & allow_e:
-            return False
-    return True
-
-
 def test_random_filters_and_crowding_match_the_oracle(server):
     proc, base = server
     rng = np.random.default_rng(42)
@@ -112,19 +99,10 @@ def test_random_filters_and_crowding_match_the_oracle(server):
                 clauses.append({"namespace": "shape", "allow": [str(rng.choice(shapes))]})
             crowding = int(rng.integers(0, 3))
             k = int(rng.integers(1, 30))
-            mask = np.array([_admissible(er, clauses) for er in example_restricts])
-            order, _ = brute_force(vectors, q[None], n, "DOT_PRODUCT_DISTANCE")
-            expected, per_tag = [], {}
-            for j in order[0]:
-                if not mask[j]:
-                    continue
-                if crowding and tags[j]:
-                    if per_tag.get(tags[j], 0) >= crowding:
-                        continue
-                    per_tag[tags[j]] = per_tag.get(tags[j], 0) + 1
-                expected.append(f"e{j}")
-                if len(expected) == k:
-                    break
+            as_clauses = [(c["namespace"], c.get("allow", []), c.get("deny", [])) for c in clauses]
+            mask = np.array([oracles.matches(er, as_clauses) for er in example_restricts])
+            dist = oracles.distances(q, vectors, "DOT_PRODUCT_DISTANCE")[0]
+            expected = [f"e{j}" for j in oracles.crowded_search(dist, mask, tags, k, crowding)]
             response = client.explain("random", [q.tolist()], embeddings=True, neighbor_count=k,
                                       crowding_count=crowding, restrictions=clauses)
             assert neighbor_ids(response.explanations[0]) == expected, (qi, clauses, crowding, k)

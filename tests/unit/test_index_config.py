@@ -110,12 +110,6 @@ def test_config_must_be_an_object():
     assert e.value.field == F
 
 
-def test_negative_neighbor_count():
-    with pytest.raises(InvalidArgument) as e:
-        search_config_from_json(vertex(), -1, F)
-    assert e.value.field == "model.explanation_spec.parameters.examples.neighbor_count"
-
-
 def cfg(**kw):
     base = dict(dimensions=8, distance="SQUARED_L2_DISTANCE", feature_norm="NONE", algorithm="tree_ah")
     base.update(kw)

@@ -49,14 +49,14 @@ def test_cpu_matches_oracle_and_gpu_matches_cpu(algorithm):
     ids = [str(i) for i in range(N)]
     query_restricts = [[Namespace("color", ("red",))]] * len(queries)
     cpu = ExampleIndex.build(vectors, ids, restricts, tags, config, use_gpu=False)
-    assert cpu.info["device"] == "cpu"
+    assert cpu.info.device == "cpu"
     cpu_results = cpu.search(queries, K, restricts=query_restricts, crowding_count=2)
     for q, found in zip(queries, cpu_results):
         assert [i for i, _, _ in found] == _oracle(vectors, colors, tags, q, "red", 2)
     if faiss.get_num_gpus() == 0:
         return   # no GPU visible: the CPU half above is the whole test here
     gpu = ExampleIndex.build(vectors, ids, restricts, tags, config, use_gpu=True)
-    assert gpu.info["device"] == "gpu"
+    assert gpu.info.device == "gpu"
     gpu_results = gpu.search(queries, K, restricts=query_restricts, crowding_count=2)
     for c, g in zip(cpu_results, gpu_results):
         assert [i for i, _, _ in g] == [i for i, _, _ in c]

@@ -44,14 +44,14 @@ def build(distance, use_gpu=None, n=3000):
 
 def test_auto_placement_uses_gpu_and_matches_cpu(fake_gpu):
     index, rng = build("SQUARED_L2_DISTANCE")
-    assert index.info["device"] == "gpu" and len(fake_gpu) == 1
+    assert index.info.device == "gpu" and len(fake_gpu) == 1
     q = rng.standard_normal((5, 8)).astype(np.float32)
     with mock.patch.object(faiss, "get_num_gpus", lambda: 0):
         cpu, _ = build("SQUARED_L2_DISTANCE", use_gpu=False)
-    assert cpu.info["device"] == "cpu"
+    assert cpu.info.device == "cpu"
     for kwargs in ({}, {"restricts": [[Namespace("p", ("3",))]] * 5}, {"crowding_count": 1}):
         got, want = index.search(q, 10, **kwargs), cpu.search(q, 10, **kwargs)
-        assert [[p for _, _, p in r] for r in got] == [[p for _, _, p in r] for r in want]
+        assert [[n.position for n in r] for r in got] == [[n.position for n in r] for r in want]
     assert fake_gpu[0].calls  # the unfiltered search went to the "GPU"
 
 
@@ -62,6 +62,6 @@ def test_large_k_goes_to_cpu(fake_gpu):
 
 
 def test_l1_and_opt_out_stay_on_cpu(fake_gpu):
-    assert build("L1_DISTANCE")[0].info["device"] == "cpu"
-    assert build("SQUARED_L2_DISTANCE", use_gpu=False)[0].info["device"] == "cpu"
+    assert build("L1_DISTANCE")[0].info.device == "cpu"
+    assert build("SQUARED_L2_DISTANCE", use_gpu=False)[0].info.device == "cpu"
     assert len(fake_gpu) == 0

@@ -1,7 +1,7 @@
 """Property tests: filtered, crowded search equals an independent numpy oracle
-of DESIGN section 4 (Restrictions, Crowding), for every filtering strategy,
+(tests/oracles.py) of the restricts and crowding rules, for every filtering strategy,
 on a Flat index and on an IVF index that probes every list (so it is exact)."""
-from contextlib import ExitStack
+import math
 from unittest import mock
 
 import numpy as np
@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 import pytest
 
 from explaind.server.index import ExampleIndex, Namespace, SearchConfig
-from explaind.server.index import config as config_module
-from explaind.server.index import distances, example_index, filtering
+from explaind.server.index import distances
+from explaind.server.index.config import IndexPlan
+from explaind.server.index.filtering import FilterPolicy
+from tests import oracles
 
 NAMESPACES = ["a", "b", "c"]
 TOKENS = ["x", "y", "z"]
@@ -44,60 +46,19 @@ def cases(draw):
     )
 
 
-# ---- the oracle: DESIGN's rules written out directly over sets
-
-
-def oracle_matches(example: dict, clauses) -> bool:
-    for ns, allow, deny in clauses:
-        has, denies = example.get(ns, (set(), set()))
-        if allow and (not has & set(allow) or denies & set(allow)):
-            return False
-        if has & set(deny):
-            return False
-    return True
-
-
-def oracle_distances(q, x, distance, norm):
-    q, x = q.astype(np.float64), x.astype(np.float64)
-    if norm == "UNIT_L2_NORM" or distance == "COSINE_DISTANCE":
-        q = q / np.linalg.norm(q)
-        x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    if distance == "DOT_PRODUCT_DISTANCE":
-        return -(x @ q)
-    if distance == "COSINE_DISTANCE":
-        return 1.0 - x @ q
-    if distance == "SQUARED_L2_DISTANCE":
-        return ((x - q) ** 2).sum(1)
-    return np.abs(x - q).sum(1)
-
-
-def oracle_search(dist, admissible, tags, k, crowding):
-    out, used = [], {}
-    for pos in sorted(np.flatnonzero(admissible), key=lambda p: dist[p]):
-        tag = tags[pos]
-        if crowding and tag is not None:
-            if used.get(tag, 0) >= crowding:
-                continue
-            used[tag] = used.get(tag, 0) + 1
-        out.append(int(pos))
-        if len(out) == k:
-            break
-    return out
-
-
-# Each strategy pinned by moving thresholds; "exhaustive" sends every crowded
+# Each strategy pinned by the index's policy; "exhaustive" sends every crowded
 # query to the one-pass exact fallback, with tiny L1 blocks.
-FORCE = {
-    "auto": [],
-    "subset": [(filtering, dict(SUBSET_MIN_ROWS=10**9))],
-    "selector": [(filtering, dict(SUBSET_MIN_ROWS=0, SUBSET_MAX_ROWS=0, POSTFILTER_MIN_FRACTION=2.0))],
-    "postfilter": [(filtering, dict(SUBSET_MIN_ROWS=0, SUBSET_MAX_ROWS=0, POSTFILTER_MIN_FRACTION=0.0))],
-    "exhaustive": [(example_index, dict(CROWDING_MAX_FETCH=0)), (distances, dict(L1_BLOCK=8))],
+POLICIES = {
+    "auto": FilterPolicy(),
+    "subset": FilterPolicy(force="subset"),
+    "selector": FilterPolicy(force="selector"),
+    "postfilter": FilterPolicy(force="postfilter"),
+    "exhaustive": FilterPolicy(crowding_max_fetch=0),
 }
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf"])
-@pytest.mark.parametrize("strategy", list(FORCE))
+@pytest.mark.parametrize("strategy", list(POLICIES))
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(case=cases())
 def test_filtered_crowded_search_equals_oracle(strategy, kind, case):
@@ -111,24 +72,25 @@ def test_filtered_crowded_search_equals_oracle(strategy, kind, case):
 
     expected = []
     for row, clauses in enumerate(case["queries"]):
-        dist = oracle_distances(qs[row], x, case["distance"], case["norm"])
-        admissible = np.array([oracle_matches(e, clauses) for e in as_sets], dtype=bool)
+        dist = oracles.distances(qs[row], x, case["distance"], case["norm"])[0]
+        admissible = np.array([oracles.matches(e, clauses) for e in as_sets], dtype=bool)
         # The greedy crowded set is only defined up to ties: keep distances apart.
         d = np.sort(dist[admissible])
         assume(d.size < 2 or np.diff(d).min() > 1e-3 * (1 + np.abs(d).max()))
-        expected.append((dist, oracle_search(dist, admissible, tags, case["k"], case["crowding"])))
+        expected.append((dist, oracles.crowded_search(dist, admissible, tags, case["k"], case["crowding"])))
 
     c = SearchConfig(dimensions=4, distance=case["distance"], feature_norm=case["norm"],
                      algorithm="brute_force" if kind == "flat" else "tree_ah",
                      leaf_node_embedding_count=8, leaf_nodes_to_search_percent=100)
-    with ExitStack() as stack:
-        for module, values in FORCE[strategy]:
-            stack.enter_context(mock.patch.multiple(module, **values))
-        stack.enter_context(mock.patch.multiple(config_module, EXACT_BELOW=0, MIN_POINTS_PER_LIST=1))
-        index = ExampleIndex.build(x, [f"e{i}" for i in range(n)], restricts, tags, c)
+    # IVF even on a handful of examples: lists of about 8, every list probed.
+    nlist = min(math.ceil(n / 8), n) if kind == "ivf" else 0
+    plan = IndexPlan(nlist, nlist) if nlist > 1 else IndexPlan(0, 0)
+    with mock.patch.object(distances, "L1_BLOCK", 8 if strategy == "exhaustive" else distances.L1_BLOCK):
+        index = ExampleIndex.build(x, [f"e{i}" for i in range(n)], restricts, tags, c,
+                                   filter_policy=POLICIES[strategy], plan=plan)
         got = index.search(qs, case["k"], restricts=query_ns, crowding_count=case["crowding"])
 
     for row, (dist, want) in enumerate(expected):
-        assert [p for _, _, p in got[row]] == want
+        assert [n.position for n in got[row]] == want
         assert [i for i, _, _ in got[row]] == [f"e{p}" for p in want]
         np.testing.assert_allclose([d for _, d, _ in got[row]], dist[want], rtol=1e-4, atol=1e-4)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from explaind.server.index import ExampleIndex, Namespace, SearchConfig, search_config_from_presets
+from tests import oracles
 
 N, D, CLUSTERS, QUERIES, K = 30_000, 32, 100, 200, 10
 
@@ -25,14 +26,7 @@ def data():
 
 
 def brute_force(q, x, cosine):
-    q, x = q.astype(np.float64), x.astype(np.float64)
-    if cosine:
-        q = q / np.linalg.norm(q, axis=1, keepdims=True)
-        x = x / np.linalg.norm(x, axis=1, keepdims=True)
-        d = -(q @ x.T)
-    else:
-        d = (q * q).sum(1)[:, None] - 2 * q @ x.T + (x * x).sum(1)[None, :]
-    return np.argsort(d, axis=1)[:, :K]
+    return oracles.nearest(x, q, K, "COSINE_DISTANCE" if cosine else "SQUARED_L2_DISTANCE")[0]
 
 
 def recall(results, truth):
@@ -46,10 +40,10 @@ def test_presets_recall(data, modality):
     measured = {}
     for preset, floor in (("PRECISE", 0.99), ("FAST", 0.90)):
         index = ExampleIndex.build(x, ids, None, None, search_config_from_presets(preset, modality, K))
-        assert index.info["index_type"] == f"IVF{N // 500},Flat"
+        assert index.info.index_type == f"IVF{N // 500},Flat"
         t = time.perf_counter()
         got = index.search(q, K)
-        measured[preset] = (recall(got, truth), time.perf_counter() - t, index.info["nprobe"])
+        measured[preset] = (recall(got, truth), time.perf_counter() - t, index.info.nprobe)
         assert measured[preset][0] >= floor, (preset, measured)
     # FAST scans 6x fewer lists (timings on a shared machine are too noisy to assert)
     assert measured["FAST"][2] * 5 <= measured["PRECISE"][2]
@@ -62,7 +56,7 @@ def test_tree_ah_config_recall(data):
     cfg = SearchConfig(dimensions=D, distance="SQUARED_L2_DISTANCE", feature_norm="NONE", algorithm="tree_ah",
                        leaf_node_embedding_count=1000, leaf_nodes_to_search_percent=100)
     index = ExampleIndex.build(x, ids, None, None, cfg)
-    assert (index.info["index_type"], index.info["nlist"], index.info["nprobe"]) == ("IVF30,Flat", 30, 30)
+    assert (index.info.index_type, index.info.nlist, index.info.nprobe) == ("IVF30,Flat", 30, 30)
     assert recall(index.search(q, K), truth) == 1.0  # every list probed: exact
 
 
@@ -86,7 +80,7 @@ def test_ivf_filtered_recall_keeps_the_unfiltered_targets(data, fraction, preset
     keep = np.random.default_rng(3).random(N) < fraction
     restricts = [[Namespace("s", ("in",))] if k else [] for k in keep]
     index = ExampleIndex.build(x, ids, restricts, None, search_config_from_presets(preset, "TABULAR", K))
-    assert index.info["index_type"].startswith("IVF")
+    assert index.info.index_type.startswith("IVF")
     got = index.search(q, K, restricts=[[Namespace("s", ("in",))]] * len(q))
     sub = np.flatnonzero(keep)
     truth = sub[brute_force(q, x[sub], cosine=False)]

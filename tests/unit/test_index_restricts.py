@@ -1,4 +1,4 @@
-"""Restricts: parsing, and DESIGN section 4's worked cases through a real index."""
+"""Restricts: parsing, and the worked cases of docs/semantics.md through a real index."""
 import numpy as np
 import pytest
 
@@ -61,7 +61,7 @@ def test_and_queries_keeps_clauses_apart():
     assert and_queries(a, None, b) == [Namespace("color", ("red",)), Namespace("color", ("blue",))]
 
 
-# DESIGN section 4, Restrictions: the worked cases.
+# docs/semantics.md, Restrictions: the worked cases.
 EXAMPLES = {
     "A": Namespace("color"),
     "B": Namespace("color", ("red",)),

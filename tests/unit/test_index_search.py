@@ -1,4 +1,5 @@
-"""ExampleIndex against a numpy brute-force oracle written here (not the module's code)."""
+"""ExampleIndex against the numpy brute-force oracle (tests/oracles.py)."""
+import contextlib
 import os
 import threading
 from unittest import mock
@@ -6,27 +7,13 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from explaind.server.errors import InvalidArgument
+from explaind.server.errors import DimensionMismatch, InvalidArgument, attach_fields
 from explaind.server.index import ExampleIndex, Namespace, SearchConfig
-from explaind.server.index import filtering
+from explaind.server.index.filtering import FilterPolicy
+from tests import oracles
 
 DISTANCES = ["DOT_PRODUCT_DISTANCE", "SQUARED_L2_DISTANCE", "L1_DISTANCE", "COSINE_DISTANCE"]
 NORMS = ["NONE", "UNIT_L2_NORM"]
-
-
-def oracle_distances(q, x, distance, norm):
-    q = q.astype(np.float64)
-    x = x.astype(np.float64)
-    if norm == "UNIT_L2_NORM" or distance == "COSINE_DISTANCE":
-        q = q / np.linalg.norm(q, axis=1, keepdims=True)
-        x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    if distance == "DOT_PRODUCT_DISTANCE":
-        return -(q @ x.T)
-    if distance == "COSINE_DISTANCE":
-        return 1.0 - q @ x.T
-    if distance == "SQUARED_L2_DISTANCE":
-        return ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    return np.abs(q[:, None, :] - x[None, :, :]).sum(-1)
 
 
 def assert_matches_oracle(got, dist_row, k, admissible=None, tol=1e-4):
@@ -57,12 +44,12 @@ def data():
 def test_exact_distances_match_oracle(data, distance, norm):
     x, q = data
     index = ExampleIndex.build(x, [f"id{i}" for i in range(len(x))], None, None, cfg(distance, norm))
-    assert index.info["index_type"] == "Flat"
+    assert index.info.index_type == "Flat"
     got = index.search(q, 10)
-    dist = oracle_distances(q, x, distance, norm)
+    dist = oracles.distances(q, x, distance, norm)
     for row in range(len(q)):
         assert_matches_oracle(got[row], dist[row], 10)
-        assert [i for i, _, p in got[row]] == [f"id{p}" for _, _, p in got[row]]
+        assert [n.id for n in got[row]] == [f"id{n.position}" for n in got[row]]
         ds = [d for _, d, _ in got[row]]
         assert ds == sorted(ds)
 
@@ -75,19 +62,22 @@ def test_filtered_strategies_match_oracle(data, distance, strategy):
     colors = rng.choice(["red", "blue"], size=len(x), p=[0.3, 0.7])
     restricts = [[Namespace("color", (c,))] for c in colors]
     index = ExampleIndex.build(x, [str(i) for i in range(len(x))], restricts, None, cfg(distance))
-    with force(strategy):
+    with force(index, strategy):
         got = index.search(q, 10, restricts=[[Namespace("color", ("red",))]] * len(q))
-    dist = oracle_distances(q, x, distance, "NONE")
+    dist = oracles.distances(q, x, distance, "NONE")
     for row in range(len(q)):
         assert_matches_oracle(got[row], dist[row], 10, admissible=colors == "red")
 
 
-def force(strategy):
-    """Pin the filtering strategy by moving its thresholds."""
-    values = {"subset": dict(SUBSET_MIN_ROWS=10**9),
-              "selector": dict(SUBSET_MIN_ROWS=0, SUBSET_MAX_ROWS=0, POSTFILTER_MIN_FRACTION=2.0),
-              "postfilter": dict(SUBSET_MIN_ROWS=0, SUBSET_MAX_ROWS=0, POSTFILTER_MIN_FRACTION=0.0)}[strategy]
-    return mock.patch.multiple(filtering, **values)
+@contextlib.contextmanager
+def force(index, strategy):
+    """Pin the filtering strategy of an index for the block."""
+    before = index.filter_policy
+    index.filter_policy = FilterPolicy(force=strategy)
+    try:
+        yield
+    finally:
+        index.filter_policy = before
 
 
 def test_one_admissible_among_200k():
@@ -99,7 +89,7 @@ def test_one_admissible_among_200k():
     index = ExampleIndex.build(x, [str(i) for i in range(n)], restricts, None, cfg(d=8))
     q = rng.standard_normal((3, 8)).astype(np.float32)
     got = index.search(q, 10, restricts=[[Namespace("owner", ("alice",))]] * 3)
-    assert [[p for _, _, p in row] for row in got] == [[123_457]] * 3
+    assert [[n.position for n in row] for row in got] == [[123_457]] * 3
     assert got[0][0][0] == "123457"
     assert got[0][0][1] == pytest.approx(float(((q[0] - x[123_457]) ** 2).sum()), rel=1e-4)
     assert index.search(q[:1], 10, restricts=[[Namespace("owner", ("bob",))]]) == [[]]
@@ -128,12 +118,12 @@ def test_ivf_selector_widens_nprobe_for_far_admissible():
     index = ExampleIndex.build(x, [str(i) for i in range(len(x))], restricts, None,
                                cfg(algorithm="tree_ah", leaf_node_embedding_count=500,
                                    leaf_nodes_to_search_percent=5))
-    assert index.info["index_type"] == "IVF40,Flat" and index.info["nprobe"] == 2
+    assert index.info.index_type == "IVF40,Flat" and index.info.nprobe == 2
     q = centers[1:4] + 0.1
-    with force("selector"):
+    with force(index, "selector"):
         got = index.search(q, 10, restricts=[[Namespace("c", ("far",))]] * 3)
     for row in got:
-        assert len(row) == 10 and all(far[p] for _, _, p in row)
+        assert len(row) == 10 and all(far[n.position] for n in row)
 
 
 def test_crowding_basic(data):
@@ -171,7 +161,7 @@ def test_save_load_round_trip(tmp_path, data):
         for kwargs in ({}, {"restricts": queries[:len(q)]}, {"crowding_count": 1}):
             assert loaded.search(q, 10, **kwargs) == index.search(q, 10, **kwargs)
         np.testing.assert_array_equal(loaded.embeddings_of(np.array([4, 1])), x[[4, 1]])
-    assert (index.info["index_type"], index.info["nprobe"]) == ("IVF30,Flat", 3)
+    assert (index.info.index_type, index.info.nprobe) == ("IVF30,Flat", 3)
 
 
 def test_embeddings_of_returns_originals(data):
@@ -184,14 +174,21 @@ def test_embeddings_of_returns_originals(data):
 def test_duplicate_ids():
     with pytest.raises(InvalidArgument) as e:
         ExampleIndex.build(np.zeros((3, 4), np.float32), ["a", "b", "a"], None, None, cfg(d=4))
-    assert "'a'" in e.value.message and e.value.field
+    assert "'a'" in e.value.message and e.value.field is None     # the caller names the field
 
 
-def test_dimension_mismatch():
-    with pytest.raises(InvalidArgument) as e:
+def test_dimension_mismatch_is_its_own_error_and_the_caller_names_the_field():
+    with pytest.raises(DimensionMismatch) as e:
         ExampleIndex.build(np.zeros((3, 5), np.float32), ["a", "b", "c"], None, None, cfg(d=4))
-    assert e.value.field.endswith("nearest_neighbor_search_config.config.dimensions")
-    assert "4" in e.value.message and "5" in e.value.message
+    assert e.value.field is None and "4" in e.value.message and "5" in e.value.message
+    with pytest.raises(InvalidArgument) as e:
+        with attach_fields("examples", {DimensionMismatch: "config.dimensions"}):
+            ExampleIndex.build(np.zeros((3, 5), np.float32), ["a", "b", "c"], None, None, cfg(d=4))
+    assert e.value.field == "config.dimensions"
+    with pytest.raises(InvalidArgument) as e:
+        with attach_fields("examples", {DimensionMismatch: "config.dimensions"}):
+            ExampleIndex.build(np.zeros((3, 4), np.float32), ["a", "b", "a"], None, None, cfg(d=4))
+    assert e.value.field == "examples"
 
 
 def test_presets_fill_dimensions(data):
@@ -205,7 +202,7 @@ def test_presets_fill_dimensions(data):
 def test_gpu_request_without_gpu_stays_on_cpu(data):
     x, q = data
     index = ExampleIndex.build(x, [str(i) for i in range(len(x))], None, None, cfg(), use_gpu=True)
-    assert index.info["device"] == "cpu"
+    assert index.info.device == "cpu"
     assert len(index.search(q, 3)[0]) == 3
 
 
@@ -238,13 +235,13 @@ def test_crowding_widens_until_every_candidate_was_seen(data):
     x, q = data
     tags = [None if i % 100 == 0 else "same" for i in range(len(x))]
     index = ExampleIndex.build(x, [str(i) for i in range(len(x))], None, tags, cfg())
-    dist = oracle_distances(q, x, "SQUARED_L2_DISTANCE", "NONE")
+    dist = oracles.distances(q, x, "SQUARED_L2_DISTANCE", "NONE")
     untagged = np.arange(0, len(x), 100)
     for row, got in enumerate(index.search(q, 10, crowding_count=1)):
         nearest_tagged = min((p for p in range(len(x)) if p % 100), key=lambda p: dist[row, p])
         candidates = np.r_[untagged, nearest_tagged]
         want = candidates[np.argsort(dist[row, candidates], kind="stable")][:10]
-        assert [p for _, _, p in got] == want.tolist()
+        assert [n.position for n in got] == want.tolist()
 
 
 def test_l1_blocks(data):
@@ -253,7 +250,7 @@ def test_l1_blocks(data):
     c = cfg("L1_DISTANCE")
     with mock.patch.object(distances, "L1_BLOCK", 100):
         got = distances.exact_distances(q[:3], x[:50], c)
-    np.testing.assert_allclose(got, oracle_distances(q[:3], x[:50], "L1_DISTANCE", "NONE"), rtol=1e-5)
+    np.testing.assert_allclose(got, oracles.distances(q[:3], x[:50], "L1_DISTANCE", "NONE"), rtol=1e-5)
 
 
 @pytest.mark.parametrize("strategy", ["subset", "selector", "postfilter"])
@@ -265,7 +262,7 @@ def test_dot_product_of_a_zero_query_is_plain_zero(data, strategy, filtered):
     restricts = [[Namespace("color", ("red",))] if i % 3 == 0 else [] for i in range(len(x))]
     index = ExampleIndex.build(x, [str(i) for i in range(len(x))], restricts, None, cfg("DOT_PRODUCT_DISTANCE"))
     query = [[Namespace("color", ("red",))]] if filtered else None
-    with force(strategy):
+    with force(index, strategy):
         got = index.search(np.zeros((1, 16), np.float32), 5, restricts=query)
         single = index.search(np.zeros((2, 16), np.float32), 5, restricts=query * 2 if query else None)
     for row in got + single:
@@ -284,8 +281,8 @@ def test_a_flat_index_holds_each_vector_once_more_only_when_it_normalizes(data, 
     assert (tmp_path / "embeddings.npy").exists() == (copies == 2)    # else index.faiss holds them
     loaded = ExampleIndex.load(str(tmp_path))
     for index in (built, loaded):
-        assert index.info["index_bytes"] == copies * x.nbytes
+        assert index.info.index_bytes == copies * x.nbytes
         np.testing.assert_array_equal(index.embeddings_of(np.array([0, 5, 2999])), x[[0, 5, 2999]])
         got = index.search(q[:1], 5)          # the single-query BLAS scan reads the shared storage
-        dist = oracle_distances(q[:1], x, distance, "NONE")
+        dist = oracles.distances(q[:1], x, distance, "NONE")
         assert_matches_oracle(got[0], dist[0], 5)

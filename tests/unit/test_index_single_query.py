@@ -20,7 +20,7 @@ def test_single_query_equals_batched_and_oracle(distance, norm):
     batched = index.search(queries, K)
     for i, q in enumerate(queries):
         single = index.search(q[None], K)[0]
-        assert [p for _, _, p in single] == [p for _, _, p in batched[i]]
+        assert [n.position for n in single] == [n.position for n in batched[i]]
         np.testing.assert_allclose([d for _, d, _ in single], [d for _, d, _ in batched[i]], rtol=1e-4, atol=1e-4)
         xx, qq = x.astype(np.float64), q.astype(np.float64)
         if norm == "UNIT_L2_NORM" or distance == "COSINE_DISTANCE":
@@ -28,7 +28,7 @@ def test_single_query_equals_batched_and_oracle(distance, norm):
             qq = qq / np.linalg.norm(qq)
         oracle = {"DOT_PRODUCT_DISTANCE": -(xx @ qq), "COSINE_DISTANCE": 1 - xx @ qq,
                   "SQUARED_L2_DISTANCE": ((xx - qq) ** 2).sum(1), "L1_DISTANCE": np.abs(xx - qq).sum(1)}[distance]
-        assert [p for _, _, p in single] == list(np.argsort(oracle, kind="stable")[:K])
+        assert [n.position for n in single] == list(np.argsort(oracle, kind="stable")[:K])
     # Asking for more than there is returns everything, nearest first.
     everything = index.search(queries[:1], N + 5)[0]
     assert len(everything) == N

@@ -3,7 +3,7 @@ import pytest
 from google.longrunning import operations_pb2
 from google.rpc import status_pb2
 
-from explaind.server.api.operation_filter import parse_filter
+from explaind.server.control.operation_filter import parse_filter
 from explaind.server.errors import InvalidArgument
 from explaind.v1 import model_service_pb2
 

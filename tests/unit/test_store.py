@@ -77,7 +77,7 @@ def test_a_cancel_read_before_the_build_ended_never_reopens_the_operation(tmp_pa
     """CancelOperation reads the record, the build finishes, then the cancel lands:
     the operation must stay done (a rewrite of the stale record would reopen it)."""
     from explaind.server.config import Settings
-    from explaind.server.examples.uploads import UploadManager
+    from explaind.server.build.uploads import UploadManager
 
     objects = ObjectStore(str(tmp_path))
     operations = OperationStore(objects)

@@ -1,5 +1,6 @@
-"""Assembles the daemon: store, registry, engine, servicers, interceptors,
-health, reflection, metrics endpoint, store watcher and graceful shutdown."""
+"""Assembles the daemon: store, model manager and its source, data and control
+planes, servicers, interceptors, health, reflection, metrics endpoint and
+graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
@@ -17,22 +18,26 @@ from grpc_reflection.v1alpha import reflection
 from explaind.v1 import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2, \
     prediction_service_pb2_grpc
 
+from .announce import announce
 from .api.model_service import ModelServicer
 from .api.operations import OperationsServicer
-from .api.prediction import ModelAccess, PredictionServicer
-from .announce import announce
+from .api.prediction import PredictionServicer
+from .build.uploads import UploadManager
 from .config import Settings, use_gpu
-from .examples.uploads import UploadManager
+from .control.control_plane import ControlPlane
 from .index.backend import limit_cpu_threads
 from .interceptors import DrainInterceptor, build_interceptors
 from .metrics import Metrics, start_metrics_server, stop_metrics_server
-from .runtime.engine import Engine
-from .runtime.registry import ModelRegistry
+from .serving.data_plane import DataPlane
+from .serving.engine import Engine
+from .serving.loader import BuildLoader
+from .serving.manager import ModelManager
+from .serving.requests import Limits
 from .shutdown import GracefulShutdown
 from .store.models import ModelStore
 from .store.objects import ObjectStore
 from .store.operations import OperationStore
-from .store.watcher import StoreWatcher
+from .store.source import PublishedModelsSource
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +57,14 @@ class Daemon:
         objects = ObjectStore(settings.store)
         self.models = ModelStore(objects)
         self.operations = OperationStore(objects)
-        self.registry = ModelRegistry(self.metrics)
         cache = settings.cache_dir or os.path.join(tempfile.gettempdir(), "explaind-cache")
-        self.watcher = StoreWatcher(self.models, self.registry, cache, use_gpu(settings),
-                                    settings.store_poll_seconds)
+        self.manager = ModelManager(BuildLoader(self.models, cache, use_gpu(settings)), self.metrics)
+        self.source = PublishedModelsSource(self.models, self.manager.set_aspired, settings.store_poll_seconds)
         self.uploads = UploadManager(self.models, self.operations, settings, self.metrics)
         limit_cpu_threads(settings.index_threads)
         self.engine = Engine(settings, self.metrics)
+        self.data_plane = DataPlane(self.manager, self.engine, Limits.of(settings), self.metrics)
+        self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager)
         self.drain = DrainInterceptor(self.metrics)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
@@ -84,17 +90,14 @@ class Daemon:
     async def start(self) -> None:
         s = self.settings
         # The first sync happens before the port opens, so a restarted replica serves at once.
-        await asyncio.to_thread(self.watcher.sync)
+        await asyncio.to_thread(self.source.poll)
         self.server = grpc.aio.server(
             interceptors=build_interceptors(self.metrics, self.drain, s.max_concurrent_calls),
             options=self._server_options(), maximum_concurrent_rpcs=None)
-        access = ModelAccess(self.registry, self.watcher, self.models)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(self.uploads, self.models, self.registry), self.server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.control_plane), self.server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(access, self.engine, s, self.metrics), self.server)
-        operations_pb2_grpc.add_OperationsServicer_to_server(
-            OperationsServicer(self.operations, self.uploads), self.server)
+            PredictionServicer(self.data_plane), self.server)
+        operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.control_plane), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             SERVICES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -106,7 +109,7 @@ class Daemon:
         await self.server.start()
         for service in ("",) + SERVICES:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        self._tasks.append(asyncio.create_task(self.watcher.run(self._stop, on_tick=self._housekeeping)))
+        self._tasks.append(asyncio.create_task(self.source.run(self._stop, on_tick=self._housekeeping)))
         self.shutdown = GracefulShutdown(self.server, self.health, ("",) + SERVICES, self.drain,
                                          grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped)
         log.info("explaind serving", extra={"port": self.port, "metrics_port": self.metrics_port,

@@ -38,7 +38,11 @@ class BatcherConfig:
 
 
 def model_of_key(key: Hashable) -> str:
-    """Metric label for a key: its first element when it is a tuple, else the key."""
+    """Metric label for a key: its `model_id` when it has one, the first element
+    of a tuple, else the key itself."""
+    model_id = getattr(key, "model_id", None)
+    if model_id is not None:
+        return str(model_id)
     if isinstance(key, tuple) and key:
         return str(key[0])
     return str(key)

@@ -5,6 +5,8 @@ gRPC status whose details carry a google.rpc.BadRequest naming the field.
 """
 from __future__ import annotations
 
+import contextlib
+
 import grpc
 
 
@@ -57,3 +59,20 @@ class DeadlineExceeded(ExplaindError):
 
 class Unimplemented(ExplaindError):
     code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class DimensionMismatch(InvalidArgument):
+    """Vectors whose size is not the index's (or the configured) dimensions."""
+
+
+@contextlib.contextmanager
+def attach_fields(default: str | None, by_type: dict[type, str] | None = None):
+    """Lower layers (the index, the readers) know nothing of request paths; a caller
+    names the field for the errors they raise without one: the field of the first
+    matching type in `by_type`, else `default`."""
+    try:
+        yield
+    except ExplaindError as e:
+        if e.field is None:
+            e.field = next((field for kind, field in (by_type or {}).items() if isinstance(e, kind)), default)
+        raise

@@ -15,6 +15,7 @@ from explaind.client.values import to_value
 from explaind.v1 import explanation_pb2
 
 from ..errors import InvalidArgument
+from ..methods import method_of
 from . import parameters as params
 from .approximation import approximation_error, approximation_warning
 from .baselines import build_baselines, values_to_python
@@ -89,9 +90,9 @@ class FeatureExplainer:
 
     @staticmethod
     def method_of(spec) -> str | None:
-        """'integrated_gradients' | 'sampled_shapley' | 'xrai', or None (examples or nothing)."""
-        field = params.method_field(spec.parameters) if spec is not None and spec.HasField("parameters") else None
-        return params.METHOD_FIELDS.get(field)
+        """'integrated_gradients' | 'sampled_shapley' | 'xrai', or None (examples, or no method)."""
+        method = method_of(spec.parameters) if spec is not None and spec.HasField("parameters") else None
+        return method.value if method is not None and method.is_attribution else None
 
     def _choose_output(self, model, field: str) -> tuple[str, str]:
         for label, entry in self._metadata.outputs.items():

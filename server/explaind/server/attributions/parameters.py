@@ -11,16 +11,14 @@ from dataclasses import dataclass, field as dataclass_field, replace
 from google.protobuf import json_format
 
 from ..errors import InvalidArgument
+from ..methods import FIELDS, Method, method_field
 
-INTEGRATED_GRADIENTS = "integrated_gradients"
-SAMPLED_SHAPLEY = "sampled_shapley"
-XRAI = "xrai"
-
-METHOD_FIELDS = {
-    "integrated_gradients_attribution": INTEGRATED_GRADIENTS,
-    "sampled_shapley_attribution": SAMPLED_SHAPLEY,
-    "xrai_attribution": XRAI,
-}
+# Plain strings in the attribution maths (settings, warnings, visualization defaults).
+INTEGRATED_GRADIENTS = Method.INTEGRATED_GRADIENTS.value
+SAMPLED_SHAPLEY = Method.SAMPLED_SHAPLEY.value
+XRAI = Method.XRAI.value
+# The attribution methods' oneof fields (examples excluded).
+METHOD_FIELDS = {field: method.value for field, method in FIELDS.items() if method.is_attribution}
 DEFAULT_STEP_COUNT = 50
 DEFAULT_NOISY_SAMPLE_COUNT = 3
 DEFAULT_NOISE_SIGMA = 0.1
@@ -45,11 +43,6 @@ class AttributionSettings:
     max_blur_sigma: float = 0.0
     top_k: int = 1
     output_indices: tuple = ()
-
-
-def method_field(parameters) -> str | None:
-    """The set oneof field of ExplanationParameters.method ('examples' included), or None."""
-    return parameters.WhichOneof("method") if parameters is not None else None
 
 
 def resolve(spec_parameters, override_parameters=None) -> AttributionSettings:

@@ -1,7 +1,7 @@
 """Search configuration: Vertex AI's nearest_neighbor_search_config and presets
 mapped to one frozen SearchConfig, and SearchConfig mapped to a FAISS plan.
 
-DESIGN section 4 (Distances, Algorithms, Defaults and bounds) is the spec.
+docs/semantics.md (Distances, Algorithms, Defaults and bounds) is the spec.
 """
 from __future__ import annotations
 
@@ -38,7 +38,6 @@ PRESETS = {
     "FAST": {"leaf_node_embedding_count": 500, "leaf_nodes_to_search_percent": 5.0},
 }
 _UNSPECIFIED = ("", None, "QUERY_UNSPECIFIED", "MODALITY_UNSPECIFIED")
-PRESETS_FIELD = "model.explanation_spec.parameters.examples.presets"
 
 
 @dataclass(frozen=True)
@@ -176,7 +175,7 @@ def _algorithm(value: Any, field: str) -> dict:
             fraction, f"{tree_field}.fractionLeafNodesToSearch", 0, 1)
     else:
         # Only the newer field has a documented default (0.05); the older
-        # percent field defaults to 10 (DESIGN section 4).
+        # percent field defaults to 10 (docs/semantics.md).
         out["leaf_nodes_to_search_percent"] = 10.0
     return out
 
@@ -198,25 +197,25 @@ def search_config_from_json(value: dict, neighbor_count: int, field: str) -> Sea
     dims = _int(cfg["dimensions"], f"{cfg_field}.dimensions", 1)
     ann = cfg.get("approximateNeighborsCount")
     ann = 0 if ann is None else _int(ann, f"{cfg_field}.approximateNeighborsCount", 0)
-    parent = field.rsplit(".", 1)[0] if "." in field else field
-    nc = _int(neighbor_count, f"{parent}.neighbor_count", 0)
     return SearchConfig(
         dimensions=dims,
         distance=_enum(cfg.get("distanceMeasureType"), f"{cfg_field}.distanceMeasureType",
                        DISTANCES, DEFAULT_DISTANCE),
         feature_norm=_enum(cfg.get("featureNormType"), f"{cfg_field}.featureNormType", NORMS, DEFAULT_NORM),
         approximate_neighbors_count=ann,
-        neighbor_count=nc,
+        neighbor_count=int(neighbor_count),
         **_algorithm(cfg.get("algorithmConfig"), f"{cfg_field}.algorithmConfig"),
     )
 
 
-def search_config_from_presets(query: str, modality: str, neighbor_count: int) -> SearchConfig:
-    """Vertex presets -> SearchConfig (dimensions None until the latent size is known)."""
+def search_config_from_presets(query: str, modality: str, neighbor_count: int,
+                               field: str = "presets") -> SearchConfig:
+    """Vertex presets -> SearchConfig (dimensions None until the latent size is known).
+    `field` is the request path of the presets."""
     query = "PRECISE" if query in _UNSPECIFIED else query
     if query not in PRESETS:
         raise InvalidArgument(f"unknown preset query {query!r}; expected PRECISE or FAST",
-                              field=f"{PRESETS_FIELD}.query")
+                              field=f"{field}.query")
     modality = "TABULAR" if modality in _UNSPECIFIED else modality
     if modality in ("IMAGE", "TEXT"):
         distance = "COSINE_DISTANCE"
@@ -224,7 +223,7 @@ def search_config_from_presets(query: str, modality: str, neighbor_count: int) -
         distance = "SQUARED_L2_DISTANCE"
     else:
         raise InvalidArgument(f"unknown preset modality {modality!r}; expected IMAGE, TEXT or TABULAR",
-                              field=f"{PRESETS_FIELD}.modality")
+                              field=f"{field}.modality")
     return SearchConfig(dimensions=None, distance=distance, feature_norm="NONE", algorithm="tree_ah",
                         neighbor_count=neighbor_count, **PRESETS[query])
 

@@ -1,5 +1,5 @@
 """Crowding: at most c returned neighbors share a crowding tag, greedy in
-distance order (DESIGN section 4, Crowding). Tags are integer codes, -1 for
+distance order (docs/semantics.md, Crowding). Tags are integer codes, -1 for
 an example without a tag (never limited)."""
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ Thresholds come from bench/bench_filtered_search.py and probes on
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import faiss
@@ -37,53 +38,85 @@ from explaind.server.index import distances
 from explaind.server.index.backend import Placement
 from explaind.server.index.config import SearchConfig
 
-SUBSET_MIN_ROWS = 4096
-SUBSET_MAX_ROWS = 65536
-SUBSET_SCAN_FRACTION = 0.25
-GPU_SUBSET_MAX_ROWS = 2048
-POSTFILTER_MIN_FRACTION = 0.2
-POSTFILTER_MAX_K = 2048
 # rows of queries x subset distances computed at once (~64 MB of float32)
 _SUBSET_CHUNK = 16 << 20
+STRATEGIES = ("subset", "postfilter", "selector")
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterPolicy:
+    """The selectivity bands above (the numbers there are these defaults).
+    `force` names one strategy for every filtered search (tests use it to reach
+    each path on small data)."""
+    subset_min_rows: int = 4096
+    subset_max_rows: int = 65536
+    subset_scan_fraction: float = 0.25
+    gpu_subset_max_rows: int = 2048
+    postfilter_min_fraction: float = 0.2
+    postfilter_max_k: int = 2048
+    # A crowded search that needs more candidates than this scans every admissible
+    # example once instead (a few tags crowd out everything).
+    crowding_max_fetch: int = 4096
+    force: str | None = None
+
+    def __post_init__(self):
+        if self.force is not None and self.force not in STRATEGIES:
+            raise ValueError(f"force must be one of {STRATEGIES}, got {self.force!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchContext:
+    """What the strategies read of an index: never written after the index is made."""
+    placement: Placement
+    vectors: np.ndarray          # what the index holds (normalized where the measure asks)
+    config: SearchConfig
+    nlist: int                   # 0 for a flat index
+    nprobe: int
+
+    @property
+    def size(self) -> int:
+        return len(self.vectors)
 
 
 class Candidates:
-    def __init__(self, placement: Placement, vectors: np.ndarray, config: SearchConfig,
-                 nlist: int, nprobe: int):
-        self._placement = placement
-        self._vectors = vectors
-        self._config = config
-        self._nlist = nlist
-        self._nprobe = nprobe
-        self._n = len(vectors)
+    def __init__(self, context: SearchContext, policy: FilterPolicy):
+        self.context = context
+        self.policy = policy
         self._squared_norms: np.ndarray | None = None   # for the batch-1 scan, computed once
 
     def provider(self, mask: np.ndarray | None):
-        n = self._n
+        n = self.context.size
         m = n if mask is None else int(np.count_nonzero(mask))
-        if m == n:
-            fetch = self._all
-        elif m == 0:
-            fetch = self._all  # never called: admissible == 0
-        elif m <= self._subset_max():
+        if m == n or m == 0:       # m == 0: never called (admissible == 0)
+            return _Provider(self._all, m)
+        strategy = self.policy.force or self._strategy(m, n)
+        if strategy == "subset":
             fetch = _Subset(self, np.flatnonzero(mask))
-        elif m >= POSTFILTER_MIN_FRACTION * n:
+        elif strategy == "postfilter":
             fetch = _PostFilter(self, mask, m)
         else:
             fetch = _Selector(self, mask, m)
         return _Provider(fetch, m)
 
+    def _strategy(self, m: int, n: int) -> str:
+        if m <= self._subset_max():
+            return "subset"
+        if m >= self.policy.postfilter_min_fraction * n:
+            return "postfilter"
+        return "selector"
+
     def _subset_max(self) -> float:
-        if self._placement.device == "gpu":
-            return GPU_SUBSET_MAX_ROWS
-        scanned = self._n * self._nprobe / self._nlist if self._nlist else self._n
-        return max(SUBSET_MIN_ROWS, min(SUBSET_MAX_ROWS, SUBSET_SCAN_FRACTION * scanned))
+        ctx, policy = self.context, self.policy
+        if ctx.placement.device == "gpu":
+            return policy.gpu_subset_max_rows
+        scanned = ctx.size * ctx.nprobe / ctx.nlist if ctx.nlist else ctx.size
+        return max(policy.subset_min_rows, min(policy.subset_max_rows, policy.subset_scan_fraction * scanned))
 
     # --- the plain FAISS search, scores converted and missing results padded
     def faiss_search(self, q: np.ndarray, k: int, params=None) -> tuple[np.ndarray, np.ndarray]:
-        k = min(k, self._n)
-        scores, pos = self._placement.search(q, k, params=params)
-        dist = distances.from_faiss(scores, self._config).astype(np.float32, copy=False)
+        k = min(k, self.context.size)
+        scores, pos = self.context.placement.search(q, k, params=params)
+        dist = distances.from_faiss(scores, self.context.config).astype(np.float32, copy=False)
         dist[pos < 0] = np.inf
         return dist, pos
 
@@ -97,20 +130,20 @@ class Candidates:
         # FAISS's flat CPU search parallelizes over queries, so a single query scans on
         # one core; one BLAS matrix-vector product uses them all (1.3-1.7x faster on 2
         # cores at 100k-400k x 128, more with more cores). Two queries or more: FAISS.
-        return (rows == 1 and not self._nlist and self._placement.device == "cpu"
-                and self._config.distance != "L1_DISTANCE")
+        return (rows == 1 and not self.context.nlist and self.context.placement.device == "cpu"
+                and self.context.config.distance != "L1_DISTANCE")
 
     def _scan_all(self, q: np.ndarray, k: int):
-        exhausted = np.full(len(q), k >= self._n)   # asked for all there is
-        k = min(k, self._n)
-        ip = q @ self._vectors.T
-        if self._config.distance == "SQUARED_L2_DISTANCE":
+        exhausted = np.full(len(q), k >= self.context.size)   # asked for all there is
+        k = min(k, self.context.size)
+        ip = q @ self.context.vectors.T
+        if self.context.config.distance == "SQUARED_L2_DISTANCE":
             if self._squared_norms is None:
-                self._squared_norms = np.einsum("ij,ij->i", self._vectors, self._vectors)
+                self._squared_norms = np.einsum("ij,ij->i", self.context.vectors, self.context.vectors)
             dist = self._squared_norms[None, :] - 2.0 * ip + np.einsum("ij,ij->i", q, q)[:, None]
             np.maximum(dist, 0.0, out=dist)
         else:
-            dist = 0.0 - ip if self._config.distance == "DOT_PRODUCT_DISTANCE" else 1.0 - ip
+            dist = 0.0 - ip if self.context.config.distance == "DOT_PRODUCT_DISTANCE" else 1.0 - ip
         d, pos = distances.top_k(dist, k)
         return d.astype(np.float32, copy=False), pos.astype(np.int64, copy=False), exhausted
 
@@ -128,7 +161,7 @@ class _Subset:
     def __init__(self, cand: Candidates, positions: np.ndarray):
         self._cand = cand
         self._positions = positions
-        self._vectors = cand._vectors[positions]  # gathered once per query group
+        self._vectors = cand.context.vectors[positions]  # gathered once per query group
 
     def __call__(self, q: np.ndarray, k: int):
         m = len(self._positions)
@@ -137,7 +170,7 @@ class _Subset:
         pos = np.empty((len(q), k), dtype=np.int64)
         step = max(1, _SUBSET_CHUNK // max(1, m))
         for s in range(0, len(q), step):
-            full = distances.exact_distances(q[s:s + step], self._vectors, self._cand._config)
+            full = distances.exact_distances(q[s:s + step], self._vectors, self._cand.context.config)
             d, cols = distances.top_k(full, k)
             dist[s:s + step] = d
             pos[s:s + step] = self._positions[cols]
@@ -158,13 +191,13 @@ class _Selector:
 
     def __call__(self, q: np.ndarray, k: int):
         cand = self._cand
-        nprobe = cand._nprobe
+        nprobe = cand.context.nprobe
         dist, pos = cand.faiss_search(q, k, self._params(nprobe))
         want = min(k, self._m)
         # IVF: the probed lists may hold too few admissible examples; probe more.
         short = np.flatnonzero((pos >= 0).sum(axis=1) < want)
-        while short.size and nprobe and nprobe < cand._nlist:
-            nprobe = min(cand._nlist, nprobe * 4)
+        while short.size and nprobe and nprobe < cand.context.nlist:
+            nprobe = min(cand.context.nlist, nprobe * 4)
             d2, p2 = cand.faiss_search(q[short], k, self._params(nprobe))
             dist[short], pos[short] = d2, p2
             short = short[(p2 >= 0).sum(axis=1) < want]
@@ -180,8 +213,8 @@ class _PostFilter:
 
     def __call__(self, q: np.ndarray, k: int):
         cand = self._cand
-        raw = min(cand._n, math.ceil(k * cand._n / self._m * 1.5) + 32)
-        if raw > POSTFILTER_MAX_K:
+        raw = min(cand.context.size, math.ceil(k * cand.context.size / self._m * 1.5) + 32)
+        if raw > cand.policy.postfilter_max_k:
             return self._fallback()(q, k)
         dist, pos = cand.faiss_search(q, raw)
         ok = (pos >= 0) & self._mask[np.maximum(pos, 0)]
@@ -194,7 +227,7 @@ class _PostFilter:
         dist[~got] = np.inf
         count = got.sum(axis=1)
         exhausted = np.zeros(len(q), dtype=bool)
-        if raw >= cand._n and not cand._nlist:
+        if raw >= cand.context.size and not cand.context.nlist:
             exhausted[:] = count < k  # an exact scan of everything: nothing more to find
         else:
             short = np.flatnonzero(count < min(k, self._m))

@@ -2,7 +2,7 @@
 allow and deny kept apart, so a query's admissible mask is a few numpy
 scatters over postings instead of a scan of every example's tokens.
 
-Query semantics (DESIGN section 4, Restrictions), per clause (namespace ns):
+Query semantics (docs/semantics.md, Restrictions), per clause (namespace ns):
   allow tokens A: admissible = (has some a in A as allow in ns)
                                minus (has some a in A as its own deny in ns)
   deny tokens D:  minus (has some d in D as allow in ns)

@@ -1,7 +1,7 @@
 """Token restricts (Vertex AI Vector Search): parsing one JSON list of
 namespaces, for examples at build time and for queries at request time.
 
-A query is a list of Namespace clauses ANDed together; DESIGN section 4
+A query is a list of Namespace clauses ANDed together; docs/semantics.md
 (Restrictions) gives the matching rules, implemented in postings.py.
 """
 from __future__ import annotations

@@ -20,8 +20,8 @@ import os
 from typing import Iterator, Sequence
 
 from explaind.server.errors import InvalidArgument
-from explaind.server.examples import columnar, text_formats, tfrecord
-from explaind.server.examples.formats import FORMATS, format_of
+from explaind.server.build.readers import columnar, text_formats, tfrecord
+from explaind.server.build.readers.formats import FORMATS, format_of
 from explaind.server.runtime.instances import Instance
 
 __all__ = ["expand_uris", "expand_uris_with_fields", "count_records", "iter_records", "iter_batches", "FORMATS",

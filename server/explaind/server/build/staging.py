@@ -20,7 +20,7 @@ from typing import Iterator
 import fsspec
 
 from ..errors import InvalidArgument
-from .formats import format_of
+from .readers.formats import format_of
 from .readers import DataPath
 
 log = logging.getLogger(__name__)

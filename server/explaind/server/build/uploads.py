@@ -1,9 +1,6 @@
-"""UploadModel: validates the request, claims the model id, records the
-operation and runs the build job on a worker thread.
-
-What can be checked without running the model is checked here, so a bad
-request fails with INVALID_ARGUMENT at once instead of as a failed operation.
-"""
+"""UploadModel: validates the request (through its recipe), claims the model
+id, records the operation and runs the build job on a worker thread; ends
+builds whose worker died."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -14,7 +11,6 @@ import threading
 import time
 import uuid
 
-import fsspec
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
@@ -23,17 +19,13 @@ from explaind.v1 import model_pb2, model_service_pb2
 
 from ..config import use_gpu
 from ..errors import InvalidArgument
-from ..index.config import DEFAULT_NEIGHBOR_COUNT, SearchConfig, search_config_from_json, \
-    search_config_from_presets
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
-from . import readers
-from .build_job import BuildJob
-from .source import DataSource, data_source
+from .job import BuildJob
+from .recipes import BuildOptions, recipe_for
 
 log = logging.getLogger(__name__)
 MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
-EXAMPLES = "model.explanation_spec.parameters.examples"
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
 
 
@@ -54,7 +46,7 @@ class UploadManager:
         model_id = self._model_id(request.model_id)
         model = model_pb2.Model()
         model.CopyFrom(request.model)
-        search_config, source = self._validate(model)
+        recipe = recipe_for(model, self.settings.max_neighbor_count)
         model.name = f"models/{model_id}"
         model.state = model_pb2.Model.BUILDING
         model.create_time.GetCurrentTime()
@@ -75,11 +67,11 @@ class UploadManager:
         except Exception:
             self.models.release_claim(model_id)
             raise
-        job = BuildJob(self.models, self.operations, op, record, search_config, source,
-                       worker=self.worker, embed_batch_size=self.settings.embed_batch_size,
-                       stage_max_bytes=int(self.settings.stage_data_max_gb * 2**30),
-                       heartbeat_seconds=self.settings.heartbeat_seconds,
-                       use_gpu=use_gpu(self.settings), metrics=self.metrics)
+        options = BuildOptions(embed_batch_size=self.settings.embed_batch_size,
+                               stage_max_bytes=int(self.settings.stage_data_max_gb * 2**30),
+                               use_gpu=use_gpu(self.settings))
+        job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=options,
+                       heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics)
         with self._lock:
             self._jobs[op.op_id] = job
         self._pool.submit(self._run, job)
@@ -101,45 +93,6 @@ class UploadManager:
                 f"{model_id!r} is not a valid model id: at most 63 of [a-z0-9_-], "
                 "not starting with a digit or hyphen", field="model_id")
         return model_id
-
-    def _validate(self, model: model_pb2.Model) -> tuple[SearchConfig | None, DataSource | None]:
-        params = model.explanation_spec.parameters
-        method = params.WhichOneof("method")
-        if method is None:
-            raise InvalidArgument("set examples or an attribution method",
-                                  field="model.explanation_spec.parameters")
-        if model.artifact_uri:
-            _check_artifact(model.artifact_uri)
-        elif method != "examples":
-            raise InvalidArgument("feature attributions need the SavedModel", field="model.artifact_uri")
-        if method != "examples":
-            return None, None
-        examples = params.examples
-        if examples.neighbor_count < 0:
-            raise InvalidArgument(f"must be >= 0, got {examples.neighbor_count}", field=f"{EXAMPLES}.neighbor_count")
-        if examples.neighbor_count > self.settings.max_neighbor_count:
-            raise InvalidArgument(f"must be <= {self.settings.max_neighbor_count} (--max-neighbor-count), "
-                                  f"got {examples.neighbor_count}", field=f"{EXAMPLES}.neighbor_count")
-        neighbor_count = examples.neighbor_count or DEFAULT_NEIGHBOR_COUNT
-        if not examples.neighbor_count:
-            examples.neighbor_count = neighbor_count
-        config_kind = examples.WhichOneof("config")
-        if config_kind == "nearest_neighbor_search_config":
-            value = json_format.MessageToDict(examples.nearest_neighbor_search_config)
-            config = search_config_from_json(value, neighbor_count, field=f"{EXAMPLES}.nearest_neighbor_search_config")
-        elif config_kind == "presets":
-            presets = examples.presets
-            config = search_config_from_presets(
-                presets.Query.Name(presets.query), presets.Modality.Name(presets.modality), neighbor_count)
-        else:
-            raise InvalidArgument("set nearest_neighbor_search_config or presets", field=EXAMPLES)
-        source = data_source(examples, EXAMPLES)
-        if not source.uris:
-            raise InvalidArgument("no data set given", field=source.field)
-        # A missing file or an unknown format fails now, not in the operation.
-        for path in readers.expand_uris(source.uris, source.field, source.default_format):
-            readers.require_format(path)
-        return config, source
 
     # --- operations ---
     def cancel(self, op: OperationRecord) -> None:
@@ -199,15 +152,4 @@ def _operation(name: str, meta) -> operations_pb2.Operation:
     op = operations_pb2.Operation(name=name, done=False)
     op.metadata.Pack(meta)
     return op
-
-
-def _check_artifact(uri: str) -> None:
-    try:
-        fs, path = fsspec.core.url_to_fs(uri)
-        ok = fs.isfile(path) and path.endswith(".keras") or fs.exists(f"{path.rstrip('/')}/saved_model.pb")
-    except Exception as e:  # noqa: BLE001 - unreachable storage is a bad uri for the caller
-        raise InvalidArgument(f"cannot read {uri!r}: {e}", field="model.artifact_uri") from e
-    if not ok:
-        raise InvalidArgument(f"{uri!r} is not a SavedModel folder (no saved_model.pb) nor a .keras file",
-                              field="model.artifact_uri")
 

@@ -1,7 +1,11 @@
-"""Client-side subcommands of `explaind`; they use only the client SDK."""
+"""The `explaind` command: `serve` starts the daemon; every other subcommand
+(upload, operations, explain, models, metadata) is a client of it and uses
+only the client SDK."""
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 
 import grpc
@@ -9,6 +13,62 @@ from google.protobuf import json_format
 
 from explaind.client import Client, OperationError, upload_metadata
 from explaind.v1 import model_service_pb2
+
+
+def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter is not for users; EXPLAIND logs say what matters.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = parser().parse_args(argv)
+    if args.command == "serve":
+        from explaind.server.main import serve_command
+        return serve_command(args)
+    return run(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    from explaind.server import config      # the settings' flags (standard library only)
+
+    root = argparse.ArgumentParser(prog="explaind", description="gRPC daemon for ML explanations")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the daemon")
+    config.add_arguments(serve)
+
+    def client_parser(name, help_text):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--target", default="localhost:8500", help="daemon address (host:port)")
+        return p
+
+    upload = client_parser("upload", "upload a model (starts a build operation)")
+    upload.add_argument("model", help="the Model as JSON: a file path, or '-' for stdin "
+                                      "(Vertex AI's model payload parses unchanged)")
+    upload.add_argument("--model-id", default="")
+    upload.add_argument("--wait", action="store_true", help="wait for the build, with a progress bar")
+
+    ops = client_parser("operations", "inspect or control operations")
+    ops.add_argument("action", choices=["get", "wait", "list", "cancel", "delete"])
+    ops.add_argument("name", nargs="?", default="")
+    ops.add_argument("--filter", default="", help='list only: e.g. "done=false AND model=tabular"')
+
+    explain = client_parser("explain", "explain instances")
+    explain.add_argument("model", help="models/{id} or the id")
+    explain.add_argument("instances", help="a JSON file with a list of instances, a JSONL file, or '-'")
+    explain.add_argument("--neighbor-count", type=int, default=0)
+    explain.add_argument("--crowding-count", type=int, default=0)
+    explain.add_argument("--restrict", action="append", default=[],
+                         help='a namespace restriction as JSON, e.g. {"namespace":"color","allow":["red"]}')
+    explain.add_argument("--embeddings", action="store_true", help="instances are embeddings")
+    explain.add_argument("--return-embeddings", action="store_true")
+
+    models = client_parser("models", "list, get or delete models")
+    models.add_argument("action", choices=["list", "get", "delete"])
+    models.add_argument("name", nargs="?", default="")
+
+    metadata = sub.add_parser("metadata", help="write explanation_metadata.json for a SavedModel")
+    metadata.add_argument("model_path")
+    metadata.add_argument("--output", default="", help="where to write (default: inside the SavedModel folder)")
+    metadata.add_argument("--signature", default="serving_default")
+    return root
 
 
 def run(args) -> int:
@@ -129,3 +189,7 @@ def _metadata(args) -> int:
 
 
 COMMANDS = {"upload": _upload, "operations": _operations, "explain": _explain, "models": _models}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 from google.protobuf import json_format, struct_pb2
 
-from explaind.server.api.explain_request import parse_instances
-from explaind.server.config import Settings
+from explaind.server.serving.requests import Limits, parse_instances
 from explaind.server.errors import InvalidArgument
 
 
@@ -16,7 +15,7 @@ def _values(*documents):
 def test_bare_embeddings_read_exactly_whatever_their_size(dimensions):
     vector = np.random.default_rng(dimensions).normal(size=dimensions)
     (bare, wrapped) = parse_instances(_values(vector.tolist(), {"embedding": vector.tolist(), "id": "q"}),
-                                      None, True, Settings())
+                                      None, True, Limits())
     np.testing.assert_array_equal(bare.embedding, vector.astype(np.float32))
     np.testing.assert_array_equal(np.asarray(wrapped.embedding, np.float32), vector.astype(np.float32))
     assert bare.id is None and wrapped.id == "q"
@@ -30,5 +29,5 @@ def test_non_finite_embeddings_are_invalid_argument_naming_the_instance(dimensio
     value = struct_pb2.Value()
     value.list_value.values.extend(struct_pb2.Value(number_value=x) for x in vector)
     with pytest.raises(InvalidArgument) as err:
-        parse_instances(_values([0.0] * dimensions) + [value], None, True, Settings())
+        parse_instances(_values([0.0] * dimensions) + [value], None, True, Limits())
     assert err.value.field == "instances[1]"

@@ -1,0 +1,197 @@
+"""The upload build job: runs a recipe (build/recipes.py) and publishes its result.
+
+The job owns the operation's side of a build: stages and progress written into
+the operation record (the heartbeat other replicas watch), cancels, takeovers,
+and the outcome. Any failure or cancel discards the staging folder and the
+claim, so nothing is half-published, and ends the operation with an error
+that names the stage and the cause.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+import uuid
+
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from explaind.v1 import model_pb2, model_service_pb2
+
+from ..errors import ExplaindError
+from ..index.example_index import ExampleIndex
+from ..store.models import ModelRecord, ModelStore
+from ..store.operations import OperationRecord, OperationStore
+from .recipes import BuildOptions, Recipe
+
+log = logging.getLogger(__name__)
+Stage = model_service_pb2.UploadModelOperationMetadata.Stage
+
+
+class BuildCancelled(Exception):
+    pass
+
+
+class BuildJob:
+    def __init__(self, models: ModelStore, operations: OperationStore, op: OperationRecord,
+                 record: ModelRecord, recipe: Recipe, *, worker: str, options: BuildOptions = BuildOptions(),
+                 heartbeat_seconds: float = 2.0, metrics=None):
+        self.models = models
+        self.operations = operations
+        self.op = op
+        self.record = record
+        self.recipe = recipe
+        self.worker = worker
+        self.options = options
+        self.heartbeat_seconds = heartbeat_seconds
+        self.metrics = metrics
+        self.cancel_event = threading.Event()
+        # Set when another replica already ended this operation (it took our silence
+        # for death): we then publish nothing and write nothing, not even the claim.
+        self.taken_over = threading.Event()
+        self.build_id = "b" + uuid.uuid4().hex[:12]
+        self.current_stage = Stage.QUEUED
+        self._stage_started = time.monotonic()
+        self._record_lock = threading.Lock()
+        self._stop_beating = threading.Event()
+        self.meta = model_service_pb2.UploadModelOperationMetadata()
+        op.operation.metadata.Unpack(self.meta)
+
+    # --- progress (the recipe's Progress) and heartbeats ---
+    def stage(self, stage: int) -> None:
+        if self.metrics is not None and self.current_stage not in (Stage.QUEUED, Stage.STAGE_UNSPECIFIED):
+            self.metrics.build_stage_seconds.labels(stage=Stage.Name(self.current_stage)).observe(
+                time.monotonic() - self._stage_started)
+        with self._record_lock:
+            self.current_stage = stage
+            self._stage_started = time.monotonic()
+            self.meta.stage = stage
+        self._sync_record()
+        self._check()
+
+    def examples(self, embedded: int, total: int) -> None:
+        with self._record_lock:
+            self.meta.examples_embedded = embedded
+            self.meta.examples_total = total
+            self.meta.progress_percent = 100.0 * embedded / total if total else 0.0
+        self._check()
+
+    def _check(self) -> None:
+        if self.cancel_event.is_set():
+            raise BuildCancelled()
+
+    def _sync_record(self) -> None:
+        """Writes progress and the heartbeat; reads a cancel (or a takeover) from the store."""
+        with self._record_lock:
+            if self._stop_beating.is_set():
+                return            # the outcome is being written; a late beat must not undo it
+            stored = self.operations.get(self.op.op_id)
+            if stored is None:
+                return            # DeleteOperation forgets the record; it does not cancel
+            if stored.operation.done:
+                self.taken_over.set()
+                self.cancel_event.set()
+                return
+            if self.operations.cancel_requested(self.op.op_id):
+                self.cancel_event.set()   # a cancel asked on another replica arrives through the store
+            self.meta.update_time.GetCurrentTime()
+            self.meta.worker = self.worker
+            self.op.operation.metadata.Pack(self.meta)
+            self.op.worker = self.worker
+            self.operations.put(self.op)
+
+    def _heartbeat(self) -> None:
+        # Its own thread: a long model load or index build must not look like a dead worker.
+        while not self._stop_beating.wait(self.heartbeat_seconds):
+            try:
+                self._sync_record()
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the build goes on
+                log.exception("heartbeat failed", extra={"operation": self.op.operation.name})
+
+    # --- the job ---
+    def run(self) -> None:
+        """Never raises: the outcome is written into the operation record."""
+        beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.op.op_id[:8]}", daemon=True)
+        beat.start()
+        try:
+            self._run()
+        except BuildCancelled:
+            self._fail(code_pb2.CANCELLED, f"cancelled by CancelOperation during stage {Stage.Name(self.current_stage)}")
+        except ExplaindError as e:
+            self._fail(e.code.value[0], f"stage {Stage.Name(self.current_stage)}: {e}", e.field, e.message)
+        except Exception as e:  # noqa: BLE001 - any failure must end the operation, not kill the worker
+            log.exception("build failed", extra={"operation": self.op.operation.name})
+            self._fail(code_pb2.INTERNAL, f"stage {Stage.Name(self.current_stage)}: {type(e).__name__}: {e}")
+        finally:
+            self._stop_beating.set()
+            beat.join()
+
+    def _abandon(self) -> None:
+        """Another replica ended the operation and freed the id: drop only our own staging."""
+        self.models.discard_build(self.record.model_id, self.build_id)
+        log.warning("build abandoned: its operation was ended elsewhere", extra={"operation": self.op.operation.name})
+
+    def _run(self) -> None:
+        index = self.recipe.build(self.record.model, self, self.options)
+        self._check()
+        self._publish(index)
+
+    def _publish(self, index: ExampleIndex | None) -> None:
+        self.stage(Stage.PUBLISHING)
+        record = self.record
+        model = record.model
+        if index is not None:
+            prefix = self.models.build_prefix(record.model_id, self.build_id)
+            with tempfile.TemporaryDirectory(prefix="explaind-build-") as tmp:
+                index.save(tmp)
+                size = self.models.objects.upload_dir(tmp, prefix)
+            info = index.info
+            config = index.config
+            model.index_info.CopyFrom(model_pb2.IndexInfo(
+                example_count=index.size, dimensions=index.dimensions, index_type=info.index_type,
+                index_bytes=info.index_bytes or size, device=info.device, distance_measure_type=config.distance,
+                feature_norm_type=config.feature_norm, nlist=info.nlist, nprobe=info.nprobe))
+            record.build_id = self.build_id
+            record.search_config = config.to_json()
+        self._sync_record()      # last look: cancelled or taken over while we built?
+        self._check()
+        self._stop_beating.set()
+        model.state = model_pb2.Model.READY
+        model.update_time.GetCurrentTime()
+        self.models.publish(record)
+        self.meta.stage = Stage.DONE
+        self.meta.progress_percent = 100.0
+        self.meta.update_time.GetCurrentTime()
+        self.op.operation.metadata.Pack(self.meta)
+        self.op.operation.response.Pack(model_service_pb2.UploadModelResponse(model=model))
+        self.op.operation.done = True
+        self._store_final()
+
+    def _fail(self, code: int, message: str, field: str | None = None, description: str = "") -> None:
+        self._stop_beating.set()
+        if self.taken_over.is_set():
+            self._abandon()        # the id's claim may already belong to a new upload
+            return
+        try:
+            self.models.discard_build(self.record.model_id, self.build_id)
+        finally:
+            self.models.release_claim(self.record.model_id)
+        status = status_pb2.Status(code=code, message=message)
+        if field:
+            detail = error_details_pb2.BadRequest(field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=field, description=description or message)])
+            status.details.add().Pack(detail)
+        self.meta.update_time.GetCurrentTime()
+        self.op.operation.metadata.Pack(self.meta)
+        self.op.operation.error.CopyFrom(status)
+        self.op.operation.done = True
+        self._store_final()
+        log.info("build ended with an error", extra={"operation": self.op.operation.name, "error": message})
+
+    def _store_final(self) -> None:
+        with self._record_lock:
+            stored = self.operations.get(self.op.op_id)
+            # A DeleteOperation during the build forgets the record: do not resurrect it.
+            if stored is not None:
+                self.operations.put(self.op)
+

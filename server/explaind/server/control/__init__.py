@@ -1,0 +1,1 @@
+"""The control plane: uploads, models and operations for every API surface."""

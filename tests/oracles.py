@@ -1,0 +1,65 @@
+"""The one independent oracle of the project's search semantics, in plain
+numpy (float64), written apart from the code it checks: distances for every
+measure, nearest neighbors, token restricts and greedy crowding."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def distances(queries: np.ndarray, examples: np.ndarray, distance: str, norm: str = "NONE") -> np.ndarray:
+    """(queries, examples) distances, smaller is nearer for every measure."""
+    q = np.atleast_2d(np.asarray(queries, dtype=np.float64))
+    x = np.asarray(examples, dtype=np.float64)
+    if norm == "UNIT_L2_NORM" or distance == "COSINE_DISTANCE":
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    if distance == "DOT_PRODUCT_DISTANCE":
+        return -(q @ x.T)
+    if distance == "COSINE_DISTANCE":
+        return 1.0 - q @ x.T
+    if distance == "SQUARED_L2_DISTANCE":
+        return np.maximum((q * q).sum(1)[:, None] - 2.0 * q @ x.T + (x * x).sum(1)[None, :], 0.0)
+    if distance == "L1_DISTANCE":
+        return np.stack([np.abs(x - row).sum(1) for row in q])     # one query at a time: memory O(N d)
+    raise ValueError(distance)
+
+
+def nearest(examples: np.ndarray, queries: np.ndarray, k: int, distance: str, unit_norm: bool = False):
+    """(positions, distances) of the k nearest examples per query, nearest first."""
+    d = distances(queries, examples, distance, "UNIT_L2_NORM" if unit_norm else "NONE")
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(d, order, axis=1)
+
+
+def matches(example: dict, clauses) -> bool:
+    """Token restricts. example: {namespace: (allow set, deny set)}; clauses:
+    [(namespace, allow list, deny list)], ANDed. A clause with allow tokens
+    needs one of them among the example's tokens, and none of them among the
+    example's own deny tokens; a query deny token excludes examples holding
+    it; an example with no tokens in a namespace the query allows on does not
+    match."""
+    for ns, allow, deny in clauses:
+        has, denies = example.get(ns, (set(), set()))
+        if allow and (not has & set(allow) or denies & set(allow)):
+            return False
+        if has & set(deny):
+            return False
+    return True
+
+
+def crowded_search(dist: np.ndarray, admissible: np.ndarray, tags: list, k: int, crowding: int) -> list[int]:
+    """Greedy in distance order: at most `crowding` results per tag (0: no limit;
+    examples without a tag are never limited)."""
+    out, used = [], {}
+    for pos in np.argsort(dist, kind="stable"):
+        if not admissible[pos]:
+            continue
+        tag = tags[pos]
+        if crowding and tag not in (None, ""):
+            if used.get(tag, 0) >= crowding:
+                continue
+            used[tag] = used.get(tag, 0) + 1
+        out.append(int(pos))
+        if len(out) == k:
+            break
+    return out
