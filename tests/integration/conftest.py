@@ -8,12 +8,12 @@ from tests.server_process import ServerProcess
 
 @pytest.fixture
 def start_server(tmp_path_factory):
-    """start_server(store=None, **settings) -> a started ServerProcess, stopped at teardown."""
+    """start_server(store=None, env=None, **settings) -> a started ServerProcess, stopped at teardown."""
     started: list[ServerProcess] = []
 
-    def start(store: str | None = None, **settings) -> ServerProcess:
+    def start(store: str | None = None, env: dict | None = None, **settings) -> ServerProcess:
         base = tmp_path_factory.mktemp("server")
-        server = ServerProcess(store or str(base / "store"), str(base / "server.log"),
+        server = ServerProcess(store or str(base / "store"), str(base / "server.log"), env=env,
                                cache_dir=str(base / "cache"), **settings)
         started.append(server.start())
         return server

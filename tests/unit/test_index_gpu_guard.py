@@ -8,6 +8,7 @@ import pytest
 
 from explaind.server.index import ExampleIndex, Namespace, SearchConfig
 from explaind.server.index import backend
+from tests import oracles
 
 
 class FakeGpuIndex:
@@ -65,3 +66,76 @@ def test_l1_and_opt_out_stay_on_cpu(fake_gpu):
     assert build("L1_DISTANCE")[0].info.device == "cpu"
     assert build("SQUARED_L2_DISTANCE", use_gpu=False)[0].info.device == "cpu"
     assert len(fake_gpu) == 0
+
+
+# ---- filters are never trusted unverified (FAISS's classic GPU kernels ignore selectors)
+
+class IgnoresSelectors(FakeGpuIndex):
+    """A classic FAISS GPU build: search parameters, the selector included, are ignored."""
+
+    def search(self, x, k, params=None):
+        self.calls.append(k)
+        return self.inner.search(x, k)
+
+
+class PassesTheProbeOnly(FakeGpuIndex):
+    """Honours selectors for its first two searches (the placement probe), then ignores them."""
+
+    def search(self, x, k, params=None):
+        self.calls.append(k)
+        return self.inner.search(x, k, params=params if len(self.calls) <= 2 else None)
+
+
+def _selector_band_index(gpu_class, algorithm):
+    """30k examples, token "p:<i % 10>": one token admits 10%, which on the GPU is
+    past the subset scan (2048 rows) and under the post-filter band: the selector path."""
+    rng = np.random.default_rng(1)
+    n = 30_000
+    x = rng.standard_normal((n, 8)).astype(np.float32)
+    restricts = [[Namespace("p", (str(i % 10),))] for i in range(n)]
+    cfg = SearchConfig(dimensions=8, distance="SQUARED_L2_DISTANCE", feature_norm="NONE", algorithm=algorithm,
+                       leaf_node_embedding_count=1000, leaf_nodes_to_search_percent=100)
+    made = []
+
+    def to_gpu(res, device, index):
+        made.append(gpu_class(index))
+        return made[-1]
+
+    with mock.patch.object(faiss, "StandardGpuResources", object, create=True), \
+            mock.patch.object(faiss, "index_cpu_to_gpu", to_gpu, create=True), \
+            mock.patch.object(faiss, "get_num_gpus", lambda: 1):
+        index = ExampleIndex.build(x, [str(i) for i in range(n)], restricts, None, cfg)
+    return index, made[0], x, rng
+
+
+def _assert_oracle(got, x, queries, admissible):
+    rows = np.flatnonzero(admissible)
+    order, dist = oracles.nearest(x[rows], queries, 10, "SQUARED_L2_DISTANCE")
+    for found, want, want_d in zip(got, order, dist):
+        assert [n.position for n in found] == rows[want].tolist()
+        np.testing.assert_allclose([n.distance for n in found], want_d, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("algorithm", ["brute_force", "tree_ah"])
+def test_a_gpu_build_that_ignores_selectors_is_found_out_and_filters_run_on_the_cpu(algorithm):
+    index, gpu, x, rng = _selector_band_index(IgnoresSelectors, algorithm)
+    assert index.info.device == "gpu" and index._placement.gpu_filters is False
+    probe_calls = len(gpu.calls)
+    q = rng.standard_normal((5, 8)).astype(np.float32)
+    violations = []
+    got = index.search(q, 10, restricts=[[Namespace("p", ("3",))]] * 5, on_filter_violation=violations.append)
+    _assert_oracle(got, x, q, np.arange(len(x)) % 10 == 3)
+    assert len(gpu.calls) == probe_calls and violations == []     # routed to the CPU index: nothing to catch
+    index.search(q, 10)
+    assert len(gpu.calls) == probe_calls + 1                      # unfiltered searches still use the GPU
+
+
+@pytest.mark.parametrize("algorithm", ["brute_force", "tree_ah"])
+def test_a_placement_that_ignores_a_selector_after_the_probe_is_caught_row_by_row(algorithm):
+    index, gpu, x, rng = _selector_band_index(PassesTheProbeOnly, algorithm)
+    assert index._placement.gpu_filters is True                    # the probe was fooled
+    q = rng.standard_normal((5, 8)).astype(np.float32)
+    violations = []
+    got = index.search(q, 10, restricts=[[Namespace("p", ("3",))]] * 5, on_filter_violation=violations.append)
+    _assert_oracle(got, x, q, np.arange(len(x)) % 10 == 3)        # answered again, exactly
+    assert len(gpu.calls) > 2 and sum(violations) == 5            # every row returned excluded examples

@@ -29,6 +29,7 @@ EXPECTED = {
     "explaind_models_loaded": ("gauge", set()),
     "explaind_index_vectors": ("gauge", {"model", "device"}),
     "explaind_index_bytes": ("gauge", {"model", "device"}),
+    "explaind_filter_violations": ("counter", {"model", "device"}),
     "explaind_operations": ("gauge", {"state"}),
     "explaind_build_stage_seconds": ("histogram", {"stage"}),
     "explaind_inflight_calls": ("gauge", set()),
@@ -64,6 +65,7 @@ def touch_every_metric(m: Metrics) -> None:
     m.models_loaded.set(1)
     m.index_vectors.labels(model="m", device="cpu").set(1000)
     m.index_bytes.labels(model="m", device="cpu").set(4096)
+    m.filter_violations.labels(model="m", device="gpu").inc()
     m.operations.labels(state="RUNNING").set(1)
     m.build_stage_seconds.labels(stage="embed").observe(2.0)
     m.inflight_calls.set(0)

@@ -94,6 +94,11 @@ class Metrics:
         self.index_bytes = Gauge(
             "explaind_index_bytes", "Approximate memory held by a loaded model's index.",
             ("model", "device"), registry=r)
+        self.filter_violations = Counter(
+            "explaind_filter_violations_total",
+            "Query rows whose filtered search returned an example the filter excludes (answered again "
+            "exactly); nonzero means the FAISS build ignores search selectors.",
+            ("model", "device"), registry=r)
 
         # Uploads (build jobs).
         self.operations = Gauge(

@@ -6,7 +6,15 @@ compressed code to re-rank, and approximateNeighborsCount is recorded but
 does not change the search.
 
 The CPU index is always kept: it is what gets saved, and it answers what a
-GPU index cannot (L1, k or nprobe above the GPU limit of 2048)."""
+GPU index cannot (L1, k or nprobe above the GPU limit of 2048, and filters a
+GPU build does not honour).
+
+A filter is never trusted unverified. FAISS's classic GPU kernels accept a
+selector (`SearchParameters(sel=...)`) and ignore it; only builds with cuVS
+filter on the GPU. So a GPU placement is probed once (`honours_selectors`),
+and filtered searches on a placement that failed the probe run on the CPU
+index. The index also checks every returned position against the request's
+admissible mask (example_index.py), whatever the probe said."""
 from __future__ import annotations
 
 import logging
@@ -70,7 +78,9 @@ class Placement:
     StandardGpuResources (its stream and scratch memory) is not meant to be
     used by several host threads at once. CPU FAISS search is thread-safe."""
 
-    def __init__(self, cpu_index: faiss.Index, config: SearchConfig, use_gpu: bool | None):
+    def __init__(self, cpu_index: faiss.Index, config: SearchConfig, use_gpu: bool | None,
+                 probe_vector: np.ndarray | None = None):
+        """`probe_vector`: row 0 of the index (as stored), for the selector probe."""
         self.cpu_index = cpu_index
         self.gpu_index = None
         self._res = None  # must outlive gpu_index
@@ -83,6 +93,11 @@ class Placement:
         elif want:
             self._res = faiss.StandardGpuResources()
             self.gpu_index = faiss.index_cpu_to_gpu(self._res, 0, cpu_index)
+        # CPU FAISS honours selectors; a GPU build must show that it does.
+        self.gpu_filters = self.gpu_index is None or honours_selectors(self.gpu_index, cpu_index, probe_vector)
+        if not self.gpu_filters:
+            log.warning("this FAISS GPU build ignores search selectors (a classic build, not cuVS): "
+                        "filtered searches of this index run on the CPU")
 
     @property
     def device(self) -> str:
@@ -90,7 +105,35 @@ class Placement:
 
     def search(self, x: np.ndarray, k: int, params=None) -> tuple[np.ndarray, np.ndarray]:
         nprobe = getattr(params, "nprobe", 0) if params is not None else 0
-        if self.gpu_index is not None and k <= GPU_MAX_K and nprobe <= GPU_MAX_K:
+        filtered = params is not None and getattr(params, "sel", None) is not None
+        if self.gpu_index is not None and k <= GPU_MAX_K and nprobe <= GPU_MAX_K and \
+                (self.gpu_filters or not filtered):
             with self._lock:
                 return self.gpu_index.search(x, k, params=params)
         return self.cpu_index.search(x, k, params=params)
+
+
+def honours_selectors(index, cpu_index: faiss.Index, row_zero_vector: np.ndarray | None) -> bool:
+    """Whether `index` (a GPU copy of `cpu_index`) filters by a search selector: a
+    selector that admits nothing must return nothing, and one that admits only
+    row 0 must return row 0 alone, queried with row 0's own vector (so its IVF
+    list is the first one probed)."""
+    n = cpu_index.ntotal
+    if n == 0 or row_zero_vector is None:
+        return n == 0
+    nlist = min(int(getattr(cpu_index, "nlist", 0)), GPU_MAX_K)
+    query = np.ascontiguousarray(row_zero_vector, dtype=np.float32).reshape(1, cpu_index.d)
+    nothing = np.zeros((n + 7) // 8, np.uint8)
+    row_zero = nothing.copy()
+    row_zero[0] = 1
+    for bitmap, want in ((nothing, []), (row_zero, [0])):
+        selector = faiss.IDSelectorBitmap(bitmap)
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=nlist) if nlist else \
+            faiss.SearchParameters(sel=selector)
+        try:
+            _, ids = index.search(query, min(2, n), params=params)
+        except Exception:  # noqa: BLE001 - a build that refuses selectors does not honour them
+            return False
+        if [int(i) for i in ids[0] if i >= 0] != want:
+            return False
+    return True

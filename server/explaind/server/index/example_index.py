@@ -9,7 +9,7 @@ import dataclasses
 import json
 import os
 from collections import defaultdict
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import faiss
 import numpy as np
@@ -72,7 +72,8 @@ class ExampleIndex:
         self._postings = postings
         self._tag_codes = tag_codes
         self._tag_vocab = tag_vocab
-        self._placement = Placement(cpu_index, config, use_gpu)
+        self._placement = Placement(cpu_index, config, use_gpu,
+                                    probe_vector=self._vectors[0] if len(self._vectors) else None)
         self.size = len(ids)
         self.dimensions = int(embeddings.shape[1])
         self._nlist = int(getattr(cpu_index, "nlist", 0))
@@ -140,9 +141,12 @@ class ExampleIndex:
 
     def search(self, queries: np.ndarray, neighbor_count: int,
                restricts: Sequence[Sequence[Namespace] | None] | None = None,
-               crowding_count: int = 0) -> list[list[Neighbor]]:
+               crowding_count: int = 0,
+               on_filter_violation: Callable[[int], None] | None = None) -> list[list[Neighbor]]:
         """Per query row: its Neighbors, nearest first. Rows with identical
-        restricts share one FAISS call."""
+        restricts share one FAISS call. `on_filter_violation(rows)` hears of
+        rows whose filtered search returned an excluded example (they are
+        answered again, exactly)."""
         q = np.asarray(queries, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]
@@ -163,14 +167,14 @@ class ExampleIndex:
             groups[_query_key(restricts[row] if restricts is not None else None)].append(row)
         for query, rows in groups.items():
             mask = self._postings.admissible(query)
-            found = self._search_group(q[rows], neighbor_count, mask, crowding_count)
+            found = self._search_group(q[rows], neighbor_count, mask, crowding_count, on_filter_violation)
             for row, neighbors in zip(rows, found):
                 out[row] = neighbors
         return out
 
-    def _search_group(self, q: np.ndarray, k: int, mask: np.ndarray | None,
-                      crowding: int) -> list[list[Neighbor]]:
-        fetch = self._candidates.provider(mask)
+    def _search_group(self, q: np.ndarray, k: int, mask: np.ndarray | None, crowding: int,
+                      on_violation: Callable[[int], None] | None) -> list[list[Neighbor]]:
+        fetch = self._candidates.provider(mask, on_violation)
         admissible = fetch.admissible
         out: list[list[Neighbor]] = [[] for _ in range(len(q))]
         if admissible == 0:

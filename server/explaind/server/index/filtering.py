@@ -29,7 +29,9 @@ Thresholds come from bench/bench_filtered_search.py and probes on
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+from typing import Callable
 
 import faiss
 import numpy as np
@@ -38,6 +40,7 @@ from explaind.server.index import distances
 from explaind.server.index.backend import Placement
 from explaind.server.index.config import SearchConfig
 
+log = logging.getLogger(__name__)
 # rows of queries x subset distances computed at once (~64 MB of float32)
 _SUBSET_CHUNK = 16 << 20
 STRATEGIES = ("subset", "postfilter", "selector")
@@ -84,7 +87,9 @@ class Candidates:
         self.policy = policy
         self._squared_norms: np.ndarray | None = None   # for the batch-1 scan, computed once
 
-    def provider(self, mask: np.ndarray | None):
+    def provider(self, mask: np.ndarray | None, on_violation: Callable[[int], None] | None = None):
+        """`on_violation(rows)`: told when a strategy returned an inadmissible
+        example (rows answered again by the exact path)."""
         n = self.context.size
         m = n if mask is None else int(np.count_nonzero(mask))
         if m == n or m == 0:       # m == 0: never called (admissible == 0)
@@ -96,7 +101,7 @@ class Candidates:
             fetch = _PostFilter(self, mask, m)
         else:
             fetch = _Selector(self, mask, m)
-        return _Provider(fetch, m)
+        return _Provider(_Verified(fetch, self, mask, on_violation), m)
 
     def _strategy(self, m: int, n: int) -> str:
         if m <= self._subset_max():
@@ -155,6 +160,33 @@ class _Provider:
 
     def __call__(self, q: np.ndarray, k: int):
         return self._fetch(q, k)
+
+
+class _Verified:
+    """Checks every returned position against the admissible mask (k lookups a
+    row) before it leaves the index: a placement that ignored the filter (a
+    GPU build without selector support) is caught here, logged, reported and
+    answered again by the exact subset scan."""
+
+    def __init__(self, fetch, cand: Candidates, mask: np.ndarray, on_violation: Callable[[int], None] | None):
+        self._fetch = fetch
+        self._cand = cand
+        self._mask = mask
+        self._on_violation = on_violation
+
+    def __call__(self, q: np.ndarray, k: int):
+        dist, pos, exhausted = self._fetch(q, k)
+        found = pos >= 0
+        bad = np.flatnonzero((found & ~self._mask[np.where(found, pos, 0)]).any(axis=1))
+        if bad.size:
+            log.warning("a filtered search returned examples its filter excludes; answered by the exact path",
+                        extra={"rows": int(bad.size), "device": self._cand.context.placement.device,
+                               "strategy": type(self._fetch).__name__})
+            if self._on_violation is not None:
+                self._on_violation(int(bad.size))
+            exact = _Subset(self._cand, np.flatnonzero(self._mask))
+            dist[bad], pos[bad], exhausted[bad] = exact(q[bad], k)
+        return dist, pos, exhausted
 
 
 class _Subset:

@@ -133,13 +133,14 @@ class Engine:
         servable = key.servable
         queries = np.stack([row.vector for row in rows]).astype(np.float32, copy=False)
         restricts = [row.restricts for row in rows]
+        labels = {"model": key.model_id, "device": servable.device}
+        violations = self.metrics.filter_violations.labels(**labels).inc if self.metrics is not None else None
         start = time.perf_counter()
         results = servable.index.search(queries, key.neighbor_count,
                                         restricts=restricts if any(restricts) else None,
-                                        crowding_count=key.crowding_count)
+                                        crowding_count=key.crowding_count, on_filter_violation=violations)
         if self.metrics is not None:
-            self.metrics.search_seconds.labels(model=key.model_id, device=servable.device).observe(
-                time.perf_counter() - start)
+            self.metrics.search_seconds.labels(**labels).observe(time.perf_counter() - start)
         return results
 
     async def close(self) -> None:

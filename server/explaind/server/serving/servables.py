@@ -18,6 +18,7 @@ from explaind.v1 import explanation_pb2, model_pb2
 from ..errors import FailedPrecondition, InvalidArgument
 from ..index.example_index import ExampleIndex
 from ..methods import Method, method_of
+from ..runtime.tensorflow_check import require_tensorflow
 from ..store.models import ModelRecord
 from .requests import ExplainCall, examples_query, instance_restricts
 from .results import InstanceExplanation, NeighborResult
@@ -198,10 +199,12 @@ def load_servable(record: ModelRecord, build_dir: str | None, use_gpu: bool | No
         index = ExampleIndex.load(build_dir, use_gpu=use_gpu)
         latent = None
         if model.artifact_uri:
+            require_tensorflow("model.artifact_uri")
             from ..runtime.saved_model import LatentModel   # TensorFlow: only for models that need it
             latent = LatentModel.load(model.artifact_uri, model.explanation_spec.metadata.latent_space_source)
         return ExampleServable(record, index, latent)
     if method is not None:
+        require_tensorflow("model.artifact_uri")
         from ..runtime.feature_model import FeatureModel
         return AttributionServable(record, FeatureModel.load(model.artifact_uri, model.explanation_spec))
     raise ValueError(f"{model.name} has no explanation method")
