@@ -127,7 +127,23 @@ def cfg(**kw):
 def test_nlist_nprobe_formulas(n, leaf, percent, nlist, nprobe):
     plan = plan_index(cfg(leaf_node_embedding_count=leaf, leaf_nodes_to_search_percent=percent), n)
     assert (plan.nlist, plan.nprobe) == (nlist, nprobe)
-    assert plan.index_type == f"IVF{nlist},Flat"
+    assert plan.index_type == f"IVF{nlist},PQ4x4fs"      # 4-bit codes of 2 dimensions each (d = 8)
+
+
+@pytest.mark.parametrize("d, m", [(8, 4), (128, 64), (7, 7), (1, 1)])
+def test_codes_have_two_dimensions_each_or_one_when_d_is_odd(d, m):
+    assert plan_index(cfg(dimensions=d), 100_000).pq_m == m
+
+
+@pytest.mark.parametrize("given, neighbors, k, want", [
+    (0, 10, 10, 200),       # unset: 20 per neighbor
+    (50, 10, 10, 50),       # approximateNeighborsCount
+    (50, 10, 40, 200),      # a request for more neighbors re-ranks proportionally more
+    (5, 10, 10, 10),        # never fewer than k
+])
+def test_rerank_count(given, neighbors, k, want):
+    from explaind.server.index.config import rerank_count
+    assert rerank_count(cfg(approximate_neighbors_count=given, neighbor_count=neighbors), k) == want
 
 
 def test_fraction_maps_to_nprobe():

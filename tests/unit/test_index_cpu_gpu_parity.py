@@ -20,8 +20,9 @@ N, D, K = 30_000, 32, 10
 BANDS = {"rare": 1_000, "mid": 3_000, "wide": 9_000, "all": N}
 DISTANCES = ["DOT_PRODUCT_DISTANCE", "SQUARED_L2_DISTANCE", "COSINE_DISTANCE", "L1_DISTANCE"]
 ALGORITHMS = {"flat": {"bruteForceConfig": {}},
-              # every list probed: exact, so comparable with the oracle
+              # every list probed and every candidate re-ranked: exact, so comparable with the oracle
               "ivf": {"treeAhConfig": {"leafNodeEmbeddingCount": 500, "leafNodesToSearchPercent": 100}}}
+EXACT_RERANK = {"flat": 0, "ivf": N}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,7 @@ def _oracle(vectors, tags, query, distance, admissible, crowding):
 def test_cpu_matches_oracle_and_gpu_matches_cpu(data, distance, algorithm):
     vectors, restricts, tags, queries, masks = data
     config = search_config_from_json({"config": {"dimensions": D, "distanceMeasureType": distance,
+                                                 "approximateNeighborsCount": EXACT_RERANK[algorithm],
                                                  "algorithmConfig": ALGORITHMS[algorithm]}}, K, "config")
     ids = [str(i) for i in range(N)]
     cpu = ExampleIndex.build(vectors, ids, restricts, tags, config, use_gpu=False)

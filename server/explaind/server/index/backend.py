@@ -1,9 +1,12 @@
 """FAISS index construction and placement (CPU, or GPU when asked and able).
 
-treeAhConfig builds IVF-Flat: lists hold full float32 vectors, so returned
-distances are exact and recall depends on nprobe alone; there is no
-compressed code to re-rank, and approximateNeighborsCount is recorded but
-does not change the search.
+treeAhConfig builds IVF with 4-bit product-quantizer codes (FAISS fast-scan,
+`IVF{nlist},PQ{m}x4fs`): the lists hold d/4 bytes a vector, and the
+approximateNeighborsCount best candidates are re-ranked exactly against the
+full vectors, which stay in memory-mapped files (index/vectors.py). L1 has
+no product quantizer in FAISS: its codes are trained for L2, whose
+candidates the exact L1 re-rank then orders. Format 1 indexes (IVF-Flat,
+full vectors in the lists) still load and search as before.
 
 The CPU index is always kept: it is what gets saved, and it answers what a
 GPU index cannot (L1, k or nprobe above the GPU limit of 2048, and filters a
@@ -23,7 +26,7 @@ import threading
 import faiss
 import numpy as np
 
-from explaind.server.index.config import IndexPlan, SearchConfig
+from explaind.server.index.config import MIN_POINTS_PER_LIST, IndexPlan, SearchConfig
 from explaind.server.index.distances import faiss_metric
 
 log = logging.getLogger(__name__)
@@ -52,25 +55,53 @@ def gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-def build_cpu_index(vectors: np.ndarray, config: SearchConfig, plan: IndexPlan) -> faiss.Index:
+# Training samples at most this many points in all: k-means costs
+# points x nlist x d per iteration, and past a million points the centroids
+# barely move (each list still gets >= 39 points up to nlist = 26k).
+TRAIN_MAX_POINTS = 1 << 20
+ADD_ROWS = 1 << 16          # vectors encoded per add() call: bounds the prepared copy
+
+
+def build_cpu_index(vectors: np.ndarray, config: SearchConfig, plan: IndexPlan,
+                    prepare=None) -> faiss.Index:
+    """`vectors` (n, d) may be memory-mapped; `prepare(block)` turns rows into
+    what the index compares (normalized where the measure asks). IVF indexes
+    hold ids = positions."""
     n, d = vectors.shape
+    prepare = prepare or (lambda block: np.ascontiguousarray(block, dtype=np.float32))
     metric = faiss_metric(config)
     if plan.exact:
         index = faiss.IndexFlat(d, metric)
-    else:
-        quantizer = faiss.IndexFlat(d, metric)
-        index = faiss.IndexIVFFlat(quantizer, d, plan.nlist, metric)
-        quantizer.this.disown()  # the IVF index owns and frees its quantizer
-        index.own_fields = True
-        train = vectors
-        cap = plan.nlist * TRAIN_POINTS_PER_LIST
-        if n > cap:
-            rows = np.random.default_rng(TRAIN_SEED).choice(n, cap, replace=False)
-            train = vectors[np.sort(rows)]
-        index.train(train)
-        index.nprobe = plan.nprobe
-    index.add(vectors)
+        index.add(prepare(vectors))
+        return index
+    index = empty_ivf_index(d, config, plan)
+    cap = min(n, max(plan.nlist * MIN_POINTS_PER_LIST, min(plan.nlist * TRAIN_POINTS_PER_LIST, TRAIN_MAX_POINTS)))
+    rows = np.sort(np.random.default_rng(TRAIN_SEED).choice(n, cap, replace=False)) if n > cap else slice(None)
+    index.train(prepare(vectors[rows]))
+    add_rows(index, vectors, 0, prepare)
     return index
+
+
+
+def empty_ivf_index(d: int, config: SearchConfig, plan: IndexPlan) -> faiss.Index:
+    metric = faiss_metric(config)
+    code_metric = faiss.METRIC_L2 if metric == faiss.METRIC_L1 else metric
+    quantizer = faiss.IndexFlat(d, code_metric)
+    if plan.pq_m:
+        index = faiss.IndexIVFPQFastScan(quantizer, d, plan.nlist, plan.pq_m, 4, code_metric)
+    else:
+        index = faiss.IndexIVFFlat(quantizer, d, plan.nlist, metric)
+    quantizer.this.disown()  # the IVF index owns and frees its quantizer
+    index.own_fields = True
+    index.nprobe = plan.nprobe
+    return index
+
+
+def add_rows(index: faiss.Index, vectors: np.ndarray, first_position: int, prepare) -> None:
+    """Adds vectors in blocks, with ids first_position, first_position + 1, ..."""
+    for s in range(0, len(vectors), ADD_ROWS):
+        block = prepare(vectors[s:s + ADD_ROWS])
+        index.add_with_ids(block, np.arange(first_position + s, first_position + s + len(block), dtype=np.int64))
 
 
 class Placement:
@@ -79,8 +110,9 @@ class Placement:
     used by several host threads at once. CPU FAISS search is thread-safe."""
 
     def __init__(self, cpu_index: faiss.Index, config: SearchConfig, use_gpu: bool | None,
-                 probe_vector: np.ndarray | None = None):
-        """`probe_vector`: row 0 of the index (as stored), for the selector probe."""
+                 probe_vector: np.ndarray | None = None, probe_id: int = 0):
+        """`probe_vector`: the vector (as stored) of the example with id `probe_id`
+        (one the index holds), for the selector probe."""
         self.cpu_index = cpu_index
         self.gpu_index = None
         self._res = None  # must outlive gpu_index
@@ -94,7 +126,8 @@ class Placement:
             self._res = faiss.StandardGpuResources()
             self.gpu_index = faiss.index_cpu_to_gpu(self._res, 0, cpu_index)
         # CPU FAISS honours selectors; a GPU build must show that it does.
-        self.gpu_filters = self.gpu_index is None or honours_selectors(self.gpu_index, cpu_index, probe_vector)
+        self.gpu_filters = self.gpu_index is None or honours_selectors(self.gpu_index, cpu_index, probe_vector,
+                                                                       probe_id)
         if not self.gpu_filters:
             log.warning("this FAISS GPU build ignores search selectors (a classic build, not cuVS): "
                         "filtered searches of this index run on the CPU")
@@ -113,20 +146,20 @@ class Placement:
         return self.cpu_index.search(x, k, params=params)
 
 
-def honours_selectors(index, cpu_index: faiss.Index, row_zero_vector: np.ndarray | None) -> bool:
+def honours_selectors(index, cpu_index: faiss.Index, probe_vector: np.ndarray | None, probe_id: int = 0) -> bool:
     """Whether `index` (a GPU copy of `cpu_index`) filters by a search selector: a
     selector that admits nothing must return nothing, and one that admits only
-    row 0 must return row 0 alone, queried with row 0's own vector (so its IVF
-    list is the first one probed)."""
+    the probe example must return it alone, queried with its own vector (so its
+    IVF list is the first one probed)."""
     n = cpu_index.ntotal
-    if n == 0 or row_zero_vector is None:
+    if n == 0 or probe_vector is None:
         return n == 0
     nlist = min(int(getattr(cpu_index, "nlist", 0)), GPU_MAX_K)
-    query = np.ascontiguousarray(row_zero_vector, dtype=np.float32).reshape(1, cpu_index.d)
-    nothing = np.zeros((n + 7) // 8, np.uint8)
-    row_zero = nothing.copy()
-    row_zero[0] = 1
-    for bitmap, want in ((nothing, []), (row_zero, [0])):
+    query = np.ascontiguousarray(probe_vector, dtype=np.float32).reshape(1, cpu_index.d)
+    nothing = np.zeros((probe_id + 8) // 8 + (n + 7) // 8, np.uint8)
+    only_probe = nothing.copy()
+    only_probe[probe_id // 8] = 1 << (probe_id % 8)
+    for bitmap, want in ((nothing, []), (only_probe, [probe_id])):
         selector = faiss.IDSelectorBitmap(bitmap)
         params = faiss.SearchParametersIVF(sel=selector, nprobe=nlist) if nlist else \
             faiss.SearchParameters(sel=selector)

@@ -29,14 +29,22 @@ MIN_POINTS_PER_LIST = 39
 
 # Presets (Vertex's `presets {query, modality}`), chosen by measuring recall@10
 # against brute force on Gaussian mixtures (30k-40k points, 32-64 dims; see
-# tests/unit/test_index_recall.py): PRECISE probes 30% of the lists (recall
-# >= 0.99 unless clusters overlap heavily), FAST 5% (>= 0.90, 6x fewer probes).
-# Unstructured data (one isotropic Gaussian) defeats any IVF setting; real
-# latent spaces are clustered.
+# tests/unit/test_index_recall.py): PRECISE probes 30% of the lists and
+# re-ranks 200 candidates exactly (recall >= 0.99 unless clusters overlap
+# heavily), FAST 5% and 128 candidates (>= 0.90, 6x fewer probes). The
+# candidate counts are what 4-bit codes of 2 dimensions each need on that
+# (deliberately overlapping) data: 100 gave 0.91 (cosine) for FAST, 160 gave
+# 0.98 for PRECISE. Unstructured data (one isotropic Gaussian) defeats any IVF
+# setting; real latent spaces are clustered.
 PRESETS = {
-    "PRECISE": {"leaf_node_embedding_count": 500, "leaf_nodes_to_search_percent": 30.0},
-    "FAST": {"leaf_node_embedding_count": 500, "leaf_nodes_to_search_percent": 5.0},
+    "PRECISE": {"leaf_node_embedding_count": 500, "leaf_nodes_to_search_percent": 30.0,
+                "approximate_neighbors_count": 200},
+    "FAST": {"leaf_node_embedding_count": 500, "leaf_nodes_to_search_percent": 5.0,
+             "approximate_neighbors_count": 128},
 }
+# treeAh without approximateNeighborsCount re-ranks this many candidates per
+# neighbor asked (200 for the default 10 neighbors, as PRECISE).
+DEFAULT_CANDIDATES_PER_NEIGHBOR = 20
 _UNSPECIFIED = ("", None, "QUERY_UNSPECIFIED", "MODALITY_UNSPECIFIED")
 
 
@@ -79,10 +87,14 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class IndexPlan:
-    """What FAISS index a config gives for N examples. nlist == 0: exact flat."""
+    """What FAISS index a config gives for N examples. nlist == 0: exact flat.
+    pq_m > 0: the lists hold 4-bit product-quantizer codes of pq_m
+    sub-vectors (FAISS fast-scan), re-ranked exactly against the full vectors;
+    pq_m == 0 with lists: IVF-Flat (only indexes saved by format 1)."""
 
     nlist: int
     nprobe: int
+    pq_m: int = 0
 
     @property
     def exact(self) -> bool:
@@ -90,7 +102,16 @@ class IndexPlan:
 
     @property
     def index_type(self) -> str:
-        return "Flat" if self.exact else f"IVF{self.nlist},Flat"
+        if self.exact:
+            return "Flat"
+        return f"IVF{self.nlist},PQ{self.pq_m}x4fs" if self.pq_m else f"IVF{self.nlist},Flat"
+
+
+def pq_subvectors(dimensions: int) -> int:
+    """Sub-vectors of the 4-bit codes: 2 dimensions each (what ScaNN's
+    asymmetric hashing uses by default: d/4 bytes a vector, 16x smaller than
+    float32), 1 each when d is odd."""
+    return dimensions // 2 if dimensions % 2 == 0 else dimensions
 
 
 def plan_index(config: SearchConfig, n: int) -> IndexPlan:
@@ -102,7 +123,17 @@ def plan_index(config: SearchConfig, n: int) -> IndexPlan:
     if nlist <= 1:
         return IndexPlan(0, 0)
     nprobe = min(nlist, max(1, math.ceil(nlist * config.leaf_nodes_to_search_percent / 100.0 - 1e-9)))
-    return IndexPlan(nlist, nprobe)
+    return IndexPlan(nlist, nprobe, pq_subvectors(config.dimensions or 0))
+
+
+def rerank_count(config: SearchConfig, k: int) -> int:
+    """Candidates a compressed index re-ranks exactly to answer k neighbors:
+    approximateNeighborsCount for the model's neighborCount (20 per neighbor
+    when not given), scaled up for a request that asks more neighbors, never
+    fewer than k."""
+    per_model = config.approximate_neighbors_count or DEFAULT_CANDIDATES_PER_NEIGHBOR * config.neighbor_count
+    base = max(config.neighbor_count, 1)
+    return max(k, per_model, math.ceil(per_model * k / base))
 
 
 # ---------------------------------------------------------------- parsing

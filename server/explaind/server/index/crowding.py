@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def encode_tags(tags: list[str | None]) -> tuple[np.ndarray, list[str]]:
-    """Tags -> (int32 code per example, -1 for none or ""; vocabulary)."""
-    vocab: dict[str, int] = {}
+def encode_tags(tags: list[str | None], known: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Tags -> (int32 code per example, -1 for none or ""; vocabulary). `known`:
+    an existing vocabulary to extend (codes already given keep their meaning)."""
+    vocab: dict[str, int] = {t: i for i, t in enumerate(known or [])}
     codes = np.fromiter(
         (-1 if not t else vocab.setdefault(t, len(vocab)) for t in tags), dtype=np.int32, count=len(tags))
     return codes, list(vocab)

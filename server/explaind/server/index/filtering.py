@@ -25,6 +25,13 @@ unfiltered search scans: N for Flat, N * nprobe / nlist for IVF):
                                to nlist, so the count is min(k, m) there too.
 Thresholds come from bench/bench_filtered_search.py and probes on
 100k-200k x 128 on 2 CPU cores; the GPU threshold is a guess (unmeasured).
+
+A compressed index (codes in the lists) answers every FAISS search in two
+steps: `approximate` fetches candidates by their codes, `refine` re-ranks
+them against the full vectors and keeps the k nearest. Only admissible
+candidates reach the re-rank (the selector admits nothing else; the
+post-filter drops the others first), so filters stay exact. Removed examples
+(an update's tombstones) are out of the FAISS index and out of every mask.
 """
 from __future__ import annotations
 
@@ -38,7 +45,8 @@ import numpy as np
 
 from explaind.server.index import distances
 from explaind.server.index.backend import Placement
-from explaind.server.index.config import SearchConfig
+from explaind.server.index.config import SearchConfig, rerank_count
+from explaind.server.index.vectors import HeldVectors, Vectors
 
 log = logging.getLogger(__name__)
 # rows of queries x subset distances computed at once (~64 MB of float32)
@@ -71,14 +79,21 @@ class FilterPolicy:
 class SearchContext:
     """What the strategies read of an index: never written after the index is made."""
     placement: Placement
-    vectors: np.ndarray          # what the index holds (normalized where the measure asks)
+    vectors: Vectors             # the full vectors, by position
     config: SearchConfig
     nlist: int                   # 0 for a flat index
     nprobe: int
+    compressed: bool = False     # FAISS returns approximate distances: re-rank
+    live: np.ndarray | None = None   # False for removed positions; None: none removed
 
     @property
     def size(self) -> int:
-        return len(self.vectors)
+        """Positions, removed ones included."""
+        return self.vectors.size
+
+    @property
+    def live_count(self) -> int:
+        return self.size if self.live is None else int(np.count_nonzero(self.live))
 
 
 class Candidates:
@@ -88,11 +103,13 @@ class Candidates:
         self._squared_norms: np.ndarray | None = None   # for the batch-1 scan, computed once
 
     def provider(self, mask: np.ndarray | None, on_violation: Callable[[int], None] | None = None):
-        """`on_violation(rows)`: told when a strategy returned an inadmissible
-        example (rows answered again by the exact path)."""
+        """`mask`: admissible positions (removed ones already excluded), None
+        for every live one. `on_violation(rows)`: told when a strategy returned
+        an inadmissible example (rows answered again by the exact path)."""
         n = self.context.size
-        m = n if mask is None else int(np.count_nonzero(mask))
-        if m == n or m == 0:       # m == 0: never called (admissible == 0)
+        live = self.context.live_count
+        m = live if mask is None else int(np.count_nonzero(mask))
+        if mask is None or m == n or m == 0:       # m == 0: never called (admissible == 0)
             return _Provider(self._all, m)
         strategy = self.policy.force or self._strategy(m, n)
         if strategy == "subset":
@@ -119,10 +136,31 @@ class Candidates:
 
     # --- the plain FAISS search, scores converted and missing results padded
     def faiss_search(self, q: np.ndarray, k: int, params=None) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest by FAISS, with exact distances (re-ranked when compressed)."""
+        fetch = rerank_count(self.context.config, k) if self.context.compressed else k
+        dist, pos = self.approximate(q, fetch, params)
+        return self.refine(q, dist, pos, k)
+
+    def approximate(self, q: np.ndarray, k: int, params=None) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's k best: exact distances for exact indexes, code distances for compressed ones."""
         k = min(k, self.context.size)
         scores, pos = self.context.placement.search(q, k, params=params)
         dist = distances.from_faiss(scores, self.context.config).astype(np.float32, copy=False)
         dist[pos < 0] = np.inf
+        return dist, pos
+
+    def refine(self, q: np.ndarray, dist: np.ndarray, pos: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest of the candidates (pos < 0: none), sorted, padded with -1 / inf:
+        by exact distance on a compressed index, else in FAISS's order."""
+        if self.context.compressed:
+            dist = self.context.vectors.exact(q, pos)
+        else:
+            dist = np.where(pos >= 0, dist, np.inf).astype(np.float32, copy=False)
+        k = min(k, pos.shape[1])
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        dist = np.take_along_axis(dist, order, axis=1)
+        pos = np.take_along_axis(pos, order, axis=1)
+        pos[~np.isfinite(dist)] = -1
         return dist, pos
 
     def _all(self, q: np.ndarray, k: int):
@@ -136,15 +174,16 @@ class Candidates:
         # one core; one BLAS matrix-vector product uses them all (1.3-1.7x faster on 2
         # cores at 100k-400k x 128, more with more cores). Two queries or more: FAISS.
         return (rows == 1 and not self.context.nlist and self.context.placement.device == "cpu"
-                and self.context.config.distance != "L1_DISTANCE")
+                and self.context.config.distance != "L1_DISTANCE" and isinstance(self.context.vectors, HeldVectors))
 
     def _scan_all(self, q: np.ndarray, k: int):
         exhausted = np.full(len(q), k >= self.context.size)   # asked for all there is
         k = min(k, self.context.size)
-        ip = q @ self.context.vectors.T
+        matrix = self.context.vectors.matrix
+        ip = q @ matrix.T
         if self.context.config.distance == "SQUARED_L2_DISTANCE":
             if self._squared_norms is None:
-                self._squared_norms = np.einsum("ij,ij->i", self.context.vectors, self.context.vectors)
+                self._squared_norms = np.einsum("ij,ij->i", matrix, matrix)
             dist = self._squared_norms[None, :] - 2.0 * ip + np.einsum("ij,ij->i", q, q)[:, None]
             np.maximum(dist, 0.0, out=dist)
         else:
@@ -193,7 +232,7 @@ class _Subset:
     def __init__(self, cand: Candidates, positions: np.ndarray):
         self._cand = cand
         self._positions = positions
-        self._vectors = cand.context.vectors[positions]  # gathered once per query group
+        self._vectors = cand.context.vectors.prepared(positions)  # gathered once per query group
 
     def __call__(self, q: np.ndarray, k: int):
         m = len(self._positions)
@@ -245,19 +284,16 @@ class _PostFilter:
 
     def __call__(self, q: np.ndarray, k: int):
         cand = self._cand
-        raw = min(cand.context.size, math.ceil(k * cand.context.size / self._m * 1.5) + 32)
+        # A compressed index re-ranks its candidate count of admissible ones.
+        want = rerank_count(cand.context.config, k) if cand.context.compressed else k
+        raw = min(cand.context.size, math.ceil(want * cand.context.size / self._m * 1.5) + 32)
         if raw > cand.policy.postfilter_max_k:
             return self._fallback()(q, k)
-        dist, pos = cand.faiss_search(q, raw)
+        dist, pos = cand.approximate(q, raw)
         ok = (pos >= 0) & self._mask[np.maximum(pos, 0)]
-        # stable sort moves each row's admissible candidates to the front, in order
-        order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
-        dist = np.take_along_axis(dist, order, axis=1)
-        pos = np.take_along_axis(pos, order, axis=1)
-        got = np.take_along_axis(ok, order, axis=1)
-        pos[~got] = -1
-        dist[~got] = np.inf
-        count = got.sum(axis=1)
+        pos = np.where(ok, pos, -1)
+        dist, pos = cand.refine(q, dist, pos, k)
+        count = (pos >= 0).sum(axis=1)
         exhausted = np.zeros(len(q), dtype=bool)
         if raw >= cand.context.size and not cand.context.nlist:
             exhausted[:] = count < k  # an exact scan of everything: nothing more to find

@@ -41,6 +41,8 @@ class _Postings:
         np.cumsum(sizes, out=offsets[1:])
         positions = (np.concatenate([np.asarray(lists[k], dtype=np.int32) for k in keys])
                      if keys else _EMPTY)
+        if len(positions) == 0:
+            positions = _EMPTY
         return cls(keys, offsets, positions)
 
     def get(self, ns: str, token: str) -> np.ndarray:
@@ -52,6 +54,30 @@ class _Postings:
     def union(self, ns: str, tokens: Iterable[str]) -> list[np.ndarray]:
         return [p for p in (self.get(ns, t) for t in tokens) if p.size]
 
+    def lists(self) -> dict[tuple[str, str], np.ndarray]:
+        return {k: self.positions[self.offsets[i]:self.offsets[i + 1]] for i, k in enumerate(self.keys)}
+
+    def merged(self, more: dict[tuple[str, str], list[int]]) -> "_Postings":
+        """These lists with `more` appended (positions past every existing one)."""
+        out = {k: [v] for k, v in self.lists().items()}
+        for k, v in more.items():
+            out.setdefault(k, []).append(np.asarray(v, dtype=np.int32))
+        return _Postings.from_lists({k: np.concatenate(v) for k, v in out.items()})
+
+    def remapped(self, new_position: np.ndarray) -> "_Postings":
+        """Positions renumbered by new_position[old] (-1: dropped); order kept."""
+        out = {}
+        for k, v in self.lists().items():
+            p = new_position[v]
+            p = p[p >= 0]
+            if p.size:
+                out[k] = p.astype(np.int32)
+        return _Postings.from_lists(out)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.offsets.nbytes + self.positions.nbytes)
+
 
 class RestrictPostings:
     def __init__(self, size: int, allow: _Postings, deny: _Postings):
@@ -61,15 +87,23 @@ class RestrictPostings:
 
     @classmethod
     def build(cls, restricts: Sequence[Sequence[Namespace]]) -> "RestrictPostings":
-        allow: dict[tuple[str, str], list[int]] = defaultdict(list)
-        deny: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for pos, namespaces in enumerate(restricts):
-            for ns in namespaces or ():
-                for tok in set(ns.allow):
-                    allow[(ns.name, tok)].append(pos)
-                for tok in set(ns.deny):
-                    deny[(ns.name, tok)].append(pos)
+        allow, deny = _lists(restricts, 0)
         return cls(len(restricts), _Postings.from_lists(allow), _Postings.from_lists(deny))
+
+    def extended(self, restricts: Sequence[Sequence[Namespace]]) -> "RestrictPostings":
+        """These postings followed by the restricts of positions size, size + 1, ..."""
+        allow, deny = _lists(restricts, self.size)
+        return RestrictPostings(self.size + len(restricts), self.allow.merged(allow), self.deny.merged(deny))
+
+    def taken(self, positions: np.ndarray) -> "RestrictPostings":
+        """The postings of `positions` (sorted), renumbered 0, 1, ... (compaction)."""
+        new_position = np.full(self.size, -1, dtype=np.int64)
+        new_position[positions] = np.arange(len(positions))
+        return RestrictPostings(len(positions), self.allow.remapped(new_position), self.deny.remapped(new_position))
+
+    @property
+    def nbytes(self) -> int:
+        return self.allow.nbytes + self.deny.nbytes
 
     def admissible(self, query: Sequence[Namespace] | None) -> np.ndarray | None:
         """Boolean mask of examples matching every clause; None = all of them
@@ -110,3 +144,15 @@ class RestrictPostings:
             allow = _Postings([tuple(k) for k in meta["allow_keys"]], z["allow_offsets"], z["allow_positions"])
             deny = _Postings([tuple(k) for k in meta["deny_keys"]], z["deny_offsets"], z["deny_positions"])
         return cls(int(meta["size"]), allow, deny)
+
+
+def _lists(restricts, first: int):
+    allow: dict[tuple[str, str], list[int]] = defaultdict(list)
+    deny: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for pos, namespaces in enumerate(restricts, start=first):
+        for ns in namespaces or ():
+            for tok in set(ns.allow):
+                allow[(ns.name, tok)].append(pos)
+            for tok in set(ns.deny):
+                deny[(ns.name, tok)].append(pos)
+    return allow, deny
