@@ -12,6 +12,9 @@ from tests import oracles
 
 
 class FakeGpuIndex:
+    """A "GPU index": a CPU clone of what would be copied to the GPU (for a
+    compressed index, the empty 8-bit IVF-PQ twin, then filled through add_with_ids)."""
+
     def __init__(self, index):
         self.inner = faiss.clone_index(index)
         self.calls = []
@@ -19,6 +22,17 @@ class FakeGpuIndex:
     def search(self, x, k, params=None):
         self.calls.append(k)
         return self.inner.search(x, k, params=params)
+
+    def add_with_ids(self, x, ids):
+        self.inner.add_with_ids(x, ids)
+
+    @property
+    def nprobe(self):
+        return self.inner.nprobe
+
+    @nprobe.setter
+    def nprobe(self, value):
+        self.inner.nprobe = value
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """Property tests: filtered, crowded search equals an independent numpy oracle
 (tests/oracles.py) of the restricts and crowding rules, for every filtering strategy,
-on a Flat index and on an IVF index that probes every list (so it is exact)."""
+on a Flat index, on an IVF-Flat index that probes every list (so it is exact), and
+on a compressed IVF index (4-bit codes) that probes every list and re-ranks every
+candidate exactly (exact too: the codes only choose candidates)."""
 import math
 from unittest import mock
 
@@ -57,7 +59,7 @@ POLICIES = {
 }
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "ivf_pq"])
 @pytest.mark.parametrize("strategy", list(POLICIES))
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(case=cases())
@@ -81,10 +83,13 @@ def test_filtered_crowded_search_equals_oracle(strategy, kind, case):
 
     c = SearchConfig(dimensions=4, distance=case["distance"], feature_norm=case["norm"],
                      algorithm="brute_force" if kind == "flat" else "tree_ah",
-                     leaf_node_embedding_count=8, leaf_nodes_to_search_percent=100)
-    # IVF even on a handful of examples: lists of about 8, every list probed.
-    nlist = min(math.ceil(n / 8), n) if kind == "ivf" else 0
-    plan = IndexPlan(nlist, nlist) if nlist > 1 else IndexPlan(0, 0)
+                     leaf_node_embedding_count=8, leaf_nodes_to_search_percent=100,
+                     approximate_neighbors_count=64)       # more than any case's examples
+    # IVF even on a handful of examples: lists of about 8, every list probed. Codes
+    # need 16 training points (16 centroids a sub-vector).
+    nlist = min(math.ceil(n / 8), n) if kind != "flat" else 0
+    pq_m = 2 if kind == "ivf_pq" else 0
+    plan = IndexPlan(nlist, nlist, pq_m) if nlist > 1 and (not pq_m or n >= 16) else IndexPlan(0, 0)
     with mock.patch.object(distances, "L1_BLOCK", 8 if strategy == "exhaustive" else distances.L1_BLOCK):
         index = ExampleIndex.build(x, [f"e{i}" for i in range(n)], restricts, tags, c,
                                    filter_policy=POLICIES[strategy], plan=plan)

@@ -28,6 +28,7 @@ import numpy as np
 
 from explaind.server.index.config import MIN_POINTS_PER_LIST, IndexPlan, SearchConfig
 from explaind.server.index.distances import faiss_metric
+from explaind.server.index.gpu_codes import gpu_codes_index
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,11 @@ class Placement:
     used by several host threads at once. CPU FAISS search is thread-safe."""
 
     def __init__(self, cpu_index: faiss.Index, config: SearchConfig, use_gpu: bool | None,
-                 probe_vector: np.ndarray | None = None, probe_id: int = 0):
+                 probe_vector: np.ndarray | None = None, probe_id: int = 0, vector_blocks=None):
         """`probe_vector`: the vector (as stored) of the example with id `probe_id`
-        (one the index holds), for the selector probe."""
+        (one the index holds), for the selector probe. `vector_blocks()`: the
+        full vectors as (positions, prepared rows) blocks, which a compressed
+        index's GPU twin is encoded from (index/gpu_codes.py)."""
         self.cpu_index = cpu_index
         self.gpu_index = None
         self._res = None  # must outlive gpu_index
@@ -122,6 +125,9 @@ class Placement:
             log.warning("GPU requested but FAISS sees none: index stays on the CPU")
         elif want and faiss_metric(config) == faiss.METRIC_L1:
             log.info("L1 distance is not supported by FAISS GPU indexes: index stays on the CPU")
+        elif want and isinstance(cpu_index, faiss.IndexIVFPQFastScan):
+            self._res = faiss.StandardGpuResources()
+            self.gpu_index = gpu_codes_index(self._res, cpu_index, vector_blocks) if vector_blocks else None
         elif want:
             self._res = faiss.StandardGpuResources()
             self.gpu_index = faiss.index_cpu_to_gpu(self._res, 0, cpu_index)

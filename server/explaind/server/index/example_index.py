@@ -118,7 +118,8 @@ class ExampleIndex:
         probe = self._first_live_position()
         self._placement = Placement(cpu_index, config, use_gpu,
                                     probe_vector=vectors.prepared(np.array([probe]))[0] if probe >= 0 else None,
-                                    probe_id=max(probe, 0))
+                                    probe_id=max(probe, 0),
+                                    vector_blocks=self._live_blocks if kind == "ivf_pq" and probe >= 0 else None)
         self._nlist = int(getattr(cpu_index, "nlist", 0))
         self._nprobe = int(getattr(cpu_index, "nprobe", 0)) if self._nlist else 0
         self._candidates = Candidates(
@@ -138,6 +139,15 @@ class ExampleIndex:
             return 0
         found = np.flatnonzero(self._live[:1 << 20])
         return int(found[0]) if found.size else (int(np.flatnonzero(self._live)[0]) if self.live_count else -1)
+
+    def _live_blocks(self):
+        """(positions, prepared vectors) of every live example, in blocks."""
+        for s in range(0, self.size, SCAN_ROWS):
+            positions = np.arange(s, min(s + SCAN_ROWS, self.size))
+            if self._live is not None:
+                positions = positions[self._live[s:s + SCAN_ROWS]]
+            if positions.size:
+                yield positions, self._vectors.prepared(positions)
 
     def _vectors_missing(self) -> bool:
         return isinstance(self._vectors, MappedVectors) and any(s is None for s in self._vectors.segments)
