@@ -65,6 +65,7 @@ COUNTERS_AND_GAUGES = {
     "explaind_models_loaded": set(),
     "explaind_index_vectors": {"model", "device"},
     "explaind_index_bytes": {"model", "device"},
+    "explaind_index_mapped_bytes": {"model", "device"},
     "explaind_filter_violations_total": {"model", "device"},
     "explaind_operations": {"state"},
     "explaind_gpu_memory_used_bytes": {"gpu"},

@@ -29,6 +29,7 @@ EXPECTED = {
     "explaind_models_loaded": ("gauge", set()),
     "explaind_index_vectors": ("gauge", {"model", "device"}),
     "explaind_index_bytes": ("gauge", {"model", "device"}),
+    "explaind_index_mapped_bytes": ("gauge", {"model", "device"}),
     "explaind_filter_violations": ("counter", {"model", "device"}),
     "explaind_operations": ("gauge", {"state"}),
     "explaind_build_stage_seconds": ("histogram", {"stage"}),
@@ -65,6 +66,7 @@ def touch_every_metric(m: Metrics) -> None:
     m.models_loaded.set(1)
     m.index_vectors.labels(model="m", device="cpu").set(1000)
     m.index_bytes.labels(model="m", device="cpu").set(4096)
+    m.index_mapped_bytes.labels(model="m", device="cpu").set(8192)
     m.filter_violations.labels(model="m", device="gpu").inc()
     m.operations.labels(state="RUNNING").set(1)
     m.build_stage_seconds.labels(stage="embed").observe(2.0)
@@ -105,8 +107,10 @@ def test_forget_model_drops_its_gauges():
     for model in ("a", "b"):
         m.index_vectors.labels(model=model, device="cpu").set(10)
         m.index_bytes.labels(model=model, device="cpu").set(40)
+        m.index_mapped_bytes.labels(model=model, device="cpu").set(80)
     m.forget_model("a")
     assert m.registry.get_sample_value("explaind_index_vectors", {"model": "a", "device": "cpu"}) is None
+    assert m.registry.get_sample_value("explaind_index_mapped_bytes", {"model": "a", "device": "cpu"}) is None
     assert m.registry.get_sample_value("explaind_index_bytes", {"model": "b", "device": "cpu"}) == 40
 
 

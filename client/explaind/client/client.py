@@ -75,6 +75,22 @@ class Client:
             if not token:
                 return out
 
+    def update_explanation_dataset(self, name: str, uris: list[str] | None = None, remove_ids=(),
+                                   retrain: bool = False, jsonl: bool = False,
+                                   timeout: float = 60) -> operations_pb2.Operation:
+        """Adds the examples of `uris`, removes those with ids `remove_ids`, or retrains
+        the index: a new version of the model (wait() returns it). `jsonl`: every file
+        is JSONL whatever its name (exampleGcsSource.dataFormat = JSONL)."""
+        request = model_service_pb2.UpdateExplanationDatasetRequest(
+            model=_model_name(name), remove_example_ids=list(remove_ids), retrain=retrain)
+        if uris and jsonl:
+            source = request.examples.example_gcs_source
+            source.data_format = source.JSONL
+            source.gcs_source.uris.extend(uris)
+        elif uris:
+            request.examples.gcs_source.uris.extend(uris)
+        return self.models.UpdateExplanationDataset(request, timeout=timeout)
+
     def delete_model(self, name: str, timeout: float = 30) -> None:
         self.models.DeleteModel(model_service_pb2.DeleteModelRequest(name=_model_name(name)), timeout=timeout)
 
@@ -106,7 +122,7 @@ class Client:
 
     def wait(self, operation: operations_pb2.Operation | str, timeout: float | None = None,
              on_progress=None, poll_seconds: float = 1.0) -> model_pb2.Model:
-        """Waits for an upload; returns the Model or raises OperationError."""
+        """Waits for an upload or an update; returns the Model or raises OperationError."""
         name = operation if isinstance(operation, str) else operation.name
         end = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -117,9 +133,7 @@ class Client:
             if op.done:
                 if op.HasField("error"):
                     raise OperationError(op.error)
-                response = model_service_pb2.UploadModelResponse()
-                op.response.Unpack(response)
-                return response.model
+                return operation_result(op).model
             if end is not None and time.monotonic() >= end:
                 raise TimeoutError(f"operation {name} not done after {timeout}s")
 
@@ -149,6 +163,15 @@ class Client:
         response = self.predictions.Predict(prediction_service_pb2.PredictRequest(
             name=_model_name(name), instances=[_value(i) for i in instances]), timeout=timeout)
         return [to_python(v) for v in response.predictions]
+
+
+def operation_result(op: operations_pb2.Operation):
+    """A done operation's response: UploadModelResponse or UpdateExplanationDatasetResponse."""
+    for kind in (model_service_pb2.UploadModelResponse, model_service_pb2.UpdateExplanationDatasetResponse):
+        response = kind()
+        if op.response.Unpack(response):
+            return response
+    raise ValueError(f"operation {op.name} has no model response")
 
 
 def upload_metadata(op: operations_pb2.Operation) -> model_service_pb2.UploadModelOperationMetadata:

@@ -65,7 +65,7 @@ class Model(_message.Message):
     def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., container_spec: _Optional[_Union[ModelContainerSpec, _Mapping]] = ..., explanation_spec: _Optional[_Union[_explanation_pb2.ExplanationSpec, _Mapping]] = ..., state: _Optional[_Union[Model.State, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., index_info: _Optional[_Union[IndexInfo, _Mapping]] = ...) -> None: ...
 
 class IndexInfo(_message.Message):
-    __slots__ = ("example_count", "dimensions", "index_type", "index_bytes", "device", "distance_measure_type", "feature_norm_type", "nlist", "nprobe")
+    __slots__ = ("example_count", "dimensions", "index_type", "index_bytes", "device", "distance_measure_type", "feature_norm_type", "nlist", "nprobe", "mapped_bytes", "examples_added_since_training", "retrain_recommended")
     EXAMPLE_COUNT_FIELD_NUMBER: _ClassVar[int]
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,9 @@ class IndexInfo(_message.Message):
     FEATURE_NORM_TYPE_FIELD_NUMBER: _ClassVar[int]
     NLIST_FIELD_NUMBER: _ClassVar[int]
     NPROBE_FIELD_NUMBER: _ClassVar[int]
+    MAPPED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_ADDED_SINCE_TRAINING_FIELD_NUMBER: _ClassVar[int]
+    RETRAIN_RECOMMENDED_FIELD_NUMBER: _ClassVar[int]
     example_count: int
     dimensions: int
     index_type: str
@@ -84,4 +87,7 @@ class IndexInfo(_message.Message):
     feature_norm_type: str
     nlist: int
     nprobe: int
-    def __init__(self, example_count: _Optional[int] = ..., dimensions: _Optional[int] = ..., index_type: _Optional[str] = ..., index_bytes: _Optional[int] = ..., device: _Optional[str] = ..., distance_measure_type: _Optional[str] = ..., feature_norm_type: _Optional[str] = ..., nlist: _Optional[int] = ..., nprobe: _Optional[int] = ...) -> None: ...
+    mapped_bytes: int
+    examples_added_since_training: int
+    retrain_recommended: bool
+    def __init__(self, example_count: _Optional[int] = ..., dimensions: _Optional[int] = ..., index_type: _Optional[str] = ..., index_bytes: _Optional[int] = ..., device: _Optional[str] = ..., distance_measure_type: _Optional[str] = ..., feature_norm_type: _Optional[str] = ..., nlist: _Optional[int] = ..., nprobe: _Optional[int] = ..., mapped_bytes: _Optional[int] = ..., examples_added_since_training: _Optional[int] = ..., retrain_recommended: _Optional[bool] = ...) -> None: ...

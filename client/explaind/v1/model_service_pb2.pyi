@@ -31,7 +31,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ...) -> None: ...
 
 class UploadModelOperationMetadata(_message.Message):
-    __slots__ = ("create_time", "update_time", "stage", "examples_embedded", "examples_total", "progress_percent", "model", "worker")
+    __slots__ = ("create_time", "update_time", "stage", "examples_embedded", "examples_total", "progress_percent", "model", "worker", "base_build")
     class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STAGE_UNSPECIFIED: _ClassVar[UploadModelOperationMetadata.Stage]
@@ -58,6 +58,7 @@ class UploadModelOperationMetadata(_message.Message):
     PROGRESS_PERCENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
+    BASE_BUILD_FIELD_NUMBER: _ClassVar[int]
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     stage: UploadModelOperationMetadata.Stage
@@ -66,7 +67,8 @@ class UploadModelOperationMetadata(_message.Message):
     progress_percent: float
     model: str
     worker: str
-    def __init__(self, create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage: _Optional[_Union[UploadModelOperationMetadata.Stage, str]] = ..., examples_embedded: _Optional[int] = ..., examples_total: _Optional[int] = ..., progress_percent: _Optional[float] = ..., model: _Optional[str] = ..., worker: _Optional[str] = ...) -> None: ...
+    base_build: str
+    def __init__(self, create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage: _Optional[_Union[UploadModelOperationMetadata.Stage, str]] = ..., examples_embedded: _Optional[int] = ..., examples_total: _Optional[int] = ..., progress_percent: _Optional[float] = ..., model: _Optional[str] = ..., worker: _Optional[str] = ..., base_build: _Optional[str] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
     __slots__ = ("name",)
@@ -99,15 +101,25 @@ class DeleteModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class UpdateExplanationDatasetRequest(_message.Message):
-    __slots__ = ("model", "examples")
+    __slots__ = ("model", "examples", "remove_example_ids", "retrain")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_EXAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    RETRAIN_FIELD_NUMBER: _ClassVar[int]
     model: str
     examples: _explanation_pb2.Examples
-    def __init__(self, model: _Optional[str] = ..., examples: _Optional[_Union[_explanation_pb2.Examples, _Mapping]] = ...) -> None: ...
+    remove_example_ids: _containers.RepeatedScalarFieldContainer[str]
+    retrain: bool
+    def __init__(self, model: _Optional[str] = ..., examples: _Optional[_Union[_explanation_pb2.Examples, _Mapping]] = ..., remove_example_ids: _Optional[_Iterable[str]] = ..., retrain: _Optional[bool] = ...) -> None: ...
 
 class UpdateExplanationDatasetResponse(_message.Message):
-    __slots__ = ("model",)
+    __slots__ = ("model", "examples_added", "examples_removed", "retrain_recommended")
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_ADDED_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    RETRAIN_RECOMMENDED_FIELD_NUMBER: _ClassVar[int]
     model: _model_pb2.Model
-    def __init__(self, model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ...) -> None: ...
+    examples_added: int
+    examples_removed: int
+    retrain_recommended: bool
+    def __init__(self, model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ..., examples_added: _Optional[int] = ..., examples_removed: _Optional[int] = ..., retrain_recommended: _Optional[bool] = ...) -> None: ...

@@ -94,7 +94,10 @@ class ModelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateExplanationDataset(self, request, context):
-        """Adds or replaces examples of a served model (Vertex v1beta1). Reserved.
+        """Adds examples to a served model (Vertex v1beta1) and, beyond Vertex,
+        removes examples by id or retrains a compressed index's codebooks. The
+        result is a new build of the model, published atomically; replicas switch
+        to it without a gap. Updates of one model run one at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,6 +39,9 @@ class Settings:
     index_threads: int = 0                # cores one CPU search spreads over (FAISS OpenMP, BLAS); 0 = all
     use_gpu: str = "auto"                 # auto | yes | no
     workers: int = 1                      # serving processes sharing the port (SO_REUSEPORT)
+    # Compressed indexes and updates
+    retrain_added_fraction: float = 0.3   # retrain_recommended once updates added this share of the examples
+    update_max_remove_ids: int = 1_000_000  # ids one UpdateExplanationDataset may remove
 
 
 def use_gpu(settings: Settings) -> bool | None:

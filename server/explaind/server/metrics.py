@@ -92,7 +92,11 @@ class Metrics:
             "explaind_index_vectors", "Vectors in a loaded model's index.",
             ("model", "device"), registry=r)
         self.index_bytes = Gauge(
-            "explaind_index_bytes", "Approximate memory held by a loaded model's index.",
+            "explaind_index_bytes", "Approximate host memory held by a loaded model's index.",
+            ("model", "device"), registry=r)
+        self.index_mapped_bytes = Gauge(
+            "explaind_index_mapped_bytes",
+            "Full vectors a loaded compressed index reads through a memory map (page cache, not held).",
             ("model", "device"), registry=r)
         self.filter_violations = Counter(
             "explaind_filter_violations_total",
@@ -124,7 +128,7 @@ class Metrics:
 
     def forget_model(self, model: str) -> None:
         """Drop a model's per-model gauge series when it is unloaded."""
-        for gauge in (self.index_vectors, self.index_bytes):
+        for gauge in (self.index_vectors, self.index_bytes, self.index_mapped_bytes):
             for labels in _label_sets(gauge):
                 if labels.get("model") == model:
                     try:

@@ -6,7 +6,6 @@ from google.protobuf import empty_pb2
 from explaind.v1 import model_service_pb2, model_service_pb2_grpc
 
 from ..control.control_plane import ControlPlane
-from ..errors import Unimplemented
 from . import names
 from .status import translate_errors
 
@@ -35,5 +34,4 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     @translate_errors
     async def UpdateExplanationDataset(self, request, context):
-        raise Unimplemented("UpdateExplanationDataset is not implemented yet; upload the model again "
-                            "under a new id, then delete the old one")
+        return await self.control.update_explanation_dataset(names.model_id(request.model, field="model"), request)

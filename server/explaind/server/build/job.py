@@ -8,7 +8,9 @@ that names the stage and the cause.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -18,7 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from explaind.v1 import model_pb2, model_service_pb2
 
-from ..errors import ExplaindError
+from ..errors import ExplaindError, FailedPrecondition
 from ..index.example_index import ExampleIndex
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
@@ -35,7 +37,9 @@ class BuildCancelled(Exception):
 class BuildJob:
     def __init__(self, models: ModelStore, operations: OperationStore, op: OperationRecord,
                  record: ModelRecord, recipe: Recipe, *, worker: str, options: BuildOptions = BuildOptions(),
-                 heartbeat_seconds: float = 2.0, metrics=None):
+                 heartbeat_seconds: float = 2.0, metrics=None, build_id: str = "", base_build: str = ""):
+        """`base_build`: for an update, the published build it starts from (the
+        model record is then the published one, served until this job publishes)."""
         self.models = models
         self.operations = operations
         self.op = op
@@ -49,7 +53,8 @@ class BuildJob:
         # Set when another replica already ended this operation (it took our silence
         # for death): we then publish nothing and write nothing, not even the claim.
         self.taken_over = threading.Event()
-        self.build_id = "b" + uuid.uuid4().hex[:12]
+        self.build_id = build_id or new_build_id()
+        self.base_build = base_build
         self.current_stage = Stage.QUEUED
         self._stage_started = time.monotonic()
         self._record_lock = threading.Lock()
@@ -141,33 +146,63 @@ class BuildJob:
         record = self.record
         model = record.model
         if index is not None:
-            prefix = self.models.build_prefix(record.model_id, self.build_id)
+            model_id = record.model_id
             with tempfile.TemporaryDirectory(prefix="explaind-build-") as tmp:
-                index.save(tmp)
-                size = self.models.objects.upload_dir(tmp, prefix)
-            info = index.info
-            config = index.config
-            model.index_info.CopyFrom(model_pb2.IndexInfo(
-                example_count=index.size, dimensions=index.dimensions, index_type=info.index_type,
-                index_bytes=info.index_bytes or size, device=info.device, distance_measure_type=config.distance,
-                feature_norm_type=config.feature_norm, nlist=info.nlist, nprobe=info.nprobe))
+                files, segments = os.path.join(tmp, "index"), os.path.join(tmp, "segments")
+                os.makedirs(files)
+                os.makedirs(segments)
+                index.save(files, segments, segment_name=self.build_id)
+                size = self.models.objects.upload_dir(files, self.models.build_prefix(model_id, self.build_id))
+                self.models.objects.upload_dir(segments, self.models.segments_prefix(model_id))
+            model.index_info.CopyFrom(_index_info(index, size, self.options))
             record.build_id = self.build_id
-            record.search_config = config.to_json()
+            record.search_config = index.config.to_json()
         self._sync_record()      # last look: cancelled or taken over while we built?
         self._check()
+        if self.base_build:
+            self._check_base_still_published()
         self._stop_beating.set()
         model.state = model_pb2.Model.READY
         model.update_time.GetCurrentTime()
-        self.models.publish(record)
+        record.operation = self.op.operation.name
+        if self.base_build:
+            # The record is replaced at once (replicas switch on their next poll); builds
+            # older than the one it replaces go while this update still holds the claim.
+            self.models.publish(record, release=False)
+            try:
+                self._prune(index)
+            except Exception:  # noqa: BLE001 - garbage left behind must not fail a published update
+                log.exception("pruning old builds failed", extra={"model": model.name})
+            self.models.release_claim(record.model_id)
+        else:
+            self.models.publish(record)
         self.meta.stage = Stage.DONE
         self.meta.progress_percent = 100.0
         self.meta.update_time.GetCurrentTime()
         self.op.operation.metadata.Pack(self.meta)
-        self.op.operation.response.Pack(model_service_pb2.UploadModelResponse(model=model))
+        self.op.operation.response.Pack(self.recipe.response(model, index, self.options))
         self.op.operation.done = True
         self._store_final()
 
+    def _check_base_still_published(self) -> None:
+        published = self.models.get_published(self.record.model_id)
+        if published is None or published.build_id != self.base_build:
+            raise FailedPrecondition(f"{self.record.model.name} changed while the update ran (deleted or "
+                                     "replaced); nothing was published", field="model")
+
+    def _prune(self, index: ExampleIndex | None) -> None:
+        """Keeps this build and the one it replaced (replicas may still be loading it)."""
+        model_id = self.record.model_id
+        keep = {self.build_id, self.base_build}
+        segments = set(index.segment_names if index is not None else ())
+        base_meta = self.models.objects.read(f"{self.models.build_prefix(model_id, self.base_build)}/meta.json")
+        if base_meta is not None:
+            segments |= {s["name"] for s in json.loads(base_meta).get("segments", [])}
+        self.models.prune(model_id, keep, segments)
+
     def _fail(self, code: int, message: str, field: str | None = None, description: str = "") -> None:
+        """Discards this job's staging build and claim; a published model (an
+        update's base) is left exactly as it was."""
         self._stop_beating.set()
         if self.taken_over.is_set():
             self._abandon()        # the id's claim may already belong to a new upload
@@ -195,3 +230,18 @@ class BuildJob:
             if stored is not None:
                 self.operations.put(self.op)
 
+
+
+def new_build_id() -> str:
+    return "b" + uuid.uuid4().hex[:12]
+
+
+def _index_info(index: ExampleIndex, stored_bytes: int, options: BuildOptions) -> model_pb2.IndexInfo:
+    info, config = index.info, index.config
+    return model_pb2.IndexInfo(
+        example_count=index.live_count, dimensions=index.dimensions, index_type=info.index_type,
+        index_bytes=info.index_bytes or stored_bytes, device=info.device, distance_measure_type=config.distance,
+        feature_norm_type=config.feature_norm, nlist=info.nlist, nprobe=info.nprobe,
+        mapped_bytes=info.mapped_bytes,
+        examples_added_since_training=index.lineage.added if index.kind == "ivf_pq" else 0,
+        retrain_recommended=index.retrain_due(options.retrain_added_fraction))

@@ -10,6 +10,7 @@ model has no examples).
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 from typing import Protocol
 
@@ -19,10 +20,10 @@ from google.protobuf import json_format
 
 from explaind.v1 import model_pb2, model_service_pb2
 
-from ..errors import DimensionMismatch, InvalidArgument, attach_fields
+from ..errors import DimensionMismatch, FailedPrecondition, InvalidArgument, attach_fields
 from ..index.config import DEFAULT_NEIGHBOR_COUNT, SearchConfig, search_config_from_json, \
     search_config_from_presets
-from ..index.example_index import ExampleIndex
+from ..index.example_index import Additions, ExampleIndex
 from ..index.restricts import parse_restricts
 from ..methods import Method, method_of
 from ..runtime.instances import ShapeMismatch, batch_inputs
@@ -50,11 +51,16 @@ class BuildOptions:
     embed_batch_size: int = 256
     stage_max_bytes: int = 0           # remote text data copied to local disk up to this size
     use_gpu: bool | None = None
+    retrain_added_fraction: float = 0.3   # a compressed index's retrain is due past this share of added examples
 
 
 class Recipe:
     def build(self, model: model_pb2.Model, progress: Progress, options: BuildOptions) -> ExampleIndex | None:
         raise NotImplementedError
+
+    def response(self, model: model_pb2.Model, index: ExampleIndex | None, options: BuildOptions):
+        """The operation's response once published."""
+        return model_service_pb2.UploadModelResponse(model=model)
 
 
 def recipe_for(model: model_pb2.Model, max_neighbor_count: int) -> Recipe:
@@ -121,27 +127,8 @@ class ExamplesRecipe(Recipe):
     def build(self, model, progress, options):
         progress.stage(Stage.LOADING_MODEL)
         _metadata_beside_model(model)
-        latent = None
-        if model.artifact_uri:
-            from ..runtime.saved_model import LatentModel  # TensorFlow loads only when a build needs it
-            metadata = model.explanation_spec.metadata
-            latent = LatentModel.load(model.artifact_uri, metadata.latent_space_source)
-            if self.search_config.dimensions not in (None, latent.latent_dim):
-                raise InvalidArgument(
-                    f"dimensions is {self.search_config.dimensions} but the latent space "
-                    f"{metadata.latent_space_source or '(the only output)'} has {latent.latent_dim} values",
-                    field=f"{SEARCH_CONFIG}.config.dimensions")
-
-        progress.stage(Stage.READING_EXAMPLES)
-        paths = readers.expand_uris(self.source.uris, self.source.field, self.source.default_format)
-        with tempfile.TemporaryDirectory(prefix="explaind-data-") as scratch, \
-                staged_locally(paths, scratch, options.stage_max_bytes) as local_paths:
-            total = readers.count_records(local_paths)
-            progress.examples(0, total)
-            progress.stage(Stage.EMBEDDING)
-            examples = embed_examples(local_paths, latent, total, self.source.field, options.embed_batch_size,
-                                      progress)
-
+        latent = _latent_model(model, self.search_config.dimensions, f"{SEARCH_CONFIG}.config.dimensions")
+        examples = read_and_embed(self.source, latent, progress, options)
         progress.stage(Stage.BUILDING_INDEX)
         config = self.search_config
         if config.dimensions is None:
@@ -149,6 +136,136 @@ class ExamplesRecipe(Recipe):
         with attach_fields(EXAMPLES, {DimensionMismatch: f"{SEARCH_CONFIG}.config.dimensions"}):
             return ExampleIndex.build(examples.embeddings, examples.ids, examples.restricts, examples.tags, config,
                                       use_gpu=options.use_gpu)
+
+
+UPDATE_EXAMPLES = "examples"
+REMOVE_IDS = "remove_example_ids"
+MAX_ID_CHARS = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateRecipe(Recipe):
+    """UpdateExplanationDataset: the published build `base_build` of `model_id`,
+    less the examples `remove_ids`, plus the examples of `source` (embedded as
+    the upload's were). Everything it needs is here and in the store, so any
+    runner can re-create it from the operation (request + metadata.base_build)."""
+    store_url: str
+    model_id: str
+    base_build: str
+    source: DataSource | None
+    remove_ids: tuple[str, ...] = ()
+    retrain: bool = False
+
+    @classmethod
+    def validated(cls, request: model_service_pb2.UpdateExplanationDatasetRequest, published: model_pb2.Model,
+                  base_build: str, store_url: str, max_remove_ids: int) -> "UpdateRecipe":
+        if method_of(published.explanation_spec.parameters) is not Method.EXAMPLES:
+            raise FailedPrecondition(f"{published.name} explains by feature attributions: it has no examples "
+                                     "to update", field="model")
+        examples = request.examples
+        for part in ("nearest_neighbor_search_config", "presets"):
+            if examples.HasField(part):
+                raise InvalidArgument("the search config is the model's; upload a new model to change it",
+                                      field=f"{UPDATE_EXAMPLES}.{part}")
+        if examples.neighbor_count:
+            raise InvalidArgument("neighbor_count is the model's; leave it unset",
+                                  field=f"{UPDATE_EXAMPLES}.neighbor_count")
+        source = data_source(examples, UPDATE_EXAMPLES)
+        for path in readers.expand_uris(source.uris, source.field, source.default_format) if source.uris else ():
+            readers.require_format(path)
+        ids = list(request.remove_example_ids)
+        if len(ids) > max_remove_ids:
+            raise InvalidArgument(f"at most {max_remove_ids} ids per update (--update-max-remove-ids), "
+                                  f"got {len(ids)}", field=REMOVE_IDS)
+        for i, example_id in enumerate(ids):
+            if not example_id or len(example_id) > MAX_ID_CHARS:
+                raise InvalidArgument(f"an example id has 1 to {MAX_ID_CHARS} characters, got {len(example_id)}",
+                                      field=f"{REMOVE_IDS}[{i}]")
+        if not source.uris and not ids and not request.retrain:
+            raise InvalidArgument("nothing to update: give examples to add, ids to remove, or retrain",
+                                  field=UPDATE_EXAMPLES)
+        return cls(store_url, base_build=base_build, model_id=published.name.split("/", 1)[1],
+                   source=source if source.uris else None, remove_ids=tuple(ids), retrain=request.retrain)
+
+    def build(self, model, progress, options):
+        from ..store.models import ModelStore          # the store's layout, read here as any runner would
+        from ..store.objects import ObjectStore
+        progress.stage(Stage.LOADING_MODEL)
+        store = ModelStore(ObjectStore(self.store_url))
+        with tempfile.TemporaryDirectory(prefix="explaind-base-") as scratch:
+            base_dir, segments_dir = os.path.join(scratch, "base"), os.path.join(scratch, "segments")
+            store.objects.download_dir(store.build_prefix(self.model_id, self.base_build), base_dir)
+            kind = ExampleIndex.kind_of(base_dir)
+            needs_vectors = kind == "ivf_pq" and self.retrain   # other kinds keep theirs in the build files
+            if needs_vectors:
+                os.makedirs(segments_dir)
+                for name in ExampleIndex.segments_of(base_dir):
+                    store.objects.download(f"{store.segments_prefix(self.model_id)}/{name}.npy",
+                                           os.path.join(segments_dir, f"{name}.npy"))
+            # Mapped segments stay readable after the scratch folder goes (the files are only unlinked).
+            base = ExampleIndex.load(base_dir, use_gpu=False, segments_folder=segments_dir,
+                                     without_vectors=kind == "ivf_pq" and not needs_vectors)
+        additions = None
+        if self.source is not None:
+            _metadata_beside_model(model)
+            latent = _latent_model(model, base.dimensions, f"{UPDATE_EXAMPLES}.gcs_source.uris")
+            embedded = read_and_embed(self.source, latent, progress, options, base.lineage.next_default_id)
+            additions = Additions(embedded.embeddings, embedded.ids, embedded.restricts, embedded.tags)
+        progress.stage(Stage.BUILDING_INDEX)
+        remove = self._removed_positions(base)
+        if additions is not None:
+            self._check_new_ids(base, additions.ids, set(self.remove_ids))
+        with attach_fields(self.source.field if self.source else UPDATE_EXAMPLES,
+                           {DimensionMismatch: self.source.field if self.source else UPDATE_EXAMPLES}):
+            return base.updated(additions, remove, retrain=self.retrain, use_gpu=False)
+
+    def _removed_positions(self, base: ExampleIndex) -> np.ndarray:
+        found = base.positions_of(list(self.remove_ids))
+        for i, example_id in enumerate(self.remove_ids):
+            if example_id not in found:
+                raise InvalidArgument(f"the model has no example {example_id!r}", field=f"{REMOVE_IDS}[{i}]")
+        return np.array(sorted(set(found.values())), dtype=np.int64)
+
+    def _check_new_ids(self, base: ExampleIndex, ids: list[str], removed: set[str]) -> None:
+        clashes = [i for i in base.positions_of(ids) if i not in removed]
+        if clashes:
+            raise InvalidArgument(f"example id {sorted(clashes)[0]!r} is already in the model; list it in "
+                                  f"{REMOVE_IDS} of the same request to replace it", field=self.source.field)
+
+    def response(self, model, index, options):
+        added, removed = index.last_update if index is not None else (0, 0)
+        return model_service_pb2.UpdateExplanationDatasetResponse(
+            model=model, examples_added=added, examples_removed=removed,
+            retrain_recommended=model.index_info.retrain_recommended)
+
+
+def _latent_model(model: model_pb2.Model, dimensions: int | None, dimensions_field: str):
+    """The SavedModel's latent space (None for index-only models), checked against `dimensions`."""
+    if not model.artifact_uri:
+        return None
+    from ..runtime.saved_model import LatentModel  # TensorFlow loads only when a build needs it
+    metadata = model.explanation_spec.metadata
+    latent = LatentModel.load(model.artifact_uri, metadata.latent_space_source)
+    if dimensions not in (None, latent.latent_dim):
+        raise InvalidArgument(
+            f"dimensions is {dimensions} but the latent space "
+            f"{metadata.latent_space_source or '(the only output)'} has {latent.latent_dim} values",
+            field=dimensions_field)
+    return latent
+
+
+def read_and_embed(source: DataSource, latent, progress: Progress, options: BuildOptions,
+                   first_default_id: int = 0) -> "EmbeddedExamples":
+    """Stages READING_EXAMPLES and EMBEDDING: every example of the source, embedded."""
+    progress.stage(Stage.READING_EXAMPLES)
+    paths = readers.expand_uris(source.uris, source.field, source.default_format)
+    with tempfile.TemporaryDirectory(prefix="explaind-data-") as scratch, \
+            staged_locally(paths, scratch, options.stage_max_bytes) as local_paths:
+        total = readers.count_records(local_paths)
+        progress.examples(0, total)
+        progress.stage(Stage.EMBEDDING)
+        return embed_examples(local_paths, latent, total, source.field, options.embed_batch_size, progress,
+                              first_default_id)
 
 
 @dataclasses.dataclass
@@ -159,8 +276,10 @@ class EmbeddedExamples:
     tags: list[str | None]
 
 
-def embed_examples(paths, latent, total: int, field: str, batch_size: int, progress: Progress) -> EmbeddedExamples:
-    """Every example of the data set, embedded, in data set order."""
+def embed_examples(paths, latent, total: int, field: str, batch_size: int, progress: Progress,
+                   first_default_id: int = 0) -> EmbeddedExamples:
+    """Every example of the data set, embedded, in data set order. A record
+    without an id gets str(first_default_id + its position)."""
     input_names = latent.input_names if latent is not None else None
     matrix = EmbeddingMatrix(total, field)
     ids, restricts, tags = [], [], []
@@ -179,7 +298,7 @@ def embed_examples(paths, latent, total: int, field: str, batch_size: int, progr
                 for j, i in enumerate(members):
                     vectors[i] = out[j]
         for offset, r in enumerate(batch):
-            ids.append(r.id if r.id is not None else str(position + offset))
+            ids.append(r.id if r.id is not None else str(first_default_id + position + offset))
             restricts.append(parse_restricts(r.restricts, field=f"examples[{position + offset}].restricts"))
             tags.append(r.crowding_tag)
         matrix.append(_stack(vectors, position, field))

@@ -1,6 +1,6 @@
-"""UploadModel: validates the request (through its recipe), claims the model
-id, records the operation and runs the build job on a worker thread; ends
-builds whose worker died."""
+"""UploadModel and UpdateExplanationDataset: validate the request (through its
+recipe), claim the model id, record the operation and run the build job on a
+worker thread; end builds whose worker died."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -18,11 +18,11 @@ from google.rpc import code_pb2, status_pb2
 from explaind.v1 import model_pb2, model_service_pb2
 
 from ..config import use_gpu
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, NotFound
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
-from .job import BuildJob
-from .recipes import BuildOptions, recipe_for
+from .job import BuildJob, new_build_id
+from .recipes import BuildOptions, UpdateRecipe, recipe_for
 
 log = logging.getLogger(__name__)
 MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
@@ -67,16 +67,56 @@ class UploadManager:
         except Exception:
             self.models.release_claim(model_id)
             raise
-        options = BuildOptions(embed_batch_size=self.settings.embed_batch_size,
-                               stage_max_bytes=int(self.settings.stage_data_max_gb * 2**30),
-                               use_gpu=use_gpu(self.settings))
-        job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=options,
+        job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=self._options(),
                        heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics)
-        with self._lock:
-            self._jobs[op.op_id] = job
-        self._pool.submit(self._run, job)
+        self._start(job)
         log.info("upload started", extra={"model": model.name, "operation": op_name})
         return op
+
+    # --- UpdateExplanationDataset ---
+    def update(self, model_id: str, request: model_service_pb2.UpdateExplanationDatasetRequest) -> OperationRecord:
+        """A new build of a published model from its current one; the published
+        version serves until the new one replaces it, and a failure leaves it as it was."""
+        published = self.models.get_published(model_id)
+        if published is None:
+            raise NotFound(f"model models/{model_id} not found", field="model")
+        recipe = UpdateRecipe.validated(request, published.model, published.build_id, self.models.objects.url,
+                                        self.settings.update_max_remove_ids)
+        op_name = f"operations/{uuid.uuid4().hex}"
+        build_id = new_build_id()
+        # The claim names the update's operation and staging build (what a takeover discards).
+        self.models.claim_update(ModelRecord(model=published.model, operation=op_name, build_id=build_id))
+        meta = model_service_pb2.UploadModelOperationMetadata(
+            stage=Stage.QUEUED, model=published.model.name, worker=self.worker, base_build=published.build_id)
+        meta.create_time.GetCurrentTime()
+        meta.update_time.CopyFrom(meta.create_time)
+        op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker,
+                             request=json_format.MessageToDict(request))
+        try:
+            self.operations.put(op)
+        except Exception:
+            self.models.release_claim(model_id)
+            raise
+        record = ModelRecord(model=published.model, operation=op_name, build_id=published.build_id,
+                             search_config=published.search_config)
+        job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=self._options(),
+                       heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics,
+                       build_id=build_id, base_build=published.build_id)
+        self._start(job)
+        log.info("update started", extra={"model": published.model.name, "operation": op_name,
+                                          "base_build": published.build_id})
+        return op
+
+    def _options(self) -> BuildOptions:
+        return BuildOptions(embed_batch_size=self.settings.embed_batch_size,
+                            stage_max_bytes=int(self.settings.stage_data_max_gb * 2**30),
+                            use_gpu=use_gpu(self.settings),
+                            retrain_added_fraction=self.settings.retrain_added_fraction)
+
+    def _start(self, job: BuildJob) -> None:
+        with self._lock:
+            self._jobs[job.op.op_id] = job
+        self._pool.submit(self._run, job)
 
     def _run(self, job: BuildJob) -> None:
         try:
@@ -123,10 +163,14 @@ class UploadManager:
             meta = model_service_pb2.UploadModelOperationMetadata()
             op.operation.metadata.Unpack(meta)
             model_id = meta.model.partition("/")[2]
-            record = self.models.get(model_id) if model_id else None
-            if record is not None and record.model.state == model_pb2.Model.BUILDING and record.operation == op.operation.name:
-                # The dead worker's staging folder is garbage: nothing of it was published.
-                self.models.discard_all_builds(model_id)
+            claim = self.models.get_claim(model_id) if model_id else None
+            if claim is not None and claim.operation == op.operation.name:
+                # The dead worker's staging is garbage: nothing of it was published. An
+                # update's claim names its staging build; the published one stays.
+                if meta.base_build:
+                    self.models.discard_build(model_id, claim.build_id)
+                else:
+                    self.models.discard_all_builds(model_id)
                 self.models.release_claim(model_id)
             op.operation.error.CopyFrom(status_pb2.Status(
                 code=code_pb2.ABORTED,

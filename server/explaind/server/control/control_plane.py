@@ -44,6 +44,11 @@ class ControlPlane:
     async def upload_model(self, request: model_service_pb2.UploadModelRequest) -> operations_pb2.Operation:
         return (await asyncio.to_thread(self.uploads.upload, request)).operation
 
+    async def update_explanation_dataset(self, model_id: str,
+                                         request: model_service_pb2.UpdateExplanationDatasetRequest
+                                         ) -> operations_pb2.Operation:
+        return (await asyncio.to_thread(self.uploads.update, model_id, request)).operation
+
     async def get_model(self, model_id: str) -> model_pb2.Model:
         return (await asyncio.to_thread(self.models.require, model_id)).model
 
@@ -67,6 +72,10 @@ class ControlPlane:
         record = await asyncio.to_thread(self.models.require, model_id)
         if record.model.state == model_pb2.Model.BUILDING:
             raise FailedPrecondition(f"{record.model.name} is still building; cancel {record.operation} first",
+                                     field="name")
+        claim = await asyncio.to_thread(self.models.get_claim, model_id)
+        if claim is not None:
+            raise FailedPrecondition(f"{record.model.name} is being updated; cancel {claim.operation} first",
                                      field="name")
         await asyncio.to_thread(self.models.delete, model_id)
         self.manager.unload(model_id)

@@ -114,6 +114,7 @@ class ExampleIndex:
         self.live_count = self.size if live is None else int(np.count_nonzero(live))
         self.lineage = lineage or Lineage(trained=self.live_count, next_default_id=self.size)
         self.segment_names = list(segment_names or [])
+        self.last_update = (0, 0)              # (added, removed) by the update that made this index
         self.dimensions = int(vectors.dimensions)
         probe = self._first_live_position()
         self._placement = Placement(cpu_index, config, use_gpu,
@@ -256,8 +257,11 @@ class ExampleIndex:
         if self.live_count - remove.size + added == 0:
             raise InvalidArgument("the update would leave the model without examples; delete the model instead")
         if self.kind == "ivf_pq" and not retrain:
-            return self._appended(additions, remove, use_gpu)
-        return self._rebuilt(additions, remove, use_gpu)
+            index = self._appended(additions, remove, use_gpu)
+        else:
+            index = self._rebuilt(additions, remove, use_gpu)
+        index.last_update = (added, int(remove.size))
+        return index
 
     def _is_live(self, positions: np.ndarray) -> np.ndarray:
         return np.ones(len(positions), bool) if self._live is None else self._live[positions]
@@ -458,6 +462,13 @@ class ExampleIndex:
         _write_json(os.path.join(folder, "meta.json"), meta)
         _write_json(os.path.join(folder, "crowding_tags.json"), self._tag_vocab)
         self.segment_names = names
+
+    @staticmethod
+    def kind_of(folder: str) -> str:
+        meta = _read_json(os.path.join(folder, "meta.json"))
+        if meta.get("format_version") == 1:
+            return "ivf_flat" if meta["info"]["nlist"] else "flat"
+        return str(meta.get("kind", ""))
 
     @staticmethod
     def segments_of(folder: str) -> list[str]:

@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 
+from ..index.example_index import ExampleIndex
 from ..store.models import ModelRecord, ModelStore
 from .servables import Servable, load_servable
 
@@ -28,7 +29,8 @@ class BuildLoader:
 
     def load(self, record: ModelRecord) -> Servable:
         build_dir = self._local_build(record) if record.build_id else None
-        servable = load_servable(record, build_dir, self.use_gpu)
+        segments_dir = self._local_segments(record, build_dir) if build_dir else None
+        servable = load_servable(record, build_dir, self.use_gpu, segments_dir)
         log.info("model loaded", extra={"model": record.model.name, "build": record.build_id})
         return servable
 
@@ -51,3 +53,23 @@ class BuildLoader:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         return local
+
+    def _local_segments(self, record: ModelRecord, build_dir: str) -> str:
+        """The folder holding the build's vector segments, each copied once per
+        model: builds that an update made share the segments of their base."""
+        folder = os.path.join(self.cache_dir, record.model_id, "segments")
+        names = ExampleIndex.segments_of(build_dir)
+        if names:
+            os.makedirs(folder, exist_ok=True)
+        for name in names:
+            local = os.path.join(folder, f"{name}.npy")
+            if os.path.exists(local):
+                continue
+            partial = f"{local}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            try:
+                self.models.objects.download(f"{self.models.segments_prefix(record.model_id)}/{name}.npy", partial)
+                os.replace(partial, local)
+            finally:
+                if os.path.exists(partial):
+                    os.unlink(partial)
+        return folder

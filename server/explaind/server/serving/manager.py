@@ -197,8 +197,9 @@ class ModelManager:
         index = servable.index
         if self.metrics is not None and index is not None:
             labels = {"model": servable.model_id, "device": servable.device}
-            self.metrics.index_vectors.labels(**labels).set(index.size)
+            self.metrics.index_vectors.labels(**labels).set(index.live_count)
             self.metrics.index_bytes.labels(**labels).set(float(index.info.index_bytes))
+            self.metrics.index_mapped_bytes.labels(**labels).set(float(index.info.mapped_bytes))
         self._export_count()
 
     def _export_count(self) -> None:

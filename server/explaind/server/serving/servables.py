@@ -189,14 +189,16 @@ class AttributionServable(Servable):
         self.features.close()
 
 
-def load_servable(record: ModelRecord, build_dir: str | None, use_gpu: bool | None) -> Servable:
-    """The servable of a published record whose build files (if any) are in `build_dir`."""
+def load_servable(record: ModelRecord, build_dir: str | None, use_gpu: bool | None,
+                  segments_dir: str | None = None) -> Servable:
+    """The servable of a published record whose build files (if any) are in `build_dir`
+    (and a compressed index's vector segments in `segments_dir`)."""
     model = record.model
     method = method_of(model.explanation_spec.parameters)
     if method is Method.EXAMPLES:
         if build_dir is None:
             raise ValueError(f"{model.name} explains by examples but its record names no build")
-        index = ExampleIndex.load(build_dir, use_gpu=use_gpu)
+        index = ExampleIndex.load(build_dir, use_gpu=use_gpu, segments_folder=segments_dir)
         latent = None
         if model.artifact_uri:
             require_tensorflow("model.artifact_uri")

@@ -1,12 +1,16 @@
 """Model records and their built artifacts in the store.
 
 Layout under the store root:
-  models/{id}/building.json     claim of a build in progress (created exclusively)
+  models/{id}/building.json     claim of a build or update in progress (created exclusively)
   models/{id}/builds/{build}/   index files of one build (staging until published)
+  models/{id}/segments/{build}.npy  full vectors a compressed index's build added
+                                (immutable; later builds of the model share them)
   models/{id}/model.json        the published record; written last, so a model
                                 is served only once everything it names exists
-A failed or cancelled build removes its staging folder and its claim, so it
-publishes nothing and the id can be used again.
+A failed or cancelled build removes its staging folder, its segment and its
+claim, so it publishes nothing and the id can be used again. An update holds the
+same claim while the published record keeps serving; publishing its build
+keeps the builds before it only as far as the previous one.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import dataclasses
 
 from explaind.v1 import model_pb2
 
-from ..errors import AlreadyExists, NotFound
+from ..errors import AlreadyExists, FailedPrecondition, NotFound
 from . import records
 from .objects import KeyExists, ObjectStore
 
@@ -70,6 +74,22 @@ class ModelStore:
         except KeyExists:
             raise AlreadyExists(f"model {model_id!r} is already being built", field="model_id") from None
 
+    def claim_update(self, record: ModelRecord) -> None:
+        """Marks a published model as being updated (record: the claim, naming the
+        update's operation and staging build). One update of a model at a time,
+        across replicas: FAILED_PRECONDITION while another holds the claim."""
+        try:
+            self.objects.create(f"models/{record.model_id}/{CLAIM}", record.to_bytes())
+        except KeyExists:
+            running = self.get_claim(record.model_id)
+            raise FailedPrecondition(
+                f"{record.model.name} is being built or updated by {running.operation if running else 'another'} "
+                "operation; wait for it (updates of one model run one at a time)", field="model") from None
+
+    def get_claim(self, model_id: str) -> ModelRecord | None:
+        data = self.objects.read(f"models/{model_id}/{CLAIM}")
+        return ModelRecord.from_bytes(data) if data is not None else None
+
     def release_claim(self, model_id: str) -> None:
         self.objects.delete(f"models/{model_id}/{CLAIM}")
 
@@ -77,17 +97,33 @@ class ModelStore:
     def build_prefix(self, model_id: str, build_id: str) -> str:
         return f"models/{model_id}/builds/{build_id}"
 
+    def segments_prefix(self, model_id: str) -> str:
+        return f"models/{model_id}/segments"
+
     def discard_build(self, model_id: str, build_id: str) -> None:
         self.objects.delete_prefix(self.build_prefix(model_id, build_id))
+        self.objects.delete(f"{self.segments_prefix(model_id)}/{build_id}.npy")
 
     def discard_all_builds(self, model_id: str) -> None:
         """For a model that was never published: every staged build is garbage."""
         self.objects.delete_prefix(f"models/{model_id}/builds")
+        self.objects.delete_prefix(self.segments_prefix(model_id))
 
-    def publish(self, record: ModelRecord) -> None:
-        """Writes the published record (the build's files must already be in place), then drops the claim."""
+    def prune(self, model_id: str, keep_builds: set[str], keep_segments: set[str]) -> None:
+        """Removes the model's builds and segments that none of those kept uses."""
+        for build in self.objects.list(f"models/{model_id}/builds"):
+            if build not in keep_builds and not build.startswith("."):
+                self.objects.delete_prefix(self.build_prefix(model_id, build))
+        for name in self.objects.list(self.segments_prefix(model_id)):
+            if name.endswith(".npy") and name[:-len(".npy")] not in keep_segments:
+                self.objects.delete(f"{self.segments_prefix(model_id)}/{name}")
+
+    def publish(self, record: ModelRecord, release: bool = True) -> None:
+        """Writes the published record (the build's files must already be in place), then
+        drops the claim (`release`: an update drops it itself, once it pruned)."""
         self.objects.write(f"models/{record.model_id}/{PUBLISHED}", record.to_bytes())
-        self.release_claim(record.model_id)
+        if release:
+            self.release_claim(record.model_id)
 
     # --- reading ---
     def get(self, model_id: str) -> ModelRecord | None:

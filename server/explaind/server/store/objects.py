@@ -131,7 +131,20 @@ class ObjectStore:
     def download_dir(self, prefix: str, local_dir: str) -> None:
         os.makedirs(local_dir, exist_ok=True)
         for name in self.list(prefix):
-            self.fs.get_file(self.path(f"{prefix}/{name}"), os.path.join(local_dir, name))
+            self.download(f"{prefix}/{name}", os.path.join(local_dir, name))
+
+    def download(self, key: str, local_path: str) -> None:
+        """One object to a local file. A local store's files are immutable once
+        written (build files, segments), so they are hard-linked, not copied,
+        where the cache shares their file system: a 50 GB vector segment is
+        not stored twice on one disk."""
+        if self.is_local:
+            try:
+                os.link(self.path(key), local_path)
+                return
+            except OSError:
+                pass
+        self.fs.get_file(self.path(key), local_path)
 
     def _forget_listings(self) -> None:
         # Object-store filesystems cache listings; other replicas change the store
