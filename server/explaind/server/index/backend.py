@@ -3,7 +3,10 @@
 treeAhConfig builds IVF with 4-bit product-quantizer codes (FAISS fast-scan,
 `IVF{nlist},PQ{m}x4fs`): the lists hold d/4 bytes a vector, and the
 approximateNeighborsCount best candidates are re-ranked exactly against the
-full vectors, which stay in memory-mapped files (index/vectors.py). L1 has
+full vectors, which stay in memory-mapped files (index/vectors.py). The codes
+are built, saved and updated as a plain IndexIVFPQ (4 bits) and searched as its
+fast-scan copy (`fast_scan`): FAISS 1.15's fast-scan lists lose entries added
+after a remove_ids, the plain lists do not, and the conversion only repacks. L1 has
 no product quantizer in FAISS: its codes are trained for L2, whose
 candidates the exact L1 re-rank then orders. Format 1 indexes (IVF-Flat,
 full vectors in the lists) still load and search as before.
@@ -89,12 +92,19 @@ def empty_ivf_index(d: int, config: SearchConfig, plan: IndexPlan) -> faiss.Inde
     code_metric = faiss.METRIC_L2 if metric == faiss.METRIC_L1 else metric
     quantizer = faiss.IndexFlat(d, code_metric)
     if plan.pq_m:
-        index = faiss.IndexIVFPQFastScan(quantizer, d, plan.nlist, plan.pq_m, 4, code_metric)
+        index = faiss.IndexIVFPQ(quantizer, d, plan.nlist, plan.pq_m, 4, code_metric)
     else:
         index = faiss.IndexIVFFlat(quantizer, d, plan.nlist, metric)
     quantizer.this.disown()  # the IVF index owns and frees its quantizer
     index.own_fields = True
     index.nprobe = plan.nprobe
+    return index
+
+
+def fast_scan(codes: faiss.Index) -> faiss.Index:
+    """The fast-scan search copy of a plain 4-bit IndexIVFPQ (same codes, repacked in blocks of 32)."""
+    index = faiss.IndexIVFPQFastScan(codes)
+    index.nprobe = codes.nprobe
     return index
 
 

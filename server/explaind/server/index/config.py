@@ -29,16 +29,17 @@ MIN_POINTS_PER_LIST = 39
 
 # Presets (Vertex's `presets {query, modality}`), chosen by measuring recall@10
 # against brute force on Gaussian mixtures (30k-40k points, 32-64 dims; see
-# tests/unit/test_index_recall.py): PRECISE probes 30% of the lists and
-# re-ranks 200 candidates exactly (recall >= 0.99 unless clusters overlap
-# heavily), FAST 5% and 128 candidates (>= 0.90, 6x fewer probes). The
-# candidate counts are what 4-bit codes of 2 dimensions each need on that
-# (deliberately overlapping) data: 100 gave 0.91 (cosine) for FAST, 160 gave
-# 0.98 for PRECISE. Unstructured data (one isotropic Gaussian) defeats any IVF
-# setting; real latent spaces are clustered.
+# tests/unit/test_index_recall.py and test_index_updates.py): PRECISE probes
+# 30% of the lists and re-ranks 400 candidates exactly (recall >= 0.99 unless
+# clusters overlap heavily), FAST 5% and 128 candidates (>= 0.90, 6x fewer
+# probes). The candidate counts are what 4-bit codes of 2 dimensions each need
+# on that (deliberately overlapping) data: for FAST 100 gave 0.91 (cosine, 32
+# dimensions); for PRECISE 200 gave 0.97 (16 dimensions) and 400 0.999.
+# Unstructured data (one isotropic Gaussian) defeats any IVF setting; real
+# latent spaces are clustered.
 PRESETS = {
     "PRECISE": {"leaf_node_embedding_count": 500, "leaf_nodes_to_search_percent": 30.0,
-                "approximate_neighbors_count": 200},
+                "approximate_neighbors_count": 400},
     "FAST": {"leaf_node_embedding_count": 500, "leaf_nodes_to_search_percent": 5.0,
              "approximate_neighbors_count": 128},
 }

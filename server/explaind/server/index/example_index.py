@@ -26,7 +26,7 @@ import numpy as np
 
 from explaind.server.errors import DimensionMismatch, InvalidArgument
 from explaind.server.index import distances
-from explaind.server.index.backend import Placement, add_rows, build_cpu_index
+from explaind.server.index.backend import Placement, add_rows, build_cpu_index, fast_scan
 from explaind.server.index.config import IndexPlan, SearchConfig, plan_index
 from explaind.server.index.crowding import crowded_top_k, encode_tags, keep_mask
 from explaind.server.index.filtering import Candidates, FilterPolicy, SearchContext
@@ -101,7 +101,9 @@ class ExampleIndex:
                  cpu_index: faiss.Index, postings: RestrictPostings, tag_codes: np.ndarray,
                  tag_vocab: list[str], use_gpu: bool | None, filter_policy: FilterPolicy | None = None,
                  live: np.ndarray | None = None, lineage: Lineage | None = None,
-                 segment_names: list[str | None] | None = None):
+                 segment_names: list[str | None] | None = None, keep_codes: bool = True):
+        """For ivf_pq, `cpu_index` is the plain 4-bit IndexIVFPQ: searched through its
+        fast-scan copy, kept itself (`keep_codes`) for saving and updating."""
         self.config = config
         self.kind = kind
         self.ids = ids
@@ -116,6 +118,9 @@ class ExampleIndex:
         self.segment_names = list(segment_names or [])
         self.last_update = (0, 0)              # (added, removed) by the update that made this index
         self.dimensions = int(vectors.dimensions)
+        self._codes = cpu_index if kind == "ivf_pq" and keep_codes else None
+        if kind == "ivf_pq":
+            cpu_index = fast_scan(cpu_index)
         probe = self._first_live_position()
         self._placement = Placement(cpu_index, config, use_gpu,
                                     probe_vector=vectors.prepared(np.array([probe]))[0] if probe >= 0 else None,
@@ -279,7 +284,7 @@ class ExampleIndex:
         return Additions(emb, ids, list(a.restricts), list(a.tags))
 
     def _appended(self, a: Additions | None, remove: np.ndarray, use_gpu) -> "ExampleIndex":
-        cpu_index = faiss.clone_index(self._placement.cpu_index)
+        cpu_index = faiss.clone_index(self._require_codes())
         if remove.size:
             cpu_index.remove_ids(remove)
         live = np.ones(self.size, bool) if self._live is None else self._live.copy()
@@ -305,6 +310,12 @@ class ExampleIndex:
                             filter_policy=self.filter_policy, live=None if live.all() else live,
                             lineage=lineage, segment_names=names)
 
+    def _require_codes(self) -> faiss.Index:
+        if self._codes is None:
+            raise ValueError("this index was loaded for serving (its fast-scan copy only): load it with "
+                             "without_vectors=True to update or save it")
+        return self._codes
+
     def _rebuilt(self, a: Additions | None, remove: np.ndarray, use_gpu) -> "ExampleIndex":
         keep = np.arange(self.size) if self._live is None else np.flatnonzero(self._live)
         if remove.size:
@@ -312,7 +323,8 @@ class ExampleIndex:
         added = 0 if a is None else len(a.ids)
         emb = np.empty((len(keep) + added, self.dimensions), dtype=np.float32)
         for s in range(0, len(keep), SCAN_ROWS):
-            emb[s:s + SCAN_ROWS] = self._vectors.originals(keep[s:s + SCAN_ROWS])
+            block = keep[s:s + SCAN_ROWS]
+            emb[s:s + len(block)] = self._vectors.originals(block)
         ids, postings = self.ids.taken(keep), self._postings.taken(keep)
         codes, vocab = self._tag_codes[keep], self._tag_vocab
         if added:
@@ -434,7 +446,7 @@ class ExampleIndex:
         """Plain files into an existing local folder; no pickle. A compressed index's
         vectors not saved yet go to `segments_folder` (default: `folder`) as
         `{segment_name}.npy`; the segments it shares with its base are named, not copied."""
-        cpu_index = self._placement.cpu_index
+        cpu_index = self._require_codes() if self.kind == "ivf_pq" else self._placement.cpu_index
         faiss.write_index(cpu_index, os.path.join(folder, "index.faiss"))
         names = list(self.segment_names)
         if self.kind == "ivf_pq":
@@ -515,7 +527,7 @@ class ExampleIndex:
                    tag_codes=np.load(os.path.join(folder, "crowding_codes.npy"), allow_pickle=False),
                    tag_vocab=_read_json(os.path.join(folder, "crowding_tags.json")),
                    use_gpu=use_gpu, filter_policy=filter_policy, live=live, lineage=lineage,
-                   segment_names=names)
+                   segment_names=names, keep_codes=without_vectors)
 
     @classmethod
     def _load_v1(cls, folder, meta, config, cpu_index, use_gpu, filter_policy) -> "ExampleIndex":
