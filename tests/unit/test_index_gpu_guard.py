@@ -153,3 +153,44 @@ def test_a_placement_that_ignores_a_selector_after_the_probe_is_caught_row_by_ro
     got = index.search(q, 10, restricts=[[Namespace("p", ("3",))]] * 5, on_filter_violation=violations.append)
     _assert_oracle(got, x, q, np.arange(len(x)) % 10 == 3)        # answered again, exactly
     assert len(gpu.calls) > 2 and sum(violations) == 5            # every row returned excluded examples
+
+
+# ---- a compressed index on the GPU: an 8-bit IVF-PQ twin (index/gpu_codes.py)
+
+def _clustered(n, d, seed):
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(0).standard_normal((60, d)).astype(np.float32) * 3
+    return (centers[rng.integers(0, 60, n)] + rng.standard_normal((n, d))).astype(np.float32)
+
+
+def test_a_compressed_index_places_an_ivfpq_twin_on_the_gpu_and_reranks_on_the_cpu(fake_gpu):
+    from explaind.server.index import search_config_from_presets
+    d, n = 32, 20_000
+    x, q = _clustered(n, d, 3), _clustered(50, d, 4)
+    restricts = [[Namespace("p", (str(i % 10),))] for i in range(n)]
+    index = ExampleIndex.build(x, [str(i) for i in range(n)], restricts, None,
+                               search_config_from_presets("PRECISE", "TABULAR", 10))
+    assert index.info.device == "gpu" and index.info.index_type.endswith("x4fs")
+    twin = fake_gpu[0].inner
+    assert isinstance(twin, faiss.IndexIVFPQ) and (twin.pq.M, twin.pq.nbits) == (d // 4, 8)
+    assert twin.ntotal == n and twin.nlist == index.info.nlist and twin.nprobe == index.info.nprobe
+    got = index.search(q, 10)
+    assert fake_gpu[0].calls                     # the candidates came from the "GPU"
+    truth, _ = oracles.nearest(x, q, 10, "SQUARED_L2_DISTANCE")
+    assert np.mean([len({n.position for n in row} & set(t.tolist())) / 10 for row, t in zip(got, truth)]) >= 0.99
+    for query, row in zip(q, got):               # distances are exact: re-ranked against the full vectors
+        want = oracles.distances(query, x[[n.position for n in row]], "SQUARED_L2_DISTANCE")[0]
+        np.testing.assert_allclose([n.distance for n in row], want, rtol=1e-4, atol=1e-3)
+    filtered = index.search(q[:5], 10, restricts=[[Namespace("p", ("3",))]] * 5)
+    assert all(len(row) == 10 and all(n.position % 10 == 3 for n in row) for row in filtered)
+
+
+def test_without_a_gpu_layout_a_compressed_index_stays_on_the_cpu(fake_gpu):
+    from explaind.server.index import search_config_from_presets
+    from explaind.server.index.gpu_codes import gpu_pq_m
+    assert (gpu_pq_m(128), gpu_pq_m(32), gpu_pq_m(768), gpu_pq_m(7)) == (32, 8, 96, 0)
+    x = _clustered(6000, 7, 5)
+    index = ExampleIndex.build(x, [str(i) for i in range(6000)], None, None,
+                               search_config_from_presets("FAST", "TABULAR", 10))
+    assert index.info.index_type.endswith("x4fs") and index.info.device == "cpu" and not fake_gpu
+    assert len(index.search(x[:3], 10)[0]) == 10
