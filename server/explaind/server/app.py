@@ -61,6 +61,7 @@ class Daemon:
         self.manager = ModelManager(BuildLoader(self.models, cache, use_gpu(settings)), self.metrics)
         self.source = PublishedModelsSource(self.models, self.manager.set_aspired, settings.store_poll_seconds)
         self.uploads = UploadManager(self.models, self.operations, settings, self.metrics)
+        self.uploads.on_update_published = self.manager.load     # an update serves here before its operation ends
         limit_cpu_threads(settings.index_threads)
         self.engine = Engine(settings, self.metrics)
         self.data_plane = DataPlane(self.manager, self.engine, Limits.of(settings), self.metrics)

@@ -37,9 +37,12 @@ class BuildCancelled(Exception):
 class BuildJob:
     def __init__(self, models: ModelStore, operations: OperationStore, op: OperationRecord,
                  record: ModelRecord, recipe: Recipe, *, worker: str, options: BuildOptions = BuildOptions(),
-                 heartbeat_seconds: float = 2.0, metrics=None, build_id: str = "", base_build: str = ""):
+                 heartbeat_seconds: float = 2.0, metrics=None, build_id: str = "", base_build: str = "",
+                 on_published=None):
         """`base_build`: for an update, the published build it starts from (the
-        model record is then the published one, served until this job publishes)."""
+        model record is then the published one, served until this job publishes).
+        `on_published(model_id)`: after an update is published, before the operation
+        is done (this replica switches at once; the others on their next poll)."""
         self.models = models
         self.operations = operations
         self.op = op
@@ -55,6 +58,7 @@ class BuildJob:
         self.taken_over = threading.Event()
         self.build_id = build_id or new_build_id()
         self.base_build = base_build
+        self.on_published = on_published
         self.current_stage = Stage.QUEUED
         self._stage_started = time.monotonic()
         self._record_lock = threading.Lock()
@@ -174,6 +178,7 @@ class BuildJob:
             except Exception:  # noqa: BLE001 - garbage left behind must not fail a published update
                 log.exception("pruning old builds failed", extra={"model": model.name})
             self.models.release_claim(record.model_id)
+            self._switch_here()
         else:
             self.models.publish(record)
         self.meta.stage = Stage.DONE
@@ -183,6 +188,14 @@ class BuildJob:
         self.op.operation.response.Pack(self.recipe.response(model, index, self.options))
         self.op.operation.done = True
         self._store_final()
+
+    def _switch_here(self) -> None:
+        if self.on_published is None:
+            return
+        try:
+            self.on_published(self.record.model_id)
+        except Exception:  # noqa: BLE001 - the update is published; the poll retries the load
+            log.exception("loading the updated model on this replica failed", extra={"model": self.record.model.name})
 
     def _check_base_still_published(self) -> None:
         published = self.models.get_published(self.record.model_id)

@@ -40,6 +40,8 @@ class UploadManager:
             max_workers=settings.build_workers, thread_name_prefix="build")
         self._jobs: dict[str, BuildJob] = {}
         self._lock = threading.Lock()
+        # Told the model id once an update is published (the serving manager loads it at once).
+        self.on_update_published = None
 
     # --- UploadModel ---
     def upload(self, request: model_service_pb2.UploadModelRequest) -> OperationRecord:
@@ -101,7 +103,7 @@ class UploadManager:
                              search_config=published.search_config)
         job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=self._options(),
                        heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics,
-                       build_id=build_id, base_build=published.build_id)
+                       build_id=build_id, base_build=published.build_id, on_published=self.on_update_published)
         self._start(job)
         log.info("update started", extra={"model": published.model.name, "operation": op_name,
                                           "base_build": published.build_id})

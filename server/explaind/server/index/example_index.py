@@ -167,6 +167,20 @@ class ExampleIndex:
         """Which filtering strategy a selectivity gets (benchmarks and tests pin one)."""
         self._candidates.policy = policy
 
+    def tune(self, nprobe: int | None = None, approximate_neighbors_count: int | None = None) -> None:
+        """Changes the lists probed and the candidates re-ranked in place (benchmarks
+        sweep them on one built index; a model keeps what its config says)."""
+        config = self.config
+        if approximate_neighbors_count is not None:
+            config = dataclasses.replace(config, approximate_neighbors_count=approximate_neighbors_count)
+        if nprobe is not None and self._nlist:
+            self._nprobe = min(int(nprobe), self._nlist)
+            self._placement.cpu_index.nprobe = self._nprobe
+            if self._placement.gpu_index is not None:
+                self._placement.gpu_index.nprobe = self._nprobe
+        self.config = config
+        self._candidates.context = dataclasses.replace(self._candidates.context, config=config, nprobe=self._nprobe)
+
     @property
     def attribute_bytes(self) -> int:
         """Host memory of what each example carries besides its vector: id, restricts, crowding tag."""
