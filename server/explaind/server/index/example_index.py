@@ -367,6 +367,16 @@ class ExampleIndex:
         restricts share one FAISS call. `on_filter_violation(rows)` hears of
         rows whose filtered search returned an excluded example (they are
         answered again, exactly)."""
+        pos, dist = self.search_arrays(queries, neighbor_count, restricts, crowding_count, on_filter_violation)
+        counts = (pos >= 0).sum(axis=1).tolist()
+        return [self._neighbor_list(p[:n], d[:n]) for p, d, n in zip(pos.tolist(), dist.tolist(), counts)]
+
+    def search_arrays(self, queries: np.ndarray, neighbor_count: int,
+                      restricts: Sequence[Sequence[Namespace] | None] | None = None,
+                      crowding_count: int = 0,
+                      on_filter_violation: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """search() as arrays: (positions int64, distances float32), each (queries,
+        neighbor_count), nearest first, -1 / inf past the neighbors found."""
         q = np.asarray(queries, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]
@@ -378,29 +388,37 @@ class ExampleIndex:
             raise ValueError(f"{len(restricts)} restricts for {len(q)} queries")
         if neighbor_count < 0 or crowding_count < 0:
             raise ValueError("neighbor_count and crowding_count must be >= 0")
-        out: list[list[Neighbor]] = [[] for _ in range(len(q))]
-        if neighbor_count == 0 or self.live_count == 0 or len(q) == 0:
-            return out
+        k = int(neighbor_count)
+        out_pos = np.full((len(q), k), -1, dtype=np.int64)
+        out_dist = np.full((len(q), k), np.inf, dtype=np.float32)
+        if k == 0 or self.live_count == 0 or len(q) == 0:
+            return out_pos, out_dist
         q = distances.prepare(q, self.config)
         groups: dict[tuple[Namespace, ...], list[int]] = defaultdict(list)
-        for row in range(len(q)):
-            groups[_query_key(restricts[row] if restricts is not None else None)].append(row)
+        if restricts is None:
+            groups[()] = list(range(len(q)))
+        else:
+            for row in range(len(q)):
+                groups[_query_key(restricts[row])].append(row)
         for query, rows in groups.items():
             mask = self._postings.admissible(query)
             if mask is not None and self._live is not None:
                 mask &= self._live
-            found = self._search_group(q[rows], neighbor_count, mask, crowding_count, on_filter_violation)
-            for row, neighbors in zip(rows, found):
-                out[row] = neighbors
-        return out
+            if len(rows) == len(q):
+                self._search_group(q, k, mask, crowding_count, on_filter_violation, out_pos, out_dist)
+            else:
+                pos, dist = out_pos[rows], out_dist[rows]
+                self._search_group(q[rows], k, mask, crowding_count, on_filter_violation, pos, dist)
+                out_pos[rows], out_dist[rows] = pos, dist
+        return out_pos, out_dist
 
     def _search_group(self, q: np.ndarray, k: int, mask: np.ndarray | None, crowding: int,
-                      on_violation: Callable[[int], None] | None) -> list[list[Neighbor]]:
+                      on_violation: Callable[[int], None] | None, out_pos: np.ndarray, out_dist: np.ndarray) -> None:
+        """Fills out_pos / out_dist (len(q), k) with each row's neighbors."""
         fetch = self._candidates.provider(mask, on_violation)
         admissible = fetch.admissible
-        out: list[list[Neighbor]] = [[] for _ in range(len(q))]
         if admissible == 0:
-            return out
+            return
         # Crowding drops candidates: over-fetch, then double k for the rows
         # still short until they are full or every admissible example was seen;
         # past the policy's crowding_max_fetch (a few tags crowd out everything)
@@ -409,21 +427,25 @@ class ExampleIndex:
         pending = np.arange(len(q))
         while pending.size:
             if crowding and k_fetch > self._candidates.policy.crowding_max_fetch:
-                for row, neighbors in zip(pending, self._exhaustive_crowded(q[pending], k, mask, crowding)):
-                    out[row] = neighbors
+                for row, (d, p) in zip(pending, self._exhaustive_crowded(q[pending], k, mask, crowding)):
+                    out_pos[row, :len(p)], out_dist[row, :len(p)] = p, d
                 break
-            dist, pos, exhausted = fetch(q[pending], k_fetch)
+            dist, pos, exhausted = fetch(q if pending.size == len(q) else q[pending], k_fetch)
             keep = keep_mask(pos, self._tag_codes, crowding, k)
             done = (keep.sum(axis=1) >= k) | exhausted | (k_fetch >= admissible)
-            for j in np.flatnonzero(done):
-                cols = np.flatnonzero(keep[j])
-                out[pending[j]] = self._neighbors(pos[j, cols], dist[j, cols])
+            rows = np.flatnonzero(done)
+            # Each row's kept candidates (at most k, in order) moved to its front.
+            order = np.argsort(~keep[rows], axis=1, kind="stable")[:, :k]
+            kept = np.take_along_axis(keep[rows], order, axis=1)
+            width = kept.shape[1]
+            out_pos[pending[rows], :width] = np.where(kept, np.take_along_axis(pos[rows], order, axis=1), -1)
+            out_dist[pending[rows], :width] = np.where(kept, np.take_along_axis(dist[rows], order, axis=1), np.inf)
             pending = pending[~done]
             k_fetch = min(admissible, 2 * k_fetch)
-        return out
 
     def _exhaustive_crowded(self, q: np.ndarray, k: int, mask: np.ndarray | None,
-                            crowding: int) -> list[list[Neighbor]]:
+                            crowding: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query row: (distances, positions) of its exact crowded neighbors."""
         if mask is None:
             mask = self._live
         positions = np.arange(self.size) if mask is None else np.flatnonzero(mask)
@@ -441,14 +463,12 @@ class ExampleIndex:
                 for s in range(0, len(positions), SCAN_ROWS):
                     block = self._vectors.prepared(positions[s:s + SCAN_ROWS])
                     dist[:, s:s + SCAN_ROWS] = distances.exact_distances(rows, block, self.config)
-            for row in dist:
-                d, pos = crowded_top_k(row, positions, self._tag_codes, crowding, k)
-                out.append(self._neighbors(pos, d))
+            out.extend(crowded_top_k(row, positions, self._tag_codes, crowding, k) for row in dist)
         return out
 
-    def _neighbors(self, positions: np.ndarray, dists: np.ndarray) -> list[Neighbor]:
-        ids = self.ids
-        return [Neighbor(ids[p], d, p) for p, d in zip(positions.tolist(), dists.tolist())]
+    def _neighbor_list(self, positions: list[int], dists: list[float]) -> list[Neighbor]:
+        make = tuple.__new__            # Neighbor(...) without its Python-level __new__: answers build many
+        return [make(Neighbor, (i, d, p)) for i, d, p in zip(self.ids.many(positions), dists, positions)]
 
     def embeddings_of(self, positions: np.ndarray) -> np.ndarray:
         """Original (un-normalized) embeddings of the given positions."""

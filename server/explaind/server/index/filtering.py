@@ -157,7 +157,10 @@ class Candidates:
         else:
             dist = np.where(pos >= 0, dist, np.inf).astype(np.float32, copy=False)
         k = min(k, pos.shape[1])
-        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        if k < pos.shape[1]:      # the k best first (unordered), then only those sorted
+            part = np.argpartition(dist, k - 1, axis=1)[:, :k]
+            dist, pos = np.take_along_axis(dist, part, axis=1), np.take_along_axis(pos, part, axis=1)
+        order = np.argsort(dist, axis=1, kind="stable")
         dist = np.take_along_axis(dist, order, axis=1)
         pos = np.take_along_axis(pos, order, axis=1)
         pos[~np.isfinite(dist)] = -1

@@ -46,6 +46,12 @@ class ExampleIds:
             return str(position)
         return self._bytes[self._offsets[position]:self._offsets[position + 1]].decode("utf-8")
 
+    def many(self, positions: list[int]) -> list[str]:
+        if self._bytes is None:
+            return list(map(str, positions))
+        data, offsets = self._bytes, self._offsets
+        return [data[offsets[p]:offsets[p + 1]].decode("utf-8") for p in positions]
+
     def __iter__(self):
         return (self[p] for p in range(self._count))
 

@@ -137,33 +137,39 @@ class MappedVectors(Vectors):
         return rows
 
     def exact(self, q, positions):
+        """FAISS's by-index kernels (one query against its own candidates, in
+        parallel over queries) read the candidate rows straight from the map, one
+        call per segment touched (the other segments' candidates masked as -1)."""
         metric = distances.faiss_metric(self.config)
         if metric == faiss.METRIC_L1:
             return super().exact(q, positions)
         r, c = positions.shape
-        flat = positions.ravel()
-        valid = flat >= 0
-        queries = np.repeat(np.arange(r, dtype=np.int64), c)
-        ip_like = np.empty(r * c, dtype=np.float32)
         squared = metric == faiss.METRIC_L2 and not self._normalizes
-        pairwise = faiss.pairwise_indexed_L2sqr if squared else faiss.pairwise_indexed_inner_product
+        kernel = faiss.fvec_L2sqr_by_idx if squared else faiss.fvec_inner_products_by_idx
         q = np.ascontiguousarray(q, dtype=np.float32)
-        for s, rows, where in self._split(np.where(valid, flat, 0)):
-            ix = np.ascontiguousarray(queries[where])
-            iy = np.ascontiguousarray(rows)
-            part = np.empty(len(iy), dtype=np.float32)
-            pairwise(self.dimensions, len(iy), faiss.swig_ptr(q), faiss.swig_ptr(ix),
-                     faiss.swig_ptr(self._segment(s)), faiss.swig_ptr(iy), faiss.swig_ptr(part))
-            ip_like[where] = part
+        positions = np.ascontiguousarray(positions, dtype=np.int64)
+        out = np.full((r, c), np.nan, dtype=np.float32)
+        if len(self.segments) == 1:
+            kernel(faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(self._segment(0)),
+                   faiss.swig_ptr(positions), self.dimensions, r, c)
+        else:
+            seg = np.searchsorted(self.starts, positions, side="right") - 1
+            part = np.empty((r, c), dtype=np.float32)
+            for s in np.unique(seg[positions >= 0]):
+                local = np.where((seg == s) & (positions >= 0), positions - self.starts[s], -1)
+                kernel(faiss.swig_ptr(part), faiss.swig_ptr(q), faiss.swig_ptr(self._segment(int(s))),
+                       faiss.swig_ptr(local), self.dimensions, r, c)
+                np.copyto(out, part, where=local >= 0)
+        valid = positions >= 0
         if not squared:
-            ip_like = self._from_inner_products(q, queries, np.where(valid, flat, 0), ip_like)
-        ip_like[~valid] = np.inf
-        return ip_like.reshape(r, c)
+            out = self._from_inner_products(q, positions, out)
+        out[~valid] = np.inf
+        return out
 
-    def _from_inner_products(self, q, queries, positions, ip):
-        """Distances from <q, x> with x the original row (prepared q)."""
+    def _from_inner_products(self, q, positions, ip):
+        """(r, c) distances from <q, x> with x the original rows at `positions` (q prepared)."""
         if self._normalizes:
-            norms = self.norms[positions]
+            norms = self.norms[np.maximum(positions, 0)]
             scale = 1.0 / np.maximum(norms, np.float32(1e-30))
             ip = ip * scale
         measure = self.config.distance
@@ -171,8 +177,9 @@ class MappedVectors(Vectors):
             return 0.0 - ip
         if measure == "COSINE_DISTANCE":
             return 1.0 - ip
-        # squared L2 of unit vectors: |q|^2 + |x|^2 - 2<q, x> (a zero vector stays zero)
-        q_sq = np.einsum("ij,ij->i", q, q)[queries]
+        # squared L2 of unit vectors (normalizing measures only): |q|^2 + |x|^2 - 2<q, x>;
+        # a zero vector stays zero, so its squared norm is 0, not 1
+        q_sq = np.einsum("ij,ij->i", q, q)[:, None]
         x_sq = np.square(norms * scale)
         return np.maximum(q_sq + x_sq - 2.0 * ip, 0.0).astype(np.float32, copy=False)
 

@@ -1,0 +1,162 @@
+"""A large upload of precomputed embeddings through a real daemon: time, peak
+memory, and what the served index holds in RAM and maps.
+
+    .venv/bin/python bench/bench_scale.py [--n 10000000] [--d 128] [--leaf 2500] [--algorithm tree_ah]
+
+Writes N x d float32 (a Gaussian mixture, fixed seed) as one .npy into a scratch
+folder, starts `explaind serve` on a fresh local store, uploads it as an
+index-only model (treeAhConfig with leafNodeEmbeddingCount --leaf, or
+bruteForceConfig), waits for the operation, then loads the model with a first
+Explain. Prints the build's stage durations, the daemon's peak RSS (VmHWM, the
+build runs inside it today) and its RSS once serving, the Model's index_bytes
+and mapped_bytes, bytes per example, and recall@10 of 100 queries against an
+exact scan of the file. Needs free disk for the .npy, the store and a staging
+copy (about 3 x N x d x 4 bytes) and free memory for N x d x 4 bytes plus the
+index: check `free -g` first on a shared machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from explaind.client import Client
+from explaind.client.client import upload_metadata
+
+BLOCK = 1 << 20
+
+
+def write_mixture(path: str, n: int, d: int) -> np.ndarray:
+    """The data set, written block by block (never whole in memory); returns 100 queries."""
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((4096, d)).astype(np.float32) * 2
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+    for s in range(0, n, BLOCK):
+        m = min(BLOCK, n - s)
+        out[s:s + m] = centers[rng.integers(0, 4096, m)] + rng.standard_normal((m, d)).astype(np.float32)
+    out.flush()
+    del out
+    return centers[rng.integers(0, 4096, 100)] + rng.standard_normal((100, d)).astype(np.float32)
+
+
+def exact_top10(path: str, queries: np.ndarray) -> np.ndarray:
+    x = np.load(path, mmap_mode="r")
+    best_d = np.full((len(queries), 10), np.inf, np.float32)
+    best_i = np.zeros((len(queries), 10), np.int64)
+    q_sq = (queries ** 2).sum(1)[:, None]
+    for s in range(0, len(x), BLOCK):
+        block = np.asarray(x[s:s + BLOCK])
+        dist = q_sq - 2 * queries @ block.T + (block ** 2).sum(1)[None, :]
+        cand_d = np.concatenate([best_d, dist], axis=1)
+        cand_i = np.concatenate([best_i, np.arange(s, s + len(block))[None, :].repeat(len(queries), 0)], axis=1)
+        order = np.argsort(cand_d, axis=1)[:, :10]
+        best_d, best_i = np.take_along_axis(cand_d, order, 1), np.take_along_axis(cand_i, order, 1)
+    return best_i
+
+
+def rss_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=10_000_000)
+    parser.add_argument("--d", type=int, default=128)
+    parser.add_argument("--leaf", type=int, default=2500)
+    parser.add_argument("--algorithm", choices=["tree_ah", "brute_force"], default="tree_ah")
+    parser.add_argument("--scratch", default=tempfile.gettempdir())
+    args = parser.parse_args()
+    scratch = tempfile.mkdtemp(prefix="explaind-scale-", dir=args.scratch)
+    try:
+        run(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run(args, scratch: str) -> None:
+    data = os.path.join(scratch, "embeddings.npy")
+    t = time.perf_counter()
+    queries = write_mixture(data, args.n, args.d)
+    print(f"wrote {args.n} x {args.d} ({os.path.getsize(data) / 2**30:.1f} GiB) in {time.perf_counter() - t:.0f}s",
+          flush=True)
+    port, metrics_port = free_port(), free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    daemon = subprocess.Popen([sys.executable, "-m", "explaind.server.main", "serve", "--port", str(port),
+                               "--metrics-port", str(metrics_port), "--host", "127.0.0.1",
+                               "--store", os.path.join(scratch, "store"),
+                               "--cache-dir", os.path.join(scratch, "cache"), "--log-level", "WARNING"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in daemon.stdout:
+            if "listening" in line:
+                break
+        algorithm = ({"treeAhConfig": {"leafNodeEmbeddingCount": args.leaf, "leafNodesToSearchPercent": 2}}
+                     if args.algorithm == "tree_ah" else {"bruteForceConfig": {}})
+        model = {"displayName": "scale", "explanationSpec": {"parameters": {"examples": {
+            "gcsSource": {"uris": [data]}, "neighborCount": 10, "nearestNeighborSearchConfig": {"config": {
+                "dimensions": args.d, "approximateNeighborsCount": 100, "distanceMeasureType": "SQUARED_L2_DISTANCE",
+                "algorithmConfig": algorithm}}}}}}
+        rss_before = rss_kb(daemon.pid, "VmRSS")
+        with Client(f"127.0.0.1:{port}") as client:
+            started = time.perf_counter()
+            stages: dict[str, float] = {}
+            last = [None, started]
+
+            def progress(meta):
+                stage = type(meta).Stage.Name(meta.stage)
+                if stage != last[0]:
+                    now = time.perf_counter()
+                    if last[0] is not None:
+                        stages[last[0]] = now - last[1]
+                    last[0], last[1] = stage, now
+                    print(f"  {now - started:7.0f}s {stage} {meta.examples_embedded}/{meta.examples_total}",
+                          flush=True)
+
+            op = client.upload_model(model, model_id="scale")
+            built = client.wait(op, on_progress=progress, poll_seconds=2.0)
+            build_s = time.perf_counter() - started
+            peak_build_kb = rss_kb(daemon.pid, "VmHWM")
+            t = time.perf_counter()
+            found = client.explain("scale", [q.tolist() for q in queries], neighbor_count=10, embeddings=True,
+                                   timeout=600)
+            load_s = time.perf_counter() - t
+            serving_kb = rss_kb(daemon.pid, "VmRSS")
+        info = built.index_info
+        truth = exact_top10(data, queries)
+        got = [[int(n.neighbor_id) for n in e.neighbors] for e in found.explanations]
+        recall = np.mean([len(set(g) & set(t.tolist())) / 10 for g, t in zip(got, truth)])
+        print(f"N={args.n} d={args.d} {info.index_type}: build {build_s:.0f}s ({build_s / args.n * 1e6:.1f} us "
+              f"per example); stages " + ", ".join(f"{k} {v:.0f}s" for k, v in stages.items()))
+        print(f"daemon peak RSS during the build {peak_build_kb / 2**20:.2f} GiB (RSS before {rss_before / 2**20:.2f} "
+              f"GiB; the embeddings alone are {args.n * args.d * 4 / 2**30:.2f} GiB)")
+        print(f"serving: first Explain (loads the index) {load_s:.1f}s, RSS {serving_kb / 2**20:.2f} GiB; "
+              f"index_bytes {info.index_bytes / 2**30:.2f} GiB ({info.index_bytes / args.n:.1f} B per example), "
+              f"mapped_bytes {info.mapped_bytes / 2**30:.2f} GiB ({info.mapped_bytes / args.n:.0f} B per example)")
+        print(f"recall@10 of 100 queries against an exact scan: {recall:.3f}")
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+
+
+if __name__ == "__main__":
+    main()
