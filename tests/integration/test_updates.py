@@ -195,11 +195,15 @@ def test_replicas_switch_to_the_update_without_a_gap_and_updates_are_serialised(
             retrained = _update_result(on_b, on_b.update_explanation_dataset("shared", retrain=True), timeout=300)
             assert retrained.model.index_info.examples_added_since_training == 0
             assert not retrained.retrain_recommended and retrained.model.index_info.example_count == 106_300
-            builds = os.listdir(os.path.join(store, "models", "shared", "builds"))
-            assert len(builds) == 2                                    # the new build and the one it replaced
-            segments = os.listdir(os.path.join(store, "models", "shared", "segments"))
-            assert len(segments) <= 3 and json.loads(open(os.path.join(
-                store, "models", "shared", "model.json")).read())["build_id"] + ".npy" in segments
+            # The store keeps the new build and the one it replaced, and only the segments they read.
+            folder = os.path.join(store, "models", "shared")
+            builds = sorted(os.listdir(os.path.join(folder, "builds")))
+            current = json.loads(open(os.path.join(folder, "model.json")).read())["build_id"]
+            assert len(builds) == 2 and current in builds
+            wanted = {s["name"] + ".npy" for b in builds for s in json.loads(
+                open(os.path.join(folder, "builds", b, "meta.json")).read())["segments"]}
+            assert set(os.listdir(os.path.join(folder, "segments"))) == wanted
+            assert len(wanted) == 4             # the retrained build's one segment, the three it replaced
     finally:
         stop.set()
         a.kill()
