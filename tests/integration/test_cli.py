@@ -49,6 +49,20 @@ def test_cli_upload_wait_explain_and_listings(start_server, tmp_path):
     missing = _cli("models", "get", "nope", "--target", server.target)
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
 
+    # update: the nearest example removed, a new one added right on the query
+    with open(tmp_path / "new.data", "w") as f:
+        f.write(json.dumps({"id": "added", "embedding": query.tolist()}) + "\n")
+    up = _cli("update", "cli", "--add", str(tmp_path / "new.data"), "--jsonl", "--remove", f"row{ids[0][0]}",
+              "--wait", "--target", server.target)
+    assert up.returncode == 0, up.stderr
+    result = json.loads(up.stdout[up.stdout.index("{"):])
+    assert (result["examplesAdded"], result["examplesRemoved"]) == ("1", "1")
+    out = _cli("explain", "cli", str(tmp_path / "q.json"), "--embeddings", "--target", server.target)
+    got = [n["neighborId"] for n in json.loads(out.stdout)["explanations"][0]["neighbors"]]
+    assert got == ["added"] + [f"row{j}" for j in ids[0][1:]]
+    nothing = _cli("update", "cli", "--target", server.target)
+    assert nothing.returncode == 1 and "INVALID_ARGUMENT" in nothing.stderr
+
 
 def test_cli_metadata_writes_the_sdk_format(tmp_path):
     import shutil

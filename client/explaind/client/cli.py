@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import json_format
 
 from explaind.client import Client, OperationError, upload_metadata
+from explaind.client.client import operation_result
 from explaind.v1 import model_service_pb2
 
 
@@ -44,6 +45,14 @@ def parser() -> argparse.ArgumentParser:
                                       "(Vertex AI's model payload parses unchanged)")
     upload.add_argument("--model-id", default="")
     upload.add_argument("--wait", action="store_true", help="wait for the build, with a progress bar")
+
+    update = client_parser("update", "add examples to a model, remove them by id, or retrain its index")
+    update.add_argument("model", help="models/{id} or the id")
+    update.add_argument("--add", nargs="*", default=[], help="data set files (any upload format; globs)")
+    update.add_argument("--jsonl", action="store_true", help="the added files are JSONL whatever their names")
+    update.add_argument("--remove", nargs="*", default=[], help="ids of examples to remove")
+    update.add_argument("--retrain", action="store_true", help="train a compressed index's codebooks again")
+    update.add_argument("--wait", action="store_true", help="wait for the update, with a progress bar")
 
     ops = client_parser("operations", "inspect or control operations")
     ops.add_argument("action", choices=["get", "wait", "list", "cancel", "delete"])
@@ -188,7 +197,19 @@ def _metadata(args) -> int:
     return 0
 
 
-COMMANDS = {"upload": _upload, "operations": _operations, "explain": _explain, "models": _models}
+def _update(client: Client, args) -> int:
+    op = client.update_explanation_dataset(args.model, uris=args.add, remove_ids=args.remove, retrain=args.retrain,
+                                           jsonl=args.jsonl)
+    print(op.name, flush=True)
+    if not args.wait:
+        return 0
+    client.wait(op, on_progress=_progress_bar)
+    print(file=sys.stderr)
+    _print(operation_result(client.get_operation(op.name)))
+    return 0
+
+
+COMMANDS = {"upload": _upload, "update": _update, "operations": _operations, "explain": _explain, "models": _models}
 
 
 if __name__ == "__main__":
