@@ -25,25 +25,32 @@ import sys
 import tempfile
 import time
 
+import grpc
 import numpy as np
 
 from explaind.client import Client
-from explaind.client.client import upload_metadata
+from explaind.client.client import operation_result, upload_metadata
 
 BLOCK = 1 << 20
 
 
-def write_mixture(path: str, n: int, d: int) -> np.ndarray:
-    """The data set, written block by block (never whole in memory); returns 100 queries."""
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((4096, d)).astype(np.float32) * 2
+def centers(d: int) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((4096, d)).astype(np.float32) * 2
+
+
+def write_mixture(path: str, n: int, d: int) -> None:
+    """The data set, written block by block (never whole in memory)."""
+    rng, c = np.random.default_rng(1), centers(d)
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
     for s in range(0, n, BLOCK):
         m = min(BLOCK, n - s)
-        out[s:s + m] = centers[rng.integers(0, 4096, m)] + rng.standard_normal((m, d)).astype(np.float32)
+        out[s:s + m] = c[rng.integers(0, 4096, m)] + rng.standard_normal((m, d)).astype(np.float32)
     out.flush()
-    del out
-    return centers[rng.integers(0, 4096, 100)] + rng.standard_normal((100, d)).astype(np.float32)
+
+
+def mixture_queries(d: int) -> np.ndarray:
+    rng, c = np.random.default_rng(2), centers(d)
+    return c[rng.integers(0, 4096, 100)] + rng.standard_normal((100, d)).astype(np.float32)
 
 
 def exact_top10(path: str, queries: np.ndarray) -> np.ndarray:
@@ -82,6 +89,7 @@ def main() -> None:
     parser.add_argument("--leaf", type=int, default=2500)
     parser.add_argument("--algorithm", choices=["tree_ah", "brute_force"], default="tree_ah")
     parser.add_argument("--scratch", default=tempfile.gettempdir())
+    parser.add_argument("--data", default="", help="reuse (or keep) the data set at this path")
     args = parser.parse_args()
     scratch = tempfile.mkdtemp(prefix="explaind-scale-", dir=args.scratch)
     try:
@@ -91,11 +99,13 @@ def main() -> None:
 
 
 def run(args, scratch: str) -> None:
-    data = os.path.join(scratch, "embeddings.npy")
-    t = time.perf_counter()
-    queries = write_mixture(data, args.n, args.d)
-    print(f"wrote {args.n} x {args.d} ({os.path.getsize(data) / 2**30:.1f} GiB) in {time.perf_counter() - t:.0f}s",
-          flush=True)
+    data = args.data or os.path.join(scratch, "embeddings.npy")
+    if not os.path.exists(data):
+        t = time.perf_counter()
+        write_mixture(data, args.n, args.d)
+        print(f"wrote {args.n} x {args.d} ({os.path.getsize(data) / 2**30:.1f} GiB) in "
+              f"{time.perf_counter() - t:.0f}s", flush=True)
+    queries = mixture_queries(args.d)
     port, metrics_port = free_port(), free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     daemon = subprocess.Popen([sys.executable, "-m", "explaind.server.main", "serve", "--port", str(port),
@@ -130,7 +140,22 @@ def run(args, scratch: str) -> None:
                           flush=True)
 
             op = client.upload_model(model, model_id="scale")
-            built = client.wait(op, on_progress=progress, poll_seconds=2.0)
+            slow_polls = 0
+            while True:      # polls, not WaitOperation: a busy build process may answer late
+                try:
+                    current = client.get_operation(op.name, timeout=120)
+                except grpc.RpcError as e:
+                    if e.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+                        raise
+                    slow_polls += 1
+                    continue
+                progress(upload_metadata(current))
+                if current.done:
+                    break
+                time.sleep(2.0)
+            if current.HasField("error"):
+                raise SystemExit(f"the upload failed: {current.error.message}")
+            built = operation_result(current).model
             build_s = time.perf_counter() - started
             peak_build_kb = rss_kb(daemon.pid, "VmHWM")
             t = time.perf_counter()
@@ -149,7 +174,8 @@ def run(args, scratch: str) -> None:
         print(f"serving: first Explain (loads the index) {load_s:.1f}s, RSS {serving_kb / 2**20:.2f} GiB; "
               f"index_bytes {info.index_bytes / 2**30:.2f} GiB ({info.index_bytes / args.n:.1f} B per example), "
               f"mapped_bytes {info.mapped_bytes / 2**30:.2f} GiB ({info.mapped_bytes / args.n:.0f} B per example)")
-        print(f"recall@10 of 100 queries against an exact scan: {recall:.3f}")
+        print(f"recall@10 of 100 queries against an exact scan: {recall:.3f}; status polls that took over "
+              f"120 s during the build: {slow_polls}")
     finally:
         daemon.terminate()
         try:

@@ -58,17 +58,7 @@ class UploadManager:
         op_name = f"operations/{uuid.uuid4().hex}"
         record = ModelRecord(model=model, operation=op_name)
         self.models.claim(record)
-        meta = model_service_pb2.UploadModelOperationMetadata(
-            stage=Stage.QUEUED, model=model.name, worker=self.worker)
-        meta.create_time.GetCurrentTime()
-        meta.update_time.CopyFrom(meta.create_time)
-        op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker,
-                             request=json_format.MessageToDict(request))
-        try:
-            self.operations.put(op)
-        except Exception:
-            self.models.release_claim(model_id)
-            raise
+        op = self._record_operation(op_name, model_id, request, model=model.name)
         job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=self._options(),
                        heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics)
         self._start(job)
@@ -88,8 +78,21 @@ class UploadManager:
         build_id = new_build_id()
         # The claim names the update's operation and staging build (what a takeover discards).
         self.models.claim_update(ModelRecord(model=published.model, operation=op_name, build_id=build_id))
-        meta = model_service_pb2.UploadModelOperationMetadata(
-            stage=Stage.QUEUED, model=published.model.name, worker=self.worker, base_build=published.build_id)
+        op = self._record_operation(op_name, model_id, request, model=published.model.name,
+                                    base_build=published.build_id)
+        record = ModelRecord(model=published.model, operation=op_name, build_id=published.build_id,
+                             search_config=published.search_config)
+        job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=self._options(),
+                       heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics,
+                       build_id=build_id, base_build=published.build_id, on_published=self.on_update_published)
+        self._start(job)
+        log.info("update started", extra={"model": published.model.name, "operation": op_name,
+                                          "base_build": published.build_id})
+        return op
+
+    def _record_operation(self, op_name: str, model_id: str, request, **meta_fields) -> OperationRecord:
+        """The new operation's record, QUEUED; on failure the model's claim is released."""
+        meta = model_service_pb2.UploadModelOperationMetadata(stage=Stage.QUEUED, worker=self.worker, **meta_fields)
         meta.create_time.GetCurrentTime()
         meta.update_time.CopyFrom(meta.create_time)
         op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker,
@@ -99,14 +102,6 @@ class UploadManager:
         except Exception:
             self.models.release_claim(model_id)
             raise
-        record = ModelRecord(model=published.model, operation=op_name, build_id=published.build_id,
-                             search_config=published.search_config)
-        job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=self._options(),
-                       heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics,
-                       build_id=build_id, base_build=published.build_id, on_published=self.on_update_published)
-        self._start(job)
-        log.info("update started", extra={"model": published.model.name, "operation": op_name,
-                                          "base_build": published.build_id})
         return op
 
     def _options(self) -> BuildOptions:
