@@ -74,3 +74,39 @@ def test_missing_data_fails_at_upload_naming_the_uri(tmp_path):
     with pytest.raises(InvalidArgument) as e:
         recipe_for(model, 1000)
     assert e.value.field == f"{EXAMPLES}.gcs_source.uris[0]" and "matches no file" in e.value.message
+
+
+def _published(tmp_path, attribution=False):
+    params = {"integratedGradientsAttribution": {"stepCount": 10}} if attribution else \
+        {"examples": {"neighborCount": 5}}
+    return json_format.ParseDict({"name": "models/m", "explanationSpec": {"parameters": params}}, model_pb2.Model())
+
+
+@pytest.mark.parametrize("request_json, field", [
+    ({}, "examples"),                                                          # nothing to do
+    ({"examples": {"neighborCount": 3, "gcsSource": {"uris": ["DATA"]}}}, "examples.neighbor_count"),
+    ({"examples": {"presets": {}, "gcsSource": {"uris": ["DATA"]}}}, "examples.presets"),
+    ({"examples": {"gcsSource": {"uris": ["/no/such/file.jsonl"]}}}, "examples.gcs_source.uris[0]"),
+    ({"removeExampleIds": ["a", ""]}, "remove_example_ids[1]"),
+    ({"removeExampleIds": ["x" * 5000]}, "remove_example_ids[0]"),
+    ({"removeExampleIds": ["a", "b", "c"]}, "remove_example_ids"),             # over the limit of 2
+])
+def test_update_requests_are_refused_naming_their_field(tmp_path, request_json, field):
+    from explaind.server.build.recipes import UpdateRecipe
+    from explaind.v1 import model_service_pb2
+    text = json_format.json.dumps(request_json).replace("DATA", _data(tmp_path))
+    request = json_format.Parse(text, model_service_pb2.UpdateExplanationDatasetRequest())
+    with pytest.raises(InvalidArgument) as e:
+        UpdateRecipe.validated(request, _published(tmp_path), "b1", str(tmp_path), max_remove_ids=2)
+    assert e.value.field == field
+
+
+def test_an_update_needs_a_model_that_explains_by_examples(tmp_path):
+    from explaind.server.build.recipes import UpdateRecipe
+    from explaind.server.errors import FailedPrecondition
+    from explaind.v1 import model_service_pb2
+    request = model_service_pb2.UpdateExplanationDatasetRequest(remove_example_ids=["a"])
+    with pytest.raises(FailedPrecondition):
+        UpdateRecipe.validated(request, _published(tmp_path, attribution=True), "b1", str(tmp_path), 10)
+    recipe = UpdateRecipe.validated(request, _published(tmp_path), "b1", str(tmp_path), 10)
+    assert (recipe.model_id, recipe.base_build, recipe.remove_ids, recipe.source) == ("m", "b1", ("a",), None)

@@ -95,3 +95,26 @@ def test_a_cancel_read_before_the_build_ended_never_reopens_the_operation(tmp_pa
         assert not operations.cancel_requested("abc")
     finally:
         uploads.shutdown()
+
+
+def test_one_update_of_a_model_at_a_time_and_pruning_keeps_what_is_read(tmp_path):
+    from explaind.server.errors import FailedPrecondition
+    objects = ObjectStore(str(tmp_path))
+    models = ModelStore(objects)
+    published = ModelRecord(model=model_pb2.Model(name="models/m"), build_id="b1")
+    models.publish(published)
+    models.claim_update(ModelRecord(model=published.model, operation="operations/first", build_id="b2"))
+    with pytest.raises(FailedPrecondition) as e:
+        models.claim_update(ModelRecord(model=published.model, operation="operations/second", build_id="b3"))
+    assert "operations/first" in e.value.message and e.value.field == "model"
+    assert models.get("m").build_id == "b1"                  # the published record still answers
+    for build in ("b0", "b1", "b2"):
+        objects.write(f"models/m/builds/{build}/meta.json", b"{}")
+        objects.write(f"models/m/segments/{build}.npy", b"x")
+    models.prune("m", keep_builds={"b1", "b2"}, keep_segments={"b0", "b2"})
+    assert objects.list("models/m/builds") == ["b1", "b2"]
+    assert objects.list("models/m/segments") == ["b0.npy", "b2.npy"]
+    models.discard_build("m", "b2")                          # a failed update: its build and segment go
+    assert objects.list("models/m/builds") == ["b1"] and objects.list("models/m/segments") == ["b0.npy"]
+    models.release_claim("m")
+    models.claim_update(ModelRecord(model=published.model, operation="operations/third", build_id="b4"))
