@@ -145,3 +145,15 @@ def test_unpublished_models_are_unloaded_and_their_failures_forgotten(tmp_path):
     models.delete("m")
     manager.set_aspired(models.published_builds())
     assert manager.loaded() == {} and manager.peek("m") is None
+
+
+def test_a_newer_build_loaded_leaves_only_itself_in_the_cache(tmp_path):
+    models = _publish(tmp_path, build_id="b1")
+    cache = str(tmp_path / "cache")
+    loader = BuildLoader(models, cache, use_gpu=False)
+    old = loader.load(models.get_published("m"))
+    _publish(tmp_path, build_id="b2")
+    new = loader.load(models.get_published("m"))
+    assert os.listdir(os.path.join(cache, "m")) == ["b2"]
+    q = np.ones((1, 8), np.float32)
+    assert old.index.search(q, 3) == new.index.search(q, 3)       # the old version still answers

@@ -32,6 +32,8 @@ class BuildLoader:
         segments_dir = self._local_segments(record, build_dir) if build_dir else None
         servable = load_servable(record, build_dir, self.use_gpu, segments_dir)
         log.info("model loaded", extra={"model": record.model.name, "build": record.build_id})
+        if build_dir:
+            self._prune_cache(record, build_dir)
         return servable
 
     def _local_build(self, record: ModelRecord) -> str:
@@ -53,6 +55,22 @@ class BuildLoader:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         return local
+
+    def _prune_cache(self, record: ModelRecord, build_dir: str) -> None:
+        """Once a build is loaded, the model's other builds and the segments it does not
+        read leave the cache (updates would otherwise pile up their codes). What a
+        loaded index still maps stays readable: Linux frees an unlinked file's pages
+        only with its last mapping; a loaded index holds the rest of its files in memory."""
+        folder = os.path.join(self.cache_dir, record.model_id)
+        for name in os.listdir(folder):
+            if name not in (record.build_id, "segments") and ".partial-" not in name:
+                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        segments = os.path.join(folder, "segments")
+        if os.path.isdir(segments):
+            wanted = {f"{n}.npy" for n in ExampleIndex.segments_of(build_dir)}
+            for name in os.listdir(segments):
+                if name not in wanted and ".partial-" not in name:
+                    os.unlink(os.path.join(segments, name))
 
     def _local_segments(self, record: ModelRecord, build_dir: str) -> str:
         """The folder holding the build's vector segments, each copied once per
