@@ -683,7 +683,8 @@ def test_dockerfile_facts():
     assert len(stages) >= 2, "multi-stage build"
     args = dict(re.match(r"(\w+)=(\S+)", rest).groups() for word, rest in ins
                 if word == "ARG" and "=" in rest)
-    assert re.fullmatch(r"nvidia/cuda:12\.\d+(\.\d+)?-[a-z-]+-ubuntu\d\d\.04", args["CUDA_IMAGE"])
+    # CUDA 13: faiss-gpu-cuvs is a CUDA 13 build (see tests/deploy/test_gpu_install.py).
+    assert re.fullmatch(r"nvidia/cuda:13\.\d+(\.\d+)?-base-ubuntu\d\d\.04", args["CUDA_IMAGE"])
     final = len(ins) - 1 - [w for w, _ in ins][::-1].index("FROM")
     tail = ins[final:]
     users = [rest for word, rest in tail if word == "USER"]
@@ -704,7 +705,9 @@ def test_dockerfile_facts():
     assert len(health) == 1 and "healthcheck.py" in health[0]
     run_all = " ".join(rest for word, rest in ins if word == "RUN")
     assert re.search(r"pip install [^&]*\[gpu,s3,gcs\]", run_all)
-    assert "faiss-cpu" in run_all, "the build refuses an image with both faiss builds"
+    assert re.search(r"pip install [^&]*\[gpu,s3,gcs\]\S*\s+&&\s+python /tmp/check_gpu_env\.py", run_all), \
+        "the build refuses an image with two faiss builds or a faiss without cuVS"
+    assert re.search(r"--force-reinstall \"nvidia-nccl-cu13==", run_all), "NCCL's shared path is settled"
 
 
 def _dockerignore_excluded(path: str, patterns: list[str]) -> bool:
@@ -741,7 +744,7 @@ def test_dockerignore_keeps_what_the_dockerfile_copies():
               if word == "COPY" and "--from" not in rest]
     sources = [s.rstrip("/") for args in copies for s in args[:-1] if not s.startswith("--")]
     assert {"pyproject.toml", "README.md", "client", "server", "proto",
-            "deploy/healthcheck.py"} <= set(sources)
+            "deploy/healthcheck.py", "deploy/check_gpu_env.py"} <= set(sources)
     for src in sources:
         assert not _dockerignore_excluded(src, patterns), src
         base = ROOT / src
