@@ -26,6 +26,7 @@ from ..index.example_index import ExampleIndex
 from ..index.restricts import parse_restricts
 from ..methods import Method, method_of
 from ..runtime.instances import ShapeMismatch, batch_inputs
+from ..runtime.tensorflow_check import require_tensorflow
 from . import readers
 from .matrix import EmbeddingMatrix
 from .readers.source import DataSource, data_source
@@ -65,6 +66,7 @@ def recipe_for(model: model_pb2.Model, max_neighbor_count: int) -> Recipe:
         raise InvalidArgument("set examples or an attribution method", field="model.explanation_spec.parameters")
     if model.artifact_uri:
         _check_artifact(model.artifact_uri)
+        require_tensorflow(ARTIFACT)
     elif method.is_attribution:
         raise InvalidArgument("feature attributions need the SavedModel", field=ARTIFACT)
     if method is Method.EXAMPLES:
