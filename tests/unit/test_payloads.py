@@ -9,46 +9,10 @@ from google.protobuf import json_format
 
 from explaind.client import payloads
 from explaind.v1 import explanation_pb2, model_pb2
+from tests import vertex_payloads
 
-# The shape of Vertex's "upload a model with example-based explanations" request
-# body (REST, models:upload): lowercase preset enums, camelCase names with
-# snake_case metadata inside, and a serving container explaind does not use.
-VERTEX_UPLOAD_BODY = {
-    "model": {
-        "displayName": "my-model",
-        "artifactUri": "gs://my-bucket/model",
-        "containerSpec": {"imageUri": "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-11:latest"},
-        "explanationSpec": {
-            "parameters": {
-                "examples": {
-                    "gcsSource": {"uris": ["gs://my-bucket/data/instances.jsonl"]},
-                    "neighborCount": 10,
-                    "presets": {"modality": "tabular", "query": "precise"},
-                }
-            },
-            "metadata": {
-                "outputs": {"embedding": {"output_tensor_name": "embedding"}},
-                "inputs": {
-                    "my_input": {"input_tensor_name": "features", "encoding": "IDENTITY", "modality": "tabular"},
-                    "id": {"input_tensor_name": "id", "encoding": "IDENTITY"},
-                },
-            },
-        },
-    }
-}
-
-# The shape of Vertex's example-based request.json: a whole Explain body whose
-# instances carry empty restricts and crowding tags, and a snake_case override.
-VERTEX_EXPLAIN_BODY = {
-    "instances": [{"id": "data_index", "features": [0.1] * 8, "restricts": "", "crowding_tag": ""}],
-    "explanation_spec_override": {
-        "examples_override": {
-            "neighbor_count": 5,
-            "crowding_count": 2,
-            "restrictions": [{"namespace_name": "label", "allow": ["Abyssinian", "Miniature Pinscher"]}],
-        }
-    },
-}
+VERTEX_UPLOAD_BODY = vertex_payloads.upload_body()
+VERTEX_EXPLAIN_BODY = vertex_payloads.explain_body([0.1] * 8)
 
 
 def test_the_documented_upload_body_parses_with_lowercase_enums():
