@@ -68,6 +68,11 @@ def parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["list", "get", "delete"])
     models.add_argument("name", nargs="?", default="")
 
+    quickstart = sub.add_parser("quickstart", help="train a small Keras model, upload it to a daemon (started "
+                                                   "here unless --target), explain and predict")
+    quickstart.add_argument("--target", default="", help="use this daemon (host:port) instead of starting one")
+    quickstart.add_argument("--dir", default="", help="work folder (default: a new temporary folder, kept)")
+
     metadata = sub.add_parser("metadata", help="write explanation_metadata.json for a SavedModel")
     metadata.add_argument("model_path")
     metadata.add_argument("--output", default="", help="where to write (default: inside the SavedModel folder)")
@@ -78,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     if args.command == "metadata":
         return _metadata(args)
+    if args.command == "quickstart":
+        from explaind.client import quickstart
+        return quickstart.run(args.target, args.dir)
     try:
         with Client(args.target) as client:
             return COMMANDS[args.command](client, args)

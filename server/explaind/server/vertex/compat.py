@@ -21,9 +21,8 @@ class VertexCompat:
         self.rest = None
         if settings.http_port:
             from .rest import RestApi        # aiohttp: only when the REST port is on
-            self.rest = RestApi(self.prediction, control_plane, max_body_bytes=settings.max_message_bytes,
-                                max_concurrent_calls=settings.max_concurrent_calls,
-                                draining=lambda: drain.draining, registry=metrics.registry)
+            self.rest = RestApi(self.prediction, control_plane, metrics, max_body_bytes=settings.max_message_bytes,
+                                max_concurrent_calls=settings.max_concurrent_calls, draining=lambda: drain.draining)
         self.http_port = 0
 
     def add_to(self, server: grpc.aio.Server) -> None:

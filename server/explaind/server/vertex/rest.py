@@ -24,7 +24,6 @@ import grpc
 from aiohttp import web
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
-from prometheus_client import Counter, Histogram
 
 from explaind.client import payloads
 from explaind.v1 import model_service_pb2
@@ -35,6 +34,7 @@ from ..api.status import status_of
 from ..control.control_plane import ControlPlane
 from ..errors import ExplaindError, InvalidArgument, NotFound
 from ..logging_setup import request_id_var
+from ..metrics import Metrics
 from .prediction import VertexPrediction
 
 log = logging.getLogger(__name__)
@@ -59,18 +59,15 @@ HTTP_STATUS = {
 class RestApi:
     """The aiohttp application and its listening site."""
 
-    def __init__(self, vertex: VertexPrediction, control: ControlPlane, *, max_body_bytes: int,
-                 max_concurrent_calls: int, draining=lambda: False, registry=None):
+    def __init__(self, vertex: VertexPrediction, control: ControlPlane, metrics: Metrics, *, max_body_bytes: int,
+                 max_concurrent_calls: int, draining=lambda: False):
         self.vertex = vertex
         self.control = control
         self.max_concurrent_calls = max_concurrent_calls
         self.draining = draining
         self._active = 0
         self._runner: web.AppRunner | None = None
-        self.requests = Counter("explaind_http_requests", "REST calls answered, by route and HTTP status.",
-                                ("route", "code"), registry=registry)
-        self.seconds = Histogram("explaind_http_request_seconds", "REST call duration, by route.", ("route",),
-                                 registry=registry)
+        self.metrics = metrics
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._guard])
         self.app.router.add_post(PARENT + "/models:upload", self.upload, name="upload")
         self.app.router.add_get(PARENT + "/operations/{operation:" + ID + "}", self.get_operation,
@@ -139,8 +136,8 @@ class RestApi:
             request_id_var.reset(token)
         response.headers[REQUEST_ID] = request_id
         elapsed = time.perf_counter() - start
-        self.requests.labels(route, str(response.status)).inc()
-        self.seconds.labels(route).observe(elapsed)
+        self.metrics.http_requests.labels(route, str(response.status)).inc()
+        self.metrics.http_request_seconds.labels(route).observe(elapsed)
         access_log.log(logging.WARNING if response.status >= 500 else logging.INFO, "%s %s %s",
                        request.method, request.path, response.status,
                        extra={"method": f"{request.method} {request.path[:300]}", "code": response.status,
