@@ -348,3 +348,20 @@ def test_sdk_takes_the_documented_payloads(server, data, models):
     assert got == _oracle(data, data["query_latent"][2], 5, 2, vertex_payloads.ALLOWED)
     assert [n.neighbor_id for n in overridden.explanations[0].neighbors] == \
         _oracle(data, data["query_latent"][2], 2, 1, vertex_payloads.ALLOWED)
+
+
+def test_the_migration_guide_client_code_runs(server, data, models):
+    """docs/migrating-from-vertex.md's Python block, run as written against this daemon."""
+    import pathlib
+    import re
+    guide = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "migrating-from-vertex.md").read_text()
+    code = re.search(r"```python\n(.*?)```", guide, re.S).group(1)
+    instance = json.dumps({"features": data["queries"][0].tolist()})
+    code = code.replace("explaind.explaind.svc:8500", server.target).replace("endpoints/flowers-rest", "endpoints/pets")
+    code = code.replace("request.instances.extend([...])",
+                        f"request.instances.extend([json_format.ParseDict({instance}, struct_pb2.Value())])")
+    printed = []
+    exec(compile(code, "migrating-from-vertex.md", "exec"),
+         {"json_format": json_format, "struct_pb2": struct_pb2, "print": lambda *a: printed.append(a)})
+    deployed, ids = printed[0]
+    assert deployed == "pets" and ids == _oracle(data, data["query_latent"][0], 5, 2, [])

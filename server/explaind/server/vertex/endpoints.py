@@ -21,7 +21,7 @@ import json
 import os
 import re
 
-from ..build.uploads import MODEL_ID
+from ..control.control_plane import MODEL_ID
 from ..errors import InvalidArgument, NotFound
 
 SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
