@@ -272,6 +272,16 @@ def test_vertex_client_errors(server, data, models):
     with pytest.raises(google_exceptions.InvalidArgument, match="neighbor_count"):
         client.explain(request=_vertex_request(aiplatform_v1, f"{PARENT}/endpoints/pets", [instance],
                                                {"examplesOverride": {"neighborCount": 100000}}))
+    # explaind.v1 refuses what it would otherwise ignore, too.
+    with server.client() as explaind_client:
+        with pytest.raises(grpc.RpcError) as error:
+            explaind_client.explain("pets", {"instances": [instance], "deployed_model_id": "111"})
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND and "deployed_model_id" in error.value.details()
+        with pytest.raises(grpc.RpcError) as error:
+            explaind_client.explain("pets", {"instances": [instance], "parameters": {"threshold": 0.5}})
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "parameters" in error.value.details()
+        assert explaind_client.explain("pets", {"instances": [instance], "deployed_model_id": "pets",
+                                                "parameters": {}}).deployed_model_id == "pets"
     # A field explaind's copy does not declare (field 99) is named, not dropped.
     known = ours_v1.ExplainRequest(endpoint=f"{PARENT}/endpoints/pets",
                                    instances=[json_format.ParseDict(instance, struct_pb2.Value())])
