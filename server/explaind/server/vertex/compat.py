@@ -8,7 +8,7 @@ from ..config import Settings
 from ..control.control_plane import ControlPlane
 from ..serving.data_plane import DataPlane
 from .endpoints import EndpointMap
-from .prediction import SERVICES, VertexPrediction, generic_handlers
+from .prediction import SERVICES, VertexPrediction, add_to_server
 
 __all__ = ["SERVICES", "VertexCompat"]
 
@@ -26,7 +26,7 @@ class VertexCompat:
         self.http_port = 0
 
     def add_to(self, server: grpc.aio.Server) -> None:
-        server.add_generic_rpc_handlers(generic_handlers(self.prediction))
+        add_to_server(self.prediction, server)
 
     async def start(self) -> None:
         if self.rest is not None:
