@@ -132,6 +132,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     EXPLAIND_PORT=8500 \
     EXPLAIND_METRICS_PORT=8501 \
+    EXPLAIND_HTTP_PORT=8080 \
     EXPLAIND_STORE=/var/lib/explaind/store \
     EXPLAIND_LOG_LEVEL=INFO \
     TF_CPP_MIN_LOG_LEVEL=1 \
@@ -145,8 +146,9 @@ VOLUME ["/var/lib/explaind/store"]
 WORKDIR /home/explaind
 USER ${EXPLAIND_UID}:${EXPLAIND_UID}
 
-# 8500: gRPC (explaind.v1, Operations, Health, reflection). 8501: /metrics.
-EXPOSE 8500 8501
+# 8500: gRPC (explaind.v1, Vertex AI's PredictionService, Operations, Health,
+# reflection). 8501: /metrics. 8080: Vertex AI's REST API.
+EXPOSE 8500 8501 8080
 
 # For docker and compose; Kubernetes probes gRPC health natively instead.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \

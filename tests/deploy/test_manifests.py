@@ -52,6 +52,7 @@ MIN_KUBERNETES = "1.29"
 
 GRPC_PORT = 8500
 METRICS_PORT = 8501
+HTTP_PORT = 8080        # Vertex AI's REST API
 # The job label Prometheus gives explaind's series: the ServiceMonitor's
 # scraped Service name.
 JOB = "explaind"
@@ -70,6 +71,7 @@ COUNTERS_AND_GAUGES = {
     "explaind_gpu_memory_used_bytes": {"gpu"},
     "explaind_inflight_calls": set(),
     "explaind_rejected_calls_total": {"reason"},
+    "explaind_http_requests_total": {"route", "code"},
 }
 HISTOGRAMS = {
     "grpc_server_handling_seconds": {"grpc_type", "grpc_service", "grpc_method"},
@@ -78,6 +80,7 @@ HISTOGRAMS = {
     "explaind_embedding_seconds": {"model"},
     "explaind_search_seconds": {"model", "device"},
     "explaind_build_stage_seconds": {"stage"},
+    "explaind_http_request_seconds": {"route"},
 }
 # Labels that Prometheus (through the Prometheus Operator) adds to every
 # scraped series.
@@ -88,7 +91,7 @@ EXPLAIND_SETTINGS = {
     "EXPLAIND_PORT", "EXPLAIND_METRICS_PORT", "EXPLAIND_STORE", "EXPLAIND_LOG_LEVEL",
     "EXPLAIND_MAX_BATCH_SIZE", "EXPLAIND_MAX_QUEUE_DELAY_MS", "EXPLAIND_MAX_CONCURRENT_CALLS",
     "EXPLAIND_STORE_POLL_SECONDS", "EXPLAIND_MAX_CONNECTION_AGE_SECONDS",
-    "EXPLAIND_SHUTDOWN_GRACE_SECONDS", "EXPLAIND_STAGE_DATA_MAX_GB",
+    "EXPLAIND_SHUTDOWN_GRACE_SECONDS", "EXPLAIND_STAGE_DATA_MAX_GB", "EXPLAIND_HTTP_PORT", "EXPLAIND_VERTEX_ENDPOINTS",
 }
 
 
@@ -305,7 +308,7 @@ def test_services_and_policies_select_the_pods(rendered, target):
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
     assert _selects(dep["spec"]["selector"], pod_labels)
     port_names = {p["name"]: p["containerPort"] for p in _container(objects)["ports"]}
-    assert port_names == {"grpc": GRPC_PORT, "metrics": METRICS_PORT}
+    assert port_names == {"grpc": GRPC_PORT, "metrics": METRICS_PORT, "http": HTTP_PORT}
 
     services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
     assert set(services) == {"explaind", "explaind-headless"}
@@ -317,6 +320,10 @@ def test_services_and_policies_select_the_pods(rendered, target):
     assert headless["clusterIP"] == "None"
     assert not headless.get("publishNotReadyAddresses", False)
     assert [p["port"] for p in headless["ports"]] == [GRPC_PORT]
+    # The ClusterIP Service carries the REST port (curl-like clients), and the pod is told to open it.
+    assert {p["name"]: p["port"] for p in services["explaind"]["spec"]["ports"]}["http"] == HTTP_PORT
+    env = {e["name"]: e.get("value") for e in _container(objects).get("env", [])}
+    assert env.get("EXPLAIND_HTTP_PORT") == str(HTTP_PORT)
     assert services["explaind"]["spec"].get("type", "ClusterIP") == "ClusterIP"
 
     hpa = _one(objects, "HorizontalPodAutoscaler")["spec"]
@@ -695,9 +702,10 @@ def test_dockerfile_facts():
     assert pod["securityContext"]["runAsUser"] == int(uid)
 
     expose = [rest for word, rest in tail if word == "EXPOSE"]
-    assert expose and set(" ".join(expose).split()) == {str(GRPC_PORT), str(METRICS_PORT)}
+    assert expose and set(" ".join(expose).split()) == {str(GRPC_PORT), str(METRICS_PORT), str(HTTP_PORT)}
     env = " ".join(rest for word, rest in tail if word == "ENV")
     assert f"EXPLAIND_PORT={GRPC_PORT}" in env and f"EXPLAIND_METRICS_PORT={METRICS_PORT}" in env
+    assert f"EXPLAIND_HTTP_PORT={HTTP_PORT}" in env
     store = re.search(r"EXPLAIND_STORE=(\S+)", env).group(1)
     volumes = " ".join(rest for word, rest in tail if word == "VOLUME")
     assert store in volumes, "the default store is a volume"

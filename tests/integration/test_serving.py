@@ -171,7 +171,7 @@ def test_workers_share_one_port(tmp_path):
                                         "import socket;s=socket.socket();s.bind(('127.0.0.1',0));"
                                         "print(s.getsockname()[1])"]).decode())
     proc = subprocess.Popen([sys.executable, "-m", "explaind.server.main", "serve", "--workers", "2", "--host",
-                             "127.0.0.1", "--port", str(port), "--metrics-port", "0", "--store",
+                             "127.0.0.1", "--port", str(port), "--metrics-port", "0", "--http-port", "0", "--store",
                              str(tmp_path / "store"), "--store-poll-seconds", "0.3"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))

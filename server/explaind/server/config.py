@@ -39,6 +39,10 @@ class Settings:
     index_threads: int = 0                # cores one CPU search spreads over (FAISS OpenMP, BLAS); 0 = all
     use_gpu: str = "auto"                 # auto | yes | no
     workers: int = 1                      # serving processes sharing the port (SO_REUSEPORT)
+    # Vertex AI compatibility
+    http_port: int = 8080                 # Vertex AI's REST API (upload, operations, explain, predict); 0 = off
+    vertex_endpoints: str = ""            # endpoint -> model mapping: a JSON or YAML file, or inline JSON;
+                                          # empty: an endpoint's id is its model's id
 
 
 def use_gpu(settings: Settings) -> bool | None:

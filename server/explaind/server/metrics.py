@@ -110,6 +110,14 @@ class Metrics:
             "explaind_build_stage_seconds", "Duration of each upload build stage.",
             ("stage",), buckets=_BUILD_BUCKETS, registry=r)
 
+        # Vertex AI compatibility: the REST port (--http-port).
+        self.http_requests = Counter(
+            "explaind_http_requests", "REST calls answered, by route and HTTP status.",
+            ("route", "code"), registry=r)
+        self.http_request_seconds = Histogram(
+            "explaind_http_request_seconds", "REST call duration, by route.",
+            ("route",), buckets=_HANDLING_BUCKETS, registry=r)
+
         self.gpu_memory: GpuMemoryCollector | None = None
         if gpu_memory:
             self.gpu_memory = GpuMemoryCollector()

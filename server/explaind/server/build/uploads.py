@@ -88,7 +88,7 @@ class UploadManager:
     def _model_id(self, model_id: str) -> str:
         if not model_id:
             return "m" + uuid.uuid4().hex[:12]
-        if not MODEL_ID.match(model_id):
+        if not MODEL_ID.fullmatch(model_id):
             raise InvalidArgument(
                 f"{model_id!r} is not a valid model id: at most 63 of [a-z0-9_-], "
                 "not starting with a digit or hyphen", field="model_id")
