@@ -111,7 +111,8 @@ class Daemon:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self.source.run(self._stop, on_tick=self._housekeeping)))
         self.shutdown = GracefulShutdown(self.server, self.health, ("",) + SERVICES, self.drain,
-                                         grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped)
+                                         grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped,
+                                         port=self.port)
         log.info("explaind serving", extra={"port": self.port, "metrics_port": self.metrics_port,
                                             "store": s.store})
 
