@@ -16,9 +16,11 @@ READY = re.compile(r"explaind listening on port (\d+) \(metrics on (\d+)")
 
 
 class ServerProcess:
-    def __init__(self, store: str, log_path: str, **settings):
+    def __init__(self, store: str, log_path: str, env: dict | None = None, **settings):
+        """`env`: variables set for this process only (say, its own S3 endpoint)."""
         self.store = store
         self.log_path = log_path
+        self.env = env or {}
         self.settings = settings
         self.proc: subprocess.Popen | None = None
         self.port = 0
@@ -29,7 +31,7 @@ class ServerProcess:
                "--port", "0", "--metrics-port", "0", "--store", self.store]
         for key, value in self.settings.items():
             cmd += ["--" + key.replace("_", "-"), str(value)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", **self.env)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, env=env, text=True)
         end = time.monotonic() + timeout

@@ -37,6 +37,7 @@ from .shutdown import GracefulShutdown
 from .store.models import ModelStore
 from .store.objects import ObjectStore
 from .store.operations import OperationStore
+from .store.retry import StoreRetry
 from .store.source import PublishedModelsSource
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ class Daemon:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
-        objects = ObjectStore(settings.store)
+        objects = ObjectStore(settings.store, StoreRetry(attempts=settings.store_attempts),
+                              timeout_s=settings.store_timeout_seconds, observe=self.metrics.observe_store)
         self.models = ModelStore(objects)
         self.operations = OperationStore(objects)
         cache = settings.cache_dir or os.path.join(tempfile.gettempdir(), "explaind-cache")

@@ -39,6 +39,9 @@ class Settings:
     index_threads: int = 0                # cores one CPU search spreads over (FAISS OpenMP, BLAS); 0 = all
     use_gpu: str = "auto"                 # auto | yes | no
     workers: int = 1                      # serving processes sharing the port (SO_REUSEPORT)
+    # Reliability
+    store_attempts: int = 4               # tries of one store request on transient errors, the first included
+    store_timeout_seconds: float = 10.0   # limit of one object-store (S3) request; 0 = the client's default
 
 
 def use_gpu(settings: Settings) -> bool | None:
