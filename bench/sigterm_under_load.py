@@ -28,48 +28,66 @@ from daemon import Daemon, explain_requests  # noqa: E402
 from explaind.v1 import prediction_service_pb2_grpc  # noqa: E402
 
 
+class Hammer:
+    """`threads` clients, each on its own connection and without retries (as many
+    independent clients would be), send Explain back to back until `stop()`.
+    `counts["in flight"]` and `counts["sent"]`: status codes of the calls in flight
+    when `mark()` was called and of those sent after it."""
+
+    def __init__(self, target: str, requests: list, threads: int):
+        self.counts = {"in flight": collections.Counter(), "sent": collections.Counter()}
+        self.ok = 0
+        self._marked, self._stopped, self._lock = threading.Event(), threading.Event(), threading.Lock()
+        self._threads = [threading.Thread(target=self._client, args=(target, requests, i)) for i in range(threads)]
+
+    def start(self) -> "Hammer":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def mark(self) -> None:
+        self._marked.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        for t in self._threads:
+            t.join(60)
+
+    def _client(self, target: str, requests: list, i: int) -> None:
+        options = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
+        with grpc.insecure_channel(target, options=options) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            n = i
+            while not self._stopped.is_set():
+                before = not self._marked.is_set()
+                try:
+                    stub.Explain(requests[n % len(requests)], timeout=20)
+                    code = "OK"
+                except grpc.RpcError as e:
+                    code = e.code().name
+                    time.sleep(0.005)
+                with self._lock:
+                    self.ok += code == "OK"
+                    if self._marked.is_set():
+                        self.counts["in flight" if before else "sent"][code] += 1
+                n += 1
+
+
 def one_run(threads: int, grace: float, warmup_s: float = 2.0) -> tuple[dict, int, float]:
     rng = np.random.default_rng(0)
     daemon = Daemon("--shutdown-grace-seconds", str(grace))
     daemon.upload_embeddings(rng.normal(size=(2000, 16)).astype(np.float32), "m")
-    requests = explain_requests(rng.normal(size=(50, 16)).astype(np.float32), "m")
-    counts = {"in flight": collections.Counter(), "sent": collections.Counter()}
-    signalled = threading.Event()
-    exited = threading.Event()
-    lock = threading.Lock()
-
-    def client(i: int) -> None:
-        # One connection per thread, as many independent clients would have.
-        with grpc.insecure_channel(daemon.target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            n = i
-            while not exited.is_set():
-                before = not signalled.is_set()
-                try:
-                    stub.Explain(requests[n % len(requests)], timeout=10)
-                    code = "OK"
-                except grpc.RpcError as e:
-                    code = e.code().name
-                    time.sleep(0.01)
-                if signalled.is_set():
-                    with lock:
-                        counts["in flight" if before else "sent"][code] += 1
-                n += 1
-
-    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
+    hammer = Hammer(daemon.target, explain_requests(rng.normal(size=(50, 16)).astype(np.float32), "m"), threads)
+    hammer.start()
     time.sleep(warmup_s)
-    signalled.set()
+    hammer.mark()
     t0 = time.monotonic()
     daemon.proc.send_signal(signal.SIGTERM)
     code = daemon.proc.wait(grace + 30)
     exit_s = time.monotonic() - t0
-    exited.set()
-    for w in workers:
-        w.join()
+    hammer.stop()
     daemon.log.close()
-    return counts, code, exit_s
+    return hammer.counts, code, exit_s
 
 
 def _codes(counter: collections.Counter) -> str:

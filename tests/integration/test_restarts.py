@@ -4,21 +4,23 @@ of two replicas."""
 from __future__ import annotations
 
 import collections
+import importlib.util
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import grpc
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from explaind.client import Client
-from explaind.v1 import prediction_service_pb2_grpc
 from tests.integration.helpers import model_payload, search_config
 from tests.integration.test_serving import _explain_request
 from tests.server_process import ServerProcess
 
 D = 16
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _upload(client: Client, tmp_path, model_id: str = "load") -> np.ndarray:
@@ -29,6 +31,14 @@ def _upload(client: Client, tmp_path, model_id: str = "load") -> np.ndarray:
     return rng.normal(size=(64, D)).astype(np.float32)
 
 
+def _bench(name: str):
+    """A module of bench/ (its load generators are the tests' too)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_sigterm_under_continuous_concurrent_load_answers_only_ok_or_unavailable(start_server, tmp_path):
     """32 clients, each on its own connection and without retries, send Explain
     back to back; the daemon gets SIGTERM (no preStop sleep). Calls racing the stop
@@ -37,48 +47,22 @@ def test_sigterm_under_continuous_concurrent_load_answers_only_ok_or_unavailable
     server = start_server(shutdown_grace_seconds=grace)
     with server.client() as client:
         queries = _upload(client, tmp_path)
-    requests = [_explain_request(q) for q in queries]
-    codes: collections.Counter = collections.Counter()
-    after_signal: collections.Counter = collections.Counter()
-    signalled, exited = threading.Event(), threading.Event()
-    lock = threading.Lock()
-
-    def client_loop(i: int) -> None:
-        options = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
-        with grpc.insecure_channel(server.target, options=options) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            n = i
-            while not exited.is_set():
-                sent_after = signalled.is_set()
-                try:
-                    stub.Explain(requests[n % len(requests)], timeout=20)
-                    code = "OK"
-                except grpc.RpcError as e:
-                    code = e.code().name
-                    time.sleep(0.005)
-                with lock:
-                    codes[code] += 1
-                    if sent_after:
-                        after_signal[code] += 1
-                n += 1
-
-    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(32)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 30
-    while codes["OK"] < 500 and time.monotonic() < deadline:   # every client under way
-        time.sleep(0.05)
-    signalled.set()
-    t0 = time.monotonic()
-    exit_code = server.stop(timeout=grace + 20)
-    exit_s = time.monotonic() - t0
-    exited.set()
-    for t in threads:
-        t.join(30)
+    hammer = _bench("sigterm_under_load").Hammer(server.target, [_explain_request(q) for q in queries], 32).start()
+    try:
+        deadline = time.monotonic() + 30
+        while hammer.ok < 500 and time.monotonic() < deadline:     # every client under way
+            time.sleep(0.05)
+        hammer.mark()
+        t0 = time.monotonic()
+        exit_code = server.stop(timeout=grace + 20)
+        exit_s = time.monotonic() - t0
+    finally:
+        hammer.stop()
     assert exit_code == 0, server.log_tail()
     assert exit_s < grace, exit_s
-    assert set(codes) <= {"OK", "UNAVAILABLE"}, dict(codes)
-    assert codes["OK"] >= 500 and after_signal["UNAVAILABLE"] > 0, (dict(codes), dict(after_signal))
+    codes = hammer.counts["in flight"] + hammer.counts["sent"]
+    assert set(codes) <= {"OK", "UNAVAILABLE"}, hammer.counts
+    assert hammer.ok >= 500 and codes["UNAVAILABLE"] > 0, (hammer.ok, hammer.counts)
 
 
 def _handled(metrics_port: int) -> float:
