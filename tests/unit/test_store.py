@@ -131,3 +131,13 @@ def test_housekeeping_completes_an_operation_whose_model_was_published_but_final
         assert models.get("dead") is None                 # the id is free again
     finally:
         uploads.shutdown()
+
+
+def test_a_build_releases_only_its_own_claim(tmp_path):
+    models = ModelStore(ObjectStore(str(tmp_path)))
+    models.claim(ModelRecord(model=model_pb2.Model(name="models/m"), operation="operations/new-upload"))
+    models.release_own_claim("m", "operations/old-build")     # ended elsewhere; the id was claimed again
+    assert models.get("m").operation == "operations/new-upload"
+    models.release_own_claim("m", "operations/new-upload")
+    assert models.get("m") is None
+    models.release_own_claim("m", "operations/new-upload")    # nothing left: no error

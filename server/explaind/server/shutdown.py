@@ -111,7 +111,7 @@ class GracefulShutdown:
                     # whole grace period.
                     stop_grace = min(stop_grace, self.exempt_grace_s)
                 else:
-                    log.warning("grace period over with calls still in flight; they are cancelled",
+                    log.warning("grace period over with calls still in flight; they end with UNAVAILABLE",
                                 extra={"inflight": getattr(self._drain, "inflight", None)})
             if self.port:
                 await asyncio.sleep(SETTLE_S)

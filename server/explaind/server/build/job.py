@@ -15,6 +15,7 @@ replica (UploadManager.fail_stale_builds) ends the operation and frees the id.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import threading
@@ -164,9 +165,11 @@ class BuildJob:
 
     def _abandon(self) -> None:
         """Another replica ended the operation and freed the id: drop only our own staging."""
-        self._best_effort("discard the staged build", lambda: self.models.discard_build(self.record.model_id,
-                                                                                          self.build_id))
+        self._best_effort("discard the staged build", self._discard_build)
         log.warning("build abandoned: its operation was ended elsewhere", extra={"operation": self.op.operation.name})
+
+    def _discard_build(self) -> None:
+        self.models.discard_build(self.record.model_id, self.build_id)
 
     def _run(self) -> None:
         index = self.recipe.build(self.record.model, self, self.options)
@@ -226,11 +229,10 @@ class BuildJob:
         if self._publish_unknown:
             message += " (the model record may have been written: the build's files are kept)"
         else:
-            self._best_effort("discard the staged build",
-                              lambda: self.models.discard_build(self.record.model_id, self.build_id))
+            self._best_effort("discard the staged build", self._discard_build)
         # Released before the final record is written: a failed operation leaves its id free.
-        if not self._best_effort("release the model id",
-                                 lambda: self._patiently(lambda: self.models.release_claim(self.record.model_id))):
+        release = functools.partial(self.models.release_own_claim, self.record.model_id, self.op.operation.name)
+        if not self._best_effort("release the model id", lambda: self._patiently(release)):
             return     # the record stays RUNNING: housekeeping frees the id and ends it
         status = status_pb2.Status(code=code, message=message)
         if field:

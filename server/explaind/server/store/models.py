@@ -75,6 +75,13 @@ class ModelStore:
     def release_claim(self, model_id: str) -> None:
         self.objects.delete(f"models/{model_id}/{CLAIM}")
 
+    def release_own_claim(self, model_id: str, operation: str) -> None:
+        """Drops the claim only if `operation` holds it: after a long silence (a store
+        outage) another replica may have ended that build and a new upload claimed the id."""
+        data = self.objects.read(f"models/{model_id}/{CLAIM}")
+        if data is not None and ModelRecord.from_bytes(data).operation == operation:
+            self.release_claim(model_id)
+
     # --- builds ---
     def build_prefix(self, model_id: str, build_id: str) -> str:
         return f"models/{model_id}/builds/{build_id}"
