@@ -157,3 +157,17 @@ def test_classification():
     assert not is_transient(translate_boto_error(client_error(400, "SomethingNew")))   # EIO, but the caller's
     assert not is_transient(OSError(errno.ENOSPC, "disk full"))
     assert not is_transient(ValueError("bad path"))
+
+
+@pytest.mark.parametrize("attempts", [0, -1, 101, 10**9])
+def test_hostile_attempts_are_refused(attempts):
+    with pytest.raises(ValueError, match="--store-attempts"):
+        StoreRetry(attempts=attempts)
+
+
+@pytest.mark.parametrize("timeout_s", [-1.0, float("nan"), float("inf"), 1e9])
+def test_hostile_timeouts_are_refused(tmp_path, timeout_s):
+    with pytest.raises(ValueError, match="--store-timeout-seconds"):
+        ObjectStore(str(tmp_path), timeout_s=timeout_s)
+    with pytest.raises(ValueError, match="backoff"):
+        StoreRetry(first_backoff_s=timeout_s, max_backoff_s=5.0)

@@ -33,8 +33,8 @@ class ObjectStore:
                  observe: Observe | None = None):
         """`timeout_s`: limit of one request to an object store (0: the client's default).
         `observe(operation, seconds, error or None)`: called after every attempt."""
-        if timeout_s < 0:
-            raise ValueError(f"store timeout must be >= 0 seconds, got {timeout_s}")
+        if not 0 <= timeout_s <= 3600:       # NaN fails too
+            raise ValueError(f"store timeout (--store-timeout-seconds) must be 0 to 3600, got {timeout_s}")
         self.url = url
         self.retry = retry
         self.observe = observe

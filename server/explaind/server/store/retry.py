@@ -107,10 +107,10 @@ class StoreRetry:
     max_backoff_s: float = 5.0
 
     def __post_init__(self):
-        if self.attempts < 1:
-            raise ValueError(f"store attempts must be at least 1, got {self.attempts}")
-        if not 0 <= self.first_backoff_s <= self.max_backoff_s:
-            raise ValueError(f"store backoff must be 0 <= first <= max, got {self.first_backoff_s}, "
+        if not 1 <= self.attempts <= 100:
+            raise ValueError(f"store attempts (--store-attempts) must be 1 to 100, got {self.attempts}")
+        if not 0 <= self.first_backoff_s <= self.max_backoff_s <= 600:
+            raise ValueError(f"store backoff must be 0 <= first <= max <= 600 s, got {self.first_backoff_s}, "
                              f"{self.max_backoff_s}")
 
     def call(self, operation: str, key: str, request: Callable[[], T], observe: Observe | None = None,
