@@ -19,7 +19,8 @@ HTTP = re.compile(r"http on (\d+)")
 
 class ServerProcess:
     def __init__(self, store: str, log_path: str, env: dict | None = None, **settings):
-        """`settings` become `explaind serve` flags; `env` is added to the process environment."""
+        """`settings` become `explaind serve` flags; `env`: variables set for this process only
+        (say, its own S3 endpoint, or a PYTHONPATH that hides TensorFlow)."""
         self.store = store
         self.log_path = log_path
         self.env = env or {}

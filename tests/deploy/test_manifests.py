@@ -72,6 +72,7 @@ COUNTERS_AND_GAUGES = {
     "explaind_inflight_calls": set(),
     "explaind_rejected_calls_total": {"reason"},
     "explaind_http_requests_total": {"route", "code"},
+    "explaind_store_errors_total": {"operation"},
 }
 HISTOGRAMS = {
     "grpc_server_handling_seconds": {"grpc_type", "grpc_service", "grpc_method"},
@@ -81,6 +82,7 @@ HISTOGRAMS = {
     "explaind_search_seconds": {"model", "device"},
     "explaind_build_stage_seconds": {"stage"},
     "explaind_http_request_seconds": {"route"},
+    "explaind_store_request_seconds": {"operation"},
 }
 # Labels that Prometheus (through the Prometheus Operator) adds to every
 # scraped series.
@@ -561,7 +563,7 @@ def test_prometheus_rules(rendered):
         used |= check_promql(r["expr"], allow_up=r["alert"] == "ExplaindMetricsDown")
     names = {r["alert"] for r in rules}
     assert {"ExplaindHighErrorRate", "ExplaindHighLatencyP99", "ExplaindBuildsFailing",
-            "ExplaindNoModelsLoaded"} <= names
+            "ExplaindNoModelsLoaded", "ExplaindStoreErrors"} <= names
     assert len(names) == len(rules), "alert names repeat"
     by_name = {r["alert"]: r for r in rules}
     assert "grpc_server_handled_total" in by_name["ExplaindHighErrorRate"]["expr"]
@@ -569,6 +571,7 @@ def test_prometheus_rules(rendered):
     assert "grpc_server_handling_seconds_bucket" in by_name["ExplaindHighLatencyP99"]["expr"]
     assert 'state="FAILED"' in by_name["ExplaindBuildsFailing"]["expr"]
     assert "explaind_models_loaded" in by_name["ExplaindNoModelsLoaded"]["expr"]
+    assert "explaind_store_errors_total" in by_name["ExplaindStoreErrors"]["expr"]
     # Each alert is documented in the README's runbook section.
     readme = (DEPLOY / "README.md").read_text()
     for name in names:
@@ -630,6 +633,8 @@ def test_grafana_dashboard():
         "index bytes": "explaind_index_bytes",
         "operations by state": "explaind_operations",
         "GPU memory": "explaind_gpu_memory_used_bytes",
+        "store errors": "explaind_store_errors_total",
+        "store request time": "explaind_store_request_seconds_bucket",
     }
     missing = {what for what, series in wanted.items() if series not in used}
     assert not missing, f"dashboard lacks {sorted(missing)}"

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import grpc
@@ -15,6 +16,7 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2, struct_pb2
 
 from explaind.client import payloads
+from explaind.client.retries import channel_options, same_upload, upload_with_retry
 from explaind.client.values import to_python, to_value
 from explaind.v1 import explanation_pb2, model_pb2, model_service_pb2, model_service_pb2_grpc, \
     prediction_service_pb2, prediction_service_pb2_grpc
@@ -40,9 +42,10 @@ def _code_tuple(code: int):
 
 class Client:
     def __init__(self, target: str = "localhost:8500", channel: grpc.Channel | None = None):
+        # The retry policy (retries.py) applies to channels made here, not to one passed in.
         self.channel = channel or grpc.insecure_channel(target, options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)] + channel_options(MAX_MESSAGE_BYTES))
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.operations = operations_pb2_grpc.OperationsStub(self.channel)
@@ -61,12 +64,27 @@ class Client:
         """`model`: a Model message, its JSON form, or a whole UploadModel request body
         ({"model": {...}, "modelId": ...}) as Vertex AI documents it (camelCase or
         snake_case, enum values in any case). A non-empty `model_id` replaces the body's.
-        Raises PayloadError naming a field explaind does not understand."""
+        Raises PayloadError naming a field explaind does not understand. With a model id
+        the upload is retried on UNAVAILABLE (see retries.py); without one, never."""
         if isinstance(model, model_pb2.Model):
             request = model_service_pb2.UploadModelRequest(model=model, model_id=model_id)
         else:
             request = payloads.upload_request(model, model_id)
-        return self.models.UploadModel(request, timeout=timeout)
+        send = functools.partial(self.models.UploadModel, request, timeout=timeout)
+        if not request.model_id:
+            return send()
+        return upload_with_retry(send, lambda: self._started_upload(request.model, request.model_id))
+
+    def _started_upload(self, model: model_pb2.Model, model_id: str) -> operations_pb2.Operation | None:
+        """The newest operation of `model_id` if the model stored there is `model`."""
+        try:
+            stored = self.get_model(model_id)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        operations = self.list_operations(filter=f"model={model_id}") if same_upload(stored, model) else []
+        return max(operations, key=lambda op: upload_metadata(op).create_time.ToNanoseconds(), default=None)
 
     def get_model(self, name: str, timeout: float = 30) -> model_pb2.Model:
         return self.models.GetModel(model_service_pb2.GetModelRequest(name=_model_name(name)), timeout=timeout)

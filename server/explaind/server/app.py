@@ -37,6 +37,7 @@ from .shutdown import GracefulShutdown
 from .store.models import ModelStore
 from .store.objects import ObjectStore
 from .store.operations import OperationStore
+from .store.retry import StoreRetry
 from .store.source import PublishedModelsSource
 from .vertex import compat as vertex
 
@@ -57,7 +58,8 @@ class Daemon:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
-        objects = ObjectStore(settings.store)
+        objects = ObjectStore(settings.store, StoreRetry(attempts=settings.store_attempts),
+                              timeout_s=settings.store_timeout_seconds, observe=self.metrics.observe_store)
         self.models = ModelStore(objects)
         self.operations = OperationStore(objects)
         cache = settings.cache_dir or os.path.join(tempfile.gettempdir(), "explaind-cache")
@@ -117,7 +119,8 @@ class Daemon:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self.source.run(self._stop, on_tick=self._housekeeping)))
         self.shutdown = GracefulShutdown(self.server, self.health, HEALTH_SERVICES, self.drain,
-                                         grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped)
+                                         grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped,
+                                         port=self.port)
         log.info("explaind serving", extra={"port": self.port, "metrics_port": self.metrics_port,
                                             "store": s.store})
 

@@ -43,6 +43,9 @@ class Settings:
     http_port: int = 8080                 # Vertex AI's REST API (upload, operations, explain, predict); 0 = off
     vertex_endpoints: str = ""            # endpoint -> model mapping: a JSON or YAML file, or inline JSON;
                                           # empty: an endpoint's id is its model's id
+    # Reliability
+    store_attempts: int = 4               # tries of one store request on transient errors, the first included
+    store_timeout_seconds: float = 10.0   # limit of one object-store (S3) request; 0 = the client's default
 
 
 def use_gpu(settings: Settings) -> bool | None:
