@@ -12,7 +12,7 @@ import grpc
 
 from explaind.client import Client
 
-READY = re.compile(r"explaind listening on port (\d+) \(metrics on (\d+)")
+READY = re.compile(r"explaind listening on port (\d+) \(metrics on (\d+)(?:.*health on (\d+))?")
 
 
 class ServerProcess:
@@ -23,6 +23,7 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.metrics_port = 0
+        self.health_port = 0       # with --health-port
 
     def start(self, timeout: float = 180) -> "ServerProcess":
         cmd = [sys.executable, "-m", "explaind.server.main", "serve", "--host", "127.0.0.1",
@@ -42,6 +43,7 @@ class ServerProcess:
             match = READY.search(line)
             if match:
                 self.port, self.metrics_port = int(match.group(1)), int(match.group(2))
+                self.health_port = int(match.group(3) or 0)
                 return self
         self.kill()
         raise RuntimeError(f"server did not start in {timeout}s; log: {self.log_tail()}")

@@ -27,7 +27,8 @@ from .config import Settings, use_gpu
 from .control.control_plane import ControlPlane
 from .index.backend import limit_cpu_threads
 from .interceptors import DrainInterceptor, build_interceptors
-from .metrics import Metrics, start_metrics_server, stop_metrics_server
+from .metrics import Metrics, stop_metrics_server
+from .security import RecordingServer, Security
 from .serving.data_plane import DataPlane
 from .serving.engine import Engine
 from .serving.loader import BuildLoader
@@ -54,6 +55,7 @@ class Daemon:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
+        self.security = Security(settings, self.metrics)     # TLS, auth, --allowed-uri-prefix: checked first
         objects = ObjectStore(settings.store)
         self.models = ModelStore(objects)
         self.operations = OperationStore(objects)
@@ -91,22 +93,28 @@ class Daemon:
         s = self.settings
         # The first sync happens before the port opens, so a restarted replica serves at once.
         await asyncio.to_thread(self.source.poll)
-        self.server = grpc.aio.server(
-            interceptors=build_interceptors(self.metrics, self.drain, s.max_concurrent_calls),
-            options=self._server_options(), maximum_concurrent_rpcs=None)
+        auth, innermost = self.security.interceptors()
+        self.server = RecordingServer(grpc.aio.server(
+            interceptors=build_interceptors(self.metrics, self.drain, s.max_concurrent_calls, auth=auth,
+                                            innermost=innermost),
+            options=self._server_options(), maximum_concurrent_rpcs=None))
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.control_plane), self.server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.data_plane), self.server)
         operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.control_plane), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            SERVICES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server)
-        self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
+        if not s.disable_reflection:
+            reflection.enable_server_reflection(
+                SERVICES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+                self.server)
+        self.security.check_methods(self.server)
+        self.port = self.security.add_port(self.server, f"{s.host}:{s.port}")
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {s.host}:{s.port}")
-        self._metrics_server, self.metrics_port = start_metrics_server(s.metrics_port, self.metrics.registry)
+        self._metrics_server, self.metrics_port = self.security.start_metrics_server(s.metrics_port,
+                                                                                     self.metrics.registry)
         await self.server.start()
+        await self.security.start_health_port(self.health, self._server_options())
         for service in ("",) + SERVICES:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self.source.run(self._stop, on_tick=self._housekeeping)))
@@ -114,11 +122,13 @@ class Daemon:
                                          grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped)
         log.info("explaind serving", extra={"port": self.port, "metrics_port": self.metrics_port,
                                             "store": s.store})
+        self.security.warn_if_exposed(self.port)
 
     def _housekeeping(self) -> None:
         """Each poll: end builds whose worker died, and export operations by state."""
         operations = self.operations.list()
-        self.uploads.fail_stale_builds(operations)   # may end some: counted below as they are now
+        if not self.settings.disable_model_uploads:     # a read-only replica writes nothing to the store
+            self.uploads.fail_stale_builds(operations)   # may end some: counted below as they are now
         counts = {"RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
         for op in operations:
             if not op.operation.done:
@@ -135,6 +145,7 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         await self.engine.close()
+        await self.security.stop()
         await asyncio.to_thread(self.uploads.shutdown)
         if self._metrics_server is not None:
             stop_metrics_server(self._metrics_server)
@@ -153,7 +164,9 @@ async def serve(settings: Settings, ready=None) -> None:
     daemon = Daemon(settings)
     await daemon.start()
     daemon.shutdown.install()
-    announce(f"explaind listening on port {daemon.port} (metrics on {daemon.metrics_port}, store {settings.store})")
+    health = f", health on {daemon.security.health_port}" if daemon.security.health_port else ""
+    announce(f"explaind listening on port {daemon.port} (metrics on {daemon.metrics_port}, store {settings.store}"
+             f"{health})")
     if ready is not None:
         ready(daemon)
     await daemon.wait()

@@ -41,6 +41,10 @@ class FailedPrecondition(ExplaindError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class PermissionDenied(ExplaindError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ResourceExhausted(ExplaindError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 

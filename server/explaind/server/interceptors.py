@@ -7,8 +7,11 @@ may refuse a call by aborting before the handler runs; scopes further out
 then see that refusal like any other failed call.
 
 Order (first = outermost), as `build_interceptors` returns it:
-RequestIdInterceptor, MetricsInterceptor, DrainInterceptor, LimitsInterceptor.
-Calls refused by drain or limits are then still logged and counted.
+RequestIdInterceptor, MetricsInterceptor, AuthInterceptor, DrainInterceptor,
+LimitsInterceptor, DecodeInterceptor (the last two of security/).
+Calls refused by auth, drain or limits are then still logged and counted;
+unauthenticated calls never count as in flight; request bytes are parsed
+last, inside every check.
 
 Only async behaviours (what grpc.aio servicers have) are wrapped; a sync
 behaviour passes through unwrapped, since wrapping it in a coroutine would
@@ -338,14 +341,17 @@ def _peer(context) -> str:
 
 def build_interceptors(metrics: Metrics, drain: DrainInterceptor | None = None,
                        max_concurrent_calls: int | None = None,
-                       request_ids: bool = True) -> list[aio.ServerInterceptor]:
+                       request_ids: bool = True, auth: Iterable[aio.ServerInterceptor] = (),
+                       innermost: Iterable[aio.ServerInterceptor] = ()) -> list[aio.ServerInterceptor]:
     """The interceptors in their intended order, for grpc.aio.server(interceptors=...)."""
     chain: list[aio.ServerInterceptor] = []
     if request_ids:
         chain.append(RequestIdInterceptor())
     chain.append(MetricsInterceptor(metrics))
+    chain.extend(auth)
     if drain is not None:
         chain.append(drain)
     if max_concurrent_calls:
         chain.append(LimitsInterceptor(max_concurrent_calls, metrics))
+    chain.extend(innermost)
     return chain

@@ -17,6 +17,7 @@ from google.protobuf import json_format, struct_pb2
 from explaind.v1 import explanation_pb2
 
 from ..errors import InvalidArgument
+from ..security import uris as allowed_uris
 
 METADATA_FILE = "explanation_metadata.json"
 MAX_BASELINES = 10
@@ -148,11 +149,11 @@ def load_metadata_for_model(artifact_uri: str) -> explanation_pb2.ExplanationMet
         return None
     import fsspec  # the server's storage layer; imported here so parsing needs only protobuf
 
-    path = artifact_uri.rstrip("/") + "/" + METADATA_FILE
+    field = "model.artifact_uri"
+    path = allowed_uris.check(artifact_uri.rstrip("/") + "/" + METADATA_FILE, field)   # a symlink out is refused
     filesystem, location = fsspec.core.url_to_fs(path)
     if not filesystem.exists(location):
         return None
-    field = "model.artifact_uri"
     try:
         with filesystem.open(location, "r") as handle:
             document = json.load(handle)

@@ -89,7 +89,7 @@ class OperationStore:
         op_id = operation_id(name)
         record = self.get(op_id) if op_id else None
         if record is None:
-            raise NotFound(f"operation {name!r} not found", field="name")
+            raise NotFound(f"operation {name[:200]!r} not found", field="name")
         return record
 
     def list(self) -> list[OperationRecord]:
@@ -128,4 +128,4 @@ class OperationStore:
 def operation_id(name: str) -> str:
     """'operations/abc' -> 'abc'; anything else -> ''."""
     prefix, _, op_id = name.partition("/")
-    return op_id if prefix == "operations" and op_id and "/" not in op_id else ""
+    return op_id if prefix == "operations" and op_id and "/" not in op_id and op_id not in (".", "..") else ""
