@@ -297,6 +297,7 @@ class RequestIdInterceptor(_ScopeInterceptor):
     @contextlib.asynccontextmanager
     async def scope(self, details, context):
         request_id = self.request_id_of(context.invocation_metadata())
+        peer = _peer(context)     # now: after a client cancels a stream, context.peer() crashes the process
         token = request_id_var.set(request_id)
         start = time.perf_counter()
         exc: BaseException | None = None
@@ -320,9 +321,12 @@ class RequestIdInterceptor(_ScopeInterceptor):
                     "code": code.name,
                     "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                     "request_id": request_id,
-                    "peer": _peer(context),
+                    "peer": peer,
                 })
-            request_id_var.reset(token)
+            try:
+                request_id_var.reset(token)
+            except ValueError:    # a cancelled stream's generator is closed from another context
+                pass
 
 
 def _keep_request_id_trailer(context, request_id: str) -> None:

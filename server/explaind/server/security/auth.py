@@ -24,7 +24,7 @@ from typing import Iterable
 
 import grpc
 
-from ..interceptors import _ScopeInterceptor
+from ..interceptors import _ScopeInterceptor, wrap_handler
 from .identities import IdentityRoles, TokenRoles
 from .roles import ADMIN, METHOD_ROLES, OPEN, Role, required_role
 
@@ -136,6 +136,16 @@ class AuthInterceptor(_ScopeInterceptor):
         self.authorizer = authorizer
         self._metrics = metrics
 
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        wrapped = wrap_handler(handler, handler_call_details, self.scope)
+        if wrapped is handler:      # a sync behaviour the scope cannot wrap: fail closed
+            return refusing_handler(handler, "this method's handler is synchronous, so its caller cannot be "
+                                             "checked; refused")
+        return wrapped
+
     @contextlib.asynccontextmanager
     async def scope(self, details, context):
         authorization = [v for k, v in context.invocation_metadata() or () if k == "authorization"]
@@ -146,3 +156,17 @@ class AuthInterceptor(_ScopeInterceptor):
                 self._metrics.rejected_calls.labels(reason=refusal.reason).inc()
             await context.abort(refusal.code, refusal.message)
         yield
+
+
+def refusing_handler(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+    """`handler`'s kind, answering PERMISSION_DENIED whatever the request."""
+    async def refuse(request, context):
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
+    async def refuse_stream(request, context):
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+        yield  # pragma: no cover - never reached; makes this an async generator
+
+    kind = next(k for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+                if getattr(handler, k) is not None)
+    return handler._replace(**{kind: refuse_stream if handler.response_streaming else refuse})

@@ -6,9 +6,14 @@ interceptor, the innermost, swaps each handler's deserializer for none, so
 the behaviour receives the raw bytes, and parses them inside the call: a
 failure is INVALID_ARGUMENT naming the message type, and the outer
 interceptors (access log, metrics, auth) see it like any other call.
+
+It also makes every behaviour async (a sync one runs on a worker thread, as
+grpc.aio would run it): the outer interceptors wrap async behaviours only, so
+a sync one would otherwise pass them unchecked.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 
@@ -29,12 +34,12 @@ class DecodeInterceptor(aio.ServerInterceptor):
 def decoding_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     kind = next(k for k in KINDS if getattr(handler, k) is not None)
     behaviour = getattr(handler, kind)
-    if not hasattr(handler, "_replace") or not (
-            inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)):
-        return handler            # sync behaviours (none here) keep grpc's own parsing
+    if not hasattr(handler, "_replace"):
+        return handler
     parse = handler.request_deserializer
     type_name = getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
     type_name = type_name.full_name if type_name is not None else "request"
+    streaming_request = kind.startswith("stream_")
 
     async def decode(raw, context):
         try:
@@ -47,8 +52,6 @@ def decoding_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         async for raw in raw_iterator:
             yield await decode(raw, context)
 
-    streaming_request = kind.startswith("stream_")
-
     async def request_of(raw, context):
         return decoded_stream(raw, context) if streaming_request else await decode(raw, context)
 
@@ -57,12 +60,36 @@ def decoding_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         async def wrapped(raw, context):
             async for response in behaviour(await request_of(raw, context), context):
                 yield response
-    else:
+    elif inspect.iscoroutinefunction(behaviour):
         @functools.wraps(behaviour)
         async def wrapped(raw, context):
             return await behaviour(await request_of(raw, context), context)
+    elif streaming_request:
+        # A sync behaviour reads a sync iterator; rather than serve it unchecked (the
+        # outer interceptors wrap async behaviours only), it is refused.
+        @functools.wraps(behaviour)
+        async def wrapped(raw, context):
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this method has no asynchronous handler")
+    elif handler.response_streaming:
+        @functools.wraps(behaviour)
+        async def wrapped(raw, context):      # a sync generator, stepped on a worker thread
+            loop = asyncio.get_running_loop()
+            responses = await loop.run_in_executor(None, behaviour, await decode(raw, context), context)
+            while (response := await loop.run_in_executor(None, next, responses, _END)) is not _END:
+                yield response
+    else:
+        @functools.wraps(behaviour)
+        async def wrapped(raw, context):      # sync (grpc's unimplemented stubs): on a worker thread
+            request = await decode(raw, context)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(None, behaviour, request, context)
+            except NotImplementedError:       # what the generated base servicer raises
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
 
     return handler._replace(request_deserializer=None, **{kind: wrapped})
+
+
+_END = object()
 
 
 def _short(error: Exception) -> str:

@@ -84,8 +84,11 @@ class ObjectStore:
 
     def delete_prefix(self, prefix: str) -> None:
         path = self.path(prefix)
-        if self.fs.exists(path):
-            self.fs.rm(path, recursive=True)
+        try:
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass    # removed meanwhile by a concurrent delete: the outcome is the same
 
     def list(self, prefix: str) -> list[str]:
         """Names directly under `prefix` (files and folders), sorted."""

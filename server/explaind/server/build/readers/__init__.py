@@ -59,8 +59,15 @@ def _expand(uris: list[str], field: str, default_format: str | None) -> list[tup
         if not matches:
             raise InvalidArgument(f"{uri} matches no file", field=f)
         for m in matches:
+            if "file" in _protocols(fs) and not os.path.isfile(m):
+                # A FIFO would hold the build forever, a device (/dev/zero) never ends.
+                raise InvalidArgument(f"{m} is not a regular file", field=f)
             out.append((_url(fs, m), f))
     return out
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
 
 
 def _checked(path: str, field: str, default_format: str | None) -> "DataPath":
