@@ -33,6 +33,7 @@ from google.protobuf import message as message_mod
 from grpc_health.v1 import health_pb2  # noqa: F401
 from grpc_reflection.v1alpha import reflection_pb2  # noqa: F401
 
+from explaind.client.values import _varint
 from explaind.v1 import model_service_pb2, prediction_service_pb2  # noqa: F401
 
 FD = descriptor_mod.FieldDescriptor
@@ -337,18 +338,6 @@ def _clamp(field, value: int) -> int:
             FD.TYPE_UINT64: (0, 2**64 - 1), FD.TYPE_FIXED64: (0, 2**64 - 1)}.get(field.type, (-2**63, 2**63 - 1))
     low, high = bits
     return min(max(value, low), high)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 # ---------------------------------------------------------------- the runner

@@ -13,7 +13,8 @@ import pytest
 from google.rpc import code_pb2
 
 from explaind.client import OperationError
-from tests.integration.helpers import bad_request_fields, model_payload, search_config, write_jsonl
+from tests.integration.helpers import bad_request_fields, model_payload, search_config, status_fields, \
+    write_jsonl
 
 EX = "model.explanation_spec.parameters.examples"
 URIS = f"{EX}.gcs_source.uris"
@@ -109,21 +110,11 @@ def test_upload_bounds(start_server, folders):
                 client.wait(op, timeout=120)
             status = info.value.status
             assert status.code == code_pb2.RESOURCE_EXHAUSTED and wanted in status.message, status.message
-            assert URIS in status.message or _fields(status) == [URIS], status
+            assert status_fields(status) == [URIS], status
         assert [m.name for m in client.list_models()] == []
         ok = client.wait(client.upload_model(embeddings_payload([write_jsonl(data / "five.jsonl", rows(5))]),
                                              model_id="five"), timeout=120)
         assert ok.index_info.example_count == 5
-
-
-def _fields(status) -> list[str]:
-    from google.rpc import error_details_pb2
-    out = []
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            out += [v.field for v in bad.field_violations]
-    return out
 
 
 def test_concurrent_uploads_are_bounded(start_server, folders):
@@ -154,3 +145,42 @@ def test_special_files_are_refused(start_server, folders):
         error = upload_error(client, embeddings_payload([str(data / "pipe.jsonl")]))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a regular file" in error.details()
     assert bad_request_fields(error) == [f"{URIS}[0]"]
+
+
+def test_hostile_upload_messages_get_invalid_argument(start_server, folders):
+    """Found by the fuzz: values a message can hold but JSON or an enum cannot."""
+    from google.protobuf import json_format
+
+    from explaind.v1 import model_pb2, model_service_pb2, model_service_pb2_grpc
+
+    data, _ = folders
+    good = write_jsonl(data / "train.jsonl", rows(8))
+    server = start_server(allowed_uri_prefix=str(data))
+
+    def request(**mutations) -> model_service_pb2.UploadModelRequest:
+        model = json_format.ParseDict(embeddings_payload([good]), model_pb2.Model())
+        for mutate in mutations.values():
+            mutate(model)
+        return model_service_pb2.UploadModelRequest(model=model, model_id="hostile")
+
+    def presets(m):
+        m.explanation_spec.parameters.examples.ClearField("nearest_neighbor_search_config")
+        m.explanation_spec.parameters.examples.presets.query = 99          # open enum: parses, names nothing
+
+    def infinite(m):
+        m.explanation_spec.parameters.examples.nearest_neighbor_search_config.struct_value.fields[
+            "extra"].number_value = float("inf")
+
+    def bad_time(m):
+        m.create_time.nanos = 2**31 - 1
+
+    cases = {"presets": (presets, f"{EX}.presets.query"), "infinite": (infinite, "model"),
+             "bad_time": (bad_time, "model")}
+    with server.channel() as channel:
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        for name, (mutate, field) in cases.items():
+            with pytest.raises(grpc.RpcError) as info:
+                stub.UploadModel(request(m=mutate), timeout=30)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (name, info.value.details())
+            assert bad_request_fields(info.value) == [field], (name, info.value.details())
+        assert stub.UploadModel(request(), timeout=30).name.startswith("operations/")

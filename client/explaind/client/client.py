@@ -19,6 +19,7 @@ from explaind.client.values import to_python, to_value
 from explaind.v1 import explanation_pb2, model_pb2, model_service_pb2, model_service_pb2_grpc, \
     prediction_service_pb2, prediction_service_pb2_grpc
 
+
 class OperationError(Exception):
     """The operation ended with an error (a google.rpc.Status)."""
 

@@ -69,6 +69,16 @@ class DimensionMismatch(InvalidArgument):
     """Vectors whose size is not the index's (or the configured) dimensions."""
 
 
+def enum_name(enum_type, value: int, field: str) -> str:
+    """The name of an enum value from a request. proto3 enums are open: an unknown
+    number parses fine and must be refused here, naming the field."""
+    try:
+        return enum_type.Name(value)
+    except ValueError:
+        raise InvalidArgument(f"unknown value {value}; expected one of {list(enum_type.keys())}", field=field) \
+            from None
+
+
 @contextlib.contextmanager
 def attach_fields(default: str | None, by_type: dict[type, str] | None = None):
     """Lower layers (the index, the readers) know nothing of request paths; a caller

@@ -8,14 +8,16 @@ then see that refusal like any other failed call.
 
 Order (first = outermost), as `build_interceptors` returns it:
 RequestIdInterceptor, MetricsInterceptor, AuthInterceptor, DrainInterceptor,
-LimitsInterceptor, DecodeInterceptor (the last two of security/).
+LimitsInterceptor, DecodeInterceptor (Auth and Decode live in security/).
 Calls refused by auth, drain or limits are then still logged and counted;
 unauthenticated calls never count as in flight; request bytes are parsed
 last, inside every check.
 
 Only async behaviours (what grpc.aio servicers have) are wrapped; a sync
 behaviour passes through unwrapped, since wrapping it in a coroutine would
-hand it the async context it does not expect.
+hand it the async context it does not expect. (In the daemon DecodeInterceptor,
+innermost, has already made every behaviour async; AuthInterceptor refuses
+one it could not wrap.)
 """
 from __future__ import annotations
 

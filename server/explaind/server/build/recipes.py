@@ -19,7 +19,7 @@ from google.protobuf import json_format
 
 from explaind.v1 import model_pb2, model_service_pb2
 
-from ..errors import DimensionMismatch, InvalidArgument, ResourceExhausted, attach_fields
+from ..errors import DimensionMismatch, InvalidArgument, ResourceExhausted, attach_fields, enum_name
 from ..index.config import DEFAULT_NEIGHBOR_COUNT, SearchConfig, search_config_from_json, \
     search_config_from_presets
 from ..index.example_index import ExampleIndex
@@ -112,8 +112,9 @@ class ExamplesRecipe(Recipe):
                 allowed_uris.check(delta, f"{SEARCH_CONFIG}.contentsDeltaUri")
         elif config_kind == "presets":
             presets = examples.presets
-            config = search_config_from_presets(presets.Query.Name(presets.query),
-                                                presets.Modality.Name(presets.modality), examples.neighbor_count,
+            config = search_config_from_presets(enum_name(presets.Query, presets.query, f"{EXAMPLES}.presets.query"),
+                                                enum_name(presets.Modality, presets.modality,
+                                                          f"{EXAMPLES}.presets.modality"), examples.neighbor_count,
                                                 field=f"{EXAMPLES}.presets")
         else:
             raise InvalidArgument("set nearest_neighbor_search_config or presets", field=EXAMPLES)

@@ -57,6 +57,7 @@ class UploadManager:
     def _accept(self, request: model_service_pb2.UploadModelRequest) -> tuple[OperationRecord, BuildJob]:
         """Validates, claims the id and writes the operation: the job, not yet started."""
         model_id = self._model_id(request.model_id)
+        request_json = _recordable(request)
         model = model_pb2.Model()
         model.CopyFrom(request.model)
         recipe = recipe_for(model, self.settings.max_neighbor_count)
@@ -73,8 +74,7 @@ class UploadManager:
             stage=Stage.QUEUED, model=model.name, worker=self.worker)
         meta.create_time.GetCurrentTime()
         meta.update_time.CopyFrom(meta.create_time)
-        op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker,
-                             request=json_format.MessageToDict(request))
+        op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker, request=request_json)
         try:
             self.operations.put(op)
         except Exception:
@@ -175,6 +175,15 @@ class UploadManager:
             for job in self._jobs.values():
                 job.cancel_event.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def _recordable(request) -> dict:
+    """The request as the JSON the operation record keeps. A message can hold what JSON
+    cannot (NaN or infinity in a Value, a Timestamp out of range): refused, not recorded."""
+    try:
+        return json_format.MessageToDict(request)
+    except (json_format.SerializeToJsonError, ValueError) as e:
+        raise InvalidArgument(f"cannot be recorded: {e}", field="model") from None
 
 
 def _operation(name: str, meta) -> operations_pb2.Operation:
