@@ -119,9 +119,11 @@ def test_tls_refuses_plaintext_and_strangers_and_rotates(start_server, pki):
 
     # Metrics over TLS (the rotated certificate there too), refusals counted.
     context = ssl.create_default_context(cafile=new_ca_file)
+    silent = socket.create_connection(("127.0.0.1", server.metrics_port))   # connects, never shakes hands
     with urllib.request.urlopen(f"https://localhost:{server.metrics_port}/metrics", context=context,
                                 timeout=10) as response:
         text = response.read().decode()
+    silent.close()
     assert 'explaind_rejected_calls_total{reason="unauthenticated"} 1.0' in text
     assert 'grpc_code="UNAUTHENTICATED"' in text
     with pytest.raises(Exception):
@@ -133,6 +135,9 @@ def test_tls_refuses_plaintext_and_strangers_and_rotates(start_server, pki):
         reply = health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         assert refused(probe, token="a-token").code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.RpcError) as info:      # hostile bytes there too: a clean status
+            probe.unary_unary("/grpc.health.v1.Health/Check")(b"\xff\xff\xff", timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_mutual_tls_maps_certificates_to_roles(start_server, pki, tmp_path):

@@ -81,7 +81,7 @@ class Security:
         if self.settings.health_port < 0:
             return
         from grpc_health.v1 import health_pb2_grpc
-        self.health_server = grpc.aio.server(options=list(options))
+        self.health_server = grpc.aio.server(interceptors=[DecodeInterceptor()], options=list(options))
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.health_server)
         address = f"{self.settings.host}:{self.settings.health_port}"
         self.health_port = self.health_server.add_insecure_port(address)
