@@ -13,7 +13,7 @@ import grpc
 
 from explaind.client import Client
 
-READY = re.compile(r"explaind listening on port (\d+) \(metrics on (\d+)")
+READY = re.compile(r"explaind listening on port (\d+) \(metrics on (\d+)(?:.*health on (\d+))?")
 HTTP = re.compile(r"http on (\d+)")
 
 
@@ -29,6 +29,7 @@ class ServerProcess:
         self.port = 0
         self.metrics_port = 0
         self.http_port = 0          # the REST port: off unless a test passes http_port (pick_free_port())
+        self.health_port = 0       # with --health-port
 
     def start(self, timeout: float = 180) -> "ServerProcess":
         cmd = [sys.executable, "-m", "explaind.server.main", "serve", "--host", "127.0.0.1",
@@ -52,6 +53,7 @@ class ServerProcess:
                 self.port, self.metrics_port = int(match.group(1)), int(match.group(2))
                 http = HTTP.search(line)
                 self.http_port = int(http.group(1)) if http else 0
+                self.health_port = int(match.group(3) or 0)
                 return self
         self.kill()
         raise RuntimeError(f"server did not start in {timeout}s; log: {self.log_tail()}")

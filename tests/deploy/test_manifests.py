@@ -53,6 +53,7 @@ MIN_KUBERNETES = "1.29"
 GRPC_PORT = 8500
 METRICS_PORT = 8501
 HTTP_PORT = 8080        # Vertex AI's REST API
+HEALTH_PORT = 8502      # plaintext grpc.health.v1 for the probes; the gRPC port speaks TLS
 # The job label Prometheus gives explaind's series: the ServiceMonitor's
 # scraped Service name.
 JOB = "explaind"
@@ -94,6 +95,8 @@ EXPLAIND_SETTINGS = {
     "EXPLAIND_MAX_BATCH_SIZE", "EXPLAIND_MAX_QUEUE_DELAY_MS", "EXPLAIND_MAX_CONCURRENT_CALLS",
     "EXPLAIND_STORE_POLL_SECONDS", "EXPLAIND_MAX_CONNECTION_AGE_SECONDS",
     "EXPLAIND_SHUTDOWN_GRACE_SECONDS", "EXPLAIND_STAGE_DATA_MAX_GB", "EXPLAIND_HTTP_PORT", "EXPLAIND_VERTEX_ENDPOINTS",
+    "EXPLAIND_HEALTH_PORT", "EXPLAIND_TLS_CERT_FILE", "EXPLAIND_TLS_KEY_FILE", "EXPLAIND_AUTH_TOKENS_FILE",
+    "EXPLAIND_ALLOWED_URI_PREFIX",
 }
 
 
@@ -152,7 +155,7 @@ def test_renders_expected_objects(rendered, target):
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted([
         "ServiceAccount", "ConfigMap", "Deployment", "Service", "Service",
-        "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
+        "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "NetworkPolicy",
     ])
     if target in OVERLAYS:
         assert {o["metadata"].get("namespace") for o in objects} == {"explaind"}
@@ -310,7 +313,7 @@ def test_services_and_policies_select_the_pods(rendered, target):
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
     assert _selects(dep["spec"]["selector"], pod_labels)
     port_names = {p["name"]: p["containerPort"] for p in _container(objects)["ports"]}
-    assert port_names == {"grpc": GRPC_PORT, "metrics": METRICS_PORT, "http": HTTP_PORT}
+    assert port_names == {"grpc": GRPC_PORT, "metrics": METRICS_PORT, "http": HTTP_PORT, "health": HEALTH_PORT}
 
     services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
     assert set(services) == {"explaind", "explaind-headless"}
@@ -348,15 +351,18 @@ def test_services_and_policies_select_the_pods(rendered, target):
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_probes_use_native_grpc_on_the_grpc_port(rendered, target):
+def test_probes_use_native_grpc_on_the_health_port(rendered, target):
+    """The kubelet's gRPC probe cannot speak TLS: it checks the plaintext health port,
+    which the daemon serves from the same health servicer (NOT_SERVING while draining)."""
     objects = rendered[target]
     c = _container(objects)
     env = _env(objects)
     assert int(env["EXPLAIND_PORT"]) == GRPC_PORT
     assert int(env["EXPLAIND_METRICS_PORT"]) == METRICS_PORT
+    assert int(env["EXPLAIND_HEALTH_PORT"]) == HEALTH_PORT
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert set(c[probe]) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, probe
-        assert c[probe]["grpc"]["port"] == GRPC_PORT, probe
+        assert c[probe]["grpc"]["port"] == HEALTH_PORT, probe
         # "" (or no service) is the server as a whole, which goes NOT_SERVING
         # while draining.
         assert c[probe]["grpc"].get("service", "") == "", probe
@@ -405,8 +411,58 @@ def test_security_and_settings(rendered, target):
     assert re.match(r"^(s3|gs)://[a-z0-9][a-z0-9.-]+[a-z0-9](/.*)?$", store), store
     # Store credentials come from an optional Secret, never from the manifests.
     assert not [o for o in objects if o["kind"] == "Secret"]
+    # Uploads may read only under the store's bucket (docs/security.md).
+    bucket = re.match(r"^((s3|gs)://[^/]+)", store).group(1)
+    assert _env(objects)["EXPLAIND_ALLOWED_URI_PREFIX"] == bucket
     secret_refs = [s["secretRef"] for s in c["envFrom"] if "secretRef" in s]
     assert secret_refs and all(s.get("optional") is True for s in secret_refs)
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_tls_and_tokens_come_from_mounted_secrets(rendered, target):
+    objects = rendered[target]
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    c = _container(objects)
+    env = _env(objects)
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    def secret_behind(path: str) -> dict:
+        mount = next(m for m in mounts.values() if path == m["mountPath"] or path.startswith(m["mountPath"] + "/"))
+        assert mount.get("readOnly") is True, mount
+        secret = volumes[mount["name"]]["secret"]
+        # Required: a pod without its credentials must not start (and serve openly).
+        assert not secret.get("optional", False), secret
+        assert secret.get("defaultMode", 0o644) & 0o007 == 0, "credentials readable by others"
+        return secret
+    assert secret_behind(env["EXPLAIND_TLS_CERT_FILE"])["secretName"] == "explaind-tls"
+    assert secret_behind(env["EXPLAIND_TLS_KEY_FILE"])["secretName"] == "explaind-tls"
+    assert env["EXPLAIND_TLS_CERT_FILE"].endswith("/tls.crt") and env["EXPLAIND_TLS_KEY_FILE"].endswith("/tls.key")
+    tokens = secret_behind(env["EXPLAIND_AUTH_TOKENS_FILE"])
+    assert tokens["secretName"] == "explaind-auth-tokens"
+    assert {i["path"] for i in tokens["items"]} == {"admin", "predict"}   # the role files the daemon reads
+    # Services announce TLS on the gRPC port, not cleartext HTTP/2.
+    for svc in (o for o in objects if o["kind"] == "Service"):
+        grpc_port = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
+        assert grpc_port["appProtocol"] == "https"
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_network_policy_admits_only_clients_and_prometheus(rendered, target):
+    objects = rendered[target]
+    policy = _one(objects, "NetworkPolicy")["spec"]
+    pod_labels = _one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert _selects(policy["podSelector"], pod_labels)
+    assert policy["policyTypes"] == ["Ingress"]
+    admitted = {}
+    for rule in policy["ingress"]:
+        peers = [p["podSelector"]["matchLabels"] for p in rule["from"]]
+        for port in rule["ports"]:
+            admitted.setdefault(port["port"], []).extend(peers)
+    assert admitted == {"grpc": [{"explaind.dev/client": "true"}],
+                        "metrics": [{"app.kubernetes.io/name": "prometheus"}]}
+    port_names = {p["name"] for p in _container(objects)["ports"]}
+    assert set(admitted) <= port_names
 
 
 def test_gpu_and_cpu_overlays_differ_where_they_should(rendered):
@@ -822,6 +878,12 @@ def test_healthcheck_as_a_command(health_server):
     servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     bad = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
+    # With a plaintext health port (the gRPC port speaking TLS), that port is asked.
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    env = dict(os.environ, EXPLAIND_PORT="1", EXPLAIND_HEALTH_PORT=str(port))
+    ok = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert healthcheck_mod.default_port({"EXPLAIND_HEALTH_PORT": "-1", "EXPLAIND_PORT": "8500"}) == "8500"
 
 
 def test_healthcheck_without_a_server():

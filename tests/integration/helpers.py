@@ -48,14 +48,18 @@ def bad_request_fields(error: grpc.RpcError) -> list[str]:
     """The field paths in the error's google.rpc.BadRequest details."""
     for key, value in error.trailing_metadata() or ():
         if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            fields = []
-            for detail in status.details:
-                bad = error_details_pb2.BadRequest()
-                if detail.Unpack(bad):
-                    fields += [v.field for v in bad.field_violations]
-            return fields
+            return status_fields(status_pb2.Status.FromString(value))
     return []
+
+
+def status_fields(status: status_pb2.Status) -> list[str]:
+    """The field paths in a google.rpc.Status's BadRequest details (an operation's error, say)."""
+    fields = []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            fields += [v.field for v in bad.field_violations]
+    return fields
 
 
 def neighbor_ids(explanation) -> list[str]:

@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     def client_parser(name, help_text):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--target", default="localhost:8500", help="daemon address (host:port)")
+        add_connection_arguments(p)
         return p
 
     upload = client_parser("upload", "upload a model (starts a build operation)")
@@ -80,6 +81,22 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def add_connection_arguments(p: argparse.ArgumentParser) -> None:
+    """TLS and credentials of a client command (docs/security.md)."""
+    p.add_argument("--tls", action="store_true", help="TLS, the server checked against the system's root CAs")
+    p.add_argument("--tls-ca-file", default="", help="TLS, the server checked against this CA (PEM)")
+    p.add_argument("--tls-cert-file", default="", help="client certificate for mutual TLS (PEM)")
+    p.add_argument("--tls-key-file", default="", help="the client certificate's key (PEM)")
+    p.add_argument("--tls-server-name", default="", help="the name to expect in the server's certificate")
+    p.add_argument("--token-file", default="", help="a file holding the bearer token (else $EXPLAIND_TOKEN)")
+
+
+def connection_options(args) -> dict:
+    return dict(tls=args.tls or None, tls_ca_file=args.tls_ca_file, tls_cert_file=args.tls_cert_file,
+                tls_key_file=args.tls_key_file, tls_server_name=args.tls_server_name,
+                token_file=args.token_file, token=None if args.token_file else os.environ.get("EXPLAIND_TOKEN"))
+
+
 def run(args) -> int:
     if args.command == "metadata":
         return _metadata(args)
@@ -87,7 +104,12 @@ def run(args) -> int:
         from explaind.client import quickstart
         return quickstart.run(args.target, args.dir)
     try:
-        with Client(args.target) as client:
+        client = Client(args.target, **connection_options(args))
+    except (OSError, ValueError) as e:      # an unreadable certificate or token file
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        with client:
             return COMMANDS[args.command](client, args)
     except grpc.RpcError as e:
         print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)

@@ -17,11 +17,10 @@ from google.protobuf import duration_pb2, struct_pb2
 
 from explaind.client import payloads
 from explaind.client.retries import channel_options, same_upload, upload_with_retry
+from explaind.client.channel import MAX_MESSAGE_BYTES, make_channel  # noqa: F401 (re-exported)
 from explaind.client.values import to_python, to_value
 from explaind.v1 import explanation_pb2, model_pb2, model_service_pb2, model_service_pb2_grpc, \
     prediction_service_pb2, prediction_service_pb2_grpc
-
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class OperationError(Exception):
@@ -41,11 +40,11 @@ def _code_tuple(code: int):
 
 
 class Client:
-    def __init__(self, target: str = "localhost:8500", channel: grpc.Channel | None = None):
-        # The retry policy (retries.py) applies to channels made here, not to one passed in.
-        self.channel = channel or grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)] + channel_options(MAX_MESSAGE_BYTES))
+    def __init__(self, target: str = "localhost:8500", channel: grpc.Channel | None = None, **security):
+        """`security`: make_channel's tls, tls_ca_file, tls_cert_file, tls_key_file,
+        tls_server_name, token, token_file (TLS, mutual TLS, a bearer token). The retry
+        policy (retries.py) applies to channels made here, not to one passed in."""
+        self.channel = channel or make_channel(target, options=channel_options(MAX_MESSAGE_BYTES), **security)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.operations = operations_pb2_grpc.OperationsStub(self.channel)

@@ -46,6 +46,23 @@ class Settings:
     # Reliability
     store_attempts: int = 4               # tries of one store request on transient errors, the first included
     store_timeout_seconds: float = 10.0   # limit of one object-store (S3) request; 0 = the client's default
+    # Security (docs/security.md)
+    tls_cert_file: str = ""               # PEM chain; with tls_key_file: gRPC over TLS, reloaded when rotated
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""          # require client certificates signed by this CA (mTLS)
+    metrics_tls: bool = False             # /metrics over TLS too, with the same files (and client CA)
+    health_port: int = -1                 # plaintext port serving only grpc.health.v1 (probes); -1 = none
+    auth_tokens_file: str = ""            # bearer token -> role (admin | predict): a file or a Secret folder
+    auth_client_identities_file: str = ""  # client certificate subject/CN/SAN -> role, same format
+    disable_model_uploads: bool = False   # refuse upload/update/delete/cancel: a read-only serving replica
+    disable_reflection: bool = False
+    allowed_uri_prefix: str = ""          # comma-separated (flag repeatable); empty = no restriction
+    max_examples_per_model: int = 100_000_000
+    max_upload_data_gb: float = 256.0     # uncompressed data one pass of a build may read; 0 = no bound
+    max_concurrent_uploads: int = 16      # uploads running or queued on a replica; more: RESOURCE_EXHAUSTED
+
+
+REPEATABLE = {"allowed_uri_prefix"}       # flags given several times; joined by commas
 
 
 def use_gpu(settings: Settings) -> bool | None:
@@ -62,7 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str, "bool": str}[f.type]
-        parser.add_argument(flag, dest=f.name, type=kind, default=None,
+        extra = {"action": "append"} if f.name in REPEATABLE else {"nargs": "?", "const": "true"} \
+            if f.type in ("bool", bool) else {}     # a bare boolean flag means true
+        parser.add_argument(flag, dest=f.name, type=kind, default=None, **extra,
                             help=f"(env {_env_name(f.name)}, default {f.default!r})")
 
 
@@ -78,6 +97,8 @@ def resolve(args: argparse.Namespace | None = None, environ: dict | None = None)
     values = {}
     for f in dataclasses.fields(Settings):
         flag_value = getattr(args, f.name, None) if args is not None else None
+        if isinstance(flag_value, list):
+            flag_value = ",".join(flag_value)
         if flag_value is not None:
             values[f.name] = _parse(flag_value, f)
         elif _env_name(f.name) in environ:

@@ -7,12 +7,17 @@ may refuse a call by aborting before the handler runs; scopes further out
 then see that refusal like any other failed call.
 
 Order (first = outermost), as `build_interceptors` returns it:
-RequestIdInterceptor, MetricsInterceptor, DrainInterceptor, LimitsInterceptor.
-Calls refused by drain or limits are then still logged and counted.
+RequestIdInterceptor, MetricsInterceptor, AuthInterceptor, DrainInterceptor,
+LimitsInterceptor, DecodeInterceptor (Auth and Decode live in security/).
+Calls refused by auth, drain or limits are then still logged and counted;
+unauthenticated calls never count as in flight; request bytes are parsed
+last, inside every check.
 
 Only async behaviours (what grpc.aio servicers have) are wrapped; a sync
 behaviour passes through unwrapped, since wrapping it in a coroutine would
-hand it the async context it does not expect.
+hand it the async context it does not expect. (In the daemon DecodeInterceptor,
+innermost, has already made every behaviour async; AuthInterceptor refuses
+one it could not wrap.)
 """
 from __future__ import annotations
 
@@ -297,6 +302,7 @@ class RequestIdInterceptor(_ScopeInterceptor):
     @contextlib.asynccontextmanager
     async def scope(self, details, context):
         request_id = self.request_id_of(context.invocation_metadata())
+        peer = _peer(context)     # now: after a client cancels a stream, context.peer() crashes the process
         token = request_id_var.set(request_id)
         start = time.perf_counter()
         exc: BaseException | None = None
@@ -320,9 +326,12 @@ class RequestIdInterceptor(_ScopeInterceptor):
                     "code": code.name,
                     "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                     "request_id": request_id,
-                    "peer": _peer(context),
+                    "peer": peer,
                 })
-            request_id_var.reset(token)
+            try:
+                request_id_var.reset(token)
+            except ValueError:    # a cancelled stream's generator is closed from another context
+                pass
 
 
 def _keep_request_id_trailer(context, request_id: str) -> None:
@@ -341,14 +350,17 @@ def _peer(context) -> str:
 
 def build_interceptors(metrics: Metrics, drain: DrainInterceptor | None = None,
                        max_concurrent_calls: int | None = None,
-                       request_ids: bool = True) -> list[aio.ServerInterceptor]:
+                       request_ids: bool = True, auth: Iterable[aio.ServerInterceptor] = (),
+                       innermost: Iterable[aio.ServerInterceptor] = ()) -> list[aio.ServerInterceptor]:
     """The interceptors in their intended order, for grpc.aio.server(interceptors=...)."""
     chain: list[aio.ServerInterceptor] = []
     if request_ids:
         chain.append(RequestIdInterceptor())
     chain.append(MetricsInterceptor(metrics))
+    chain.extend(auth)
     if drain is not None:
         chain.append(drain)
     if max_concurrent_calls:
         chain.append(LimitsInterceptor(max_concurrent_calls, metrics))
+    chain.extend(innermost)
     return chain

@@ -17,11 +17,15 @@ def serve_command(args) -> int:
     if settings.workers > 1:
         from .workers import run_workers
         return run_workers(settings)
+    from .security import SettingsError
     configure_logging(settings.log_level, json_format=settings.log_json)
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         pass
+    except SettingsError as e:
+        print(f"explaind serve: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

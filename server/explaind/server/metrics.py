@@ -84,7 +84,8 @@ class Metrics:
             registry=r)
         self.rejected_calls = Counter(
             "explaind_rejected_calls_total",
-            "Calls refused before any work: concurrency_limit, queue_full, draining, deadline.",
+            "Calls refused before any work: concurrency_limit, queue_full, draining, deadline, "
+            "unauthenticated, permission_denied.",
             ("reason",), registry=r)
 
         # Models and indexes.

@@ -19,7 +19,7 @@ from google.protobuf import json_format
 
 from explaind.v1 import model_pb2, model_service_pb2
 
-from ..errors import DimensionMismatch, InvalidArgument, attach_fields
+from ..errors import DimensionMismatch, InvalidArgument, ResourceExhausted, attach_fields, enum_name
 from ..index.config import DEFAULT_NEIGHBOR_COUNT, SearchConfig, search_config_from_json, \
     search_config_from_presets
 from ..index.example_index import ExampleIndex
@@ -27,9 +27,11 @@ from ..index.restricts import parse_restricts
 from ..methods import Method, method_of
 from ..runtime.instances import ShapeMismatch, batch_inputs
 from ..runtime.tensorflow_check import require_tensorflow
+from ..security import uris as allowed_uris
 from . import readers
 from .matrix import EmbeddingMatrix
 from .readers.source import DataSource, data_source
+from .readers.budget import read_budget
 from .staging import staged_locally
 
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
@@ -51,6 +53,8 @@ class BuildOptions:
     embed_batch_size: int = 256
     stage_max_bytes: int = 0           # remote text data copied to local disk up to this size
     use_gpu: bool | None = None
+    max_examples: int = 0              # examples per model (--max-examples-per-model); 0 = no bound
+    max_data_bytes: int = 0            # bytes one pass over the data reads (--max-upload-data-gb); 0 = no bound
 
 
 class Recipe:
@@ -65,7 +69,7 @@ def recipe_for(model: model_pb2.Model, max_neighbor_count: int) -> Recipe:
     if method is None:
         raise InvalidArgument("set examples or an attribution method", field="model.explanation_spec.parameters")
     if model.artifact_uri:
-        _check_artifact(model.artifact_uri)
+        _check_artifact(allowed_uris.check(model.artifact_uri, ARTIFACT))
         require_tensorflow(ARTIFACT)
     elif method.is_attribution:
         raise InvalidArgument("feature attributions need the SavedModel", field=ARTIFACT)
@@ -105,10 +109,14 @@ class ExamplesRecipe(Recipe):
         if config_kind == "nearest_neighbor_search_config":
             value = json_format.MessageToDict(examples.nearest_neighbor_search_config)
             config = search_config_from_json(value, examples.neighbor_count, field=SEARCH_CONFIG)
+            delta = value.get("contentsDeltaUri") if isinstance(value, dict) else None
+            if isinstance(delta, str) and delta:      # never read, but a URI the request names
+                allowed_uris.check(delta, f"{SEARCH_CONFIG}.contentsDeltaUri")
         elif config_kind == "presets":
             presets = examples.presets
-            config = search_config_from_presets(presets.Query.Name(presets.query),
-                                                presets.Modality.Name(presets.modality), examples.neighbor_count,
+            config = search_config_from_presets(enum_name(presets.Query, presets.query, f"{EXAMPLES}.presets.query"),
+                                                enum_name(presets.Modality, presets.modality,
+                                                          f"{EXAMPLES}.presets.modality"), examples.neighbor_count,
                                                 field=f"{EXAMPLES}.presets")
         else:
             raise InvalidArgument("set nearest_neighbor_search_config or presets", field=EXAMPLES)
@@ -138,11 +146,14 @@ class ExamplesRecipe(Recipe):
         paths = readers.expand_uris(self.source.uris, self.source.field, self.source.default_format)
         with tempfile.TemporaryDirectory(prefix="explaind-data-") as scratch, \
                 staged_locally(paths, scratch, options.stage_max_bytes) as local_paths:
-            total = readers.count_records(local_paths)
+            with read_budget(options.max_data_bytes, self.source.field):
+                total = readers.count_records(local_paths)
+            _check_example_count(total, options.max_examples, self.source.field)
             progress.examples(0, total)
             progress.stage(Stage.EMBEDDING)
-            examples = embed_examples(local_paths, latent, total, self.source.field, options.embed_batch_size,
-                                      progress)
+            with read_budget(options.max_data_bytes, self.source.field):
+                examples = embed_examples(local_paths, latent, total, self.source.field,
+                                          options.embed_batch_size, progress, options.max_examples)
 
         progress.stage(Stage.BUILDING_INDEX)
         config = self.search_config
@@ -161,13 +172,15 @@ class EmbeddedExamples:
     tags: list[str | None]
 
 
-def embed_examples(paths, latent, total: int, field: str, batch_size: int, progress: Progress) -> EmbeddedExamples:
+def embed_examples(paths, latent, total: int, field: str, batch_size: int, progress: Progress,
+                   max_examples: int = 0) -> EmbeddedExamples:
     """Every example of the data set, embedded, in data set order."""
     input_names = latent.input_names if latent is not None else None
     matrix = EmbeddingMatrix(total, field)
     ids, restricts, tags = [], [], []
     position = 0
     for batch in readers.iter_batches(readers.iter_records(paths, input_names, field), batch_size):
+        _check_example_count(position + len(batch), max_examples, field)   # the count may have been short
         vectors: list[np.ndarray | None] = [r.embedding for r in batch]
         needs_model = [i for i, r in enumerate(batch) if r.embedding is None]
         if needs_model:
@@ -190,6 +203,12 @@ def embed_examples(paths, latent, total: int, field: str, batch_size: int, progr
     if position == 0:
         raise InvalidArgument("the data set has no examples", field=field)
     return EmbeddedExamples(matrix.result(), ids, restricts, tags)
+
+
+def _check_example_count(count: int, max_examples: int, field: str) -> None:
+    if max_examples and count > max_examples:
+        raise ResourceExhausted(f"the data set has more than {max_examples} examples, the most one model may "
+                                "hold (--max-examples-per-model)", field=field)
 
 
 def _metadata_beside_model(model: model_pb2.Model) -> None:

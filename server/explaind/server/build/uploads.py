@@ -18,7 +18,7 @@ from google.rpc import code_pb2, status_pb2
 from explaind.v1 import model_pb2, model_service_pb2
 
 from ..config import use_gpu
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, PermissionDenied, ResourceExhausted
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from .job import BuildJob
@@ -39,11 +39,25 @@ class UploadManager:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.build_workers, thread_name_prefix="build")
         self._jobs: dict[str, BuildJob] = {}
+        self._slots = 0                  # uploads accepted or being validated, not yet ended
         self._lock = threading.Lock()
 
     # --- UploadModel ---
     def upload(self, request: model_service_pb2.UploadModelRequest) -> OperationRecord:
+        self._take_slot()
+        try:
+            op, job = self._accept(request)
+        except BaseException:
+            self._release_slot()
+            raise
+        self._pool.submit(self._run, job)
+        log.info("upload started", extra={"model": job.record.model.name, "operation": op.operation.name})
+        return op
+
+    def _accept(self, request: model_service_pb2.UploadModelRequest) -> tuple[OperationRecord, BuildJob]:
+        """Validates, claims the id and writes the operation: the job, not yet started."""
         model_id = self._model_id(request.model_id)
+        request_json = _recordable(request)
         model = model_pb2.Model()
         model.CopyFrom(request.model)
         recipe = recipe_for(model, self.settings.max_neighbor_count)
@@ -60,8 +74,7 @@ class UploadManager:
             stage=Stage.QUEUED, model=model.name, worker=self.worker)
         meta.create_time.GetCurrentTime()
         meta.update_time.CopyFrom(meta.create_time)
-        op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker,
-                             request=json_format.MessageToDict(request))
+        op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker, request=request_json)
         try:
             self.operations.put(op)
         except Exception:
@@ -72,15 +85,15 @@ class UploadManager:
             raise
         options = BuildOptions(embed_batch_size=self.settings.embed_batch_size,
                                stage_max_bytes=int(self.settings.stage_data_max_gb * 2**30),
-                               use_gpu=use_gpu(self.settings))
+                               use_gpu=use_gpu(self.settings),
+                               max_examples=self.settings.max_examples_per_model,
+                               max_data_bytes=int(self.settings.max_upload_data_gb * 2**30))
         job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=options,
                        heartbeat_seconds=self.settings.heartbeat_seconds,
                        heartbeat_timeout_seconds=self.settings.heartbeat_timeout_seconds, metrics=self.metrics)
         with self._lock:
             self._jobs[op.op_id] = job
-        self._pool.submit(self._run, job)
-        log.info("upload started", extra={"model": model.name, "operation": op_name})
-        return op
+        return op, job
 
     def _run(self, job: BuildJob) -> None:
         try:
@@ -88,6 +101,22 @@ class UploadManager:
         finally:
             with self._lock:
                 self._jobs.pop(job.op.op_id, None)
+            self._release_slot()
+
+    def _take_slot(self) -> None:
+        """One of --max-concurrent-uploads, held from the request until its build ends."""
+        if self.settings.disable_model_uploads:
+            raise PermissionDenied("model uploads are turned off on this server (--disable-model-uploads)")
+        limit = self.settings.max_concurrent_uploads
+        with self._lock:
+            if limit and self._slots >= limit:
+                raise ResourceExhausted(f"this replica already runs or queues {limit} uploads "
+                                        "(--max-concurrent-uploads); retry when one has finished")
+            self._slots += 1
+
+    def _release_slot(self) -> None:
+        with self._lock:
+            self._slots -= 1
 
     def _model_id(self, model_id: str) -> str:
         if not model_id:
@@ -159,6 +188,15 @@ class UploadManager:
             for job in self._jobs.values():
                 job.cancel_event.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def _recordable(request) -> dict:
+    """The request as the JSON the operation record keeps. A message can hold what JSON
+    cannot (NaN or infinity in a Value, a Timestamp out of range): refused, not recorded."""
+    try:
+        return json_format.MessageToDict(request)
+    except (json_format.SerializeToJsonError, ValueError) as e:
+        raise InvalidArgument(f"cannot be recorded: {e}", field="model") from None
 
 
 def _operation(name: str, meta) -> operations_pb2.Operation:

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 from explaind.v1 import model_pb2
 
 from ..errors import AlreadyExists, NotFound
 from . import records
 from .objects import KeyExists, ObjectStore
+
+# Every id a store key may be built from (new ids are narrower: build/uploads.MODEL_ID).
+STORE_SAFE_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}")
 
 PUBLISHED = "model.json"
 CLAIM = "building.json"
@@ -106,6 +110,8 @@ class ModelStore:
     # --- reading ---
     def get(self, model_id: str) -> ModelRecord | None:
         """The published record, else the building claim, else None."""
+        if not STORE_SAFE_ID.fullmatch(model_id):     # keys are built from it: no path tricks reach the store
+            return None
         for name in (PUBLISHED, CLAIM):
             data = self.objects.read(f"models/{model_id}/{name}")
             if data is not None:
@@ -113,13 +119,15 @@ class ModelStore:
         return None
 
     def get_published(self, model_id: str) -> ModelRecord | None:
+        if not STORE_SAFE_ID.fullmatch(model_id):
+            return None
         data = self.objects.read(f"models/{model_id}/{PUBLISHED}")
         return ModelRecord.from_bytes(data) if data is not None else None
 
     def require(self, model_id: str, field: str = "name") -> ModelRecord:
         record = self.get(model_id)
         if record is None:
-            raise NotFound(f"model models/{model_id} not found", field=field)
+            raise NotFound(f"model models/{model_id[:200]} not found", field=field)
         return record
 
     def list_ids(self) -> list[str]:

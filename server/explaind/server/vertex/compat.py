@@ -14,15 +14,20 @@ __all__ = ["SERVICES", "VertexCompat"]
 
 
 class VertexCompat:
-    def __init__(self, settings: Settings, data_plane: DataPlane, control_plane: ControlPlane, metrics, drain):
+    def __init__(self, settings: Settings, data_plane: DataPlane, control_plane: ControlPlane, metrics, drain,
+                 security=None):
+        """`security`: the daemon's security.Security (the REST port's TLS and auth)."""
         self.settings = settings
         # A mapping that does not parse stops the daemon here, before any port opens.
         self.prediction = VertexPrediction(data_plane, EndpointMap.from_setting(settings.vertex_endpoints))
         self.rest = None
         if settings.http_port:
             from .rest import RestApi        # aiohttp: only when the REST port is on
+            certificates = security.certificates if security is not None else None
             self.rest = RestApi(self.prediction, control_plane, metrics, max_body_bytes=settings.max_message_bytes,
-                                max_concurrent_calls=settings.max_concurrent_calls, draining=lambda: drain.draining)
+                                max_concurrent_calls=settings.max_concurrent_calls, draining=lambda: drain.draining,
+                                authorizer=security.authorizer if security is not None else None,
+                                ssl_context=certificates.ssl_context() if certificates is not None else None)
         self.http_port = 0
 
     def add_to(self, server: grpc.aio.Server) -> None:

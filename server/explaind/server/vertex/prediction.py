@@ -145,21 +145,26 @@ class _Handlers:
         return await self.vertex.predict(request, deadline_of(context))
 
 
+# Vertex's service name -> method -> (request, response) messages, explaind's copies:
+# the hand-registered services (their descriptors are not Vertex's, so that a process
+# with google-cloud-aiplatform has no duplicate symbols). All unary.
+METHODS = {
+    V1_SERVICE: {"Explain": (v1.ExplainRequest, v1.ExplainResponse), "Predict": (v1.PredictRequest, v1.PredictResponse)},
+    V1BETA1_SERVICE: {"Explain": (v1beta1.ExplainRequest, v1beta1.ExplainResponse),
+                      "Predict": (v1.PredictRequest, v1.PredictResponse)},      # the same in v1beta1
+}
+
+
 def method_handlers(vertex: VertexPrediction) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
     """Vertex's service name -> its methods' handlers on explaind's messages, so the paths
     (/google.cloud.aiplatform.v1.PredictionService/Explain...) are Vertex's."""
     handlers = _Handlers(vertex)
-
-    def unary(behaviour, request, response):
-        return grpc.unary_unary_rpc_method_handler(behaviour, request_deserializer=request.FromString,
-                                                   response_serializer=response.SerializeToString)
-
-    predict = unary(handlers.predict, v1.PredictRequest, v1.PredictResponse)     # the same in v1beta1
-    return {
-        V1_SERVICE: {"Explain": unary(handlers.explain, v1.ExplainRequest, v1.ExplainResponse), "Predict": predict},
-        V1BETA1_SERVICE: {"Explain": unary(handlers.explain, v1beta1.ExplainRequest, v1beta1.ExplainResponse),
-                          "Predict": predict},
-    }
+    behaviours = {"Explain": handlers.explain, "Predict": handlers.predict}
+    return {service: {name: grpc.unary_unary_rpc_method_handler(
+                          behaviours[name], request_deserializer=request.FromString,
+                          response_serializer=response.SerializeToString)
+                      for name, (request, response) in methods.items()}
+            for service, methods in METHODS.items()}
 
 
 def add_to_server(vertex: VertexPrediction, server: grpc.aio.Server) -> None:

@@ -10,8 +10,10 @@ scripts written against Vertex: upload, operation polling, explain, predict.
 Bodies and answers are Vertex's JSON (the protobuf JSON mapping, camelCase
 out); errors are Google's REST error objects. aiohttp serves HTTP inside the
 daemon's event loop; handlers only translate and call the control plane or
-VertexPrediction. An Authorization header is accepted and ignored (explaind
-has no authentication of its own yet).
+VertexPrediction. The port speaks TLS with the gRPC port's certificate when
+one is configured, and each route needs the role of its gRPC twin
+(`GRPC_TWINS`, checked by the same Authorizer: bearer tokens in the
+Authorization header, or the client certificate under mutual TLS).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from ..control.control_plane import ControlPlane
 from ..errors import ExplaindError, InvalidArgument, NotFound
 from ..logging_setup import request_id_var
 from ..metrics import Metrics
+from ..security.auth import http_certificate_names
 from .prediction import VertexPrediction
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,14 @@ access_log = logging.getLogger("explaind.access")
 PARENT = "/{version:v1|v1beta1}/projects/{project:[^/:]+}/locations/{location:[^/:]+}"
 ID = "[A-Za-z0-9._-]+"
 REQUEST_ID = "x-request-id"
+# Route -> the gRPC method whose role (security/roles.py) it needs.
+GRPC_TWINS = {
+    "upload": "/explaind.v1.ModelService/UploadModel",
+    "get_operation": "/google.longrunning.Operations/GetOperation",
+    "get_model_operation": "/google.longrunning.Operations/GetOperation",
+    "explain": "/google.cloud.aiplatform.{version}.PredictionService/Explain",
+    "predict": "/google.cloud.aiplatform.v1.PredictionService/Predict",
+}
 
 # google.rpc.Code -> HTTP status, as Google's REST APIs answer.
 HTTP_STATUS = {
@@ -60,9 +71,13 @@ class RestApi:
     """The aiohttp application and its listening site."""
 
     def __init__(self, vertex: VertexPrediction, control: ControlPlane, metrics: Metrics, *, max_body_bytes: int,
-                 max_concurrent_calls: int, draining=lambda: False):
+                 max_concurrent_calls: int, draining=lambda: False, authorizer=None, ssl_context=None):
+        """`authorizer`: security.auth.Authorizer (None: every call may go ahead);
+        `ssl_context`: TLS for the port (None: plain HTTP)."""
         self.vertex = vertex
         self.control = control
+        self.authorizer = authorizer
+        self.ssl_context = ssl_context
         self.max_concurrent_calls = max_concurrent_calls
         self.draining = draining
         self._active = 0
@@ -84,7 +99,7 @@ class RestApi:
         await self._runner.setup()
         # "[::]" (all interfaces, as gRPC reads it): None makes asyncio listen on IPv4 and IPv6.
         bind = None if host in ("[::]", "::", "") else host.strip("[]")
-        site = web.TCPSite(self._runner, bind, port, reuse_port=True)
+        site = web.TCPSite(self._runner, bind, port, reuse_port=True, ssl_context=self.ssl_context)
         await site.start()
         return self._runner.addresses[0][1]
 
@@ -146,6 +161,11 @@ class RestApi:
         return response
 
     async def _answer(self, request: web.Request, handler) -> web.StreamResponse:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            if self.metrics is not None:
+                self.metrics.rejected_calls.labels(reason=refusal.reason).inc()
+            return error_response(refusal.code, refusal.message)
         if self.draining():
             return error_response(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another replica")
         if self._active >= self.max_concurrent_calls:
@@ -166,6 +186,17 @@ class RestApi:
             return error_response(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e} (a server bug; see the log)")
         finally:
             self._active -= 1
+
+
+    def _refusal(self, request: web.Request):
+        """The Authorizer's refusal of this call, or None (no route matched: 404 follows)."""
+        twin = GRPC_TWINS.get(request.match_info.route.name or "")
+        if self.authorizer is None or twin is None:
+            return None
+        names, shown = http_certificate_names(request.transport.get_extra_info("peercert")
+                                              if request.transport is not None else None)
+        return self.authorizer.check(twin.format(version=request.match_info.get("version", "v1")),
+                                     request.headers.getall("Authorization", []), names, shown)
 
 
 def operation_json(operation: operations_pb2.Operation, info) -> dict:
