@@ -39,6 +39,17 @@ class Settings:
     index_threads: int = 0                # cores one CPU search spreads over (FAISS OpenMP, BLAS); 0 = all
     use_gpu: str = "auto"                 # auto | yes | no
     workers: int = 1                      # serving processes sharing the port (SO_REUSEPORT)
+    # Build runners (build/runners/): where an upload's build runs
+    build_runner: str = "local"           # local: a child process per build | ray | thread: in this process
+    build_memory_limit: str = "auto"      # a build process's resident memory: 8Gi, 8G, bytes; auto: 80% of the
+                                          # container's (else the machine's); 0: none
+    build_spare_process: bool = True      # keep a build process started ahead (TensorFlow imported): uploads
+                                          # start at once, for the spare's idle memory
+    ray_address: str = ""                 # Ray cluster for --build-runner ray (host:port, ray://host:10001, auto)
+    ray_workers: int = 0                  # embedding actors; 0: one per GPU, else one per --ray-cpus-per-worker
+    ray_cpus_per_worker: float = 1.0
+    ray_gpus_per_worker: float = -1.0     # -1: one per actor where the cluster has GPUs, else none
+    ray_batch_size: int = 4096            # examples per actor call and per shard
 
 
 def use_gpu(settings: Settings) -> bool | None:

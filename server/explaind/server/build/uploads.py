@@ -23,6 +23,7 @@ from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from .job import BuildJob
 from .recipes import BuildOptions, recipe_for
+from .runners import choose_runner, close_runners, make_runners
 
 log = logging.getLogger(__name__)
 MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
@@ -36,6 +37,7 @@ class UploadManager:
         self.settings = settings
         self.metrics = metrics
         self.worker = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.runners = make_runners(settings)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.build_workers, thread_name_prefix="build")
         self._jobs: dict[str, BuildJob] = {}
@@ -47,6 +49,7 @@ class UploadManager:
         model = model_pb2.Model()
         model.CopyFrom(request.model)
         recipe = recipe_for(model, self.settings.max_neighbor_count)
+        runner = choose_runner(model.labels, self.settings.build_runner, self.runners)
         model.name = f"models/{model_id}"
         model.state = model_pb2.Model.BUILDING
         model.create_time.GetCurrentTime()
@@ -57,7 +60,7 @@ class UploadManager:
         record = ModelRecord(model=model, operation=op_name)
         self.models.claim(record)
         meta = model_service_pb2.UploadModelOperationMetadata(
-            stage=Stage.QUEUED, model=model.name, worker=self.worker)
+            stage=Stage.QUEUED, model=model.name, worker=self.worker, build_runner=runner)
         meta.create_time.GetCurrentTime()
         meta.update_time.CopyFrom(meta.create_time)
         op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker,
@@ -71,7 +74,8 @@ class UploadManager:
                                stage_max_bytes=int(self.settings.stage_data_max_gb * 2**30),
                                use_gpu=use_gpu(self.settings))
         job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=options,
-                       heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics)
+                       heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics,
+                       runner=self.runners[runner])
         with self._lock:
             self._jobs[op.op_id] = job
         self._pool.submit(self._run, job)
@@ -146,6 +150,7 @@ class UploadManager:
             for job in self._jobs.values():
                 job.cancel_event.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
+        close_runners(self.runners)
 
 
 def _operation(name: str, meta) -> operations_pb2.Operation:
