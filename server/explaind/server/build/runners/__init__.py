@@ -43,7 +43,6 @@ def make_runners(settings) -> dict:
                         batch_size=settings.ray_batch_size)
         ray.check()
         runners[RAY] = ProcessRunner(RAY, memory_limit, processes, ray=ray, **logs)
-    processes.refill()
     return runners
 
 

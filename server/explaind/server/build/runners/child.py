@@ -1,4 +1,4 @@
-"""The build process: `python -m explaind.server.build.runners.child FD`.
+"""The build process: `python -m explaind.server.build.runners.child FD [--spare]`.
 
 The serving process (runners/local.py) starts it per build, sends it a
 ChildPayload over the socket FD and reads back progress messages and the
@@ -66,7 +66,8 @@ def run(payload: ChildPayload, progress) -> object:
 def main(argv: list[str]) -> int:
     conn = Connection(int(argv[0]))
     _volunteer_for_the_oom_killer()
-    _preload()
+    if "--spare" in argv[1:]:
+        _preload_tensorflow()
     try:
         payload: ChildPayload = conn.recv()
     except (EOFError, OSError):
@@ -90,9 +91,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _preload() -> None:
-    """What every build needs, imported before the payload comes (a spare waits here).
-    (outcome.py, imported above, brings the recipes, the index, FAISS and the readers.)"""
+def _preload_tensorflow() -> None:
+    """A spare imports TensorFlow before its payload comes, while nothing waits for it (the
+    build code, FAISS and the readers come with outcome.py, imported above). A build
+    started cold imports it only if its model needs it."""
     from ...runtime.tensorflow_check import tensorflow_available
     if tensorflow_available():
         import tensorflow as tf

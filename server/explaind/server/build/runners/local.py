@@ -61,7 +61,8 @@ class ProcessRunner:
 class BuildProcesses:
     """Starts build processes, keeping one spare ahead when asked (--build-spare-process):
     a spare imports TensorFlow and the build code while nothing waits for it, so an
-    upload starts at once instead of after the import (about 5 s on a small machine)."""
+    upload starts at once instead of after the import (about 5 s on a small machine).
+    The first spare starts with the first build: a replica that only serves keeps none."""
 
     def __init__(self, spare: bool, stop_grace_seconds: float = 10.0):
         self.keep_spare = spare
@@ -77,14 +78,14 @@ class BuildProcesses:
             return spare
         if spare is not None:
             spare.stop()
-        return BuildProcess(self.stop_grace_seconds)
+        return BuildProcess(self.stop_grace_seconds, spare=False)
 
     def refill(self) -> None:
         """Starts the next spare, unless one is there."""
         with self._lock:
             if not self.keep_spare or self._closed or (self._spare is not None and self._spare.proc.poll() is None):
                 return
-            self._spare = BuildProcess(self.stop_grace_seconds)
+            self._spare = BuildProcess(self.stop_grace_seconds, spare=True)
 
     def close(self) -> None:
         with self._lock:
@@ -95,9 +96,10 @@ class BuildProcesses:
 
 
 class BuildProcess:
-    """One child (child.py): started bare, it imports what builds need, then waits for its payload."""
+    """One child (child.py): started bare, it imports what builds need (TensorFlow too, as a
+    spare), then waits for its payload."""
 
-    def __init__(self, stop_grace_seconds: float):
+    def __init__(self, stop_grace_seconds: float, spare: bool):
         self.stop_grace_seconds = stop_grace_seconds
         self.memory_limit = 0
         self.operation = ""
@@ -107,7 +109,7 @@ class BuildProcess:
         try:
             # Its stdout joins our stderr: the daemon's stdout carries only its ready line.
             self.proc = subprocess.Popen([sys.executable, "-m", "explaind.server.build.runners.child",
-                                          str(theirs.fileno())], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                          str(theirs.fileno())] + (["--spare"] if spare else []), pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                          stdout=2, close_fds=True)
         finally:
             theirs.close()

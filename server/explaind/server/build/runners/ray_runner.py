@@ -212,7 +212,9 @@ def _limit_tensorflow_threads() -> None:
 
 
 def _explaind_error(error: BaseException) -> ExplaindError:
-    """What a Ray task raised, as the domain error it was (Ray wraps it, sometimes twice)."""
+    """What a Ray task raised, as the domain error it was. Ray wraps it (sometimes twice, in a
+    class that also subclasses the cause's): the innermost domain error is the original."""
+    found = None
     seen = set()
     pending = [error]
     while pending:
@@ -220,11 +222,13 @@ def _explaind_error(error: BaseException) -> ExplaindError:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
+        if isinstance(e, ExplaindError):
+            found = e
         pending += [getattr(e, "cause", None), e.__cause__, e.__context__]
-        if isinstance(e, ExplaindError) and hasattr(e, "message"):
-            # Ray's wrapper subclasses the cause's class: rebuild the plain one.
-            cls = next(c for c in type(e).__mro__ if issubclass(c, ExplaindError) and c.__module__ == ExplaindError.__module__)
-            return cls(e.message, field=getattr(e, "field", None))
+    if found is not None:
+        cls = next(c for c in type(found).__mro__
+                   if issubclass(c, ExplaindError) and c.__module__ == ExplaindError.__module__)
+        return cls(getattr(found, "message", str(found)), field=getattr(found, "field", None))
     if "ActorDiedError" in type(error).__name__ or "OutOfMemoryError" in type(error).__name__:
         return FailedPrecondition(f"a Ray worker died during the embedding stage: {_first_line(error)}")
     return ExplaindError(f"the Ray embedding stage failed: {type(error).__name__}: {_first_line(error)}")
