@@ -45,7 +45,7 @@ WORKDIR /src
 # Dependencies first, from pyproject.toml alone, so that editing the sources
 # does not re-download TensorFlow and CUDA (several GB) on every build.
 COPY pyproject.toml README.md ./
-RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; x = p["optional-dependencies"]; print("\n".join(p["dependencies"] + x["gpu"] + x["s3"] + x["gcs"]))' > /tmp/requirements.txt \
+RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; x = p["optional-dependencies"]; print("\n".join(p["dependencies"] + x["gpu"] + x["s3"] + x["gcs"] + x["ray"]))' > /tmp/requirements.txt \
  && pip install --no-cache-dir -r /tmp/requirements.txt
 
 # Then explaind itself. The extras are already satisfied; naming them again
@@ -54,8 +54,8 @@ RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["p
 COPY proto/ proto/
 COPY client/ client/
 COPY server/ server/
-RUN pip install --no-cache-dir "./[gpu,s3,gcs]" \
- && python -c "import faiss, grpc_health.v1.health_pb2, explaind.server; print('faiss', faiss.__version__)" \
+RUN pip install --no-cache-dir "./[gpu,s3,gcs,ray]" \
+ && python -c "import faiss, grpc_health.v1.health_pb2, explaind.server, ray.data; print('faiss', faiss.__version__)" \
  && if pip show faiss-cpu >/dev/null 2>&1; then echo "faiss-cpu and faiss-gpu must not share an environment" >&2; exit 1; fi
 
 # ------------------------------------------------------------------ runtime
