@@ -136,28 +136,31 @@ def cnn(path: str) -> str:
 def tabular_rows(folder: str, n: int, parts: int = 4) -> list[str]:
     import json
     rng = np.random.default_rng(0)
-    paths = []
-    for p in range(parts):
-        path = os.path.join(folder, f"rows-{p}.jsonl")
+
+    def write(path, rows):
         with open(path, "w") as f:
-            for row in rng.normal(size=(n // parts, 32)).round(4):
-                f.write(json.dumps({"features": row.tolist()}) + "\n")
-        paths.append(path)
-    return paths
+            for _ in range(rows):
+                f.write(json.dumps({"features": rng.normal(size=32).round(4).tolist()}) + "\n")
+    return _parts(folder, "rows", "jsonl", n, parts, write)
 
 
 def image_records(folder: str, n: int, parts: int = 4) -> list[str]:
     import tensorflow as tf
     rng = np.random.default_rng(0)
-    paths = []
-    for p in range(parts):
-        path = os.path.join(folder, f"images-{p}.tfrecord")
+
+    def write(path, rows):
         with tf.io.TFRecordWriter(path) as w:
-            for _ in range(n // parts):
+            for _ in range(rows):
                 image = rng.random(32 * 32 * 3, dtype=np.float32)
                 w.write(tf.train.Example(features=tf.train.Features(feature={
                     "image": tf.train.Feature(float_list=tf.train.FloatList(value=image))})).SerializeToString())
-        paths.append(path)
+    return _parts(folder, "images", "tfrecord", n, parts, write)
+
+
+def _parts(folder: str, name: str, suffix: str, n: int, parts: int, write) -> list[str]:
+    paths = [os.path.join(folder, f"{name}-{p}.{suffix}") for p in range(parts)]
+    for path in paths:
+        write(path, n // parts)
     return paths
 
 

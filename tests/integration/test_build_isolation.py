@@ -15,9 +15,8 @@ import pytest
 from google.rpc import code_pb2
 
 from explaind.client import OperationError
-from explaind.v1 import model_service_pb2
 from tests import models as tfmodels
-from tests.integration.helpers import model_payload, neighbor_ids, search_config, write_jsonl
+from tests.integration.helpers import model_payload, neighbor_ids, search_config, wait_for_embedding, write_jsonl
 
 
 
@@ -30,17 +29,6 @@ def _build_process(server, operation: str) -> int:
                 assert int(f.read().rsplit(")", 1)[1].split()[1]) == server.proc.pid
             return pid
     raise AssertionError(f"no build process logged for {operation}")
-
-
-def _wait_embedding(client, op) -> model_service_pb2.UploadModelOperationMetadata:
-    meta = model_service_pb2.UploadModelOperationMetadata()
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        client.get_operation(op.name).metadata.Unpack(meta)
-        if meta.stage == meta.Stage.EMBEDDING and meta.examples_embedded > 0:
-            return meta
-        time.sleep(0.1)
-    raise AssertionError(f"the build never reached EMBEDDING: {meta}")
 
 
 @pytest.fixture
@@ -65,8 +53,7 @@ def test_a_killed_build_process_fails_its_operation_only(start_server, served, t
         before = client.explain("kept", queries)
         op = client.upload_model(model_payload(slow, [data], search_config(16, "DOT_PRODUCT_DISTANCE")),
                                  model_id="crashing")
-        meta = _wait_embedding(client, op)
-        assert meta.build_runner == "local"
+        assert wait_for_embedding(client, op).build_runner == "local"
         os.kill(_build_process(server, op.name), signal.SIGKILL)
         done = client.wait_operation(op.name, timeout=60)
         assert done.done and done.error.code == code_pb2.INTERNAL, done
@@ -110,3 +97,24 @@ def test_a_build_over_its_memory_limit_fails_with_resource_exhausted(start_serve
     assert server.proc.poll() is None
     assert [neighbor_ids(e) for e in after.explanations] == [neighbor_ids(e) for e in before.explanations]
     assert [f for _, _, files in os.walk(os.path.join(store, "models", "too-big")) for f in files] == []
+
+
+def test_a_build_process_does_not_outlive_its_daemon(start_server, tmp_path):
+    """A replica that dies (kill -9) takes its build with it: the child sees its socket close and
+    exits, so nothing keeps writing for an operation that another replica will fail."""
+    slow = tfmodels.slow_embedding_model(str(tmp_path / "slow"), n_features=8, latent_dim=16)
+    data = write_jsonl(tmp_path / "big.jsonl", [{"features": r.tolist()} for r in tfmodels.random_inputs(8000, (8,))])
+    server = start_server(embed_batch_size=16, build_spare_process="false")
+    with server.client() as client:
+        op = client.upload_model(model_payload(slow, [data], search_config(16, "DOT_PRODUCT_DISTANCE")),
+                                 model_id="orphan")
+        wait_for_embedding(client, op)
+    child = _build_process(server, op.name)
+    server.proc.kill()
+    server.proc.wait(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{child}/cmdline") and \
+            open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.2)
+    alive = os.path.exists(f"/proc/{child}/stat") and open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    assert not alive, "the build process outlived its daemon"

@@ -197,3 +197,15 @@ def test_ray_config_checks_its_address():
         RayConfig(address=" ").check()
     RayConfig(address="auto").check()
     assert dataclasses.replace(RayConfig(address="a"), workers=3).workers == 3
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--build-runner", "gpu"], "--build-runner must be one of local, ray, thread"),
+    (["--build-memory-limit", "8 XB"], "--build-memory-limit: '8 XB' is not a size"),
+    (["--build-runner", "ray"], "needs --ray-address"),
+])
+def test_serve_refuses_bad_runner_settings_before_it_starts(tmp_path, flags, message):
+    proc = subprocess.run([sys.executable, "-m", "explaind.server.main", "serve", "--host", "127.0.0.1", "--port", "0",
+                           "--metrics-port", "0", "--store", str(tmp_path / "store"), *flags],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

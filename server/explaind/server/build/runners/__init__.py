@@ -27,21 +27,35 @@ RUNNER_LABEL = "explaind.dev/build-runner"
 LABEL_FIELD = f'model.labels["{RUNNER_LABEL}"]'
 
 
-def make_runners(settings) -> dict:
-    """The runners this daemon offers, by name; ValueError (at start) on a bad setting."""
+def check_settings(settings) -> None:
+    """ValueError naming the flag when a runner setting is wrong (`explaind serve` checks at start)."""
     if settings.build_runner not in RUNNERS:
         raise ValueError(f"--build-runner must be one of {', '.join(RUNNERS)}, got {settings.build_runner!r}")
+    parse_memory_limit(settings.build_memory_limit)
+    ray_config(settings)
+
+
+def ray_config(settings) -> RayConfig | None:
+    if not (settings.ray_address or settings.build_runner == RAY):
+        return None
+    ray = RayConfig(address=settings.ray_address, workers=settings.ray_workers,
+                    cpus_per_worker=settings.ray_cpus_per_worker, gpus_per_worker=settings.ray_gpus_per_worker,
+                    batch_size=settings.ray_batch_size)
+    ray.check()
+    return ray
+
+
+def make_runners(settings) -> dict:
+    """The runners this daemon offers, by name; ValueError (at start) on a bad setting."""
+    check_settings(settings)
     memory_limit = parse_memory_limit(settings.build_memory_limit)
     logs = {"log_level": settings.log_level, "log_json": settings.log_json}
     processes = BuildProcesses(spare=settings.build_spare_process)
     runners = {LOCAL: ProcessRunner(LOCAL, memory_limit, processes, **logs)}
     if settings.build_runner == THREAD:
         runners[THREAD] = ThreadRunner()
-    if settings.ray_address or settings.build_runner == RAY:
-        ray = RayConfig(address=settings.ray_address, workers=settings.ray_workers,
-                        cpus_per_worker=settings.ray_cpus_per_worker, gpus_per_worker=settings.ray_gpus_per_worker,
-                        batch_size=settings.ray_batch_size)
-        ray.check()
+    ray = ray_config(settings)
+    if ray is not None:
         runners[RAY] = ProcessRunner(RAY, memory_limit, processes, ray=ray, **logs)
     return runners
 
