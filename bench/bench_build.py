@@ -1,7 +1,7 @@
 """Builds through the daemon, per runner: embedding rate, the serving process's memory, index builds.
 
     .venv/bin/python bench/bench_build.py [--only embedding,memory,index] [--mlp-rows 200000]
-        [--cnn-rows 10000] [--memory-rows 1000000] [--index-sizes 1000000,10000000]
+        [--cnn-rows 10000] [--memory-rows 1000000] [--index-sizes 1000000,10000000] [--leaf-count 1000]
 
 Every figure comes from real `explaind serve` processes on this machine, uploads
 through the gRPC API, and the operation's own stages (polled every 50 ms):
@@ -11,14 +11,15 @@ through the gRPC API, and the operation's own stages (polled every 50 ms):
   process; TensorFlow spreads over every core) and ray on a local Ray cluster
   of this machine's cores with 1 actor (all cores) and 2 actors (half each).
   "stage" is the whole stage (Ray's includes starting the actors and loading
-  the model in each); "steady" is the rate between the first and the last
-  progress report.
+  the model in each); "steady" is the rate between the progress reports at
+  about 10% and 90% done (progress is written every 0.5 s). Both runners
+  call the model on batches of 1024.
 - memory: peak RSS of the serving process during a build of N precomputed 128-d
   embeddings (.npy, treeAh), --build-runner thread (in the serving process, as
   every build ran before the runners) against local (a build process), and the
   build process's own peak.
 - index: BUILDING_INDEX time and the bytes the build stores, for N x 128
-  synthetic clustered embeddings (treeAh, 1000 per leaf), local runner.
+  synthetic clustered embeddings (treeAh, --leaf-count per leaf), local runner.
 """
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ class Watched:
 
     def embedding_rates(self) -> tuple[float, float]:
         stage = self.examples / self.seconds(Stage.EMBEDDING, Stage.BUILDING_INDEX)
-        moving = [(t, n) for t, n in self.progress if n > 0]
+        # Between the reports at about 10% and 90% done: the actors are up, the tail not yet reached.
+        moving = [(t, n) for t, n in self.progress if 0.1 * self.examples <= n <= 0.9 * self.examples]
         if len(moving) >= 2 and moving[-1][1] > moving[0][1]:
             steady = (moving[-1][1] - moving[0][1]) / (moving[-1][0] - moving[0][0])
         else:
@@ -94,11 +96,12 @@ class Watched:
         return stage, steady
 
 
-def _examples_model(artifact: str, uris: list[str], dimensions: int, latent: str = "", fmt: str = "") -> dict:
+def _examples_model(artifact: str, uris: list[str], dimensions: int, latent: str = "", leaf_count: int = 1000) -> dict:
     examples = {"gcsSource": {"uris": uris}, "neighborCount": 10, "nearestNeighborSearchConfig": {
         "contentsDeltaUri": "", "config": {
             "dimensions": dimensions, "approximateNeighborsCount": 50, "distanceMeasureType": "SQUARED_L2_DISTANCE",
-            "algorithmConfig": {"treeAhConfig": {"leafNodeEmbeddingCount": 1000, "leafNodesToSearchPercent": 5}}}}}
+            "algorithmConfig": {"treeAhConfig": {"leafNodeEmbeddingCount": leaf_count,
+                                                 "leafNodesToSearchPercent": 5}}}}}
     spec = {"parameters": {"examples": examples}}
     if latent:
         spec["metadata"] = {"latentSpaceSource": latent}
@@ -188,10 +191,13 @@ def embedding_section(args, work: str) -> None:
     import ray
 
     print(f"\n== Embedding stage: examples/s (this {os.cpu_count()}-core CPU machine) ==")
-    cases = [("MLP 32->256->128->64, tabular JSONL", mlp(os.path.join(work, "mlp")),
-              tabular_rows(work, args.mlp_rows), 64, "embedding"),
-             ("CNN 4 conv + dense 128, 32x32x3 TFRecord", cnn(os.path.join(work, "cnn")),
-              image_records(work, args.cnn_rows), 128, "embedding")]
+    cases = []
+    if "mlp" in args.models:
+        cases.append(("MLP 32->256->128->64, tabular JSONL", mlp(os.path.join(work, "mlp")),
+                      tabular_rows(work, args.mlp_rows), 64, "embedding"))
+    if "cnn" in args.models:
+        cases.append(("CNN 4 conv + dense 128, 32x32x3 TFRecord", cnn(os.path.join(work, "cnn")),
+                      image_records(work, args.cnn_rows), 128, "embedding"))
     cores = os.cpu_count()
     ray.init(num_cpus=cores, object_store_memory=512 * 2**20, include_dashboard=False, log_to_driver=False)
     address = ray.get_runtime_context().gcs_address
@@ -206,8 +212,9 @@ def embedding_section(args, work: str) -> None:
             print(f"  {'runner':<16}{'stage ex/s':>12}{'steady ex/s':>13}{'stage s':>9}{'upload s':>10}")
             base = None
             for name, flags in runs:
+                # One batch size for both: bigger model calls are cheaper per example.
                 daemon = Daemon("--heartbeat-seconds", "0.5", "--ray-batch-size", "1024", "--embed-batch-size",
-                                "256", *flags)
+                                "1024", *flags)
                 try:
                     w = Watched(daemon, _examples_model(artifact, uris, dims, latent), "m")
                 finally:
@@ -241,7 +248,8 @@ def memory_section(args, work: str) -> None:
 
 
 def index_section(args, work: str) -> None:
-    print("\n== Index build: N x 128 clustered embeddings, treeAh (1000 per leaf), local runner ==")
+    print(f"\n== Index build: N x 128 clustered embeddings, treeAh ({args.leaf_count} per leaf: nlist = N / "
+          f"{args.leaf_count}), local runner ==")
     print(f"  {'N':>12}{'read+embed s':>14}{'index s':>9}{'publish s':>11}{'store bytes':>14}{'bytes/vector':>14}"
           f"{'build peak':>12}")
     for n in args.index_sizes:
@@ -256,7 +264,7 @@ def index_section(args, work: str) -> None:
         path = clustered(os.path.join(work, f"index-{n}.npy"), n)
         daemon = Daemon("--build-spare-process", "false")
         try:
-            w = Watched(daemon, _examples_model("", [path], 128), "m")
+            w = Watched(daemon, _examples_model("", [path], 128, leaf_count=args.leaf_count), "m")
             stored = _folder_bytes(os.path.join(daemon.store, "models", "m", "builds"))
         finally:
             daemon.stop()
@@ -270,10 +278,12 @@ def index_section(args, work: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="embedding,memory,index")
+    parser.add_argument("--models", default="mlp,cnn", help="the embedding section's models")
     parser.add_argument("--mlp-rows", type=int, default=200_000)
     parser.add_argument("--cnn-rows", type=int, default=10_000)
     parser.add_argument("--memory-rows", type=int, default=1_000_000)
     parser.add_argument("--index-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[1_000_000, 10_000_000])
+    parser.add_argument("--leaf-count", type=int, default=1000, help="treeAh leafNodeEmbeddingCount of the index section")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     work = tempfile.mkdtemp(prefix="explaind-bench-build-")
