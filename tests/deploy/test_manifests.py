@@ -53,6 +53,7 @@ MIN_KUBERNETES = "1.29"
 
 GRPC_PORT = 8500
 METRICS_PORT = 8501
+HTTP_PORT = 8080        # Vertex AI's REST API
 # The job label Prometheus gives explaind's series: the ServiceMonitor's
 # scraped Service name.
 JOB = "explaind"
@@ -71,6 +72,8 @@ COUNTERS_AND_GAUGES = {
     "explaind_gpu_memory_used_bytes": {"gpu"},
     "explaind_inflight_calls": set(),
     "explaind_rejected_calls_total": {"reason"},
+    "explaind_http_requests_total": {"route", "code"},
+    "explaind_store_errors_total": {"operation"},
 }
 HISTOGRAMS = {
     "grpc_server_handling_seconds": {"grpc_type", "grpc_service", "grpc_method"},
@@ -79,6 +82,8 @@ HISTOGRAMS = {
     "explaind_embedding_seconds": {"model"},
     "explaind_search_seconds": {"model", "device"},
     "explaind_build_stage_seconds": {"stage"},
+    "explaind_http_request_seconds": {"route"},
+    "explaind_store_request_seconds": {"operation"},
 }
 # Labels that Prometheus (through the Prometheus Operator) adds to every
 # scraped series.
@@ -89,7 +94,7 @@ EXPLAIND_SETTINGS = {
     "EXPLAIND_PORT", "EXPLAIND_METRICS_PORT", "EXPLAIND_STORE", "EXPLAIND_LOG_LEVEL",
     "EXPLAIND_MAX_BATCH_SIZE", "EXPLAIND_MAX_QUEUE_DELAY_MS", "EXPLAIND_MAX_CONCURRENT_CALLS",
     "EXPLAIND_STORE_POLL_SECONDS", "EXPLAIND_MAX_CONNECTION_AGE_SECONDS",
-    "EXPLAIND_SHUTDOWN_GRACE_SECONDS", "EXPLAIND_STAGE_DATA_MAX_GB",
+    "EXPLAIND_SHUTDOWN_GRACE_SECONDS", "EXPLAIND_STAGE_DATA_MAX_GB", "EXPLAIND_HTTP_PORT", "EXPLAIND_VERTEX_ENDPOINTS",
     "EXPLAIND_BUILD_RUNNER", "EXPLAIND_BUILD_MEMORY_LIMIT", "EXPLAIND_RAY_ADDRESS", "EXPLAIND_RAY_WORKERS",
     "EXPLAIND_RAY_CPUS_PER_WORKER", "EXPLAIND_RAY_GPUS_PER_WORKER", "EXPLAIND_RAY_BATCH_SIZE",
 }
@@ -332,7 +337,7 @@ def test_services_and_policies_select_the_pods(rendered, target):
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
     assert _selects(dep["spec"]["selector"], pod_labels)
     port_names = {p["name"]: p["containerPort"] for p in _container(objects)["ports"]}
-    assert port_names == {"grpc": GRPC_PORT, "metrics": METRICS_PORT}
+    assert port_names == {"grpc": GRPC_PORT, "metrics": METRICS_PORT, "http": HTTP_PORT}
 
     services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
     assert set(services) == {"explaind", "explaind-headless"}
@@ -344,6 +349,10 @@ def test_services_and_policies_select_the_pods(rendered, target):
     assert headless["clusterIP"] == "None"
     assert not headless.get("publishNotReadyAddresses", False)
     assert [p["port"] for p in headless["ports"]] == [GRPC_PORT]
+    # The ClusterIP Service carries the REST port (curl-like clients), and the pod is told to open it.
+    assert {p["name"]: p["port"] for p in services["explaind"]["spec"]["ports"]}["http"] == HTTP_PORT
+    env = {e["name"]: e.get("value") for e in _container(objects).get("env", [])}
+    assert env.get("EXPLAIND_HTTP_PORT") == str(HTTP_PORT)
     assert services["explaind"]["spec"].get("type", "ClusterIP") == "ClusterIP"
 
     hpa = _one(objects, "HorizontalPodAutoscaler")["spec"]
@@ -622,7 +631,7 @@ def test_prometheus_rules(rendered):
         used |= check_promql(r["expr"], allow_up=r["alert"] == "ExplaindMetricsDown")
     names = {r["alert"] for r in rules}
     assert {"ExplaindHighErrorRate", "ExplaindHighLatencyP99", "ExplaindBuildsFailing",
-            "ExplaindNoModelsLoaded"} <= names
+            "ExplaindNoModelsLoaded", "ExplaindStoreErrors"} <= names
     assert len(names) == len(rules), "alert names repeat"
     by_name = {r["alert"]: r for r in rules}
     assert "grpc_server_handled_total" in by_name["ExplaindHighErrorRate"]["expr"]
@@ -630,6 +639,7 @@ def test_prometheus_rules(rendered):
     assert "grpc_server_handling_seconds_bucket" in by_name["ExplaindHighLatencyP99"]["expr"]
     assert 'state="FAILED"' in by_name["ExplaindBuildsFailing"]["expr"]
     assert "explaind_models_loaded" in by_name["ExplaindNoModelsLoaded"]["expr"]
+    assert "explaind_store_errors_total" in by_name["ExplaindStoreErrors"]["expr"]
     # Each alert is documented in the README's runbook section.
     readme = (DEPLOY / "README.md").read_text()
     for name in names:
@@ -691,6 +701,8 @@ def test_grafana_dashboard():
         "index bytes": "explaind_index_bytes",
         "operations by state": "explaind_operations",
         "GPU memory": "explaind_gpu_memory_used_bytes",
+        "store errors": "explaind_store_errors_total",
+        "store request time": "explaind_store_request_seconds_bucket",
     }
     missing = {what for what, series in wanted.items() if series not in used}
     assert not missing, f"dashboard lacks {sorted(missing)}"
@@ -751,7 +763,8 @@ def test_dockerfile_facts():
     assert len(stages) >= 2, "multi-stage build"
     args = dict(re.match(r"(\w+)=(\S+)", rest).groups() for word, rest in ins
                 if word == "ARG" and "=" in rest)
-    assert re.fullmatch(r"nvidia/cuda:12\.\d+(\.\d+)?-[a-z-]+-ubuntu\d\d\.04", args["CUDA_IMAGE"])
+    # CUDA 13: faiss-gpu-cuvs is a CUDA 13 build (see tests/deploy/test_gpu_install.py).
+    assert re.fullmatch(r"nvidia/cuda:13\.\d+(\.\d+)?-base-ubuntu\d\d\.04", args["CUDA_IMAGE"])
     final = len(ins) - 1 - [w for w, _ in ins][::-1].index("FROM")
     tail = ins[final:]
     users = [rest for word, rest in tail if word == "USER"]
@@ -762,9 +775,10 @@ def test_dockerfile_facts():
     assert pod["securityContext"]["runAsUser"] == int(uid)
 
     expose = [rest for word, rest in tail if word == "EXPOSE"]
-    assert expose and set(" ".join(expose).split()) == {str(GRPC_PORT), str(METRICS_PORT)}
+    assert expose and set(" ".join(expose).split()) == {str(GRPC_PORT), str(METRICS_PORT), str(HTTP_PORT)}
     env = " ".join(rest for word, rest in tail if word == "ENV")
     assert f"EXPLAIND_PORT={GRPC_PORT}" in env and f"EXPLAIND_METRICS_PORT={METRICS_PORT}" in env
+    assert f"EXPLAIND_HTTP_PORT={HTTP_PORT}" in env
     store = re.search(r"EXPLAIND_STORE=(\S+)", env).group(1)
     volumes = " ".join(rest for word, rest in tail if word == "VOLUME")
     assert store in volumes, "the default store is a volume"
@@ -773,7 +787,9 @@ def test_dockerfile_facts():
     run_all = " ".join(rest for word, rest in ins if word == "RUN")
     # ray: the same image runs the Ray cluster of the ray overlay (one Ray version everywhere).
     assert re.search(r"pip install [^&]*\[gpu,s3,gcs,ray\]", run_all)
-    assert "faiss-cpu" in run_all, "the build refuses an image with both faiss builds"
+    assert re.search(r"pip install [^&]*\[gpu,s3,gcs,ray\]\S*\s+&&\s+python /tmp/check_gpu_env\.py", run_all), \
+        "the build refuses an image with two faiss builds or a faiss without cuVS"
+    assert re.search(r"--force-reinstall \"nvidia-nccl-cu13==", run_all), "NCCL's shared path is settled"
 
 
 def _dockerignore_excluded(path: str, patterns: list[str]) -> bool:
@@ -810,7 +826,7 @@ def test_dockerignore_keeps_what_the_dockerfile_copies():
               if word == "COPY" and "--from" not in rest]
     sources = [s.rstrip("/") for args in copies for s in args[:-1] if not s.startswith("--")]
     assert {"pyproject.toml", "README.md", "client", "server", "proto",
-            "deploy/healthcheck.py"} <= set(sources)
+            "deploy/healthcheck.py", "deploy/check_gpu_env.py"} <= set(sources)
     for src in sources:
         assert not _dockerignore_excluded(src, patterns), src
         base = ROOT / src

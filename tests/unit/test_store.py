@@ -1,6 +1,7 @@
 """The store's own guarantees, on a local folder (the S3 side runs in
 tests/integration/test_replicas_s3.py against an S3-compatible server)."""
 import threading
+import time
 
 import pytest
 from google.longrunning import operations_pb2
@@ -95,3 +96,48 @@ def test_a_cancel_read_before_the_build_ended_never_reopens_the_operation(tmp_pa
         assert not operations.cancel_requested("abc")
     finally:
         uploads.shutdown()
+
+
+def test_housekeeping_completes_an_operation_whose_model_was_published_but_final_write_lost(tmp_path):
+    """The store failed after the model record was written and before the operation's
+    final write: housekeeping ends it as the success it was, not ABORTED."""
+    from explaind.server.build.uploads import UploadManager
+    from explaind.server.config import Settings
+    from explaind.v1 import model_service_pb2
+
+    objects = ObjectStore(str(tmp_path))
+    models, operations = ModelStore(objects), OperationStore(objects)
+    uploads = UploadManager(models, operations, Settings(heartbeat_timeout_seconds=1))
+    try:
+        for model_id, published in (("done", True), ("dead", False)):
+            meta = model_service_pb2.UploadModelOperationMetadata(model=f"models/{model_id}")
+            op = operations_pb2.Operation(name=f"operations/{model_id}-op")
+            op.metadata.Pack(meta)
+            record = ModelRecord(model=model_pb2.Model(name=f"models/{model_id}", state=model_pb2.Model.BUILDING),
+                                 operation=op.name)
+            models.claim(record)
+            operations.put(OperationRecord(operation=op))
+            if published:
+                record.model.state = model_pb2.Model.READY
+                models.publish(record)
+        time.sleep(1.2)                                  # both silent past the heartbeat timeout
+        assert uploads.fail_stale_builds() == 2
+        done, dead = operations.get("done-op").operation, operations.get("dead-op").operation
+        assert done.done and not done.HasField("error")
+        response = model_service_pb2.UploadModelResponse()
+        done.response.Unpack(response)
+        assert response.model.name == "models/done" and models.get_published("done") is not None
+        assert dead.done and dead.error.code == 10 and "heartbeats" in dead.error.message    # ABORTED
+        assert models.get("dead") is None                 # the id is free again
+    finally:
+        uploads.shutdown()
+
+
+def test_a_build_releases_only_its_own_claim(tmp_path):
+    models = ModelStore(ObjectStore(str(tmp_path)))
+    models.claim(ModelRecord(model=model_pb2.Model(name="models/m"), operation="operations/new-upload"))
+    models.release_own_claim("m", "operations/old-build")     # ended elsewhere; the id was claimed again
+    assert models.get("m").operation == "operations/new-upload"
+    models.release_own_claim("m", "operations/new-upload")
+    assert models.get("m") is None
+    models.release_own_claim("m", "operations/new-upload")    # nothing left: no error

@@ -11,7 +11,7 @@ import sys
 import grpc
 from google.protobuf import json_format
 
-from explaind.client import Client, OperationError, upload_metadata
+from explaind.client import Client, OperationError, PayloadError, upload_metadata
 from explaind.v1 import model_service_pb2
 
 
@@ -40,9 +40,9 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     upload = client_parser("upload", "upload a model (starts a build operation)")
-    upload.add_argument("model", help="the Model as JSON: a file path, or '-' for stdin "
-                                      "(Vertex AI's model payload parses unchanged)")
-    upload.add_argument("--model-id", default="")
+    upload.add_argument("model", help="a JSON file ('-' for stdin): the Model, or a whole UploadModel "
+                                      "request body; Vertex AI's documented payloads parse unchanged")
+    upload.add_argument("--model-id", default="", help="the model id (replaces the body's modelId)")
     upload.add_argument("--wait", action="store_true", help="wait for the build, with a progress bar")
 
     ops = client_parser("operations", "inspect or control operations")
@@ -52,17 +52,26 @@ def parser() -> argparse.ArgumentParser:
 
     explain = client_parser("explain", "explain instances")
     explain.add_argument("model", help="models/{id} or the id")
-    explain.add_argument("instances", help="a JSON file with a list of instances, a JSONL file, or '-'")
+    explain.add_argument("instances", help="a JSON file ('-' for stdin): a list of instances, a JSONL file, or "
+                                           "a whole Explain request body ({\"instances\": [...], "
+                                           "\"explanation_spec_override\": {...}}); the flags below replace "
+                                           "the body's values")
     explain.add_argument("--neighbor-count", type=int, default=0)
     explain.add_argument("--crowding-count", type=int, default=0)
-    explain.add_argument("--restrict", action="append", default=[],
-                         help='a namespace restriction as JSON, e.g. {"namespace":"color","allow":["red"]}')
+    explain.add_argument("--restrict", action="append", default=None,
+                         help='a namespace restriction as JSON, e.g. {"namespace":"color","allow":["red"]}; '
+                              "repeat for several (they replace the body's restrictions)")
     explain.add_argument("--embeddings", action="store_true", help="instances are embeddings")
     explain.add_argument("--return-embeddings", action="store_true")
 
     models = client_parser("models", "list, get or delete models")
     models.add_argument("action", choices=["list", "get", "delete"])
     models.add_argument("name", nargs="?", default="")
+
+    quickstart = sub.add_parser("quickstart", help="train a small Keras model, upload it to a daemon (started "
+                                                   "here unless --target), explain and predict")
+    quickstart.add_argument("--target", default="", help="use this daemon (host:port) instead of starting one")
+    quickstart.add_argument("--dir", default="", help="work folder (default: a new temporary folder, kept)")
 
     metadata = sub.add_parser("metadata", help="write explanation_metadata.json for a SavedModel")
     metadata.add_argument("model_path")
@@ -74,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     if args.command == "metadata":
         return _metadata(args)
+    if args.command == "quickstart":
+        from explaind.client import quickstart
+        return quickstart.run(args.target, args.dir)
     try:
         with Client(args.target) as client:
             return COMMANDS[args.command](client, args)
@@ -81,6 +93,12 @@ def run(args) -> int:
         print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
         return 1
     except OperationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except PayloadError as e:
+        print(f"error: INVALID_ARGUMENT: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:       # an unreadable file, JSON that does not parse
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -98,10 +116,7 @@ def _print(message) -> None:
 
 
 def _upload(client: Client, args) -> int:
-    payload = _read_json(args.model)
-    if isinstance(payload, dict) and "model" in payload and isinstance(payload["model"], dict):
-        payload = payload["model"]      # a whole UploadModel request body
-    op = client.upload_model(payload, model_id=args.model_id)
+    op = client.upload_model(_read_json(args.model), model_id=args.model_id)
     print(op.name, flush=True)
     if not args.wait:
         return 0
@@ -151,11 +166,11 @@ def _wait_done(client: Client, name: str):
 
 
 def _explain(client: Client, args) -> int:
-    instances = _read_json(args.instances)
-    if isinstance(instances, dict):
-        instances = instances.get("instances", [instances])
-    restrictions = [json.loads(r) for r in args.restrict]
-    response = client.explain(args.model, instances, neighbor_count=args.neighbor_count,
+    payload = _read_json(args.instances)
+    if isinstance(payload, dict) and "instances" not in payload:
+        payload = [payload]                 # one instance
+    restrictions = None if args.restrict is None else [json.loads(r) for r in args.restrict]
+    response = client.explain(args.model, payload, neighbor_count=args.neighbor_count,
                               crowding_count=args.crowding_count, restrictions=restrictions,
                               return_embeddings=args.return_embeddings, embeddings=args.embeddings)
     _print(response)

@@ -37,7 +37,9 @@ from .shutdown import GracefulShutdown
 from .store.models import ModelStore
 from .store.objects import ObjectStore
 from .store.operations import OperationStore
+from .store.retry import StoreRetry
 from .store.source import PublishedModelsSource
+from .vertex import compat as vertex
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ SERVICES = (
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name,
 )
+# Health answers for these too (Vertex's PredictionService has no descriptors here, so no reflection).
+HEALTH_SERVICES = ("",) + SERVICES + vertex.SERVICES
 
 
 class Daemon:
@@ -54,7 +58,8 @@ class Daemon:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
-        objects = ObjectStore(settings.store)
+        objects = ObjectStore(settings.store, StoreRetry(attempts=settings.store_attempts),
+                              timeout_s=settings.store_timeout_seconds, observe=self.metrics.observe_store)
         self.models = ModelStore(objects)
         self.operations = OperationStore(objects)
         cache = settings.cache_dir or os.path.join(tempfile.gettempdir(), "explaind-cache")
@@ -66,6 +71,7 @@ class Daemon:
         self.data_plane = DataPlane(self.manager, self.engine, Limits.of(settings), self.metrics)
         self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager)
         self.drain = DrainInterceptor(self.metrics)
+        self.vertex = vertex.VertexCompat(settings, self.data_plane, self.control_plane, self.metrics, self.drain)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -98,6 +104,7 @@ class Daemon:
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.data_plane), self.server)
         operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.control_plane), self.server)
+        self.vertex.add_to(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             SERVICES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -107,11 +114,13 @@ class Daemon:
             raise RuntimeError(f"cannot listen on {s.host}:{s.port}")
         self._metrics_server, self.metrics_port = start_metrics_server(s.metrics_port, self.metrics.registry)
         await self.server.start()
-        for service in ("",) + SERVICES:
+        await self.vertex.start()
+        for service in HEALTH_SERVICES:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self.source.run(self._stop, on_tick=self._housekeeping)))
-        self.shutdown = GracefulShutdown(self.server, self.health, ("",) + SERVICES, self.drain,
-                                         grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped)
+        self.shutdown = GracefulShutdown(self.server, self.health, HEALTH_SERVICES, self.drain,
+                                         grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped,
+                                         port=self.port)
         log.info("explaind serving", extra={"port": self.port, "metrics_port": self.metrics_port,
                                             "store": s.store})
 
@@ -134,6 +143,7 @@ class Daemon:
         self._stop.set()
         for task in self._tasks:
             task.cancel()
+        await self.vertex.stop()
         await self.engine.close()
         await asyncio.to_thread(self.uploads.shutdown)
         if self._metrics_server is not None:
@@ -153,7 +163,9 @@ async def serve(settings: Settings, ready=None) -> None:
     daemon = Daemon(settings)
     await daemon.start()
     daemon.shutdown.install()
-    announce(f"explaind listening on port {daemon.port} (metrics on {daemon.metrics_port}, store {settings.store})")
+    http = f", http on {daemon.vertex.http_port}" if daemon.vertex.http_port else ""
+    announce(f"explaind listening on port {daemon.port} (metrics on {daemon.metrics_port}{http}, "
+             f"store {settings.store})")
     if ready is not None:
         ready(daemon)
     await daemon.wait()

@@ -39,6 +39,13 @@ class Settings:
     index_threads: int = 0                # cores one CPU search spreads over (FAISS OpenMP, BLAS); 0 = all
     use_gpu: str = "auto"                 # auto | yes | no
     workers: int = 1                      # serving processes sharing the port (SO_REUSEPORT)
+    # Vertex AI compatibility
+    http_port: int = 8080                 # Vertex AI's REST API (upload, operations, explain, predict); 0 = off
+    vertex_endpoints: str = ""            # endpoint -> model mapping: a JSON or YAML file, or inline JSON;
+                                          # empty: an endpoint's id is its model's id
+    # Reliability
+    store_attempts: int = 4               # tries of one store request on transient errors, the first included
+    store_timeout_seconds: float = 10.0   # limit of one object-store (S3) request; 0 = the client's default
     # Build runners (build/runners/): where an upload's build runs
     build_runner: str = "local"           # local: a child process per build | ray | thread: in this process
     build_memory_limit: str = "auto"      # a build process's resident memory: 8Gi, 8G, bytes; auto: 80% of the

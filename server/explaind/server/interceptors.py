@@ -218,14 +218,17 @@ class DrainInterceptor(_ScopeInterceptor):
         self._inflight += 1
         if self._metrics is not None:
             self._metrics.inflight_calls.inc()
-        try:
-            yield
-        finally:
-            self._inflight -= 1
-            if self._metrics is not None:
-                self._metrics.inflight_calls.dec()
-            if self._inflight == 0 and self._idle is not None:
-                self._idle.set()
+        # A call ends when its status has gone out, after the handler returns: the
+        # shutdown closes the connections once idle, and must not cut a response.
+        context.add_done_callback(self._call_done)
+        yield
+
+    def _call_done(self, _context) -> None:
+        self._inflight -= 1
+        if self._metrics is not None:
+            self._metrics.inflight_calls.dec()
+        if self._inflight == 0 and self._idle is not None:
+            self._idle.set()
 
 
 # -- concurrency limit --------------------------------------------------------

@@ -23,6 +23,7 @@ from ..index.config import DEFAULT_NEIGHBOR_COUNT, SearchConfig, search_config_f
     search_config_from_presets
 from ..index.example_index import ExampleIndex
 from ..methods import Method, method_of
+from ..runtime.tensorflow_check import require_tensorflow
 from . import readers
 from .embedding import EmbeddedExamples, Embedder, LocalEmbedder
 from .readers.source import DataSource, data_source
@@ -63,6 +64,7 @@ def recipe_for(model: model_pb2.Model, max_neighbor_count: int) -> Recipe:
         raise InvalidArgument("set examples or an attribution method", field="model.explanation_spec.parameters")
     if model.artifact_uri:
         _check_artifact(model.artifact_uri)
+        require_tensorflow(ARTIFACT)
     elif method.is_attribution:
         raise InvalidArgument("feature attributions need the SavedModel", field=ARTIFACT)
     if method is Method.EXAMPLES:

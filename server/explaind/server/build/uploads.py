@@ -68,13 +68,17 @@ class UploadManager:
         try:
             self.operations.put(op)
         except Exception:
-            self.models.release_claim(model_id)
+            try:
+                self.models.release_claim(model_id)
+            except Exception as e:  # noqa: BLE001 - the put's error is the one to report
+                log.error("claim of an upload that never started not removed: %s", e, extra={"model": model.name})
             raise
         options = BuildOptions(embed_batch_size=self.settings.embed_batch_size,
                                stage_max_bytes=int(self.settings.stage_data_max_gb * 2**30),
                                use_gpu=use_gpu(self.settings))
         job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=options,
-                       heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics,
+                       heartbeat_seconds=self.settings.heartbeat_seconds,
+                       heartbeat_timeout_seconds=self.settings.heartbeat_timeout_seconds, metrics=self.metrics,
                        runner=self.runners[runner])
         with self._lock:
             self._jobs[op.op_id] = job
@@ -92,7 +96,7 @@ class UploadManager:
     def _model_id(self, model_id: str) -> str:
         if not model_id:
             return "m" + uuid.uuid4().hex[:12]
-        if not MODEL_ID.match(model_id):
+        if not MODEL_ID.fullmatch(model_id):
             raise InvalidArgument(
                 f"{model_id!r} is not a valid model id: at most 63 of [a-z0-9_-], "
                 "not starting with a digit or hyphen", field="model_id")
@@ -128,14 +132,23 @@ class UploadManager:
             op.operation.metadata.Unpack(meta)
             model_id = meta.model.partition("/")[2]
             record = self.models.get(model_id) if model_id else None
-            if record is not None and record.model.state == model_pb2.Model.BUILDING and record.operation == op.operation.name:
-                # The dead worker's staging folder is garbage: nothing of it was published.
-                self.models.discard_all_builds(model_id)
-                self.models.release_claim(model_id)
-            op.operation.error.CopyFrom(status_pb2.Status(
-                code=code_pb2.ABORTED,
-                message=f"stage {Stage.Name(meta.stage)}: worker {op.worker} stopped sending heartbeats "
-                        f"for {self.settings.heartbeat_timeout_seconds:.0f}s; upload again"))
+            ours = record is not None and record.operation == op.operation.name
+            if ours and record.model.state == model_pb2.Model.READY:
+                # Published: only the final write of its operation was lost (the store failed then).
+                meta.stage = Stage.DONE
+                meta.progress_percent = 100.0
+                op.operation.metadata.Pack(meta)
+                op.operation.response.Pack(model_service_pb2.UploadModelResponse(model=record.model))
+            else:
+                if ours and record.model.state == model_pb2.Model.BUILDING:
+                    # The dead worker's staging folder is garbage: nothing of it was published.
+                    self.models.discard_all_builds(model_id)
+                    self.models.release_claim(model_id)
+                op.operation.error.CopyFrom(status_pb2.Status(
+                    code=code_pb2.ABORTED,
+                    message=f"stage {Stage.Name(meta.stage)}: worker {op.worker} stopped sending heartbeats "
+                            f"for {self.settings.heartbeat_timeout_seconds:.0f}s (it died, or could not reach "
+                            "the store); upload again"))
             op.operation.done = True
             self.operations.put(op)
             failed += 1

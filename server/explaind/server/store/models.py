@@ -11,6 +11,7 @@ publishes nothing and the id can be used again.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from explaind.v1 import model_pb2
 
@@ -20,6 +21,7 @@ from .objects import KeyExists, ObjectStore
 
 PUBLISHED = "model.json"
 CLAIM = "building.json"
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -73,6 +75,13 @@ class ModelStore:
     def release_claim(self, model_id: str) -> None:
         self.objects.delete(f"models/{model_id}/{CLAIM}")
 
+    def release_own_claim(self, model_id: str, operation: str) -> None:
+        """Drops the claim only if `operation` holds it: after a long silence (a store
+        outage) another replica may have ended that build and a new upload claimed the id."""
+        data = self.objects.read(f"models/{model_id}/{CLAIM}")
+        if data is not None and ModelRecord.from_bytes(data).operation == operation:
+            self.release_claim(model_id)
+
     # --- builds ---
     def build_prefix(self, model_id: str, build_id: str) -> str:
         return f"models/{model_id}/builds/{build_id}"
@@ -85,9 +94,14 @@ class ModelStore:
         self.objects.delete_prefix(f"models/{model_id}/builds")
 
     def publish(self, record: ModelRecord) -> None:
-        """Writes the published record (the build's files must already be in place), then drops the claim."""
+        """Writes the published record (the build's files must already be in place), then drops
+        the claim. Once the record is written the model is published: a claim the store failed
+        to drop just then is clutter (get() reads the published record first; delete removes it)."""
         self.objects.write(f"models/{record.model_id}/{PUBLISHED}", record.to_bytes())
-        self.release_claim(record.model_id)
+        try:
+            self.release_claim(record.model_id)
+        except Exception as e:  # noqa: BLE001 - see above
+            log.warning("claim of a published model not removed: %s", e, extra={"model": record.model.name})
 
     # --- reading ---
     def get(self, model_id: str) -> ModelRecord | None:
