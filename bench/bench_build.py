@@ -250,7 +250,7 @@ def memory_section(args, work: str) -> None:
 def index_section(args, work: str) -> None:
     print(f"\n== Index build: N x 128 clustered embeddings, treeAh ({args.leaf_count} per leaf: nlist = N / "
           f"{args.leaf_count}), local runner ==")
-    print(f"  {'N':>12}{'read+embed s':>14}{'index s':>9}{'publish s':>11}{'store bytes':>14}{'bytes/vector':>14}"
+    print(f"  {'N':>12}{'read+embed s':>14}{'index s':>9}{'publish s':>11}{'store bytes':>17}{'bytes/vector':>14}"
           f"{'build peak':>12}")
     for n in args.index_sizes:
         free = shutil.disk_usage(work).free
@@ -272,7 +272,7 @@ def index_section(args, work: str) -> None:
             os.remove(path)
         print(f"  {n:>12,}{w.seconds(Stage.READING_EXAMPLES, Stage.BUILDING_INDEX):>14.1f}"
               f"{w.seconds(Stage.BUILDING_INDEX, Stage.PUBLISHING):>9.1f}{w.seconds(Stage.PUBLISHING, Stage.DONE):>11.1f}"
-              f"{stored:>14,}{stored / n:>14.0f}{w.build_peak / GiB:>9.2f} GiB", flush=True)
+              f"{stored:>17,}{stored / n:>14.0f}{w.build_peak / GiB:>9.2f} GiB", flush=True)
 
 
 def main() -> None:
