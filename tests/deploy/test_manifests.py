@@ -122,10 +122,11 @@ def _one(objects: list[dict], kind: str, name: str | None = None) -> dict:
     return hits[0]
 
 
-def _container(objects: list[dict]) -> dict:
+def _container(objects: list[dict], name: str = "explaind") -> dict:
     containers = _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["explaind"]
-    return containers[0]
+    # The ray overlay adds a Ray node beside the server (a build's driver must run on one).
+    assert sorted(c["name"] for c in containers) in (["explaind"], ["explaind", "ray-node"])
+    return next(c for c in containers if c["name"] == name)
 
 
 def _env(objects: list[dict]) -> dict[str, str]:
@@ -463,14 +464,23 @@ def test_ray_overlay_builds_on_its_own_cluster(rendered):
     objects = rendered["ray"]
     cluster = _one(objects, "RayCluster")
     env = _env(objects)
-    # explaind reaches the cluster through Ray Client on the head Service KubeRay creates.
+    # A build's driver runs on a Ray node: the pod's ray-node container joins the head's GCS
+    # (the Service KubeRay creates) and shares /tmp (where ray start leaves its address).
     head = cluster["spec"]["headGroupSpec"]
     ports = {p["name"]: p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
-    assert env["EXPLAIND_BUILD_RUNNER"] == "ray"
-    assert env["EXPLAIND_RAY_ADDRESS"] == f"ray://{cluster['metadata']['name']}-head-svc:{ports['client']}"
+    assert env["EXPLAIND_BUILD_RUNNER"] == "ray" and env["EXPLAIND_RAY_ADDRESS"] == "auto"
+    node = _container(objects, "ray-node")
+    assert node["command"][:2] == ["ray", "start"] and "--block" in node["command"]
+    assert f"--address={cluster['metadata']['name']}-head-svc:{ports['gcs']}" in node["command"]
+    assert "--num-cpus=0" in node["command"] and "--num-gpus=0" in node["command"]
+    assert {m["mountPath"]: m["name"] for m in node["volumeMounts"]}["/tmp"] == \
+        {m["mountPath"]: m["name"] for m in _container(objects)["volumeMounts"]}["/tmp"]
+    assert node["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "memory" in node["resources"]["limits"]
     assert cluster["metadata"]["namespace"] == _one(objects, "Deployment")["metadata"]["namespace"]
     # One image everywhere: the workers run explaind's code with the daemon's Ray version.
     image = _container(objects)["image"]
+    assert node["image"] == image
     assert {c["image"] for t in _ray_pod_templates(cluster) for c in t["spec"]["containers"]} == {image}
     assert head["rayStartParams"]["num-cpus"] == "0", "no actor on the head"
     groups = {g["groupName"]: g for g in cluster["spec"]["workerGroupSpecs"]}
@@ -494,8 +504,9 @@ def test_ray_overlay_builds_on_its_own_cluster(rendered):
     limit = parse_memory_limit(_container(objects)["resources"]["limits"]["memory"])
     assert parse_memory_limit(env["EXPLAIND_BUILD_MEMORY_LIMIT"]) <= limit - 4 * 2**30
     assert cluster["spec"]["authOptions"]["mode"] == "token"
-    assert {"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {
-        "name": "explaind-ray-token", "key": "token", "optional": True}}} in _container(objects)["env"]
+    token = {"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": "explaind-ray-token", "key": "token", "optional": True}}}
+    assert token in _container(objects)["env"] and token in node["env"]
 
 
 # ------------------------------------------------------------------ PromQL

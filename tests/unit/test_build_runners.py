@@ -195,6 +195,8 @@ def test_the_domain_error_inside_rays_wrappers_comes_back():
 def test_ray_config_checks_its_address():
     with pytest.raises(ValueError, match="--ray-address"):
         RayConfig(address=" ").check()
+    with pytest.raises(ValueError, match="does not run through Ray Client"):
+        RayConfig(address="ray://head:10001").check()
     RayConfig(address="auto").check()
     assert dataclasses.replace(RayConfig(address="a"), workers=3).workers == 3
 

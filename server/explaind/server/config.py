@@ -52,7 +52,7 @@ class Settings:
                                           # container's (else the machine's); 0: none
     build_spare_process: bool = True      # keep a build process started ahead (TensorFlow imported): uploads
                                           # start at once, for the spare's idle memory
-    ray_address: str = ""                 # Ray cluster for --build-runner ray (host:port, ray://host:10001, auto)
+    ray_address: str = ""                 # Ray cluster for --build-runner ray: its GCS host:port, or auto
     ray_workers: int = 0                  # embedding actors; 0: one per GPU, else one per --ray-cpus-per-worker
     ray_cpus_per_worker: float = 1.0
     ray_gpus_per_worker: float = -1.0     # -1: one per actor where the cluster has GPUs, else none

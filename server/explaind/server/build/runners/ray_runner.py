@@ -15,7 +15,9 @@ answers equal the local runner's: both run the same prepare and finish steps
 on the same batches of records. A cancel ends the driver (SIGTERM): Ray Data
 stops its actors, and Ray ends whatever the job still runs when the driver
 disconnects. Data files and the store must be reachable from the workers
-(s3://, gs://, or one shared file system).
+(s3://, gs://, or one shared file system). The driver must run on a Ray node
+(Ray Data needs a core worker, which Ray Client, ray://, does not give it):
+in Kubernetes a `ray start` sidecar joins each explaind pod to the cluster.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class RayConfig:
-    address: str                      # ray.init address: host:port of the GCS, ray://host:10001, or auto
+    address: str                      # ray.init address: host:port of the GCS, or auto (a Ray node of this machine)
     workers: int = 0                  # embedding actors; 0: one per GPU, else one per cpus_per_worker CPUs
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = -1.0     # -1: one GPU per actor where the cluster has GPUs, else none
@@ -48,8 +50,12 @@ class RayConfig:
     def check(self) -> None:
         """At daemon start: every setting sane, and Ray installed."""
         if not self.address.strip():
-            raise ValueError("--build-runner ray needs --ray-address (host:port of the Ray head, ray://host:10001 "
-                             "or auto)")
+            raise ValueError("--build-runner ray needs --ray-address (host:port of the Ray head's GCS, or auto)")
+        if self.address.strip().startswith("ray://"):
+            # Measured with Ray 2.60: Ray Data's executor needs a core worker, which a Ray Client
+            # connection does not have ("'Worker' object has no attribute 'core_worker'").
+            raise ValueError("--ray-address: Ray Data does not run through Ray Client (ray://); run a Ray node "
+                             "beside the daemon (ray start --address=HEAD:6379) and use its GCS address or auto")
         if self.workers < 0 or self.cpus_per_worker <= 0 or self.batch_size < 1 \
                 or not (self.gpus_per_worker == -1 or self.gpus_per_worker >= 0):
             raise ValueError("--ray-workers must be >= 0, --ray-cpus-per-worker > 0, --ray-batch-size >= 1 and "
