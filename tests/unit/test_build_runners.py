@@ -4,7 +4,9 @@ process by pickle, the Ray embedding shards and the errors Ray hands back."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ from google.protobuf import json_format
 from explaind.server.build.embedding import PreparedBatch
 from explaind.server.build.recipes import BuildOptions, recipe_for
 from explaind.server.build.runners import LABEL_FIELD, RUNNER_LABEL, choose_runner, make_runners
-from explaind.server.build.runners.memory import parse_memory_limit, tree_rss
+from explaind.server.build.runners.memory import child_pids, parse_memory_limit, tree_rss
 from explaind.server.build.runners.outcome import BuildOutput, ChildPayload, IndexSummary
 from explaind.server.build.runners.ray_runner import RayConfig, _explaind_error
 from explaind.server.build.runners.shards import read_shards, write_shard
@@ -102,7 +104,8 @@ def test_tree_rss_counts_a_process_and_its_descendants():
             time.sleep(0.1)
         assert tree_rss(proc.pid) >= 60 * 2**20
     finally:
-        subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)
+        for child in child_pids(proc.pid):      # the grandchild this test started, by its pid
+            os.kill(child, signal.SIGKILL)
         proc.kill()
         proc.wait()
     assert tree_rss(proc.pid) == 0

@@ -62,7 +62,7 @@ def tree_rss(pid: int) -> int:
             continue
         seen.add(p)
         total += _rss(p)
-        pending += _children(p)
+        pending += child_pids(p)
     return total
 
 
@@ -74,7 +74,7 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     out = []
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
