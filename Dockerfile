@@ -81,7 +81,7 @@ WORKDIR /src
 # build. Then nvidia-nccl-cu13 again, in the version just resolved, so that
 # its copy of nvidia/nccl/ is the one on disk (see above).
 COPY pyproject.toml README.md ./
-RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; x = p["optional-dependencies"]; print("\n".join(p["dependencies"] + x["gpu"] + x["s3"] + x["gcs"]))' > /tmp/requirements.txt \
+RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; x = p["optional-dependencies"]; print("\n".join(p["dependencies"] + x["gpu"] + x["s3"] + x["gcs"] + x["ray"]))' > /tmp/requirements.txt \
  && pip install --no-cache-dir -r /tmp/requirements.txt \
  && nccl="$(python -c 'import importlib.metadata as m; print(m.version("nvidia-nccl-cu13"))')" \
  && pip install --no-cache-dir --no-deps --force-reinstall "nvidia-nccl-cu13==${nccl}"
@@ -96,9 +96,9 @@ COPY proto/ proto/
 COPY client/ client/
 COPY server/ server/
 COPY deploy/check_gpu_env.py /tmp/check_gpu_env.py
-RUN pip install --no-cache-dir "./[gpu,s3,gcs]" \
+RUN pip install --no-cache-dir "./[gpu,s3,gcs,ray]" \
  && python /tmp/check_gpu_env.py \
- && python -c "import faiss, grpc_health.v1.health_pb2, explaind.server; print('faiss', faiss.__version__)"
+ && python -c "import faiss, grpc_health.v1.health_pb2, explaind.server, ray.data; print('faiss', faiss.__version__)"
 
 # ------------------------------------------------------------------ runtime
 FROM ${CUDA_IMAGE} AS runtime

@@ -185,7 +185,7 @@ def image_resolution(tmp_path_factory):
 
 def test_requirements_name_the_cuvs_build():
     reqs = {canonicalize_name(Requirement(r).name): Requirement(r) for r in image_requirements()}
-    assert image_extras() == ["gpu", "s3", "gcs"]
+    assert image_extras() == ["gpu", "s3", "gcs", "ray"]    # ray: the image also runs the Ray overlay's cluster
     assert FAISS in reqs, f"the gpu extra must install {FAISS}"
     for bad in ("1.14.1.post1", "1.15.0"):
         assert not reqs[FAISS].specifier.contains(bad), f"{FAISS} {bad} must be excluded (see pyproject.toml)"

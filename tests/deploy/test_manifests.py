@@ -42,8 +42,9 @@ TARGETS = {
     "base": DEPLOY / "base",
     "cpu": DEPLOY / "overlays" / "cpu",
     "gpu": DEPLOY / "overlays" / "gpu",
+    "ray": DEPLOY / "overlays" / "ray",
 }
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "ray")
 # The oldest Kubernetes the manifests support (native gRPC probes are GA from
 # 1.27; topologySpreadConstraints.matchLabelKeys and PDB
 # unhealthyPodEvictionPolicy are on by default from 1.27) and the newest one
@@ -97,6 +98,8 @@ EXPLAIND_SETTINGS = {
     "EXPLAIND_SHUTDOWN_GRACE_SECONDS", "EXPLAIND_STAGE_DATA_MAX_GB", "EXPLAIND_HTTP_PORT", "EXPLAIND_VERTEX_ENDPOINTS",
     "EXPLAIND_HEALTH_PORT", "EXPLAIND_TLS_CERT_FILE", "EXPLAIND_TLS_KEY_FILE", "EXPLAIND_AUTH_TOKENS_FILE",
     "EXPLAIND_ALLOWED_URI_PREFIX",
+    "EXPLAIND_BUILD_RUNNER", "EXPLAIND_BUILD_MEMORY_LIMIT", "EXPLAIND_RAY_ADDRESS", "EXPLAIND_RAY_WORKERS",
+    "EXPLAIND_RAY_CPUS_PER_WORKER", "EXPLAIND_RAY_GPUS_PER_WORKER", "EXPLAIND_RAY_BATCH_SIZE",
 }
 
 
@@ -122,10 +125,11 @@ def _one(objects: list[dict], kind: str, name: str | None = None) -> dict:
     return hits[0]
 
 
-def _container(objects: list[dict]) -> dict:
+def _container(objects: list[dict], name: str = "explaind") -> dict:
     containers = _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["explaind"]
-    return containers[0]
+    # The ray overlay adds a Ray node beside the server (a build's driver must run on one).
+    assert sorted(c["name"] for c in containers) in (["explaind"], ["explaind", "ray-node"])
+    return next(c for c in containers if c["name"] == name)
 
 
 def _env(objects: list[dict]) -> dict[str, str]:
@@ -156,7 +160,7 @@ def test_renders_expected_objects(rendered, target):
     assert kinds == sorted([
         "ServiceAccount", "ConfigMap", "Deployment", "Service", "Service",
         "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "NetworkPolicy",
-    ])
+    ] + (["RayCluster"] if target == "ray" else []))
     if target in OVERLAYS:
         assert {o["metadata"].get("namespace") for o in objects} == {"explaind"}
     assert _container(objects)["image"] == "ghcr.io/explaind/explaind:0.1.0"
@@ -254,13 +258,24 @@ def test_renderer_refuses_unsupported_kustomize_fields(tmp_path):
 # ------------------------------------------------------------------ schemas
 
 
-def _crd_schema(kind: str) -> dict:
-    return json.loads((DEPLOY / "schemas" / f"{kind.lower()}-monitoring-v1.json").read_text())
+def _crd_schema(kind: str, group: str = "monitoring") -> dict:
+    return json.loads((DEPLOY / "schemas" / f"{kind.lower()}-{group}-v1.json").read_text())
+
+
+def _ray_pod_templates(cluster: dict) -> list[dict]:
+    spec = cluster["spec"]
+    return [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec.get("workerGroupSpecs", [])]
 
 
 def _validate(obj: dict, version: str) -> None:
     if obj["apiVersion"].startswith("monitoring.coreos.com/"):
         jsonschema.Draft202012Validator(_crd_schema(obj["kind"])).validate(obj)
+    elif obj["apiVersion"].startswith("ray.io/"):
+        jsonschema.Draft202012Validator(_crd_schema(obj["kind"], "ray")).validate(obj)
+        # KubeRay's pod templates are core/v1 PodTemplateSpecs: checked as PodTemplates.
+        for template in _ray_pod_templates(obj):
+            kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+                                          "template": template}, version, strict=True)
     else:
         kubernetes_validate.validate(obj, version, strict=True)
 
@@ -298,6 +313,19 @@ def test_schemas_reject_broken_objects(rendered):
     pr = copy.deepcopy(_one(objects, "PrometheusRule"))
     pr["spec"]["groups"][0]["rules"][0]["record"] = "x:y"  # both alert and record
     broken.append(pr)
+    ray = _one(rendered["ray"], "RayCluster")
+    rc = copy.deepcopy(ray)
+    rc["spec"]["workerGroupSpecs"][0]["maxReplica"] = 3
+    broken.append(rc)
+    rc = copy.deepcopy(ray)
+    rc["spec"]["workerGroupSpecs"][1]["replicas"] = "two"
+    broken.append(rc)
+    rc = copy.deepcopy(ray)
+    rc["spec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] = 0      # must be a string
+    broken.append(rc)
+    rc = copy.deepcopy(ray)
+    rc["spec"]["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]["resource"] = {}
+    broken.append(rc)
     for obj in broken:
         with pytest.raises(jsonschema.ValidationError):
             _validate(obj, kubernetes_validate.utils.latest_version())
@@ -484,6 +512,57 @@ def test_gpu_and_cpu_overlays_differ_where_they_should(rendered):
     assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in cpu_c["env"]
     # The overlay kept the base's settings that it does not override.
     assert {e["name"] for e in cpu_c["env"]} >= {e["name"] for e in _container(rendered["base"])["env"]}
+
+
+def test_ray_overlay_builds_on_its_own_cluster(rendered):
+    from explaind.server.build.runners.memory import parse_memory_limit
+
+    objects = rendered["ray"]
+    cluster = _one(objects, "RayCluster")
+    env = _env(objects)
+    # A build's driver runs on a Ray node: the pod's ray-node container joins the head's GCS
+    # (the Service KubeRay creates) and shares /tmp (where ray start leaves its address).
+    head = cluster["spec"]["headGroupSpec"]
+    ports = {p["name"]: p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
+    assert env["EXPLAIND_BUILD_RUNNER"] == "ray" and env["EXPLAIND_RAY_ADDRESS"] == "auto"
+    node = _container(objects, "ray-node")
+    assert node["command"][:2] == ["ray", "start"] and "--block" in node["command"]
+    assert f"--address={cluster['metadata']['name']}-head-svc:{ports['gcs']}" in node["command"]
+    assert "--num-cpus=0" in node["command"] and "--num-gpus=0" in node["command"]
+    assert {m["mountPath"]: m["name"] for m in node["volumeMounts"]}["/tmp"] == \
+        {m["mountPath"]: m["name"] for m in _container(objects)["volumeMounts"]}["/tmp"]
+    assert node["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "memory" in node["resources"]["limits"]
+    assert cluster["metadata"]["namespace"] == _one(objects, "Deployment")["metadata"]["namespace"]
+    # One image everywhere: the workers run explaind's code with the daemon's Ray version.
+    image = _container(objects)["image"]
+    assert node["image"] == image
+    assert {c["image"] for t in _ray_pod_templates(cluster) for c in t["spec"]["containers"]} == {image}
+    assert head["rayStartParams"]["num-cpus"] == "0", "no actor on the head"
+    groups = {g["groupName"]: g for g in cluster["spec"]["workerGroupSpecs"]}
+    assert set(groups) == {"cpu", "gpu"}
+    for g in groups.values():
+        assert 0 <= g["minReplicas"] <= g["replicas"] <= g["maxReplicas"]
+        pod = g["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
+    gpu = groups["gpu"]["template"]["spec"]
+    assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert any(t.get("key") == "nvidia.com/gpu" for t in gpu["tolerations"])
+    cpu = groups["cpu"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in cpu["containers"][0]["resources"]["limits"]
+    # The actor pool fits the GPU group at its largest, one GPU each.
+    assert float(env["EXPLAIND_RAY_GPUS_PER_WORKER"]) == 1
+    assert int(env["EXPLAIND_RAY_WORKERS"]) <= groups["gpu"]["maxReplicas"]
+    assert float(env["EXPLAIND_RAY_CPUS_PER_WORKER"]) <= float(
+        gpu["containers"][0]["resources"]["requests"]["cpu"])
+    # The build process's limit leaves the serving process room in the container.
+    limit = parse_memory_limit(_container(objects)["resources"]["limits"]["memory"])
+    assert parse_memory_limit(env["EXPLAIND_BUILD_MEMORY_LIMIT"]) <= limit - 4 * 2**30
+    assert cluster["spec"]["authOptions"]["mode"] == "token"
+    token = {"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": "explaind-ray-token", "key": "token", "optional": True}}}
+    assert token in _container(objects)["env"] and token in node["env"]
 
 
 # ------------------------------------------------------------------ PromQL
@@ -773,8 +852,9 @@ def test_dockerfile_facts():
     health = [rest for word, rest in tail if word == "HEALTHCHECK"]
     assert len(health) == 1 and "healthcheck.py" in health[0]
     run_all = " ".join(rest for word, rest in ins if word == "RUN")
-    assert re.search(r"pip install [^&]*\[gpu,s3,gcs\]", run_all)
-    assert re.search(r"pip install [^&]*\[gpu,s3,gcs\]\S*\s+&&\s+python /tmp/check_gpu_env\.py", run_all), \
+    # ray: the same image runs the Ray cluster of the ray overlay (one Ray version everywhere).
+    assert re.search(r"pip install [^&]*\[gpu,s3,gcs,ray\]", run_all)
+    assert re.search(r"pip install [^&]*\[gpu,s3,gcs,ray\]\S*\s+&&\s+python /tmp/check_gpu_env\.py", run_all), \
         "the build refuses an image with two faiss builds or a faiss without cuVS"
     assert re.search(r"--force-reinstall \"nvidia-nccl-cu13==", run_all), "NCCL's shared path is settled"
 

@@ -68,3 +68,19 @@ def neighbor_ids(explanation) -> list[str]:
 
 def neighbor_distances(explanation) -> list[float]:
     return [n.neighbor_distance for n in explanation.neighbors]
+
+
+def wait_for_embedding(client, operation, timeout: float = 180):
+    """Polls an upload until its build embeds (stage EMBEDDING, some examples done); its metadata."""
+    import time
+
+    from explaind.v1 import model_service_pb2
+
+    meta = model_service_pb2.UploadModelOperationMetadata()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client.get_operation(operation.name).metadata.Unpack(meta)
+        if meta.stage == meta.Stage.EMBEDDING and meta.examples_embedded > 0:
+            return meta
+        time.sleep(0.1)
+    raise AssertionError(f"the build never reached EMBEDDING: {meta}")

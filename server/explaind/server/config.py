@@ -60,6 +60,17 @@ class Settings:
     max_examples_per_model: int = 100_000_000
     max_upload_data_gb: float = 256.0     # uncompressed data one pass of a build may read; 0 = no bound
     max_concurrent_uploads: int = 16      # uploads running or queued on a replica; more: RESOURCE_EXHAUSTED
+    # Build runners (build/runners/): where an upload's build runs
+    build_runner: str = "local"           # local: a child process per build | ray | thread: in this process
+    build_memory_limit: str = "auto"      # a build process's resident memory: 8Gi, 8G, bytes; auto: 80% of the
+                                          # container's (else the machine's); 0: none
+    build_spare_process: bool = True      # keep a build process started ahead (TensorFlow imported): uploads
+                                          # start at once, for the spare's idle memory
+    ray_address: str = ""                 # Ray cluster for --build-runner ray: its GCS host:port, or auto
+    ray_workers: int = 0                  # embedding actors; 0: one per GPU, else one per --ray-cpus-per-worker
+    ray_cpus_per_worker: float = 1.0
+    ray_gpus_per_worker: float = -1.0     # -1: one per actor where the cluster has GPUs, else none
+    ray_batch_size: int = 4096            # examples per actor call and per shard
 
 
 REPEATABLE = {"allowed_uri_prefix"}       # flags given several times; joined by commas

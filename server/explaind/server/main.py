@@ -14,6 +14,12 @@ def serve_command(args) -> int:
     from .logging_setup import configure_logging
 
     settings = config.resolve(args)
+    from .build.runners import check_settings
+    try:
+        check_settings(settings)
+    except ValueError as e:
+        print(f"explaind serve: {e}", file=sys.stderr)
+        return 2
     if settings.workers > 1:
         from .workers import run_workers
         return run_workers(settings)

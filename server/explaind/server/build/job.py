@@ -28,11 +28,12 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from explaind.v1 import model_pb2, model_service_pb2
 
 from ..errors import ExplaindError
-from ..index.example_index import ExampleIndex
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..store.retry import StoreUnavailable
 from .recipes import BuildOptions, Recipe
+from .runners.outcome import BuildOutput
+from .runners.thread import ThreadRunner
 
 log = logging.getLogger(__name__)
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
@@ -50,12 +51,14 @@ class StoreLost(Exception):
 class BuildJob:
     def __init__(self, models: ModelStore, operations: OperationStore, op: OperationRecord,
                  record: ModelRecord, recipe: Recipe, *, worker: str, options: BuildOptions = BuildOptions(),
-                 heartbeat_seconds: float = 2.0, heartbeat_timeout_seconds: float = 30.0, metrics=None):
+                 heartbeat_seconds: float = 2.0, heartbeat_timeout_seconds: float = 30.0, metrics=None,
+                 runner=None):
         self.models = models
         self.operations = operations
         self.op = op
         self.record = record
         self.recipe = recipe
+        self.runner = runner or ThreadRunner()   # runs the recipe (build/runners/); we own the operation
         self.worker = worker
         self.options = options
         self.heartbeat_seconds = heartbeat_seconds
@@ -172,19 +175,21 @@ class BuildJob:
         self.models.discard_build(self.record.model_id, self.build_id)
 
     def _run(self) -> None:
-        index = self.recipe.build(self.record.model, self, self.options)
-        self._check()
-        self._publish(index)
+        with tempfile.TemporaryDirectory(prefix="explaind-build-") as out_dir:
+            output = self.runner.run(self, out_dir)
+            self._check()
+            self._publish(output, out_dir)
 
-    def _publish(self, index: ExampleIndex | None) -> None:
+    def _publish(self, output: BuildOutput, out_dir: str) -> None:
+        """The index files the runner left in out_dir go to the build's prefix, then the record."""
         self.stage(Stage.PUBLISHING)
         record = self.record
+        record.model.CopyFrom(output.model_message())     # as the recipe left it (metadata filled in)
         model = record.model
+        index = output.index
         if index is not None:
             prefix = self.models.build_prefix(record.model_id, self.build_id)
-            with tempfile.TemporaryDirectory(prefix="explaind-build-") as tmp:
-                index.save(tmp)
-                size = self._patiently(lambda: self.models.objects.upload_dir(tmp, prefix))
+            size = self._patiently(lambda: self.models.objects.upload_dir(out_dir, prefix))
             info = index.info
             config = index.config
             model.index_info.CopyFrom(model_pb2.IndexInfo(

@@ -14,7 +14,6 @@ import tempfile
 from typing import Protocol
 
 import fsspec
-import numpy as np
 from google.protobuf import json_format
 
 from explaind.v1 import model_pb2, model_service_pb2
@@ -23,13 +22,11 @@ from ..errors import DimensionMismatch, InvalidArgument, ResourceExhausted, atta
 from ..index.config import DEFAULT_NEIGHBOR_COUNT, SearchConfig, search_config_from_json, \
     search_config_from_presets
 from ..index.example_index import ExampleIndex
-from ..index.restricts import parse_restricts
 from ..methods import Method, method_of
-from ..runtime.instances import ShapeMismatch, batch_inputs
 from ..runtime.tensorflow_check import require_tensorflow
 from ..security import uris as allowed_uris
 from . import readers
-from .matrix import EmbeddingMatrix
+from .embedding import EmbeddedExamples, Embedder, LocalEmbedder, check_example_count
 from .readers.source import DataSource, data_source
 from .readers.budget import read_budget
 from .staging import staged_locally
@@ -55,6 +52,9 @@ class BuildOptions:
     use_gpu: bool | None = None
     max_examples: int = 0              # examples per model (--max-examples-per-model); 0 = no bound
     max_data_bytes: int = 0            # bytes one pass over the data reads (--max-upload-data-gb); 0 = no bound
+    embedder: Embedder | None = None   # who runs the embedding stage; None: here (LocalEmbedder)
+    # --allowed-uri-prefix, for the processes a build runs in (they install it: runners/outcome.py)
+    allowed_uri_prefixes: tuple[str, ...] = ()
 
 
 class Recipe:
@@ -148,12 +148,13 @@ class ExamplesRecipe(Recipe):
                 staged_locally(paths, scratch, options.stage_max_bytes) as local_paths:
             with read_budget(options.max_data_bytes, self.source.field):
                 total = readers.count_records(local_paths)
-            _check_example_count(total, options.max_examples, self.source.field)
+            check_example_count(total, options.max_examples, self.source.field)
             progress.examples(0, total)
             progress.stage(Stage.EMBEDDING)
+            embedder = options.embedder or LocalEmbedder(options.embed_batch_size, options.max_examples)
             with read_budget(options.max_data_bytes, self.source.field):
-                examples = embed_examples(local_paths, latent, total, self.source.field,
-                                          options.embed_batch_size, progress, options.max_examples)
+                examples = embedder.embed(local_paths, latent, model, total, self.source.field, progress)
+            check_example_count(len(examples.ids), options.max_examples, self.source.field)
 
         progress.stage(Stage.BUILDING_INDEX)
         config = self.search_config
@@ -164,51 +165,9 @@ class ExamplesRecipe(Recipe):
                                       use_gpu=options.use_gpu)
 
 
-@dataclasses.dataclass
-class EmbeddedExamples:
-    embeddings: np.ndarray
-    ids: list[str]
-    restricts: list
-    tags: list[str | None]
-
-
-def embed_examples(paths, latent, total: int, field: str, batch_size: int, progress: Progress,
-                   max_examples: int = 0) -> EmbeddedExamples:
-    """Every example of the data set, embedded, in data set order."""
-    input_names = latent.input_names if latent is not None else None
-    matrix = EmbeddingMatrix(total, field)
-    ids, restricts, tags = [], [], []
-    position = 0
-    for batch in readers.iter_batches(readers.iter_records(paths, input_names, field), batch_size):
-        _check_example_count(position + len(batch), max_examples, field)   # the count may have been short
-        vectors: list[np.ndarray | None] = [r.embedding for r in batch]
-        needs_model = [i for i, r in enumerate(batch) if r.embedding is None]
-        if needs_model:
-            if latent is None:
-                raise InvalidArgument(
-                    f"example {position + needs_model[0]} has model inputs but the model has no "
-                    "artifact_uri; give every example an embedding or upload the SavedModel", field=ARTIFACT)
-            for inputs, members in _same_shape_groups([batch[i] for i in needs_model], needs_model,
-                                                      latent.input_specs, position):
-                out = latent.embed(inputs)
-                for j, i in enumerate(members):
-                    vectors[i] = out[j]
-        for offset, r in enumerate(batch):
-            ids.append(r.id if r.id is not None else str(position + offset))
-            restricts.append(parse_restricts(r.restricts, field=f"examples[{position + offset}].restricts"))
-            tags.append(r.crowding_tag)
-        matrix.append(_stack(vectors, position, field))
-        position += len(batch)
-        progress.examples(position, max(total, position))
-    if position == 0:
-        raise InvalidArgument("the data set has no examples", field=field)
-    return EmbeddedExamples(matrix.result(), ids, restricts, tags)
-
-
-def _check_example_count(count: int, max_examples: int, field: str) -> None:
-    if max_examples and count > max_examples:
-        raise ResourceExhausted(f"the data set has more than {max_examples} examples, the most one model may "
-                                "hold (--max-examples-per-model)", field=field)
+def embed_examples(paths, latent, total: int, field: str, batch_size: int, progress: Progress) -> EmbeddedExamples:
+    """Every example of the data set, embedded here, in data set order."""
+    return LocalEmbedder(batch_size).embed(paths, latent, None, total, field, progress)
 
 
 def _metadata_beside_model(model: model_pb2.Model) -> None:
@@ -229,29 +188,3 @@ def _check_artifact(uri: str) -> None:
     if not ok:
         raise InvalidArgument(f"{uri!r} is not a SavedModel folder (no saved_model.pb) nor a .keras file",
                               field=ARTIFACT)
-
-
-def _same_shape_groups(records, members: list[int], input_specs, position: int):
-    """(stacked inputs, member indices) per shape. One group in the usual case; a
-    signature with a free dimension (lengths, image sizes) may need several."""
-    try:
-        return [(batch_inputs(records, input_specs, field_prefix=f"examples[{position}..]"), members)]
-    except ShapeMismatch:
-        pass
-    groups: dict[tuple, tuple[list, list]] = {}
-    for record, member in zip(records, members):
-        one = batch_inputs([record], input_specs, field_prefix=f"examples[{position + member}]")
-        shapes = tuple((name, value.shape) for name, value in one.items())
-        rows, indices = groups.setdefault(shapes, ([], []))
-        rows.append(one)
-        indices.append(member)
-    return [({name: np.concatenate([r[name] for r in rows]) for name in rows[0]}, indices)
-            for rows, indices in groups.values()]
-
-
-def _stack(vectors: list[np.ndarray], position: int, field: str) -> np.ndarray:
-    sizes = {np.asarray(v).reshape(-1).shape[0] for v in vectors}
-    if len(sizes) != 1:
-        raise InvalidArgument(f"examples {position}..{position + len(vectors) - 1} have embeddings of "
-                              f"different sizes {sorted(sizes)}", field=field)
-    return np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors])

@@ -21,8 +21,10 @@ from ..config import use_gpu
 from ..errors import InvalidArgument, PermissionDenied, ResourceExhausted
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
+from ..security import uris as allowed_uris
 from .job import BuildJob
 from .recipes import BuildOptions, recipe_for
+from .runners import choose_runner, close_runners, make_runners
 
 log = logging.getLogger(__name__)
 MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
@@ -36,6 +38,7 @@ class UploadManager:
         self.settings = settings
         self.metrics = metrics
         self.worker = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.runners = make_runners(settings)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.build_workers, thread_name_prefix="build")
         self._jobs: dict[str, BuildJob] = {}
@@ -61,6 +64,7 @@ class UploadManager:
         model = model_pb2.Model()
         model.CopyFrom(request.model)
         recipe = recipe_for(model, self.settings.max_neighbor_count)
+        runner = choose_runner(model.labels, self.settings.build_runner, self.runners)
         model.name = f"models/{model_id}"
         model.state = model_pb2.Model.BUILDING
         model.create_time.GetCurrentTime()
@@ -71,7 +75,7 @@ class UploadManager:
         record = ModelRecord(model=model, operation=op_name)
         self.models.claim(record)
         meta = model_service_pb2.UploadModelOperationMetadata(
-            stage=Stage.QUEUED, model=model.name, worker=self.worker)
+            stage=Stage.QUEUED, model=model.name, worker=self.worker, build_runner=runner)
         meta.create_time.GetCurrentTime()
         meta.update_time.CopyFrom(meta.create_time)
         op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker, request=request_json)
@@ -87,10 +91,12 @@ class UploadManager:
                                stage_max_bytes=int(self.settings.stage_data_max_gb * 2**30),
                                use_gpu=use_gpu(self.settings),
                                max_examples=self.settings.max_examples_per_model,
-                               max_data_bytes=int(self.settings.max_upload_data_gb * 2**30))
+                               max_data_bytes=int(self.settings.max_upload_data_gb * 2**30),
+                               allowed_uri_prefixes=allowed_uris.policy().given)
         job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=options,
                        heartbeat_seconds=self.settings.heartbeat_seconds,
-                       heartbeat_timeout_seconds=self.settings.heartbeat_timeout_seconds, metrics=self.metrics)
+                       heartbeat_timeout_seconds=self.settings.heartbeat_timeout_seconds, metrics=self.metrics,
+                       runner=self.runners[runner])
         with self._lock:
             self._jobs[op.op_id] = job
         return op, job
@@ -188,6 +194,7 @@ class UploadManager:
             for job in self._jobs.values():
                 job.cancel_event.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
+        close_runners(self.runners)
 
 
 def _recordable(request) -> dict:

@@ -114,6 +114,7 @@ def _remote(scheme: str, rest: str) -> Location:
 
 class UriPolicy:
     def __init__(self, prefixes=()):
+        self.given: tuple[str, ...] = tuple(p.strip() for p in prefixes if p.strip())   # as configured
         self.prefixes: list[Location] = []
         for prefix in prefixes:
             prefix = prefix.strip()
