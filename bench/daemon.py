@@ -22,7 +22,8 @@ class Daemon:
         self.dir = tempfile.mkdtemp(prefix="explaind-bench-")
         self.store = store or os.path.join(self.dir, "store")
         cmd = [sys.executable, "-m", "explaind.server.main", "serve", "--host", "127.0.0.1", "--port", "0",
-               "--metrics-port", "0", "--store", self.store, "--log-level", "WARNING", *flags]
+               "--metrics-port", "0", "--http-port", "0", "--store", self.store, "--log-level", "WARNING",
+               *flags]
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))

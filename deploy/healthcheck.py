@@ -8,7 +8,9 @@ only failure code Docker defines.
 
     python healthcheck.py [--address HOST:PORT] [--service NAME] [--timeout SECONDS]
 
-The address defaults to 127.0.0.1:$EXPLAIND_PORT (8500).
+The address defaults to 127.0.0.1:$EXPLAIND_HEALTH_PORT when the daemon has
+a plaintext health port (the gRPC port then speaks TLS), else
+127.0.0.1:$EXPLAIND_PORT (8500).
 """
 from __future__ import annotations
 
@@ -17,15 +19,23 @@ import os
 import sys
 
 
+def default_port(environ) -> str:
+    health = environ.get("EXPLAIND_HEALTH_PORT", "")
+    if health.strip().lstrip("-").isdigit() and int(health) > 0:
+        return health.strip()
+    return environ.get("EXPLAIND_PORT", "8500")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", default=None,
-                        help="host:port of the gRPC server (default 127.0.0.1:$EXPLAIND_PORT)")
+                        help="host:port of the gRPC server (default 127.0.0.1:$EXPLAIND_HEALTH_PORT "
+                             "if set, else $EXPLAIND_PORT)")
     parser.add_argument("--service", default="",
                         help='service to check; "" (default) is the server as a whole')
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
     args = parser.parse_args(argv)
-    address = args.address or f"127.0.0.1:{os.environ.get('EXPLAIND_PORT', '8500')}"
+    address = args.address or f"127.0.0.1:{default_port(os.environ)}"
     try:
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,12 +13,14 @@ import grpc
 
 from explaind.client import Client
 
-READY = re.compile(r"explaind listening on port (\d+) \(metrics on (\d+)")
+READY = re.compile(r"explaind listening on port (\d+) \(metrics on (\d+)(?:.*health on (\d+))?")
+HTTP = re.compile(r"http on (\d+)")
 
 
 class ServerProcess:
     def __init__(self, store: str, log_path: str, env: dict | None = None, **settings):
-        """`settings` become `explaind serve` flags; `env` is added to the process environment."""
+        """`settings` become `explaind serve` flags; `env`: variables set for this process only
+        (say, its own S3 endpoint, or a PYTHONPATH that hides TensorFlow)."""
         self.store = store
         self.log_path = log_path
         self.env = env or {}
@@ -25,10 +28,14 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.metrics_port = 0
+        self.http_port = 0          # the REST port: off unless a test passes http_port (pick_free_port())
+        self.health_port = 0       # with --health-port
 
     def start(self, timeout: float = 180) -> "ServerProcess":
         cmd = [sys.executable, "-m", "explaind.server.main", "serve", "--host", "127.0.0.1",
                "--port", "0", "--metrics-port", "0", "--store", self.store]
+        if "http_port" not in self.settings:
+            cmd += ["--http-port", "0"]     # not the default 8080: tests run side by side
         for key, value in self.settings.items():
             cmd += ["--" + key.replace("_", "-"), str(value)]
         env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", **self.env)
@@ -44,6 +51,9 @@ class ServerProcess:
             match = READY.search(line)
             if match:
                 self.port, self.metrics_port = int(match.group(1)), int(match.group(2))
+                http = HTTP.search(line)
+                self.http_port = int(http.group(1)) if http else 0
+                self.health_port = int(match.group(3) or 0)
                 return self
         self.kill()
         raise RuntimeError(f"server did not start in {timeout}s; log: {self.log_tail()}")
@@ -81,3 +91,11 @@ class ServerProcess:
                 return f.read()[-n:].decode(errors="replace")
         except OSError:
             return ""
+
+
+def pick_free_port() -> int:
+    """A loopback port nobody listens on now, for settings that take a fixed port
+    (the REST port, where 0 means off)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,4 +1,5 @@
-"""Generates the Python stubs in client/explaind/v1 from proto/explaind/v1.
+"""Generates the Python stubs in client/explaind/ from proto/explaind/: explaind.v1
+and the Vertex AI compatible messages (explaind.vertex.v1, explaind.vertex.v1beta1).
 
 Usage: python tools/gen_protos.py [--out DIR]
 The stubs are committed; tests/unit/test_protos_in_sync.py regenerates them into
@@ -13,6 +14,8 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
+# Every folder of .proto files under proto/, one generated Python package each.
+PACKAGES = ("explaind/v1", "explaind/vertex/v1", "explaind/vertex/v1beta1")
 
 
 def include_paths(staging: pathlib.Path):
@@ -49,8 +52,13 @@ def generate(out_dir: pathlib.Path) -> None:
         result = subprocess.run(args, cwd=PROTO_ROOT, capture_output=True, text=True)
         if result.returncode != 0:
             raise SystemExit(f"protoc failed: {result.stderr}")
-    init = out_dir / "explaind" / "v1" / "__init__.py"
-    init.write_text('"""Stubs generated from proto/explaind/v1 by tools/gen_protos.py. Do not edit."""\n')
+    for package in PACKAGES:
+        folder = out_dir.joinpath(*package.split("/"))
+        source = "proto/" + package
+        (folder / "__init__.py").write_text(f'"""Stubs generated from {source} by tools/gen_protos.py. Do not edit."""\n')
+    # explaind.vertex holds only the generated packages.
+    (out_dir / "explaind" / "vertex" / "__init__.py").write_text(
+        '"""Vertex AI compatible messages (generated subpackages v1, v1beta1)."""\n')
 
 
 def main(argv=None):

@@ -42,8 +42,9 @@ TARGETS = {
     "base": DEPLOY / "base",
     "cpu": DEPLOY / "overlays" / "cpu",
     "gpu": DEPLOY / "overlays" / "gpu",
+    "ray": DEPLOY / "overlays" / "ray",
 }
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "ray")
 # The oldest Kubernetes the manifests support (native gRPC probes are GA from
 # 1.27; topologySpreadConstraints.matchLabelKeys and PDB
 # unhealthyPodEvictionPolicy are on by default from 1.27) and the newest one
@@ -52,6 +53,8 @@ MIN_KUBERNETES = "1.29"
 
 GRPC_PORT = 8500
 METRICS_PORT = 8501
+HTTP_PORT = 8080        # Vertex AI's REST API
+HEALTH_PORT = 8502      # plaintext grpc.health.v1 for the probes; the gRPC port speaks TLS
 # The job label Prometheus gives explaind's series: the ServiceMonitor's
 # scraped Service name.
 JOB = "explaind"
@@ -71,6 +74,8 @@ COUNTERS_AND_GAUGES = {
     "explaind_gpu_memory_used_bytes": {"gpu"},
     "explaind_inflight_calls": set(),
     "explaind_rejected_calls_total": {"reason"},
+    "explaind_http_requests_total": {"route", "code"},
+    "explaind_store_errors_total": {"operation"},
 }
 HISTOGRAMS = {
     "grpc_server_handling_seconds": {"grpc_type", "grpc_service", "grpc_method"},
@@ -79,6 +84,8 @@ HISTOGRAMS = {
     "explaind_embedding_seconds": {"model"},
     "explaind_search_seconds": {"model", "device"},
     "explaind_build_stage_seconds": {"stage"},
+    "explaind_http_request_seconds": {"route"},
+    "explaind_store_request_seconds": {"operation"},
 }
 # Labels that Prometheus (through the Prometheus Operator) adds to every
 # scraped series.
@@ -89,7 +96,11 @@ EXPLAIND_SETTINGS = {
     "EXPLAIND_PORT", "EXPLAIND_METRICS_PORT", "EXPLAIND_STORE", "EXPLAIND_LOG_LEVEL",
     "EXPLAIND_MAX_BATCH_SIZE", "EXPLAIND_MAX_QUEUE_DELAY_MS", "EXPLAIND_MAX_CONCURRENT_CALLS",
     "EXPLAIND_STORE_POLL_SECONDS", "EXPLAIND_MAX_CONNECTION_AGE_SECONDS",
-    "EXPLAIND_SHUTDOWN_GRACE_SECONDS", "EXPLAIND_STAGE_DATA_MAX_GB",
+    "EXPLAIND_SHUTDOWN_GRACE_SECONDS", "EXPLAIND_STAGE_DATA_MAX_GB", "EXPLAIND_HTTP_PORT", "EXPLAIND_VERTEX_ENDPOINTS",
+    "EXPLAIND_HEALTH_PORT", "EXPLAIND_TLS_CERT_FILE", "EXPLAIND_TLS_KEY_FILE", "EXPLAIND_AUTH_TOKENS_FILE",
+    "EXPLAIND_ALLOWED_URI_PREFIX",
+    "EXPLAIND_BUILD_RUNNER", "EXPLAIND_BUILD_MEMORY_LIMIT", "EXPLAIND_RAY_ADDRESS", "EXPLAIND_RAY_WORKERS",
+    "EXPLAIND_RAY_CPUS_PER_WORKER", "EXPLAIND_RAY_GPUS_PER_WORKER", "EXPLAIND_RAY_BATCH_SIZE",
 }
 
 
@@ -115,10 +126,11 @@ def _one(objects: list[dict], kind: str, name: str | None = None) -> dict:
     return hits[0]
 
 
-def _container(objects: list[dict]) -> dict:
+def _container(objects: list[dict], name: str = "explaind") -> dict:
     containers = _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["explaind"]
-    return containers[0]
+    # The ray overlay adds a Ray node beside the server (a build's driver must run on one).
+    assert sorted(c["name"] for c in containers) in (["explaind"], ["explaind", "ray-node"])
+    return next(c for c in containers if c["name"] == name)
 
 
 def _env(objects: list[dict]) -> dict[str, str]:
@@ -148,8 +160,8 @@ def test_renders_expected_objects(rendered, target):
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted([
         "ServiceAccount", "ConfigMap", "Deployment", "Service", "Service",
-        "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
-    ])
+        "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "NetworkPolicy",
+    ] + (["RayCluster"] if target == "ray" else []))
     if target in OVERLAYS:
         assert {o["metadata"].get("namespace") for o in objects} == {"explaind"}
     assert _container(objects)["image"] == "ghcr.io/explaind/explaind:0.1.0"
@@ -247,13 +259,24 @@ def test_renderer_refuses_unsupported_kustomize_fields(tmp_path):
 # ------------------------------------------------------------------ schemas
 
 
-def _crd_schema(kind: str) -> dict:
-    return json.loads((DEPLOY / "schemas" / f"{kind.lower()}-monitoring-v1.json").read_text())
+def _crd_schema(kind: str, group: str = "monitoring") -> dict:
+    return json.loads((DEPLOY / "schemas" / f"{kind.lower()}-{group}-v1.json").read_text())
+
+
+def _ray_pod_templates(cluster: dict) -> list[dict]:
+    spec = cluster["spec"]
+    return [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec.get("workerGroupSpecs", [])]
 
 
 def _validate(obj: dict, version: str) -> None:
     if obj["apiVersion"].startswith("monitoring.coreos.com/"):
         jsonschema.Draft202012Validator(_crd_schema(obj["kind"])).validate(obj)
+    elif obj["apiVersion"].startswith("ray.io/"):
+        jsonschema.Draft202012Validator(_crd_schema(obj["kind"], "ray")).validate(obj)
+        # KubeRay's pod templates are core/v1 PodTemplateSpecs: checked as PodTemplates.
+        for template in _ray_pod_templates(obj):
+            kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+                                          "template": template}, version, strict=True)
     else:
         kubernetes_validate.validate(obj, version, strict=True)
 
@@ -291,6 +314,19 @@ def test_schemas_reject_broken_objects(rendered):
     pr = copy.deepcopy(_one(objects, "PrometheusRule"))
     pr["spec"]["groups"][0]["rules"][0]["record"] = "x:y"  # both alert and record
     broken.append(pr)
+    ray = _one(rendered["ray"], "RayCluster")
+    rc = copy.deepcopy(ray)
+    rc["spec"]["workerGroupSpecs"][0]["maxReplica"] = 3
+    broken.append(rc)
+    rc = copy.deepcopy(ray)
+    rc["spec"]["workerGroupSpecs"][1]["replicas"] = "two"
+    broken.append(rc)
+    rc = copy.deepcopy(ray)
+    rc["spec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] = 0      # must be a string
+    broken.append(rc)
+    rc = copy.deepcopy(ray)
+    rc["spec"]["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]["resource"] = {}
+    broken.append(rc)
     for obj in broken:
         with pytest.raises(jsonschema.ValidationError):
             _validate(obj, kubernetes_validate.utils.latest_version())
@@ -306,7 +342,7 @@ def test_services_and_policies_select_the_pods(rendered, target):
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
     assert _selects(dep["spec"]["selector"], pod_labels)
     port_names = {p["name"]: p["containerPort"] for p in _container(objects)["ports"]}
-    assert port_names == {"grpc": GRPC_PORT, "metrics": METRICS_PORT}
+    assert port_names == {"grpc": GRPC_PORT, "metrics": METRICS_PORT, "http": HTTP_PORT, "health": HEALTH_PORT}
 
     services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
     assert set(services) == {"explaind", "explaind-headless"}
@@ -318,6 +354,10 @@ def test_services_and_policies_select_the_pods(rendered, target):
     assert headless["clusterIP"] == "None"
     assert not headless.get("publishNotReadyAddresses", False)
     assert [p["port"] for p in headless["ports"]] == [GRPC_PORT]
+    # The ClusterIP Service carries the REST port (curl-like clients), and the pod is told to open it.
+    assert {p["name"]: p["port"] for p in services["explaind"]["spec"]["ports"]}["http"] == HTTP_PORT
+    env = {e["name"]: e.get("value") for e in _container(objects).get("env", [])}
+    assert env.get("EXPLAIND_HTTP_PORT") == str(HTTP_PORT)
     assert services["explaind"]["spec"].get("type", "ClusterIP") == "ClusterIP"
 
     hpa = _one(objects, "HorizontalPodAutoscaler")["spec"]
@@ -340,15 +380,18 @@ def test_services_and_policies_select_the_pods(rendered, target):
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_probes_use_native_grpc_on_the_grpc_port(rendered, target):
+def test_probes_use_native_grpc_on_the_health_port(rendered, target):
+    """The kubelet's gRPC probe cannot speak TLS: it checks the plaintext health port,
+    which the daemon serves from the same health servicer (NOT_SERVING while draining)."""
     objects = rendered[target]
     c = _container(objects)
     env = _env(objects)
     assert int(env["EXPLAIND_PORT"]) == GRPC_PORT
     assert int(env["EXPLAIND_METRICS_PORT"]) == METRICS_PORT
+    assert int(env["EXPLAIND_HEALTH_PORT"]) == HEALTH_PORT
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert set(c[probe]) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, probe
-        assert c[probe]["grpc"]["port"] == GRPC_PORT, probe
+        assert c[probe]["grpc"]["port"] == HEALTH_PORT, probe
         # "" (or no service) is the server as a whole, which goes NOT_SERVING
         # while draining.
         assert c[probe]["grpc"].get("service", "") == "", probe
@@ -397,8 +440,58 @@ def test_security_and_settings(rendered, target):
     assert re.match(r"^(s3|gs)://[a-z0-9][a-z0-9.-]+[a-z0-9](/.*)?$", store), store
     # Store credentials come from an optional Secret, never from the manifests.
     assert not [o for o in objects if o["kind"] == "Secret"]
+    # Uploads may read only under the store's bucket (docs/security.md).
+    bucket = re.match(r"^((s3|gs)://[^/]+)", store).group(1)
+    assert _env(objects)["EXPLAIND_ALLOWED_URI_PREFIX"] == bucket
     secret_refs = [s["secretRef"] for s in c["envFrom"] if "secretRef" in s]
     assert secret_refs and all(s.get("optional") is True for s in secret_refs)
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_tls_and_tokens_come_from_mounted_secrets(rendered, target):
+    objects = rendered[target]
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    c = _container(objects)
+    env = _env(objects)
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    def secret_behind(path: str) -> dict:
+        mount = next(m for m in mounts.values() if path == m["mountPath"] or path.startswith(m["mountPath"] + "/"))
+        assert mount.get("readOnly") is True, mount
+        secret = volumes[mount["name"]]["secret"]
+        # Required: a pod without its credentials must not start (and serve openly).
+        assert not secret.get("optional", False), secret
+        assert secret.get("defaultMode", 0o644) & 0o007 == 0, "credentials readable by others"
+        return secret
+    assert secret_behind(env["EXPLAIND_TLS_CERT_FILE"])["secretName"] == "explaind-tls"
+    assert secret_behind(env["EXPLAIND_TLS_KEY_FILE"])["secretName"] == "explaind-tls"
+    assert env["EXPLAIND_TLS_CERT_FILE"].endswith("/tls.crt") and env["EXPLAIND_TLS_KEY_FILE"].endswith("/tls.key")
+    tokens = secret_behind(env["EXPLAIND_AUTH_TOKENS_FILE"])
+    assert tokens["secretName"] == "explaind-auth-tokens"
+    assert {i["path"] for i in tokens["items"]} == {"admin", "predict"}   # the role files the daemon reads
+    # Services announce TLS on the gRPC port, not cleartext HTTP/2.
+    for svc in (o for o in objects if o["kind"] == "Service"):
+        grpc_port = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
+        assert grpc_port["appProtocol"] == "https"
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_network_policy_admits_only_clients_and_prometheus(rendered, target):
+    objects = rendered[target]
+    policy = _one(objects, "NetworkPolicy")["spec"]
+    pod_labels = _one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert _selects(policy["podSelector"], pod_labels)
+    assert policy["policyTypes"] == ["Ingress"]
+    admitted = {}
+    for rule in policy["ingress"]:
+        peers = [p["podSelector"]["matchLabels"] for p in rule["from"]]
+        for port in rule["ports"]:
+            admitted.setdefault(port["port"], []).extend(peers)
+    assert admitted == {"grpc": [{"explaind.dev/client": "true"}],
+                        "metrics": [{"app.kubernetes.io/name": "prometheus"}]}
+    port_names = {p["name"] for p in _container(objects)["ports"]}
+    assert set(admitted) <= port_names
 
 
 def test_gpu_and_cpu_overlays_differ_where_they_should(rendered):
@@ -420,6 +513,57 @@ def test_gpu_and_cpu_overlays_differ_where_they_should(rendered):
     assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in cpu_c["env"]
     # The overlay kept the base's settings that it does not override.
     assert {e["name"] for e in cpu_c["env"]} >= {e["name"] for e in _container(rendered["base"])["env"]}
+
+
+def test_ray_overlay_builds_on_its_own_cluster(rendered):
+    from explaind.server.build.runners.memory import parse_memory_limit
+
+    objects = rendered["ray"]
+    cluster = _one(objects, "RayCluster")
+    env = _env(objects)
+    # A build's driver runs on a Ray node: the pod's ray-node container joins the head's GCS
+    # (the Service KubeRay creates) and shares /tmp (where ray start leaves its address).
+    head = cluster["spec"]["headGroupSpec"]
+    ports = {p["name"]: p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
+    assert env["EXPLAIND_BUILD_RUNNER"] == "ray" and env["EXPLAIND_RAY_ADDRESS"] == "auto"
+    node = _container(objects, "ray-node")
+    assert node["command"][:2] == ["ray", "start"] and "--block" in node["command"]
+    assert f"--address={cluster['metadata']['name']}-head-svc:{ports['gcs']}" in node["command"]
+    assert "--num-cpus=0" in node["command"] and "--num-gpus=0" in node["command"]
+    assert {m["mountPath"]: m["name"] for m in node["volumeMounts"]}["/tmp"] == \
+        {m["mountPath"]: m["name"] for m in _container(objects)["volumeMounts"]}["/tmp"]
+    assert node["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "memory" in node["resources"]["limits"]
+    assert cluster["metadata"]["namespace"] == _one(objects, "Deployment")["metadata"]["namespace"]
+    # One image everywhere: the workers run explaind's code with the daemon's Ray version.
+    image = _container(objects)["image"]
+    assert node["image"] == image
+    assert {c["image"] for t in _ray_pod_templates(cluster) for c in t["spec"]["containers"]} == {image}
+    assert head["rayStartParams"]["num-cpus"] == "0", "no actor on the head"
+    groups = {g["groupName"]: g for g in cluster["spec"]["workerGroupSpecs"]}
+    assert set(groups) == {"cpu", "gpu"}
+    for g in groups.values():
+        assert 0 <= g["minReplicas"] <= g["replicas"] <= g["maxReplicas"]
+        pod = g["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
+    gpu = groups["gpu"]["template"]["spec"]
+    assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert any(t.get("key") == "nvidia.com/gpu" for t in gpu["tolerations"])
+    cpu = groups["cpu"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in cpu["containers"][0]["resources"]["limits"]
+    # The actor pool fits the GPU group at its largest, one GPU each.
+    assert float(env["EXPLAIND_RAY_GPUS_PER_WORKER"]) == 1
+    assert int(env["EXPLAIND_RAY_WORKERS"]) <= groups["gpu"]["maxReplicas"]
+    assert float(env["EXPLAIND_RAY_CPUS_PER_WORKER"]) <= float(
+        gpu["containers"][0]["resources"]["requests"]["cpu"])
+    # The build process's limit leaves the serving process room in the container.
+    limit = parse_memory_limit(_container(objects)["resources"]["limits"]["memory"])
+    assert parse_memory_limit(env["EXPLAIND_BUILD_MEMORY_LIMIT"]) <= limit - 4 * 2**30
+    assert cluster["spec"]["authOptions"]["mode"] == "token"
+    token = {"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": "explaind-ray-token", "key": "token", "optional": True}}}
+    assert token in _container(objects)["env"] and token in node["env"]
 
 
 # ------------------------------------------------------------------ PromQL
@@ -555,7 +699,7 @@ def test_prometheus_rules(rendered):
         used |= check_promql(r["expr"], allow_up=r["alert"] == "ExplaindMetricsDown")
     names = {r["alert"] for r in rules}
     assert {"ExplaindHighErrorRate", "ExplaindHighLatencyP99", "ExplaindBuildsFailing",
-            "ExplaindNoModelsLoaded"} <= names
+            "ExplaindNoModelsLoaded", "ExplaindStoreErrors"} <= names
     assert len(names) == len(rules), "alert names repeat"
     by_name = {r["alert"]: r for r in rules}
     assert "grpc_server_handled_total" in by_name["ExplaindHighErrorRate"]["expr"]
@@ -563,6 +707,7 @@ def test_prometheus_rules(rendered):
     assert "grpc_server_handling_seconds_bucket" in by_name["ExplaindHighLatencyP99"]["expr"]
     assert 'state="FAILED"' in by_name["ExplaindBuildsFailing"]["expr"]
     assert "explaind_models_loaded" in by_name["ExplaindNoModelsLoaded"]["expr"]
+    assert "explaind_store_errors_total" in by_name["ExplaindStoreErrors"]["expr"]
     # Each alert is documented in the README's runbook section.
     readme = (DEPLOY / "README.md").read_text()
     for name in names:
@@ -624,6 +769,8 @@ def test_grafana_dashboard():
         "index bytes": "explaind_index_bytes",
         "operations by state": "explaind_operations",
         "GPU memory": "explaind_gpu_memory_used_bytes",
+        "store errors": "explaind_store_errors_total",
+        "store request time": "explaind_store_request_seconds_bucket",
     }
     missing = {what for what, series in wanted.items() if series not in used}
     assert not missing, f"dashboard lacks {sorted(missing)}"
@@ -684,7 +831,8 @@ def test_dockerfile_facts():
     assert len(stages) >= 2, "multi-stage build"
     args = dict(re.match(r"(\w+)=(\S+)", rest).groups() for word, rest in ins
                 if word == "ARG" and "=" in rest)
-    assert re.fullmatch(r"nvidia/cuda:12\.\d+(\.\d+)?-[a-z-]+-ubuntu\d\d\.04", args["CUDA_IMAGE"])
+    # CUDA 13: faiss-gpu-cuvs is a CUDA 13 build (see tests/deploy/test_gpu_install.py).
+    assert re.fullmatch(r"nvidia/cuda:13\.\d+(\.\d+)?-base-ubuntu\d\d\.04", args["CUDA_IMAGE"])
     final = len(ins) - 1 - [w for w, _ in ins][::-1].index("FROM")
     tail = ins[final:]
     users = [rest for word, rest in tail if word == "USER"]
@@ -695,17 +843,21 @@ def test_dockerfile_facts():
     assert pod["securityContext"]["runAsUser"] == int(uid)
 
     expose = [rest for word, rest in tail if word == "EXPOSE"]
-    assert expose and set(" ".join(expose).split()) == {str(GRPC_PORT), str(METRICS_PORT)}
+    assert expose and set(" ".join(expose).split()) == {str(GRPC_PORT), str(METRICS_PORT), str(HTTP_PORT)}
     env = " ".join(rest for word, rest in tail if word == "ENV")
     assert f"EXPLAIND_PORT={GRPC_PORT}" in env and f"EXPLAIND_METRICS_PORT={METRICS_PORT}" in env
+    assert f"EXPLAIND_HTTP_PORT={HTTP_PORT}" in env
     store = re.search(r"EXPLAIND_STORE=(\S+)", env).group(1)
     volumes = " ".join(rest for word, rest in tail if word == "VOLUME")
     assert store in volumes, "the default store is a volume"
     health = [rest for word, rest in tail if word == "HEALTHCHECK"]
     assert len(health) == 1 and "healthcheck.py" in health[0]
     run_all = " ".join(rest for word, rest in ins if word == "RUN")
-    assert re.search(r"pip install [^&]*\[gpu,s3,gcs\]", run_all)
-    assert "faiss-cpu" in run_all, "the build refuses an image with both faiss builds"
+    # ray: the same image runs the Ray cluster of the ray overlay (one Ray version everywhere).
+    assert re.search(r"pip install [^&]*\[gpu,s3,gcs,ray\]", run_all)
+    assert re.search(r"pip install [^&]*\[gpu,s3,gcs,ray\]\S*\s+&&\s+python /tmp/check_gpu_env\.py", run_all), \
+        "the build refuses an image with two faiss builds or a faiss without cuVS"
+    assert re.search(r"--force-reinstall \"nvidia-nccl-cu13==", run_all), "NCCL's shared path is settled"
 
 
 def _dockerignore_excluded(path: str, patterns: list[str]) -> bool:
@@ -742,7 +894,7 @@ def test_dockerignore_keeps_what_the_dockerfile_copies():
               if word == "COPY" and "--from" not in rest]
     sources = [s.rstrip("/") for args in copies for s in args[:-1] if not s.startswith("--")]
     assert {"pyproject.toml", "README.md", "client", "server", "proto",
-            "deploy/healthcheck.py"} <= set(sources)
+            "deploy/healthcheck.py", "deploy/check_gpu_env.py"} <= set(sources)
     for src in sources:
         assert not _dockerignore_excluded(src, patterns), src
         base = ROOT / src
@@ -807,6 +959,12 @@ def test_healthcheck_as_a_command(health_server):
     servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     bad = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
+    # With a plaintext health port (the gRPC port speaking TLS), that port is asked.
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    env = dict(os.environ, EXPLAIND_PORT="1", EXPLAIND_HEALTH_PORT=str(port))
+    ok = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert healthcheck_mod.default_port({"EXPLAIND_HEALTH_PORT": "-1", "EXPLAIND_PORT": "8500"}) == "8500"
 
 
 def test_healthcheck_without_a_server():

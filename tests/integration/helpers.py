@@ -48,14 +48,18 @@ def bad_request_fields(error: grpc.RpcError) -> list[str]:
     """The field paths in the error's google.rpc.BadRequest details."""
     for key, value in error.trailing_metadata() or ():
         if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            fields = []
-            for detail in status.details:
-                bad = error_details_pb2.BadRequest()
-                if detail.Unpack(bad):
-                    fields += [v.field for v in bad.field_violations]
-            return fields
+            return status_fields(status_pb2.Status.FromString(value))
     return []
+
+
+def status_fields(status: status_pb2.Status) -> list[str]:
+    """The field paths in a google.rpc.Status's BadRequest details (an operation's error, say)."""
+    fields = []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            fields += [v.field for v in bad.field_violations]
+    return fields
 
 
 def neighbor_ids(explanation) -> list[str]:
@@ -64,3 +68,19 @@ def neighbor_ids(explanation) -> list[str]:
 
 def neighbor_distances(explanation) -> list[float]:
     return [n.neighbor_distance for n in explanation.neighbors]
+
+
+def wait_for_embedding(client, operation, timeout: float = 180):
+    """Polls an upload until its build embeds (stage EMBEDDING, some examples done); its metadata."""
+    import time
+
+    from explaind.v1 import model_service_pb2
+
+    meta = model_service_pb2.UploadModelOperationMetadata()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client.get_operation(operation.name).metadata.Unpack(meta)
+        if meta.stage == meta.Stage.EMBEDDING and meta.examples_embedded > 0:
+            return meta
+        time.sleep(0.1)
+    raise AssertionError(f"the build never reached EMBEDDING: {meta}")

@@ -68,7 +68,7 @@ def test_bad_model_ids(setup):
     payload = model_payload(setup["path"], [setup["data"]], search_config(16, "SQUARED_L2_DISTANCE"),
                             latent="embedding")
     with setup["server"].client() as client:
-        for bad in ("9lives", "-x", "UPPER", "a" * 64, "has space"):
+        for bad in ("9lives", "-x", "UPPER", "a" * 64, "has space", "trailing\n", "../up"):
             err = _error(lambda: client.upload_model(payload, model_id=bad))
             assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(err) == ["model_id"]
         err = _error(lambda: client.upload_model(payload, model_id="good"))

@@ -112,15 +112,19 @@ def test_delete_operation_forgets_without_cancelling(start_server, tmp_path):
 
 
 def test_a_long_silent_stage_is_not_taken_for_a_dead_worker(start_server, tmp_path):
-    """Model loading (TensorFlow import included) lasts far longer than the other
-    replica's heartbeat timeout; the build's heartbeats come from their own thread,
-    so the watching replica leaves it alone and the upload succeeds."""
-    path = tfmodels.tabular_embedding_model(str(tmp_path / "model"), n_features=8, latent_dim=16)
+    """One model run (the only batch of the embedding stage) lasts about twice the
+    other replica's heartbeat timeout; the build's heartbeats come from their own
+    thread, so the watching replica leaves it alone and the upload succeeds. (A
+    build that beat only between stages would be failed as dead.) The margins are
+    seconds, not tenths, so a loaded machine starving the heartbeat thread for a
+    moment cannot fail the test."""
+    path = tfmodels.slow_embedding_model(str(tmp_path / "model"), n_features=8, latent_dim=16,
+                                         seconds_per_batch=8.0)
     x = tfmodels.random_inputs(100, (8,), seed=1)
     data = write_jsonl(tmp_path / "d.jsonl", [{"features": r.tolist()} for r in x])
     store = str(tmp_path / "store")
-    builder = start_server(store=store, heartbeat_seconds=0.1)
-    start_server(store=store, heartbeat_timeout_seconds=1.5, store_poll_seconds=0.2)   # the watcher
+    builder = start_server(store=store, heartbeat_seconds=0.2)
+    start_server(store=store, heartbeat_timeout_seconds=4.0, store_poll_seconds=0.2)   # the watcher
     with builder.client() as client:
         op = client.upload_model(model_payload(path, [data], search_config(16, "DOT_PRODUCT_DISTANCE"),
                                                latent="embedding"), model_id="slow-start")

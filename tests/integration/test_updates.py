@@ -208,3 +208,33 @@ def test_replicas_switch_to_the_update_without_a_gap_and_updates_are_serialised(
         stop.set()
         a.kill()
         b.kill()
+
+
+def test_an_update_under_the_thread_runner_saves_the_same_layout(start_server, tmp_path):
+    """--build-runner thread runs the update's recipe in the serving process; it saves
+    the same files (the new segment named after its build) and answers as the oracle."""
+    store = tmp_path / "store"
+    server = start_server(store=str(store), build_runner="thread")
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(5000, D)).astype(np.float32)
+    np.save(tmp_path / "base.npy", base)
+    added = rng.normal(size=(50, D)).astype(np.float32)
+    np.save(tmp_path / "added.npy", added)                                # ids 5000..5049
+    config = {"config": {"dimensions": D, "approximateNeighborsCount": 6000, "distanceMeasureType":
+                         "SQUARED_L2_DISTANCE", "algorithmConfig": {"treeAhConfig": {
+                             "leafNodeEmbeddingCount": 500, "leafNodesToSearchPercent": 100}}}}
+    queries = rng.normal(size=(4, D)).astype(np.float32)
+    with server.client() as client:
+        client.wait(client.upload_model(model_payload("", [str(tmp_path / "base.npy")], config), "t"), timeout=120)
+        op = client.update_explanation_dataset("t", uris=[str(tmp_path / "added.npy")], remove_ids=["0", "1"])
+        assert json.loads(json.dumps(str(op.metadata)))                   # metadata is set
+        result = _update_result(client, op)
+        assert (result.examples_added, result.examples_removed) == (50, 2)
+        meta = client.get_operation(op.name)
+        from explaind.client import upload_metadata
+        assert upload_metadata(meta).build_runner == "thread"
+        x = np.concatenate([base[2:], added])
+        ids = [str(i) for i in range(2, 5050)]
+        assert _explain_ids(client, "t", queries) == _oracle_ids(x, ids, queries, 5)
+    current = json.loads((store / "models" / "t" / "model.json").read_text())["build_id"]
+    assert f"{current}.npy" in os.listdir(store / "models" / "t" / "segments")

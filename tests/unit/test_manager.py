@@ -101,6 +101,29 @@ def test_backoff_doubles_per_failure_of_one_build_up_to_its_cap():
     assert policy.after(LoadFailure("b0", "x", 0.0, 10), "b1") == 5      # a new build starts afresh
 
 
+def test_a_store_outage_backs_off_briefly_and_a_broken_model_long():
+    from explaind.server.serving.manager import LoadFailure
+    policy = RetryPolicy()
+    waits, previous = [], None
+    for _ in range(8):                      # the store unreachable for minutes
+        wait = policy.after(previous, "b1", transient=True)
+        waits.append(wait)
+        previous = LoadFailure("b1", "x", 0.0, wait, transient=True)
+    assert waits[0] == policy.transient_first_seconds < policy.first_seconds
+    assert max(waits) == policy.transient_max_seconds      # served within 30 s of the store's return
+    assert policy.after(LoadFailure("b1", "x", 0.0, 160.0), "b1") == policy.max_seconds
+
+
+def test_a_load_failed_by_the_store_is_recorded_as_transient(tmp_path):
+    from explaind.server.store.retry import StoreUnavailable
+    models = _publish(tmp_path)
+    loader = FlakyLoader(models, str(tmp_path / "cache"), 1, StoreUnavailable("the store is unreachable"))
+    manager = ModelManager(loader)
+    manager.set_aspired(models.published_builds())
+    failure = manager.failure("m", "b1")
+    assert failure.transient and failure.backoff == RetryPolicy().transient_first_seconds
+
+
 def test_a_model_that_fails_to_load_answers_unavailable_without_reloading_on_every_call(tmp_path):
     models = _publish(tmp_path)
     loader = FlakyLoader(models, str(tmp_path / "cache"), 99, OSError("index.faiss is truncated"))

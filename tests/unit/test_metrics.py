@@ -35,6 +35,8 @@ EXPECTED = {
     "explaind_build_stage_seconds": ("histogram", {"stage"}),
     "explaind_inflight_calls": ("gauge", set()),
     "explaind_rejected_calls": ("counter", {"reason"}),
+    "explaind_store_request_seconds": ("histogram", {"operation"}),
+    "explaind_store_errors": ("counter", {"operation"}),
 }
 
 
@@ -72,6 +74,8 @@ def touch_every_metric(m: Metrics) -> None:
     m.build_stage_seconds.labels(stage="embed").observe(2.0)
     m.inflight_calls.set(0)
     m.rejected_calls.labels(reason="queue_full").inc()
+    m.observe_store("read", 0.01, None)
+    m.observe_store("write", 0.5, TimeoutError())
     m.grpc_started.labels("unary", SERVICE, "Explain").inc()
     m.grpc_handled.labels("unary", SERVICE, "Explain", "OK").inc()
     m.grpc_handling_seconds.labels("unary", SERVICE, "Explain").observe(0.01)
@@ -258,3 +262,15 @@ def test_gpu_memory_read_through_nvml(tmp_path):
     m = Metrics(gpu_memory=False)
     m.registry.register(collector)
     assert m.registry.get_sample_value("explaind_gpu_memory_used_bytes", {"gpu": "1"}) == 2000
+
+
+def test_store_attempts_are_timed_and_failed_ones_counted():
+    m = Metrics(gpu_memory=False)
+    m.observe_store("read", 0.004, None)
+    m.observe_store("read", 2.0, TimeoutError("read timed out"))
+    m.observe_store("upload", 0.2, None)
+    get = m.registry.get_sample_value
+    assert get("explaind_store_request_seconds_count", {"operation": "read"}) == 2
+    assert get("explaind_store_request_seconds_bucket", {"operation": "read", "le": "0.005"}) == 1
+    assert get("explaind_store_errors_total", {"operation": "read"}) == 1
+    assert get("explaind_store_errors_total", {"operation": "upload"}) is None

@@ -10,13 +10,16 @@ import gen_protos  # noqa: E402
 
 def test_committed_stubs_match_protos(tmp_path):
     gen_protos.generate(tmp_path)
-    fresh = tmp_path / "explaind" / "v1"
-    committed = ROOT / "client" / "explaind" / "v1"
-    fresh_names = sorted(p.name for p in fresh.iterdir() if p.is_file())
-    committed_names = sorted(p.name for p in committed.iterdir() if p.is_file() and p.suffix in (".py", ".pyi"))
-    assert fresh_names == committed_names, "run: python tools/gen_protos.py"
-    stale = [n for n in fresh_names if (fresh / n).read_bytes() != (committed / n).read_bytes()]
-    assert not stale, f"stubs out of date with proto/: {stale}; run: python tools/gen_protos.py"
+    proto_folders = sorted(str(p.parent.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
+    assert sorted(set(proto_folders)) == sorted(gen_protos.PACKAGES), "a proto folder gen_protos does not generate"
+    for package in gen_protos.PACKAGES + ("explaind/vertex",):
+        fresh = tmp_path / package
+        committed = ROOT / "client" / package
+        fresh_names = sorted(p.name for p in fresh.iterdir() if p.is_file())
+        committed_names = sorted(p.name for p in committed.iterdir() if p.is_file() and p.suffix in (".py", ".pyi"))
+        assert fresh_names == committed_names, f"{package}: run python tools/gen_protos.py"
+        stale = [n for n in fresh_names if (fresh / n).read_bytes() != (committed / n).read_bytes()]
+        assert not stale, f"{package}: stubs out of date with proto/: {stale}; run: python tools/gen_protos.py"
 
 
 def test_seed_payloads_parse():

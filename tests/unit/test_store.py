@@ -1,6 +1,7 @@
 """The store's own guarantees, on a local folder (the S3 side runs in
 tests/integration/test_replicas_s3.py against an S3-compatible server)."""
 import threading
+import time
 
 import pytest
 from google.longrunning import operations_pb2
@@ -118,3 +119,121 @@ def test_one_update_of_a_model_at_a_time_and_pruning_keeps_what_is_read(tmp_path
     assert objects.list("models/m/builds") == ["b1"] and objects.list("models/m/segments") == ["b0.npy"]
     models.release_claim("m")
     models.claim_update(ModelRecord(model=published.model, operation="operations/third", build_id="b4"))
+
+
+def test_housekeeping_completes_an_operation_whose_model_was_published_but_final_write_lost(tmp_path):
+    """The store failed after the model record was written and before the operation's
+    final write: housekeeping ends it as the success it was, not ABORTED."""
+    from explaind.server.build.uploads import UploadManager
+    from explaind.server.config import Settings
+    from explaind.v1 import model_service_pb2
+
+    objects = ObjectStore(str(tmp_path))
+    models, operations = ModelStore(objects), OperationStore(objects)
+    uploads = UploadManager(models, operations, Settings(heartbeat_timeout_seconds=1))
+    try:
+        for model_id, published in (("done", True), ("dead", False)):
+            meta = model_service_pb2.UploadModelOperationMetadata(model=f"models/{model_id}")
+            op = operations_pb2.Operation(name=f"operations/{model_id}-op")
+            op.metadata.Pack(meta)
+            record = ModelRecord(model=model_pb2.Model(name=f"models/{model_id}", state=model_pb2.Model.BUILDING),
+                                 operation=op.name)
+            models.claim(record)
+            operations.put(OperationRecord(operation=op))
+            if published:
+                record.model.state = model_pb2.Model.READY
+                models.publish(record)
+        time.sleep(1.2)                                  # both silent past the heartbeat timeout
+        assert uploads.fail_stale_builds() == 2
+        done, dead = operations.get("done-op").operation, operations.get("dead-op").operation
+        assert done.done and not done.HasField("error")
+        response = model_service_pb2.UploadModelResponse()
+        done.response.Unpack(response)
+        assert response.model.name == "models/done" and models.get_published("done") is not None
+        assert dead.done and dead.error.code == 10 and "heartbeats" in dead.error.message    # ABORTED
+        assert models.get("dead") is None                 # the id is free again
+    finally:
+        uploads.shutdown()
+
+
+def test_a_build_releases_only_its_own_claim(tmp_path):
+    models = ModelStore(ObjectStore(str(tmp_path)))
+    models.claim(ModelRecord(model=model_pb2.Model(name="models/m"), operation="operations/new-upload"))
+    models.release_own_claim("m", "operations/old-build")     # ended elsewhere; the id was claimed again
+    assert models.get("m").operation == "operations/new-upload"
+    models.release_own_claim("m", "operations/new-upload")
+    assert models.get("m") is None
+    models.release_own_claim("m", "operations/new-upload")    # nothing left: no error
+
+
+def test_housekeeping_of_updates_keeps_the_published_build(tmp_path):
+    """A dead update's operation: only its staging build and segment go (the claim names
+    them), the published build stays. An update whose record was published but whose
+    final write (and claim release) was lost: completed with its counts, claim dropped."""
+    from explaind.server.build.uploads import UploadManager
+    from explaind.server.config import Settings
+    from explaind.v1 import model_service_pb2
+
+    objects = ObjectStore(str(tmp_path))
+    models, operations = ModelStore(objects), OperationStore(objects)
+    uploads = UploadManager(models, operations, Settings(heartbeat_timeout_seconds=1))
+    try:
+        for model_id, published_by_update in (("dead", False), ("done", True)):
+            update_op = f"operations/{model_id}-update"
+            record = ModelRecord(model=model_pb2.Model(name=f"models/{model_id}", state=model_pb2.Model.READY),
+                                 operation=f"operations/{model_id}-upload", build_id="b1")
+            for build in ("b1", "b2"):
+                objects.write(f"models/{model_id}/builds/{build}/meta.json",
+                              b'{"last_update": [3, 1]}' if build == "b2" else b"{}")
+                objects.write(f"models/{model_id}/segments/{build}.npy", b"x")
+            models.publish(record)
+            models.claim_update(ModelRecord(model=record.model, operation=update_op, build_id="b2"))
+            if published_by_update:
+                record.operation, record.build_id = update_op, "b2"
+                models.publish(record, release=False)
+            meta = model_service_pb2.UploadModelOperationMetadata(model=f"models/{model_id}", base_build="b1")
+            op = operations_pb2.Operation(name=update_op)
+            op.metadata.Pack(meta)
+            operations.put(OperationRecord(operation=op))
+        time.sleep(1.2)                                  # both silent past the heartbeat timeout
+        assert uploads.fail_stale_builds() == 2
+
+        dead = operations.get("dead-update").operation
+        assert dead.done and dead.error.code == 10 and "update again" in dead.error.message    # ABORTED
+        assert models.get_published("dead").build_id == "b1" and models.get_claim("dead") is None
+        assert objects.list("models/dead/builds") == ["b1"] and objects.list("models/dead/segments") == ["b1.npy"]
+
+        done = operations.get("done-update").operation
+        assert done.done and not done.HasField("error")
+        response = model_service_pb2.UpdateExplanationDatasetResponse()
+        assert done.response.Unpack(response)
+        assert (response.model.name, response.examples_added, response.examples_removed) == ("models/done", 3, 1)
+        assert models.get_published("done").build_id == "b2" and models.get_claim("done") is None
+    finally:
+        uploads.shutdown()
+
+
+def test_a_claim_left_by_an_ended_update_does_not_block_the_next(tmp_path):
+    """The release of an update's claim was lost (a store outage as it ended): the next
+    update clears a claim whose operation is done; one whose operation runs still holds."""
+    from explaind.server.build.uploads import UploadManager
+    from explaind.server.config import Settings
+    from explaind.server.errors import FailedPrecondition
+
+    objects = ObjectStore(str(tmp_path))
+    models, operations = ModelStore(objects), OperationStore(objects)
+    uploads = UploadManager(models, operations, Settings())
+    try:
+        published = ModelRecord(model=model_pb2.Model(name="models/m"), build_id="b1")
+        models.publish(published)
+        running = operations_pb2.Operation(name="operations/running")
+        operations.put(OperationRecord(operation=running))
+        models.claim_update(ModelRecord(model=published.model, operation=running.name, build_id="b2"))
+        with pytest.raises(FailedPrecondition):
+            uploads._claim_update(ModelRecord(model=published.model, operation="operations/next", build_id="b3"))
+        running.done = True
+        operations.put(OperationRecord(operation=running))
+        uploads._claim_update(ModelRecord(model=published.model, operation="operations/next", build_id="b3"))
+        assert models.get_claim("m").operation == "operations/next"
+    finally:
+        uploads.shutdown()

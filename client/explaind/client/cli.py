@@ -1,5 +1,5 @@
 """The `explaind` command: `serve` starts the daemon; every other subcommand
-(upload, operations, explain, models, metadata) is a client of it and uses
+(upload, update, operations, explain, models, metadata) is a client of it and uses
 only the client SDK."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import grpc
 from google.protobuf import json_format
 
-from explaind.client import Client, OperationError, upload_metadata
+from explaind.client import Client, OperationError, PayloadError, upload_metadata
 from explaind.client.client import operation_result
 from explaind.v1 import model_service_pb2
 
@@ -38,19 +38,23 @@ def parser() -> argparse.ArgumentParser:
     def client_parser(name, help_text):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--target", default="localhost:8500", help="daemon address (host:port)")
+        add_connection_arguments(p)
         return p
 
     upload = client_parser("upload", "upload a model (starts a build operation)")
-    upload.add_argument("model", help="the Model as JSON: a file path, or '-' for stdin "
-                                      "(Vertex AI's model payload parses unchanged)")
-    upload.add_argument("--model-id", default="")
+    upload.add_argument("model", help="a JSON file ('-' for stdin): the Model, or a whole UploadModel "
+                                      "request body; Vertex AI's documented payloads parse unchanged")
+    upload.add_argument("--model-id", default="", help="the model id (replaces the body's modelId)")
     upload.add_argument("--wait", action="store_true", help="wait for the build, with a progress bar")
 
     update = client_parser("update", "add examples to a model, remove them by id, or retrain its index")
     update.add_argument("model", help="models/{id} or the id")
+    update.add_argument("--request", default="", help="a JSON file ('-' for stdin): the UpdateExplanationDataset "
+                                                      "request body or its Examples; Vertex AI's documented "
+                                                      "payloads parse unchanged (the flags below replace its values)")
     update.add_argument("--add", nargs="*", default=[], help="data set files (any upload format; globs)")
     update.add_argument("--jsonl", action="store_true", help="the added files are JSONL whatever their names")
-    update.add_argument("--remove", nargs="*", default=[], help="ids of examples to remove")
+    update.add_argument("--remove", nargs="*", default=None, help="ids of examples to remove")
     update.add_argument("--retrain", action="store_true", help="train a compressed index's codebooks again")
     update.add_argument("--wait", action="store_true", help="wait for the update, with a progress bar")
 
@@ -61,17 +65,26 @@ def parser() -> argparse.ArgumentParser:
 
     explain = client_parser("explain", "explain instances")
     explain.add_argument("model", help="models/{id} or the id")
-    explain.add_argument("instances", help="a JSON file with a list of instances, a JSONL file, or '-'")
+    explain.add_argument("instances", help="a JSON file ('-' for stdin): a list of instances, a JSONL file, or "
+                                           "a whole Explain request body ({\"instances\": [...], "
+                                           "\"explanation_spec_override\": {...}}); the flags below replace "
+                                           "the body's values")
     explain.add_argument("--neighbor-count", type=int, default=0)
     explain.add_argument("--crowding-count", type=int, default=0)
-    explain.add_argument("--restrict", action="append", default=[],
-                         help='a namespace restriction as JSON, e.g. {"namespace":"color","allow":["red"]}')
+    explain.add_argument("--restrict", action="append", default=None,
+                         help='a namespace restriction as JSON, e.g. {"namespace":"color","allow":["red"]}; '
+                              "repeat for several (they replace the body's restrictions)")
     explain.add_argument("--embeddings", action="store_true", help="instances are embeddings")
     explain.add_argument("--return-embeddings", action="store_true")
 
     models = client_parser("models", "list, get or delete models")
     models.add_argument("action", choices=["list", "get", "delete"])
     models.add_argument("name", nargs="?", default="")
+
+    quickstart = sub.add_parser("quickstart", help="train a small Keras model, upload it to a daemon (started "
+                                                   "here unless --target), explain and predict")
+    quickstart.add_argument("--target", default="", help="use this daemon (host:port) instead of starting one")
+    quickstart.add_argument("--dir", default="", help="work folder (default: a new temporary folder, kept)")
 
     metadata = sub.add_parser("metadata", help="write explanation_metadata.json for a SavedModel")
     metadata.add_argument("model_path")
@@ -80,16 +93,46 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def add_connection_arguments(p: argparse.ArgumentParser) -> None:
+    """TLS and credentials of a client command (docs/security.md)."""
+    p.add_argument("--tls", action="store_true", help="TLS, the server checked against the system's root CAs")
+    p.add_argument("--tls-ca-file", default="", help="TLS, the server checked against this CA (PEM)")
+    p.add_argument("--tls-cert-file", default="", help="client certificate for mutual TLS (PEM)")
+    p.add_argument("--tls-key-file", default="", help="the client certificate's key (PEM)")
+    p.add_argument("--tls-server-name", default="", help="the name to expect in the server's certificate")
+    p.add_argument("--token-file", default="", help="a file holding the bearer token (else $EXPLAIND_TOKEN)")
+
+
+def connection_options(args) -> dict:
+    return dict(tls=args.tls or None, tls_ca_file=args.tls_ca_file, tls_cert_file=args.tls_cert_file,
+                tls_key_file=args.tls_key_file, tls_server_name=args.tls_server_name,
+                token_file=args.token_file, token=None if args.token_file else os.environ.get("EXPLAIND_TOKEN"))
+
+
 def run(args) -> int:
     if args.command == "metadata":
         return _metadata(args)
+    if args.command == "quickstart":
+        from explaind.client import quickstart
+        return quickstart.run(args.target, args.dir)
     try:
-        with Client(args.target) as client:
+        client = Client(args.target, **connection_options(args))
+    except (OSError, ValueError) as e:      # an unreadable certificate or token file
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        with client:
             return COMMANDS[args.command](client, args)
     except grpc.RpcError as e:
         print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
         return 1
     except OperationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except PayloadError as e:
+        print(f"error: INVALID_ARGUMENT: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:       # an unreadable file, JSON that does not parse
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -107,10 +150,7 @@ def _print(message) -> None:
 
 
 def _upload(client: Client, args) -> int:
-    payload = _read_json(args.model)
-    if isinstance(payload, dict) and "model" in payload and isinstance(payload["model"], dict):
-        payload = payload["model"]      # a whole UploadModel request body
-    op = client.upload_model(payload, model_id=args.model_id)
+    op = client.upload_model(_read_json(args.model), model_id=args.model_id)
     print(op.name, flush=True)
     if not args.wait:
         return 0
@@ -160,11 +200,11 @@ def _wait_done(client: Client, name: str):
 
 
 def _explain(client: Client, args) -> int:
-    instances = _read_json(args.instances)
-    if isinstance(instances, dict):
-        instances = instances.get("instances", [instances])
-    restrictions = [json.loads(r) for r in args.restrict]
-    response = client.explain(args.model, instances, neighbor_count=args.neighbor_count,
+    payload = _read_json(args.instances)
+    if isinstance(payload, dict) and "instances" not in payload:
+        payload = [payload]                 # one instance
+    restrictions = None if args.restrict is None else [json.loads(r) for r in args.restrict]
+    response = client.explain(args.model, payload, neighbor_count=args.neighbor_count,
                               crowding_count=args.crowding_count, restrictions=restrictions,
                               return_embeddings=args.return_embeddings, embeddings=args.embeddings)
     _print(response)
@@ -199,7 +239,7 @@ def _metadata(args) -> int:
 
 def _update(client: Client, args) -> int:
     op = client.update_explanation_dataset(args.model, uris=args.add, remove_ids=args.remove, retrain=args.retrain,
-                                           jsonl=args.jsonl)
+                                           jsonl=args.jsonl, request=_read_json(args.request) if args.request else None)
     print(op.name, flush=True)
     if not args.wait:
         return 0

@@ -8,17 +8,19 @@
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
-from google.protobuf import duration_pb2, json_format, struct_pb2
+from google.protobuf import duration_pb2, struct_pb2
 
+from explaind.client import payloads
+from explaind.client.retries import channel_options, same_upload, upload_with_retry
+from explaind.client.channel import MAX_MESSAGE_BYTES, make_channel  # noqa: F401 (re-exported)
 from explaind.client.values import to_python, to_value
 from explaind.v1 import explanation_pb2, model_pb2, model_service_pb2, model_service_pb2_grpc, \
     prediction_service_pb2, prediction_service_pb2_grpc
-
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class OperationError(Exception):
@@ -38,10 +40,11 @@ def _code_tuple(code: int):
 
 
 class Client:
-    def __init__(self, target: str = "localhost:8500", channel: grpc.Channel | None = None):
-        self.channel = channel or grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+    def __init__(self, target: str = "localhost:8500", channel: grpc.Channel | None = None, **security):
+        """`security`: make_channel's tls, tls_ca_file, tls_cert_file, tls_key_file,
+        tls_server_name, token, token_file (TLS, mutual TLS, a bearer token). The retry
+        policy (retries.py) applies to channels made here, not to one passed in."""
+        self.channel = channel or make_channel(target, options=channel_options(MAX_MESSAGE_BYTES), **security)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.operations = operations_pb2_grpc.OperationsStub(self.channel)
@@ -57,11 +60,30 @@ class Client:
 
     # --- models ---
     def upload_model(self, model: dict | model_pb2.Model, model_id: str = "", timeout: float = 60) -> operations_pb2.Operation:
-        """`model` is a Model message or its JSON form (Vertex AI's camelCase or snake_case)."""
-        if isinstance(model, dict):
-            model = json_format.ParseDict(model, model_pb2.Model())
-        return self.models.UploadModel(model_service_pb2.UploadModelRequest(model=model, model_id=model_id),
-                                       timeout=timeout)
+        """`model`: a Model message, its JSON form, or a whole UploadModel request body
+        ({"model": {...}, "modelId": ...}) as Vertex AI documents it (camelCase or
+        snake_case, enum values in any case). A non-empty `model_id` replaces the body's.
+        Raises PayloadError naming a field explaind does not understand. With a model id
+        the upload is retried on UNAVAILABLE (see retries.py); without one, never."""
+        if isinstance(model, model_pb2.Model):
+            request = model_service_pb2.UploadModelRequest(model=model, model_id=model_id)
+        else:
+            request = payloads.upload_request(model, model_id)
+        send = functools.partial(self.models.UploadModel, request, timeout=timeout)
+        if not request.model_id:
+            return send()
+        return upload_with_retry(send, lambda: self._started_upload(request.model, request.model_id))
+
+    def _started_upload(self, model: model_pb2.Model, model_id: str) -> operations_pb2.Operation | None:
+        """The newest operation of `model_id` if the model stored there is `model`."""
+        try:
+            stored = self.get_model(model_id)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        operations = self.list_operations(filter=f"model={model_id}") if same_upload(stored, model) else []
+        return max(operations, key=lambda op: upload_metadata(op).create_time.ToNanoseconds(), default=None)
 
     def get_model(self, name: str, timeout: float = 30) -> model_pb2.Model:
         return self.models.GetModel(model_service_pb2.GetModelRequest(name=_model_name(name)), timeout=timeout)
@@ -75,21 +97,38 @@ class Client:
             if not token:
                 return out
 
-    def update_explanation_dataset(self, name: str, uris: list[str] | None = None, remove_ids=(),
-                                   retrain: bool = False, jsonl: bool = False,
+    def update_explanation_dataset(self, name: str, uris: list[str] | None = None, remove_ids=None,
+                                   retrain: bool = False, jsonl: bool = False, request=None,
                                    timeout: float = 60) -> operations_pb2.Operation:
         """Adds the examples of `uris`, removes those with ids `remove_ids`, or retrains
         the index: a new version of the model (wait() returns it). `jsonl`: every file
-        is JSONL whatever its name (exampleGcsSource.dataFormat = JSONL)."""
-        request = model_service_pb2.UpdateExplanationDatasetRequest(
-            model=_model_name(name), remove_example_ids=list(remove_ids), retrain=retrain)
-        if uris and jsonl:
-            source = request.examples.example_gcs_source
-            source.data_format = source.JSONL
+        is JSONL whatever its name (exampleGcsSource.dataFormat = JSONL).
+
+        `request`: an UpdateExplanationDatasetRequest, its JSON body as Vertex AI
+        documents it ({"examples": {"exampleGcsSource": ...}}, with explaind's
+        removeExampleIds and retrain) or the bare Examples. Each argument given
+        (uris, remove_ids, retrain) replaces that part of it, as command-line flags
+        override a file. Raises PayloadError naming a field explaind does not
+        understand. Not retried: a repeat would apply the change twice."""
+        if isinstance(request, model_service_pb2.UpdateExplanationDatasetRequest):
+            message = model_service_pb2.UpdateExplanationDatasetRequest()
+            message.CopyFrom(request)
+        else:
+            message = payloads.update_request(request if request is not None else {})
+        message.model = _model_name(name)
+        if uris:
+            message.examples.ClearField("example_gcs_source")
+            message.examples.ClearField("gcs_source")
+            source = message.examples.example_gcs_source if jsonl else message.examples
+            if jsonl:
+                source.data_format = source.JSONL
             source.gcs_source.uris.extend(uris)
-        elif uris:
-            request.examples.gcs_source.uris.extend(uris)
-        return self.models.UpdateExplanationDataset(request, timeout=timeout)
+        if remove_ids is not None:
+            del message.remove_example_ids[:]
+            message.remove_example_ids.extend(remove_ids)
+        if retrain:
+            message.retrain = True
+        return self.models.UpdateExplanationDataset(message, timeout=timeout)
 
     def delete_model(self, name: str, timeout: float = 30) -> None:
         self.models.DeleteModel(model_service_pb2.DeleteModelRequest(name=_model_name(name)), timeout=timeout)
@@ -138,25 +177,37 @@ class Client:
                 raise TimeoutError(f"operation {name} not done after {timeout}s")
 
     # --- predictions ---
-    def explain(self, name: str, instances: list, neighbor_count: int = 0, crowding_count: int = 0,
+    def explain(self, name: str, instances, neighbor_count: int = 0, crowding_count: int = 0,
                 restrictions: list[dict] | None = None, return_embeddings: bool = False,
                 embeddings: bool = False, override: dict | None = None,
                 timeout: float = 30) -> prediction_service_pb2.ExplainResponse:
-        """`instances`: JSON values (dicts keyed by input name, or embeddings when embeddings=True)."""
-        request = prediction_service_pb2.ExplainRequest(name=_model_name(name),
-                                                        instances=[_value(i) for i in instances])
+        """`instances`: a list of JSON values (dicts keyed by input name, or embeddings when
+        embeddings=True), or a whole Explain request body as Vertex AI documents it
+        ({"instances": [...], "explanation_spec_override": {...}}).
+
+        `override` (an ExplanationSpecOverride as JSON) replaces the body's; then each
+        argument given (a count above 0, restrictions, a flag set) replaces that part
+        of it, as command-line flags override a file."""
+        request = payloads.explain_request(instances, _model_name(name))
         if override is not None:
-            json_format.ParseDict(override, request.explanation_spec_override)
+            request.explanation_spec_override.Clear()
+            payloads.parse(override, request.explanation_spec_override, "explanation_spec_override")
         examples = request.explanation_spec_override.examples_override
-        if neighbor_count or crowding_count or restrictions or return_embeddings or embeddings:
+        if neighbor_count:
             examples.neighbor_count = neighbor_count
+        if crowding_count:
             examples.crowding_count = crowding_count
-            examples.return_embeddings = return_embeddings
-            if embeddings:
-                examples.data_format = explanation_pb2.ExamplesOverride.DataFormat.EMBEDDINGS
-            for r in restrictions or []:
-                examples.restrictions.add(namespace_name=r.get("namespace_name", r.get("namespace", "")),
-                                          allow=r.get("allow", []), deny=r.get("deny", []))
+        if restrictions is not None:
+            del examples.restrictions[:]
+            for i, restriction in enumerate(restrictions):
+                restriction = dict(restriction)
+                if "namespace" in restriction:      # the short form the CLI's --restrict documents
+                    restriction["namespace_name"] = restriction.pop("namespace")
+                payloads.parse(restriction, examples.restrictions.add(), f"restrictions[{i}]")
+        if return_embeddings:
+            examples.return_embeddings = True
+        if embeddings:
+            examples.data_format = explanation_pb2.ExamplesOverride.DataFormat.EMBEDDINGS
         return self.predictions.Explain(request, timeout=timeout)
 
     def predict(self, name: str, instances: list, timeout: float = 30) -> list:

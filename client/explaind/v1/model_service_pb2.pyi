@@ -31,7 +31,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ...) -> None: ...
 
 class UploadModelOperationMetadata(_message.Message):
-    __slots__ = ("create_time", "update_time", "stage", "examples_embedded", "examples_total", "progress_percent", "model", "worker", "base_build")
+    __slots__ = ("create_time", "update_time", "stage", "examples_embedded", "examples_total", "progress_percent", "model", "worker", "build_runner", "base_build")
     class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STAGE_UNSPECIFIED: _ClassVar[UploadModelOperationMetadata.Stage]
@@ -58,6 +58,7 @@ class UploadModelOperationMetadata(_message.Message):
     PROGRESS_PERCENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
+    BUILD_RUNNER_FIELD_NUMBER: _ClassVar[int]
     BASE_BUILD_FIELD_NUMBER: _ClassVar[int]
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
@@ -67,8 +68,9 @@ class UploadModelOperationMetadata(_message.Message):
     progress_percent: float
     model: str
     worker: str
+    build_runner: str
     base_build: str
-    def __init__(self, create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage: _Optional[_Union[UploadModelOperationMetadata.Stage, str]] = ..., examples_embedded: _Optional[int] = ..., examples_total: _Optional[int] = ..., progress_percent: _Optional[float] = ..., model: _Optional[str] = ..., worker: _Optional[str] = ..., base_build: _Optional[str] = ...) -> None: ...
+    def __init__(self, create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage: _Optional[_Union[UploadModelOperationMetadata.Stage, str]] = ..., examples_embedded: _Optional[int] = ..., examples_total: _Optional[int] = ..., progress_percent: _Optional[float] = ..., model: _Optional[str] = ..., worker: _Optional[str] = ..., build_runner: _Optional[str] = ..., base_build: _Optional[str] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
     __slots__ = ("name",)

@@ -27,7 +27,8 @@ from .config import Settings, use_gpu
 from .control.control_plane import ControlPlane
 from .index.backend import limit_cpu_threads
 from .interceptors import DrainInterceptor, build_interceptors
-from .metrics import Metrics, start_metrics_server, stop_metrics_server
+from .metrics import Metrics, stop_metrics_server
+from .security import RecordingServer, Security
 from .serving.data_plane import DataPlane
 from .serving.engine import Engine
 from .serving.loader import BuildLoader
@@ -37,7 +38,9 @@ from .shutdown import GracefulShutdown
 from .store.models import ModelStore
 from .store.objects import ObjectStore
 from .store.operations import OperationStore
+from .store.retry import StoreRetry
 from .store.source import PublishedModelsSource
+from .vertex import compat as vertex
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ SERVICES = (
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name,
 )
+# Health answers for these too (Vertex's PredictionService has no descriptors here, so no reflection).
+HEALTH_SERVICES = ("",) + SERVICES + vertex.SERVICES
 
 
 class Daemon:
@@ -54,7 +59,9 @@ class Daemon:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
-        objects = ObjectStore(settings.store)
+        self.security = Security(settings, self.metrics)     # TLS, auth, --allowed-uri-prefix: checked first
+        objects = ObjectStore(settings.store, StoreRetry(attempts=settings.store_attempts),
+                              timeout_s=settings.store_timeout_seconds, observe=self.metrics.observe_store)
         self.models = ModelStore(objects)
         self.operations = OperationStore(objects)
         cache = settings.cache_dir or os.path.join(tempfile.gettempdir(), "explaind-cache")
@@ -67,6 +74,8 @@ class Daemon:
         self.data_plane = DataPlane(self.manager, self.engine, Limits.of(settings), self.metrics)
         self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager)
         self.drain = DrainInterceptor(self.metrics)
+        self.vertex = vertex.VertexCompat(settings, self.data_plane, self.control_plane, self.metrics, self.drain,
+                                          self.security)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -92,34 +101,45 @@ class Daemon:
         s = self.settings
         # The first sync happens before the port opens, so a restarted replica serves at once.
         await asyncio.to_thread(self.source.poll)
-        self.server = grpc.aio.server(
-            interceptors=build_interceptors(self.metrics, self.drain, s.max_concurrent_calls),
-            options=self._server_options(), maximum_concurrent_rpcs=None)
+        auth, innermost = self.security.interceptors()
+        self.server = RecordingServer(grpc.aio.server(
+            interceptors=build_interceptors(self.metrics, self.drain, s.max_concurrent_calls, auth=auth,
+                                            innermost=innermost),
+            options=self._server_options(), maximum_concurrent_rpcs=None))
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.control_plane), self.server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.data_plane), self.server)
         operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.control_plane), self.server)
+        self.vertex.add_to(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            SERVICES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server)
-        self.port = self.server.add_insecure_port(f"{s.host}:{s.port}")
+        if not s.disable_reflection:
+            reflection.enable_server_reflection(
+                SERVICES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+                self.server)
+        self.security.check_methods(self.server)
+        self.port = self.security.add_port(self.server, f"{s.host}:{s.port}")
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {s.host}:{s.port}")
-        self._metrics_server, self.metrics_port = start_metrics_server(s.metrics_port, self.metrics.registry)
+        self._metrics_server, self.metrics_port = self.security.start_metrics_server(s.metrics_port,
+                                                                                     self.metrics.registry)
         await self.server.start()
-        for service in ("",) + SERVICES:
+        await self.vertex.start()
+        await self.security.start_health_port(self.health, self._server_options())
+        for service in HEALTH_SERVICES:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self.source.run(self._stop, on_tick=self._housekeeping)))
-        self.shutdown = GracefulShutdown(self.server, self.health, ("",) + SERVICES, self.drain,
-                                         grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped)
+        self.shutdown = GracefulShutdown(self.server, self.health, HEALTH_SERVICES, self.drain,
+                                         grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped,
+                                         port=self.port)
         log.info("explaind serving", extra={"port": self.port, "metrics_port": self.metrics_port,
                                             "store": s.store})
+        self.security.warn_if_exposed(self.port)
 
     def _housekeeping(self) -> None:
         """Each poll: end builds whose worker died, and export operations by state."""
         operations = self.operations.list()
-        self.uploads.fail_stale_builds(operations)   # may end some: counted below as they are now
+        if not self.settings.disable_model_uploads:     # a read-only replica writes nothing to the store
+            self.uploads.fail_stale_builds(operations)   # may end some: counted below as they are now
         counts = {"RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
         for op in operations:
             if not op.operation.done:
@@ -135,7 +155,9 @@ class Daemon:
         self._stop.set()
         for task in self._tasks:
             task.cancel()
+        await self.vertex.stop()
         await self.engine.close()
+        await self.security.stop()
         await asyncio.to_thread(self.uploads.shutdown)
         if self._metrics_server is not None:
             stop_metrics_server(self._metrics_server)
@@ -154,7 +176,10 @@ async def serve(settings: Settings, ready=None) -> None:
     daemon = Daemon(settings)
     await daemon.start()
     daemon.shutdown.install()
-    announce(f"explaind listening on port {daemon.port} (metrics on {daemon.metrics_port}, store {settings.store})")
+    http = f", http on {daemon.vertex.http_port}" if daemon.vertex.http_port else ""
+    health = f", health on {daemon.security.health_port}" if daemon.security.health_port else ""
+    announce(f"explaind listening on port {daemon.port} (metrics on {daemon.metrics_port}{http}, "
+             f"store {settings.store}{health})")
     if ready is not None:
         ready(daemon)
     await daemon.wait()

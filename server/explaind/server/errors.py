@@ -41,6 +41,10 @@ class FailedPrecondition(ExplaindError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class PermissionDenied(ExplaindError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ResourceExhausted(ExplaindError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -63,6 +67,16 @@ class Unimplemented(ExplaindError):
 
 class DimensionMismatch(InvalidArgument):
     """Vectors whose size is not the index's (or the configured) dimensions."""
+
+
+def enum_name(enum_type, value: int, field: str) -> str:
+    """The name of an enum value from a request. proto3 enums are open: an unknown
+    number parses fine and must be refused here, naming the field."""
+    try:
+        return enum_type.Name(value)
+    except ValueError:
+        raise InvalidArgument(f"unknown value {value}; expected one of {list(enum_type.keys())}", field=field) \
+            from None
 
 
 @contextlib.contextmanager

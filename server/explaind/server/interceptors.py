@@ -7,12 +7,17 @@ may refuse a call by aborting before the handler runs; scopes further out
 then see that refusal like any other failed call.
 
 Order (first = outermost), as `build_interceptors` returns it:
-RequestIdInterceptor, MetricsInterceptor, DrainInterceptor, LimitsInterceptor.
-Calls refused by drain or limits are then still logged and counted.
+RequestIdInterceptor, MetricsInterceptor, AuthInterceptor, DrainInterceptor,
+LimitsInterceptor, DecodeInterceptor (Auth and Decode live in security/).
+Calls refused by auth, drain or limits are then still logged and counted;
+unauthenticated calls never count as in flight; request bytes are parsed
+last, inside every check.
 
 Only async behaviours (what grpc.aio servicers have) are wrapped; a sync
 behaviour passes through unwrapped, since wrapping it in a coroutine would
-hand it the async context it does not expect.
+hand it the async context it does not expect. (In the daemon DecodeInterceptor,
+innermost, has already made every behaviour async; AuthInterceptor refuses
+one it could not wrap.)
 """
 from __future__ import annotations
 
@@ -218,14 +223,17 @@ class DrainInterceptor(_ScopeInterceptor):
         self._inflight += 1
         if self._metrics is not None:
             self._metrics.inflight_calls.inc()
-        try:
-            yield
-        finally:
-            self._inflight -= 1
-            if self._metrics is not None:
-                self._metrics.inflight_calls.dec()
-            if self._inflight == 0 and self._idle is not None:
-                self._idle.set()
+        # A call ends when its status has gone out, after the handler returns: the
+        # shutdown closes the connections once idle, and must not cut a response.
+        context.add_done_callback(self._call_done)
+        yield
+
+    def _call_done(self, _context) -> None:
+        self._inflight -= 1
+        if self._metrics is not None:
+            self._metrics.inflight_calls.dec()
+        if self._inflight == 0 and self._idle is not None:
+            self._idle.set()
 
 
 # -- concurrency limit --------------------------------------------------------
@@ -294,6 +302,7 @@ class RequestIdInterceptor(_ScopeInterceptor):
     @contextlib.asynccontextmanager
     async def scope(self, details, context):
         request_id = self.request_id_of(context.invocation_metadata())
+        peer = _peer(context)     # now: after a client cancels a stream, context.peer() crashes the process
         token = request_id_var.set(request_id)
         start = time.perf_counter()
         exc: BaseException | None = None
@@ -317,9 +326,12 @@ class RequestIdInterceptor(_ScopeInterceptor):
                     "code": code.name,
                     "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                     "request_id": request_id,
-                    "peer": _peer(context),
+                    "peer": peer,
                 })
-            request_id_var.reset(token)
+            try:
+                request_id_var.reset(token)
+            except ValueError:    # a cancelled stream's generator is closed from another context
+                pass
 
 
 def _keep_request_id_trailer(context, request_id: str) -> None:
@@ -338,14 +350,17 @@ def _peer(context) -> str:
 
 def build_interceptors(metrics: Metrics, drain: DrainInterceptor | None = None,
                        max_concurrent_calls: int | None = None,
-                       request_ids: bool = True) -> list[aio.ServerInterceptor]:
+                       request_ids: bool = True, auth: Iterable[aio.ServerInterceptor] = (),
+                       innermost: Iterable[aio.ServerInterceptor] = ()) -> list[aio.ServerInterceptor]:
     """The interceptors in their intended order, for grpc.aio.server(interceptors=...)."""
     chain: list[aio.ServerInterceptor] = []
     if request_ids:
         chain.append(RequestIdInterceptor())
     chain.append(MetricsInterceptor(metrics))
+    chain.extend(auth)
     if drain is not None:
         chain.append(drain)
     if max_concurrent_calls:
         chain.append(LimitsInterceptor(max_concurrent_calls, metrics))
+    chain.extend(innermost)
     return chain

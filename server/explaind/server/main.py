@@ -20,14 +20,24 @@ def serve_command(args) -> int:
     from .logging_setup import configure_logging
 
     settings = config.resolve(args)
+    from .build.runners import check_settings
+    try:
+        check_settings(settings)
+    except ValueError as e:
+        print(f"explaind serve: {e}", file=sys.stderr)
+        return 2
     if settings.workers > 1:
         from .workers import run_workers
         return run_workers(settings)
+    from .security import SettingsError
     configure_logging(settings.log_level, json_format=settings.log_json)
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         pass
+    except SettingsError as e:
+        print(f"explaind serve: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

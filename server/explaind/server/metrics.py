@@ -28,6 +28,8 @@ _QUEUE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.0
 _COMPUTE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Build stages run for seconds to hours.
 _BUILD_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0)
+# One store request: milliseconds (a local folder) to the request timeout (a hung store).
+_STORE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 OPERATION_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -82,7 +84,8 @@ class Metrics:
             registry=r)
         self.rejected_calls = Counter(
             "explaind_rejected_calls_total",
-            "Calls refused before any work: concurrency_limit, queue_full, draining, deadline.",
+            "Calls refused before any work: concurrency_limit, queue_full, draining, deadline, "
+            "unauthenticated, permission_denied.",
             ("reason",), registry=r)
 
         # Models and indexes.
@@ -114,10 +117,33 @@ class Metrics:
             "explaind_build_stage_seconds", "Duration of each upload build stage.",
             ("stage",), buckets=_BUILD_BUCKETS, registry=r)
 
+        # Vertex AI compatibility: the REST port (--http-port).
+        self.http_requests = Counter(
+            "explaind_http_requests", "REST calls answered, by route and HTTP status.",
+            ("route", "code"), registry=r)
+        self.http_request_seconds = Histogram(
+            "explaind_http_request_seconds", "REST call duration, by route.",
+            ("route",), buckets=_HANDLING_BUCKETS, registry=r)
+        # The store (every attempt of every request, by operation: read, write, create,
+        # exists, delete, list, upload, download).
+        self.store_request_seconds = Histogram(
+            "explaind_store_request_seconds", "Duration of one store request attempt, failed ones included.",
+            ("operation",), buckets=_STORE_BUCKETS, registry=r)
+        self.store_errors = Counter(
+            "explaind_store_errors_total",
+            "Store request attempts that failed (not-found and already-exists answers are not failures).",
+            ("operation",), registry=r)
+
         self.gpu_memory: GpuMemoryCollector | None = None
         if gpu_memory:
             self.gpu_memory = GpuMemoryCollector()
             r.register(self.gpu_memory)
+
+    def observe_store(self, operation: str, seconds: float, error: BaseException | None) -> None:
+        """The store's `observe` hook (store/retry.py): one call per request attempt."""
+        self.store_request_seconds.labels(operation=operation).observe(seconds)
+        if error is not None:
+            self.store_errors.labels(operation=operation).inc()
 
     def preregister_grpc_method(self, full_method: str, grpc_type: str = "unary") -> None:
         """Export zero series for a method before its first call, as go-grpc-prometheus's

@@ -4,7 +4,9 @@ SIGKILL after terminationGracePeriodSeconds).
 On the first signal: health goes NOT_SERVING (for "" and every listed
 service) so load balancers stop sending; after an optional `drain_delay_s`
 (time for them to notice) new calls are refused with UNAVAILABLE while calls
-in flight finish, for up to `grace_s`; then the server stops. A second signal
+in flight finish, for up to `grace_s`; then the sockets on `port` are shut
+down (sockets.py: calls still in transit fail with UNAVAILABLE, not the
+CANCELLED that stop() would give them) and the server stops. A second signal
 stops at once. `wait()` then returns and the serve coroutine can return, so
 the process exits 0.
 
@@ -22,19 +24,25 @@ from typing import Awaitable, Callable, Iterable
 
 from grpc import aio
 
+from .sockets import shut_down_port
+
 log = logging.getLogger(__name__)
 
 NOT_SERVING = 2  # grpc.health.v1.HealthCheckResponse.ServingStatus.NOT_SERVING
+# Between the last call's end and the sockets' shutdown: its response is already
+# with the kernel, this only leaves slack for a loaded event loop.
+SETTLE_S = 0.05
 
 
 class GracefulShutdown:
     def __init__(self, server: aio.Server, health=None, services: Iterable[str] = (),
                  drain=None, grace_s: float = 20.0, drain_delay_s: float = 0.0,
-                 on_stopped: Callable[[], Awaitable[None] | None] | None = None):
+                 on_stopped: Callable[[], Awaitable[None] | None] | None = None, port: int = 0):
         """`health`: a grpc_health.v1.health.aio.HealthServicer. `drain`: a
         DrainInterceptor (or anything with start_draining() and async
         wait_idle(timeout)). `on_stopped`: run after the server stopped (close
-        the batcher, the metrics server...)."""
+        the batcher, the metrics server...). `port`: the serving port, whose
+        sockets are shut down before the stop (0: none)."""
         self._server = server
         self._health = health
         self._services = [s for s in services if s]
@@ -43,6 +51,7 @@ class GracefulShutdown:
         self.drain_delay_s = drain_delay_s
         self.exempt_grace_s = 1.0
         self._on_stopped = on_stopped
+        self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signals: tuple[int, ...] = ()
         self._task: asyncio.Task | None = None
@@ -102,8 +111,11 @@ class GracefulShutdown:
                     # whole grace period.
                     stop_grace = min(stop_grace, self.exempt_grace_s)
                 else:
-                    log.warning("grace period over with calls still in flight; they are cancelled",
+                    log.warning("grace period over with calls still in flight; they end with UNAVAILABLE",
                                 extra={"inflight": getattr(self._drain, "inflight", None)})
+            if self.port:
+                await asyncio.sleep(SETTLE_S)
+                shut_down_port(self.port)
             await self._server.stop(stop_grace)
             if self._on_stopped is not None:
                 result = self._on_stopped()

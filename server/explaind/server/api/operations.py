@@ -5,7 +5,10 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2
 
 from ..control.control_plane import ControlPlane
+from ..errors import InvalidArgument
 from .status import translate_errors
+
+MAX_WAIT_SECONDS = 24 * 3600     # a Duration may hold 10,000 years; the wait itself goes by the call's deadline
 
 
 class OperationsServicer(operations_pb2_grpc.OperationsServicer):
@@ -26,7 +29,10 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         """Returns when the operation is done, its timeout passes, or the call's deadline nears."""
         limits = []
         if request.HasField("timeout"):
-            limits.append(request.timeout.ToTimedelta().total_seconds())
+            timeout = request.timeout.seconds + request.timeout.nanos / 1e9
+            if not 0 <= timeout <= MAX_WAIT_SECONDS:
+                raise InvalidArgument(f"must be between 0 and {MAX_WAIT_SECONDS} seconds", field="timeout")
+            limits.append(timeout)
         remaining = context.time_remaining()
         if remaining is not None:
             limits.append(max(0.0, remaining - 0.1))   # answer before the caller gives up

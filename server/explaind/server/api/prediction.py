@@ -7,7 +7,9 @@ import numpy as np
 
 from explaind.v1 import prediction_service_pb2, prediction_service_pb2_grpc
 
+from ..errors import NotFound
 from ..serving.data_plane import DataPlane
+from ..serving.requests import reject_parameters
 from ..serving.results import InstanceExplanation
 from . import names
 from .status import translate_errors
@@ -19,18 +21,29 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @translate_errors
     async def Explain(self, request, context):
-        explanations = await self.plane.explain(names.model_id(request.name), request.instances,
+        model_id = names.model_id(request.name)
+        _check_deployed_model(request.deployed_model_id, model_id)
+        reject_parameters(request.parameters if request.HasField("parameters") else None)
+        explanations = await self.plane.explain(model_id, request.instances,
                                                 request.explanation_spec_override, deadline_of(context))
-        response = prediction_service_pb2.ExplainResponse()
+        response = prediction_service_pb2.ExplainResponse(deployed_model_id=model_id)
         for explanation in explanations:
             write_explanation(explanation, response.explanations.add())
         return response
 
     @translate_errors
     async def Predict(self, request, context):
-        predictions = await self.plane.predict(names.model_id(request.name), request.instances,
-                                               deadline_of(context))
-        return prediction_service_pb2.PredictResponse(predictions=predictions)
+        model_id = names.model_id(request.name)
+        reject_parameters(request.parameters if request.HasField("parameters") else None)
+        predictions = await self.plane.predict(model_id, request.instances, deadline_of(context))
+        return prediction_service_pb2.PredictResponse(predictions=predictions, deployed_model_id=model_id)
+
+
+def _check_deployed_model(deployed_model_id: str, model_id: str) -> None:
+    """explaind.v1 names a model, whose one deployed model is itself."""
+    if deployed_model_id and deployed_model_id != model_id:
+        raise NotFound(f"models/{model_id} has no deployed model {deployed_model_id[:200]!r} (only {model_id!r})",
+                       field="deployed_model_id")
 
 
 def write_explanation(result: InstanceExplanation, out) -> None:

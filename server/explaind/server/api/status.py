@@ -13,11 +13,21 @@ log = logging.getLogger(__name__)
 DETAILS_KEY = "grpc-status-details-bin"
 
 
+# Messages often quote the request; a client's metadata limit (8 KiB by default) must
+# not turn a long quote into a lost status.
+MAX_MESSAGE_CHARS = 1024
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "... (cut)"
+
+
 def status_of(error: ExplaindError) -> status_pb2.Status:
-    status = status_pb2.Status(code=error.code.value[0], message=str(error))
+    status = status_pb2.Status(code=error.code.value[0], message=_bounded(str(error)))
     if error.field:
         status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)]))
+            error_details_pb2.BadRequest.FieldViolation(field=_bounded(error.field),
+                                                        description=_bounded(error.message))]))
     return status
 
 
@@ -26,7 +36,7 @@ async def abort(context: grpc.aio.ServicerContext, error: ExplaindError):
     # Added to, not replacing, what is set already (the interceptors' x-request-id).
     kept = tuple((k, v) for k, v in (context.trailing_metadata() or ()) if k != DETAILS_KEY)
     context.set_trailing_metadata(kept + ((DETAILS_KEY, status.SerializeToString()),))
-    await context.abort(error.code, str(error))
+    await context.abort(error.code, status.message)
 
 
 def translate_errors(method):

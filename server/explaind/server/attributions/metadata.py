@@ -16,7 +16,8 @@ from google.protobuf import json_format, struct_pb2
 
 from explaind.v1 import explanation_pb2
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, enum_name
+from ..security import uris as allowed_uris
 
 METADATA_FILE = "explanation_metadata.json"
 MAX_BASELINES = 10
@@ -148,11 +149,11 @@ def load_metadata_for_model(artifact_uri: str) -> explanation_pb2.ExplanationMet
         return None
     import fsspec  # the server's storage layer; imported here so parsing needs only protobuf
 
-    path = artifact_uri.rstrip("/") + "/" + METADATA_FILE
+    field = "model.artifact_uri"
+    path = allowed_uris.check(artifact_uri.rstrip("/") + "/" + METADATA_FILE, field)   # a symlink out is refused
     filesystem, location = fsspec.core.url_to_fs(path)
     if not filesystem.exists(location):
         return None
-    field = "model.artifact_uri"
     try:
         with filesystem.open(location, "r") as handle:
             document = json.load(handle)
@@ -194,7 +195,11 @@ def validate_metadata(
                                   field=f"{prefix}.input_baselines")
         if len(entry.input_baselines):
             counts[name] = len(entry.input_baselines)
-        encoding = InputMetadata.Encoding.Name(entry.encoding)
+        encoding = enum_name(InputMetadata.Encoding, entry.encoding, f"{prefix}.encoding")
+        if entry.HasField("visualization"):     # read again at every explanation: refused now, not then
+            for name, enum in (("type", Visualization.Type), ("polarity", Visualization.Polarity),
+                               ("color_map", Visualization.ColorMap), ("overlay_type", Visualization.OverlayType)):
+                enum_name(enum, getattr(entry.visualization, name), f"{prefix}.visualization.{name}")
         if encoding in _BAG_ENCODINGS and not len(entry.index_feature_mapping):
             raise InvalidArgument(f"encoding {encoding} needs index_feature_mapping", field=f"{prefix}.index_feature_mapping")
     if len(set(counts.values())) > 1:

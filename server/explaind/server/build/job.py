@@ -5,40 +5,59 @@ the operation record (the heartbeat other replicas watch), cancels, takeovers,
 and the outcome. Any failure or cancel discards the staging folder and the
 claim, so nothing is half-published, and ends the operation with an error
 that names the stage and the cause.
+
+Store outages: every store step of a build (progress and heartbeats, the
+upload of its files, the model record, its ending) waits out an unreachable
+store for up to the heartbeat timeout, the time other replicas wait before
+they take the build for dead; after that the build fails with the store's
+error. Should even its final record not get written, the housekeeping of any
+replica (UploadManager.fail_stale_builds) ends the operation and frees the id.
+
+An update (UpdateExplanationDataset) is a job with a `base_build`: its record
+is the published one, which keeps serving until the job publishes the new
+build; a failure discards only the update's own staging build and segment.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import os
 import tempfile
 import threading
 import time
 import uuid
+from typing import Callable, TypeVar
 
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from explaind.v1 import model_pb2, model_service_pb2
 
 from ..errors import ExplaindError, FailedPrecondition
-from ..index.example_index import ExampleIndex
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
+from ..store.retry import StoreUnavailable
 from .recipes import BuildOptions, Recipe
+from .runners.outcome import BuildOutput, IndexSummary, index_folders
+from .runners.thread import ThreadRunner
 
 log = logging.getLogger(__name__)
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
+T = TypeVar("T")
 
 
 class BuildCancelled(Exception):
     pass
 
 
+class StoreLost(Exception):
+    """The operation record could not be written for longer than the heartbeat timeout."""
+
+
 class BuildJob:
     def __init__(self, models: ModelStore, operations: OperationStore, op: OperationRecord,
                  record: ModelRecord, recipe: Recipe, *, worker: str, options: BuildOptions = BuildOptions(),
-                 heartbeat_seconds: float = 2.0, metrics=None, build_id: str = "", base_build: str = "",
-                 on_published=None):
+                 heartbeat_seconds: float = 2.0, heartbeat_timeout_seconds: float = 30.0, metrics=None,
+                 runner=None, build_id: str = "", base_build: str = "", on_published=None):
         """`base_build`: for an update, the published build it starts from (the
         model record is then the published one, served until this job publishes).
         `on_published(model_id)`: after an update is published, before the operation
@@ -48,9 +67,11 @@ class BuildJob:
         self.op = op
         self.record = record
         self.recipe = recipe
+        self.runner = runner or ThreadRunner()   # runs the recipe (build/runners/); we own the operation
         self.worker = worker
         self.options = options
         self.heartbeat_seconds = heartbeat_seconds
+        self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
         self.metrics = metrics
         self.cancel_event = threading.Event()
         # Set when another replica already ended this operation (it took our silence
@@ -63,6 +84,9 @@ class BuildJob:
         self._stage_started = time.monotonic()
         self._record_lock = threading.Lock()
         self._stop_beating = threading.Event()
+        self._last_beat = time.monotonic()            # the record's last successful write
+        self._store_error: StoreUnavailable | None = None   # why writes failed since then
+        self._publish_unknown = False                 # the model record's write may have landed
         self.meta = model_service_pb2.UploadModelOperationMetadata()
         op.operation.metadata.Unpack(self.meta)
 
@@ -75,7 +99,7 @@ class BuildJob:
             self.current_stage = stage
             self._stage_started = time.monotonic()
             self.meta.stage = stage
-        self._sync_record()
+        self._beat()
         self._check()
 
     def examples(self, embedded: int, total: int) -> None:
@@ -88,6 +112,21 @@ class BuildJob:
     def _check(self) -> None:
         if self.cancel_event.is_set():
             raise BuildCancelled()
+        silent = time.monotonic() - self._last_beat
+        if self._store_error is not None and silent > self.heartbeat_timeout_seconds:
+            raise StoreLost(f"the operation record could not be written for {silent:.0f}s, longer than the "
+                            f"heartbeat timeout: {self._store_error}")
+
+    def _beat(self) -> None:
+        """Writes progress and the heartbeat; an unreachable store is noted, not fatal (see _check)."""
+        try:
+            self._sync_record()
+        except StoreUnavailable as e:
+            self._store_error = e
+            log.warning("operation record not written: %s", e, extra={"operation": self.op.operation.name})
+        else:
+            self._last_beat = time.monotonic()
+            self._store_error = None
 
     def _sync_record(self) -> None:
         """Writes progress and the heartbeat; reads a cancel (or a takeover) from the store."""
@@ -113,19 +152,22 @@ class BuildJob:
         # Its own thread: a long model load or index build must not look like a dead worker.
         while not self._stop_beating.wait(self.heartbeat_seconds):
             try:
-                self._sync_record()
+                self._beat()
             except Exception:  # noqa: BLE001 - a missed beat is retried; the build goes on
                 log.exception("heartbeat failed", extra={"operation": self.op.operation.name})
 
     # --- the job ---
     def run(self) -> None:
         """Never raises: the outcome is written into the operation record."""
+        self._last_beat = time.monotonic()        # queued time does not count
         beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.op.op_id[:8]}", daemon=True)
         beat.start()
         try:
             self._run()
         except BuildCancelled:
             self._fail(code_pb2.CANCELLED, f"cancelled by CancelOperation during stage {Stage.Name(self.current_stage)}")
+        except StoreLost as e:
+            self._fail(code_pb2.UNAVAILABLE, f"stage {Stage.Name(self.current_stage)}: {e}")
         except ExplaindError as e:
             self._fail(e.code.value[0], f"stage {Stage.Name(self.current_stage)}: {e}", e.field, e.message)
         except Exception as e:  # noqa: BLE001 - any failure must end the operation, not kill the worker
@@ -137,65 +179,71 @@ class BuildJob:
 
     def _abandon(self) -> None:
         """Another replica ended the operation and freed the id: drop only our own staging."""
-        self.models.discard_build(self.record.model_id, self.build_id)
+        self._best_effort("discard the staged build", self._discard_build)
         log.warning("build abandoned: its operation was ended elsewhere", extra={"operation": self.op.operation.name})
 
-    def _run(self) -> None:
-        index = self.recipe.build(self.record.model, self, self.options)
-        self._check()
-        self._publish(index)
+    def _discard_build(self) -> None:
+        self.models.discard_build(self.record.model_id, self.build_id)
 
-    def _publish(self, index: ExampleIndex | None) -> None:
+    def _run(self) -> None:
+        with tempfile.TemporaryDirectory(prefix="explaind-build-") as out_dir:
+            output = self.runner.run(self, out_dir)
+            self._check()
+            self._publish(output, out_dir)
+
+    def _publish(self, output: BuildOutput, out_dir: str) -> None:
+        """The files the runner left in out_dir go to the build's prefix and the model's
+        segments, then the record."""
         self.stage(Stage.PUBLISHING)
         record = self.record
+        record.model.CopyFrom(output.model_message())     # as the recipe left it (metadata filled in)
         model = record.model
+        index = output.index
         if index is not None:
-            model_id = record.model_id
-            with tempfile.TemporaryDirectory(prefix="explaind-build-") as tmp:
-                files, segments = os.path.join(tmp, "index"), os.path.join(tmp, "segments")
-                os.makedirs(files)
-                os.makedirs(segments)
-                index.save(files, segments, segment_name=self.build_id)
-                size = self.models.objects.upload_dir(files, self.models.build_prefix(model_id, self.build_id))
-                self.models.objects.upload_dir(segments, self.models.segments_prefix(model_id))
-            model.index_info.CopyFrom(_index_info(index, size, self.options))
+            objects, model_id = self.models.objects, record.model_id
+            files, segments = index_folders(out_dir)
+            build_prefix = self.models.build_prefix(model_id, self.build_id)
+            size = self._patiently(lambda: objects.upload_dir(files, build_prefix))
+            self._patiently(lambda: objects.upload_dir(segments, self.models.segments_prefix(model_id)))
+            model.index_info.CopyFrom(index.index_info(size))
             record.build_id = self.build_id
             record.search_config = index.config.to_json()
-        self._sync_record()      # last look: cancelled or taken over while we built?
+        self._patiently(self._sync_record)      # last look: cancelled or taken over while we built?
         self._check()
         if self.base_build:
-            self._check_base_still_published()
+            self._patiently(self._check_base_still_published)
         self._stop_beating.set()
         model.state = model_pb2.Model.READY
         model.update_time.GetCurrentTime()
         record.operation = self.op.operation.name
+        self._publish_record(record)
         if self.base_build:
-            # The record is replaced at once (replicas switch on their next poll); builds
-            # older than the one it replaces go while this update still holds the claim.
-            self.models.publish(record, release=False)
-            try:
-                self._prune(index)
-            except Exception:  # noqa: BLE001 - garbage left behind must not fail a published update
-                log.exception("pruning old builds failed", extra={"model": model.name})
-            self.models.release_claim(record.model_id)
-            self._switch_here()
-        else:
-            self.models.publish(record)
+            self._finish_update(index)
         self.meta.stage = Stage.DONE
         self.meta.progress_percent = 100.0
         self.meta.update_time.GetCurrentTime()
         self.op.operation.metadata.Pack(self.meta)
-        self.op.operation.response.Pack(self.recipe.response(model, index, self.options))
+        self.op.operation.response.Pack(self.recipe.response(model, index))
         self.op.operation.done = True
         self._store_final()
 
-    def _switch_here(self) -> None:
-        if self.on_published is None:
-            return
+    def _finish_update(self, index: IndexSummary | None) -> None:
+        """After an update's record is written (replicas switch on their next poll): builds
+        older than the one it replaced go while the update still holds the claim; then
+        the claim, and this replica serves the new build at once."""
         try:
-            self.on_published(self.record.model_id)
-        except Exception:  # noqa: BLE001 - the update is published; the poll retries the load
-            log.exception("loading the updated model on this replica failed", extra={"model": self.record.model.name})
+            self._patiently(lambda: self._prune(index))
+        except Exception as e:  # noqa: BLE001 - garbage left behind must not fail a published update
+            log.warning("pruning old builds failed: %s", e, extra={"operation": self.op.operation.name})
+        release = functools.partial(self.models.release_own_claim, self.record.model_id, self.op.operation.name)
+        # Left behind, the claim names this (then ended) operation: the next update clears it.
+        self._best_effort("release the model id", lambda: self._patiently(release))
+        if self.on_published is not None:
+            try:
+                self.on_published(self.record.model_id)
+            except Exception:  # noqa: BLE001 - the update is published; the poll retries the load
+                log.exception("loading the updated model on this replica failed",
+                              extra={"model": self.record.model.name})
 
     def _check_base_still_published(self) -> None:
         published = self.models.get_published(self.record.model_id)
@@ -203,15 +251,29 @@ class BuildJob:
             raise FailedPrecondition(f"{self.record.model.name} changed while the update ran (deleted or "
                                      "replaced); nothing was published", field="model")
 
-    def _prune(self, index: ExampleIndex | None) -> None:
+    def _prune(self, index: IndexSummary | None) -> None:
         """Keeps this build and the one it replaced (replicas may still be loading it)."""
         model_id = self.record.model_id
-        keep = {self.build_id, self.base_build}
         segments = set(index.segment_names if index is not None else ())
         base_meta = self.models.objects.read(f"{self.models.build_prefix(model_id, self.base_build)}/meta.json")
         if base_meta is not None:
             segments |= {s["name"] for s in json.loads(base_meta).get("segments", [])}
-        self.models.prune(model_id, keep, segments)
+        self.models.prune(model_id, {self.build_id, self.base_build}, segments)
+
+    def _publish_record(self, record: ModelRecord) -> None:
+        """Writes the model record. A write that failed may still have landed, its
+        answer lost: the store is asked, and the files stay while it cannot say.
+        An update keeps its claim: it prunes before it lets the model go."""
+        self._publish_unknown = True
+        try:
+            self._patiently(lambda: self.models.publish(record, release=not self.base_build))
+        except StoreUnavailable:
+            landed = self.models.get_published(record.model_id)     # raises while the store is down
+            if landed is None or landed.operation != record.operation:
+                self._publish_unknown = False
+                raise
+            log.info("model record written; its answer was lost", extra={"operation": self.op.operation.name})
+        self._publish_unknown = False
 
     def _fail(self, code: int, message: str, field: str | None = None, description: str = "") -> None:
         """Discards this job's staging build and claim; a published model (an
@@ -220,10 +282,14 @@ class BuildJob:
         if self.taken_over.is_set():
             self._abandon()        # the id's claim may already belong to a new upload
             return
-        try:
-            self.models.discard_build(self.record.model_id, self.build_id)
-        finally:
-            self.models.release_claim(self.record.model_id)
+        if self._publish_unknown:
+            message += " (the model record may have been written: the build's files are kept)"
+        else:
+            self._best_effort("discard the staged build", self._discard_build)
+        # Released before the final record is written: a failed operation leaves its id free.
+        release = functools.partial(self.models.release_own_claim, self.record.model_id, self.op.operation.name)
+        if not self._best_effort("release the model id", lambda: self._patiently(release)):
+            return     # the record stays RUNNING: housekeeping frees the id and ends it
         status = status_pb2.Status(code=code, message=message)
         if field:
             detail = error_details_pb2.BadRequest(field_violations=[
@@ -237,24 +303,36 @@ class BuildJob:
         log.info("build ended with an error", extra={"operation": self.op.operation.name, "error": message})
 
     def _store_final(self) -> None:
-        with self._record_lock:
-            stored = self.operations.get(self.op.op_id)
-            # A DeleteOperation during the build forgets the record: do not resurrect it.
-            if stored is not None:
-                self.operations.put(self.op)
+        def write() -> None:
+            with self._record_lock:
+                stored = self.operations.get(self.op.op_id)
+                # A DeleteOperation during the build forgets the record: do not resurrect it.
+                # One already ended (by a replica that took our silence for death) stays as it is.
+                if stored is not None and not stored.operation.done:
+                    self.operations.put(self.op)
+        self._best_effort("write the operation's outcome", lambda: self._patiently(write))
 
+    def _patiently(self, step: Callable[[], T]) -> T:
+        """`step()`, again while the store is unreachable, for up to the heartbeat timeout;
+        then its StoreUnavailable."""
+        deadline = time.monotonic() + self.heartbeat_timeout_seconds
+        while True:
+            try:
+                return step()
+            except StoreUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(min(self.heartbeat_seconds, max(0.0, deadline - time.monotonic())))
+
+    def _best_effort(self, what: str, step: Callable[[], object]) -> bool:
+        """For the build's ending: a failure is logged (housekeeping finishes the job later)."""
+        try:
+            step()
+            return True
+        except Exception as e:  # noqa: BLE001 - the ending goes on; what is left behind is cleaned later
+            log.error("could not %s: %s", what, e, extra={"operation": self.op.operation.name})
+            return False
 
 
 def new_build_id() -> str:
     return "b" + uuid.uuid4().hex[:12]
-
-
-def _index_info(index: ExampleIndex, stored_bytes: int, options: BuildOptions) -> model_pb2.IndexInfo:
-    info, config = index.info, index.config
-    return model_pb2.IndexInfo(
-        example_count=index.live_count, dimensions=index.dimensions, index_type=info.index_type,
-        index_bytes=info.index_bytes or stored_bytes, device=info.device, distance_measure_type=config.distance,
-        feature_norm_type=config.feature_norm, nlist=info.nlist, nprobe=info.nprobe,
-        mapped_bytes=info.mapped_bytes,
-        examples_added_since_training=index.lineage.added if index.kind == "ivf_pq" else 0,
-        retrain_recommended=index.retrain_due(options.retrain_added_fraction))

@@ -20,17 +20,17 @@ from google.protobuf import json_format
 
 from explaind.v1 import model_pb2, model_service_pb2
 
-from ..errors import DimensionMismatch, FailedPrecondition, InvalidArgument, attach_fields
+from ..errors import DimensionMismatch, FailedPrecondition, InvalidArgument, attach_fields, enum_name
 from ..index.config import DEFAULT_NEIGHBOR_COUNT, SearchConfig, search_config_from_json, \
     search_config_from_presets
 from ..index.example_index import Additions, ExampleIndex
-from ..index.restricts import parse_restricts
 from ..methods import Method, method_of
-from ..runtime.instances import ShapeMismatch, batch_inputs
 from ..runtime.tensorflow_check import require_tensorflow
+from ..security import uris as allowed_uris
 from . import readers
-from .matrix import EmbeddingMatrix
+from .embedding import EmbeddedExamples, Embedder, LocalEmbedder, check_example_count
 from .readers.source import DataSource, data_source
+from .readers.budget import read_budget
 from .staging import staged_locally
 
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
@@ -52,6 +52,11 @@ class BuildOptions:
     embed_batch_size: int = 256
     stage_max_bytes: int = 0           # remote text data copied to local disk up to this size
     use_gpu: bool | None = None
+    max_examples: int = 0              # examples per model (--max-examples-per-model); 0 = no bound
+    max_data_bytes: int = 0            # bytes one pass over the data reads (--max-upload-data-gb); 0 = no bound
+    embedder: Embedder | None = None   # who runs the embedding stage; None: here (LocalEmbedder)
+    # --allowed-uri-prefix, for the processes a build runs in (they install it: runners/outcome.py)
+    allowed_uri_prefixes: tuple[str, ...] = ()
     retrain_added_fraction: float = 0.3   # a compressed index's retrain is due past this share of added examples
 
 
@@ -59,8 +64,9 @@ class Recipe:
     def build(self, model: model_pb2.Model, progress: Progress, options: BuildOptions) -> ExampleIndex | None:
         raise NotImplementedError
 
-    def response(self, model: model_pb2.Model, index: ExampleIndex | None, options: BuildOptions):
-        """The operation's response once published."""
+    def response(self, model: model_pb2.Model, index):
+        """The operation's response once published; `index` is the built index's
+        IndexSummary (runners/outcome.py), None when the recipe built none."""
         return model_service_pb2.UploadModelResponse(model=model)
 
 
@@ -71,8 +77,8 @@ def recipe_for(model: model_pb2.Model, max_neighbor_count: int) -> Recipe:
     if method is None:
         raise InvalidArgument("set examples or an attribution method", field="model.explanation_spec.parameters")
     if model.artifact_uri:
-        require_tensorflow(ARTIFACT)        # a host without TensorFlow serves index-only models
-        _check_artifact(model.artifact_uri)
+        _check_artifact(allowed_uris.check(model.artifact_uri, ARTIFACT))
+        require_tensorflow(ARTIFACT)
     elif method.is_attribution:
         raise InvalidArgument("feature attributions need the SavedModel", field=ARTIFACT)
     if method is Method.EXAMPLES:
@@ -111,10 +117,14 @@ class ExamplesRecipe(Recipe):
         if config_kind == "nearest_neighbor_search_config":
             value = json_format.MessageToDict(examples.nearest_neighbor_search_config)
             config = search_config_from_json(value, examples.neighbor_count, field=SEARCH_CONFIG)
+            delta = value.get("contentsDeltaUri") if isinstance(value, dict) else None
+            if isinstance(delta, str) and delta:      # never read, but a URI the request names
+                allowed_uris.check(delta, f"{SEARCH_CONFIG}.contentsDeltaUri")
         elif config_kind == "presets":
             presets = examples.presets
-            config = search_config_from_presets(presets.Query.Name(presets.query),
-                                                presets.Modality.Name(presets.modality), examples.neighbor_count,
+            config = search_config_from_presets(enum_name(presets.Query, presets.query, f"{EXAMPLES}.presets.query"),
+                                                enum_name(presets.Modality, presets.modality,
+                                                          f"{EXAMPLES}.presets.modality"), examples.neighbor_count,
                                                 field=f"{EXAMPLES}.presets")
         else:
             raise InvalidArgument("set nearest_neighbor_search_config or presets", field=EXAMPLES)
@@ -130,7 +140,7 @@ class ExamplesRecipe(Recipe):
         progress.stage(Stage.LOADING_MODEL)
         _metadata_beside_model(model)
         latent = _latent_model(model, self.search_config.dimensions, f"{SEARCH_CONFIG}.config.dimensions")
-        examples = read_and_embed(self.source, latent, progress, options)
+        examples = read_and_embed(self.source, latent, model, progress, options)
         progress.stage(Stage.BUILDING_INDEX)
         config = self.search_config
         if config.dimensions is None:
@@ -210,8 +220,10 @@ class UpdateRecipe(Recipe):
         additions = None
         if self.source is not None:
             _metadata_beside_model(model)
-            latent = _latent_model(model, base.dimensions, f"{UPDATE_EXAMPLES}.gcs_source.uris")
-            embedded = read_and_embed(self.source, latent, progress, options, base.lineage.next_default_id)
+            latent = _latent_model(model, base.dimensions, self.source.field)
+            kept = base.live_count - len(set(self.remove_ids))      # unknown ids fail below
+            embedded = read_and_embed(self.source, latent, model, progress, options,
+                                      first_default_id=base.lineage.next_default_id, held=kept)
             additions = Additions(embedded.embeddings, embedded.ids, embedded.restricts, embedded.tags)
         progress.stage(Stage.BUILDING_INDEX)
         remove = self._removed_positions(base)
@@ -234,7 +246,7 @@ class UpdateRecipe(Recipe):
             raise InvalidArgument(f"example id {sorted(clashes)[0]!r} is already in the model; list it in "
                                   f"{REMOVE_IDS} of the same request to replace it", field=self.source.field)
 
-    def response(self, model, index, options):
+    def response(self, model, index):
         added, removed = index.last_update if index is not None else (0, 0)
         return model_service_pb2.UpdateExplanationDatasetResponse(
             model=model, examples_added=added, examples_removed=removed,
@@ -256,59 +268,26 @@ def _latent_model(model: model_pb2.Model, dimensions: int | None, dimensions_fie
     return latent
 
 
-def read_and_embed(source: DataSource, latent, progress: Progress, options: BuildOptions,
-                   first_default_id: int = 0) -> "EmbeddedExamples":
-    """Stages READING_EXAMPLES and EMBEDDING: every example of the source, embedded."""
+def read_and_embed(source: DataSource, latent, model: model_pb2.Model, progress: Progress, options: BuildOptions,
+                   first_default_id: int = 0, held: int = 0) -> EmbeddedExamples:
+    """Stages READING_EXAMPLES and EMBEDDING: every example of the source, embedded by
+    the options' embedder (here, or on Ray). A record without an id gets
+    str(first_default_id + its position). `held`: examples the model keeps beside
+    these (an update's), counted against --max-examples-per-model."""
     progress.stage(Stage.READING_EXAMPLES)
     paths = readers.expand_uris(source.uris, source.field, source.default_format)
     with tempfile.TemporaryDirectory(prefix="explaind-data-") as scratch, \
             staged_locally(paths, scratch, options.stage_max_bytes) as local_paths:
-        total = readers.count_records(local_paths)
+        with read_budget(options.max_data_bytes, source.field):
+            total = readers.count_records(local_paths)
+        check_example_count(total, options.max_examples, source.field, held)
         progress.examples(0, total)
         progress.stage(Stage.EMBEDDING)
-        return embed_examples(local_paths, latent, total, source.field, options.embed_batch_size, progress,
-                              first_default_id)
-
-
-@dataclasses.dataclass
-class EmbeddedExamples:
-    embeddings: np.ndarray
-    ids: list[str]
-    restricts: list
-    tags: list[str | None]
-
-
-def embed_examples(paths, latent, total: int, field: str, batch_size: int, progress: Progress,
-                   first_default_id: int = 0) -> EmbeddedExamples:
-    """Every example of the data set, embedded, in data set order. A record
-    without an id gets str(first_default_id + its position)."""
-    input_names = latent.input_names if latent is not None else None
-    matrix = EmbeddingMatrix(total, field)
-    ids, restricts, tags = [], [], []
-    position = 0
-    for batch in readers.iter_batches(readers.iter_records(paths, input_names, field), batch_size):
-        vectors: list[np.ndarray | None] = [r.embedding for r in batch]
-        needs_model = [i for i, r in enumerate(batch) if r.embedding is None]
-        if needs_model:
-            if latent is None:
-                raise InvalidArgument(
-                    f"example {position + needs_model[0]} has model inputs but the model has no "
-                    "artifact_uri; give every example an embedding or upload the SavedModel", field=ARTIFACT)
-            for inputs, members in _same_shape_groups([batch[i] for i in needs_model], needs_model,
-                                                      latent.input_specs, position):
-                out = latent.embed(inputs)
-                for j, i in enumerate(members):
-                    vectors[i] = out[j]
-        for offset, r in enumerate(batch):
-            ids.append(r.id if r.id is not None else str(first_default_id + position + offset))
-            restricts.append(parse_restricts(r.restricts, field=f"examples[{position + offset}].restricts"))
-            tags.append(r.crowding_tag)
-        matrix.append(_stack(vectors, position, field))
-        position += len(batch)
-        progress.examples(position, max(total, position))
-    if position == 0:
-        raise InvalidArgument("the data set has no examples", field=field)
-    return EmbeddedExamples(matrix.result(), ids, restricts, tags)
+        embedder = options.embedder or LocalEmbedder(options.embed_batch_size, options.max_examples, held)
+        with read_budget(options.max_data_bytes, source.field):
+            examples = embedder.embed(local_paths, latent, model, total, source.field, progress, first_default_id)
+        check_example_count(len(examples.ids), options.max_examples, source.field, held)
+    return examples
 
 
 def _metadata_beside_model(model: model_pb2.Model) -> None:
@@ -329,29 +308,3 @@ def _check_artifact(uri: str) -> None:
     if not ok:
         raise InvalidArgument(f"{uri!r} is not a SavedModel folder (no saved_model.pb) nor a .keras file",
                               field=ARTIFACT)
-
-
-def _same_shape_groups(records, members: list[int], input_specs, position: int):
-    """(stacked inputs, member indices) per shape. One group in the usual case; a
-    signature with a free dimension (lengths, image sizes) may need several."""
-    try:
-        return [(batch_inputs(records, input_specs, field_prefix=f"examples[{position}..]"), members)]
-    except ShapeMismatch:
-        pass
-    groups: dict[tuple, tuple[list, list]] = {}
-    for record, member in zip(records, members):
-        one = batch_inputs([record], input_specs, field_prefix=f"examples[{position + member}]")
-        shapes = tuple((name, value.shape) for name, value in one.items())
-        rows, indices = groups.setdefault(shapes, ([], []))
-        rows.append(one)
-        indices.append(member)
-    return [({name: np.concatenate([r[name] for r in rows]) for name in rows[0]}, indices)
-            for rows, indices in groups.values()]
-
-
-def _stack(vectors: list[np.ndarray], position: int, field: str) -> np.ndarray:
-    sizes = {np.asarray(v).reshape(-1).shape[0] for v in vectors}
-    if len(sizes) != 1:
-        raise InvalidArgument(f"examples {position}..{position + len(vectors) - 1} have embeddings of "
-                              f"different sizes {sorted(sizes)}", field=field)
-    return np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors])

@@ -1,15 +1,18 @@
 """UploadModel and UpdateExplanationDataset: validate the request (through its
 recipe), claim the model id, record the operation and run the build job on a
-worker thread; end builds whose worker died."""
+worker thread, under the runner the model asks for; end builds whose worker
+died."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import re
 import socket
 import threading
 import time
 import uuid
+from typing import Callable
 
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
@@ -18,11 +21,13 @@ from google.rpc import code_pb2, status_pb2
 from explaind.v1 import model_pb2, model_service_pb2
 
 from ..config import use_gpu
-from ..errors import InvalidArgument, NotFound
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
+from ..security import uris as allowed_uris
 from .job import BuildJob, new_build_id
-from .recipes import BuildOptions, UpdateRecipe, recipe_for
+from .recipes import BuildOptions, Recipe, UpdateRecipe, recipe_for
+from .runners import choose_runner, close_runners, make_runners
 
 log = logging.getLogger(__name__)
 MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
@@ -36,19 +41,29 @@ class UploadManager:
         self.settings = settings
         self.metrics = metrics
         self.worker = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.runners = make_runners(settings)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.build_workers, thread_name_prefix="build")
         self._jobs: dict[str, BuildJob] = {}
+        self._slots = 0                  # uploads and updates accepted or being validated, not yet ended
         self._lock = threading.Lock()
         # Told the model id once an update is published (the serving manager loads it at once).
         self.on_update_published = None
 
     # --- UploadModel ---
     def upload(self, request: model_service_pb2.UploadModelRequest) -> OperationRecord:
+        job = self._start(lambda: self._accept(request))
+        log.info("upload started", extra={"model": job.record.model.name, "operation": job.op.operation.name})
+        return job.op
+
+    def _accept(self, request: model_service_pb2.UploadModelRequest) -> BuildJob:
+        """Validates, claims the id and writes the operation: the job, not yet started."""
         model_id = self._model_id(request.model_id)
+        request_json = _recordable(request, "model")
         model = model_pb2.Model()
         model.CopyFrom(request.model)
         recipe = recipe_for(model, self.settings.max_neighbor_count)
+        runner = choose_runner(model.labels, self.settings.build_runner, self.runners)
         model.name = f"models/{model_id}"
         model.state = model_pb2.Model.BUILDING
         model.create_time.GetCurrentTime()
@@ -58,62 +73,104 @@ class UploadManager:
         op_name = f"operations/{uuid.uuid4().hex}"
         record = ModelRecord(model=model, operation=op_name)
         self.models.claim(record)
-        op = self._record_operation(op_name, model_id, request, model=model.name)
-        job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=self._options(),
-                       heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics)
-        self._start(job)
-        log.info("upload started", extra={"model": model.name, "operation": op_name})
-        return op
+        op = self._record_operation(op_name, model_id, request_json, model=model.name, build_runner=runner)
+        return self._job(op, record, recipe, runner)
 
     # --- UpdateExplanationDataset ---
     def update(self, model_id: str, request: model_service_pb2.UpdateExplanationDatasetRequest) -> OperationRecord:
         """A new build of a published model from its current one; the published
         version serves until the new one replaces it, and a failure leaves it as it was."""
+        job = self._start(lambda: self._accept_update(model_id, request))
+        log.info("update started", extra={"model": job.record.model.name, "operation": job.op.operation.name,
+                                          "base_build": job.base_build})
+        return job.op
+
+    def _accept_update(self, model_id: str,
+                       request: model_service_pb2.UpdateExplanationDatasetRequest) -> BuildJob:
         published = self.models.get_published(model_id)
         if published is None:
-            raise NotFound(f"model models/{model_id} not found", field="model")
-        recipe = UpdateRecipe.validated(request, published.model, published.build_id, self.models.objects.url,
+            raise NotFound(f"model models/{model_id[:200]} not found", field="model")
+        request_json = _recordable(request, "examples")
+        recipe = UpdateRecipe.validated(request, published.model, published.build_id, self.models.objects.uri(""),
                                         self.settings.update_max_remove_ids)
+        # The model's runner label, as its upload had it (explaind.dev/build-runner), else the daemon's.
+        runner = choose_runner(published.model.labels, self.settings.build_runner, self.runners)
         op_name = f"operations/{uuid.uuid4().hex}"
         build_id = new_build_id()
-        # The claim names the update's operation and staging build (what a takeover discards).
-        self.models.claim_update(ModelRecord(model=published.model, operation=op_name, build_id=build_id))
-        op = self._record_operation(op_name, model_id, request, model=published.model.name,
-                                    base_build=published.build_id)
+        # The claim names the update's operation and staging build (what housekeeping discards).
+        self._claim_update(ModelRecord(model=published.model, operation=op_name, build_id=build_id))
+        op = self._record_operation(op_name, model_id, request_json, model=published.model.name,
+                                    base_build=published.build_id, build_runner=runner)
         record = ModelRecord(model=published.model, operation=op_name, build_id=published.build_id,
                              search_config=published.search_config)
-        job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=self._options(),
-                       heartbeat_seconds=self.settings.heartbeat_seconds, metrics=self.metrics,
-                       build_id=build_id, base_build=published.build_id, on_published=self.on_update_published)
-        self._start(job)
-        log.info("update started", extra={"model": published.model.name, "operation": op_name,
-                                          "base_build": published.build_id})
-        return op
+        return self._job(op, record, recipe, runner, build_id=build_id, base_build=published.build_id,
+                         on_published=self.on_update_published)
 
-    def _record_operation(self, op_name: str, model_id: str, request, **meta_fields) -> OperationRecord:
+    def _claim_update(self, claim: ModelRecord) -> None:
+        """One update of a model at a time. A claim left by an update whose operation
+        has ended (its release was lost to a store outage) no longer holds the model."""
+        try:
+            self.models.claim_update(claim)
+        except FailedPrecondition:
+            held = self.models.get_claim(claim.model_id)
+            if held is None or not held.operation or not self._ended(held.operation):
+                raise
+            log.warning("claim of an ended operation removed", extra={"model": claim.model.name,
+                                                                      "operation": held.operation})
+            self.models.release_own_claim(claim.model_id, held.operation)
+            self.models.claim_update(claim)
+
+    def _ended(self, operation_name: str) -> bool:
+        # A deleted record says nothing: DeleteOperation forgets an operation, it does not end it.
+        op = self.operations.get(operation_name.partition("/")[2])
+        return op is not None and op.operation.done
+
+    # --- both ---
+    def _start(self, accept: Callable[[], BuildJob]) -> BuildJob:
+        """Takes an upload slot, accepts the request (`accept`) and starts its job."""
+        self._take_slot()
+        try:
+            job = accept()
+        except BaseException:
+            self._release_slot()
+            raise
+        self._pool.submit(self._run, job)
+        return job
+
+    def _record_operation(self, op_name: str, model_id: str, request_json: dict, **meta_fields) -> OperationRecord:
         """The new operation's record, QUEUED; on failure the model's claim is released."""
         meta = model_service_pb2.UploadModelOperationMetadata(stage=Stage.QUEUED, worker=self.worker, **meta_fields)
         meta.create_time.GetCurrentTime()
         meta.update_time.CopyFrom(meta.create_time)
-        op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker,
-                             request=json_format.MessageToDict(request))
+        op = OperationRecord(operation=_operation(op_name, meta), worker=self.worker, request=request_json)
         try:
             self.operations.put(op)
         except Exception:
-            self.models.release_claim(model_id)
+            try:
+                self.models.release_claim(model_id)
+            except Exception as e:  # noqa: BLE001 - the put's error is the one to report
+                log.error("claim of an operation that never started not removed: %s", e,
+                          extra={"model": meta.model})
             raise
         return op
+
+    def _job(self, op: OperationRecord, record: ModelRecord, recipe: Recipe, runner: str, **update) -> BuildJob:
+        job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=self._options(),
+                       heartbeat_seconds=self.settings.heartbeat_seconds,
+                       heartbeat_timeout_seconds=self.settings.heartbeat_timeout_seconds, metrics=self.metrics,
+                       runner=self.runners[runner], **update)
+        with self._lock:
+            self._jobs[op.op_id] = job
+        return job
 
     def _options(self) -> BuildOptions:
         return BuildOptions(embed_batch_size=self.settings.embed_batch_size,
                             stage_max_bytes=int(self.settings.stage_data_max_gb * 2**30),
                             use_gpu=use_gpu(self.settings),
+                            max_examples=self.settings.max_examples_per_model,
+                            max_data_bytes=int(self.settings.max_upload_data_gb * 2**30),
+                            allowed_uri_prefixes=allowed_uris.policy().given,
                             retrain_added_fraction=self.settings.retrain_added_fraction)
-
-    def _start(self, job: BuildJob) -> None:
-        with self._lock:
-            self._jobs[job.op.op_id] = job
-        self._pool.submit(self._run, job)
 
     def _run(self, job: BuildJob) -> None:
         try:
@@ -121,11 +178,28 @@ class UploadManager:
         finally:
             with self._lock:
                 self._jobs.pop(job.op.op_id, None)
+            self._release_slot()
+
+    def _take_slot(self) -> None:
+        """One of --max-concurrent-uploads, held from the request until its build ends."""
+        if self.settings.disable_model_uploads:
+            raise PermissionDenied("model uploads and updates are turned off on this server "
+                                   "(--disable-model-uploads)")
+        limit = self.settings.max_concurrent_uploads
+        with self._lock:
+            if limit and self._slots >= limit:
+                raise ResourceExhausted(f"this replica already runs or queues {limit} uploads and updates "
+                                        "(--max-concurrent-uploads); retry when one has finished")
+            self._slots += 1
+
+    def _release_slot(self) -> None:
+        with self._lock:
+            self._slots -= 1
 
     def _model_id(self, model_id: str) -> str:
         if not model_id:
             return "m" + uuid.uuid4().hex[:12]
-        if not MODEL_ID.match(model_id):
+        if not MODEL_ID.fullmatch(model_id):
             raise InvalidArgument(
                 f"{model_id!r} is not a valid model id: at most 63 of [a-z0-9_-], "
                 "not starting with a digit or hyphen", field="model_id")
@@ -147,7 +221,7 @@ class UploadManager:
         """Ends operations whose worker stopped heart-beating (it died); returns how many.
         `operations`: a listing the caller already has (else the store is listed)."""
         deadline = time.time() - self.settings.heartbeat_timeout_seconds
-        failed = 0
+        ended = 0
         for op in self.operations.list() if operations is None else operations:
             if op.operation.done or op.heartbeat > deadline:
                 continue
@@ -157,11 +231,27 @@ class UploadManager:
             op = self.operations.get(op.op_id)    # a listing may be stale: the build may just have ended
             if op is None or op.operation.done or op.heartbeat > deadline:
                 continue
-            meta = model_service_pb2.UploadModelOperationMetadata()
-            op.operation.metadata.Unpack(meta)
-            model_id = meta.model.partition("/")[2]
-            claim = self.models.get_claim(model_id) if model_id else None
-            if claim is not None and claim.operation == op.operation.name:
+            self._end_stale(op)
+            ended += 1
+        return ended
+
+    def _end_stale(self, op: OperationRecord) -> None:
+        meta = model_service_pb2.UploadModelOperationMetadata()
+        op.operation.metadata.Unpack(meta)
+        model_id = meta.model.partition("/")[2]
+        published = self.models.get_published(model_id) if model_id else None
+        claim = self.models.get_claim(model_id) if model_id else None
+        ours = claim is not None and claim.operation == op.operation.name
+        if published is not None and published.operation == op.operation.name:
+            # Published: only the final write of its operation was lost (the store failed then).
+            meta.stage = Stage.DONE
+            meta.progress_percent = 100.0
+            op.operation.metadata.Pack(meta)
+            op.operation.response.Pack(self._published_response(published, meta.base_build))
+            if ours:       # an update's claim, which it drops only after pruning
+                self.models.release_own_claim(model_id, op.operation.name)
+        else:
+            if ours:
                 # The dead worker's staging is garbage: nothing of it was published. An
                 # update's claim names its staging build; the published one stays.
                 if meta.base_build:
@@ -172,11 +262,22 @@ class UploadManager:
             op.operation.error.CopyFrom(status_pb2.Status(
                 code=code_pb2.ABORTED,
                 message=f"stage {Stage.Name(meta.stage)}: worker {op.worker} stopped sending heartbeats "
-                        f"for {self.settings.heartbeat_timeout_seconds:.0f}s; upload again"))
-            op.operation.done = True
-            self.operations.put(op)
-            failed += 1
-        return failed
+                        f"for {self.settings.heartbeat_timeout_seconds:.0f}s (it died, or could not reach "
+                        f"the store); {'update' if meta.base_build else 'upload'} again"))
+        op.operation.done = True
+        self.operations.put(op)
+
+    def _published_response(self, published: ModelRecord, base_build: str):
+        """The response of an operation whose build was published: an upload's, or an
+        update's with its counts from the build's files."""
+        if not base_build:
+            return model_service_pb2.UploadModelResponse(model=published.model)
+        meta = self.models.objects.read(f"{self.models.build_prefix(published.model_id, published.build_id)}"
+                                        "/meta.json")
+        added, removed = json.loads(meta).get("last_update", (0, 0)) if meta is not None else (0, 0)
+        return model_service_pb2.UpdateExplanationDatasetResponse(
+            model=published.model, examples_added=int(added), examples_removed=int(removed),
+            retrain_recommended=published.model.index_info.retrain_recommended)
 
     def running_count(self) -> int:
         with self._lock:
@@ -187,10 +288,19 @@ class UploadManager:
             for job in self._jobs.values():
                 job.cancel_event.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
+        close_runners(self.runners)
+
+
+def _recordable(request, field: str) -> dict:
+    """The request as the JSON the operation record keeps. A message can hold what JSON
+    cannot (NaN or infinity in a Value, a Timestamp out of range): refused, not recorded."""
+    try:
+        return json_format.MessageToDict(request)
+    except (json_format.SerializeToJsonError, ValueError) as e:
+        raise InvalidArgument(f"cannot be recorded: {e}", field=field) from None
 
 
 def _operation(name: str, meta) -> operations_pb2.Operation:
     op = operations_pb2.Operation(name=name, done=False)
     op.metadata.Pack(meta)
     return op
-

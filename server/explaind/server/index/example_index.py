@@ -504,7 +504,7 @@ class ExampleIndex:
         meta = {"format_version": FORMAT_VERSION, "kind": self.kind, "config": self.config.to_json(),
                 "info": self.info.to_json(), "size": self.size, "dimensions": self.dimensions,
                 "ids": self.ids.save(folder), "segments": [{"name": n, "rows": r} for n, r in zip(names, rows)],
-                "lineage": dataclasses.asdict(self.lineage)}
+                "lineage": dataclasses.asdict(self.lineage), "last_update": list(self.last_update)}
         _write_json(os.path.join(folder, "meta.json"), meta)
         _write_json(os.path.join(folder, "crowding_tags.json"), self._tag_vocab)
         self.segment_names = names

@@ -10,6 +10,7 @@ import tempfile
 from urllib.parse import unquote, urlparse
 
 from explaind.server.errors import InvalidArgument
+from explaind.server.security import uris as allowed_uris
 
 ARTIFACT_FIELD = "model.artifact_uri"
 
@@ -40,10 +41,12 @@ def fetch(uri: str, field: str = ARTIFACT_FIELD) -> LocalArtifact:
     """A local copy of `uri` (a folder or a single file such as model.keras)."""
     if not uri:
         raise InvalidArgument("artifact_uri is empty", field=field)
+    uri = allowed_uris.check(uri, field)      # under --allowed-uri-prefix: a local one's real path
     path = local_path(uri)
     if path is not None:
         if not os.path.exists(path):
             raise InvalidArgument(f"{uri} does not exist", field=field)
+        allowed_uris.policy().check_tree(path, field)
         return LocalArtifact(path, None)
     import fsspec
 

@@ -20,6 +20,7 @@ import time
 from explaind.v1 import model_pb2
 
 from ..errors import FailedPrecondition, NotFound, Unavailable
+from ..store.retry import StoreUnavailable
 from .loader import BuildLoader
 from .servables import Servable
 
@@ -33,6 +34,7 @@ class LoadFailure:
     reason: str
     retry_at: float       # time.monotonic()
     backoff: float        # seconds waited before retry_at; doubles on each failure
+    transient: bool = False   # the store was unreachable: nothing wrong with the model
 
     def retry_in(self) -> float:
         return self.retry_at - time.monotonic()
@@ -42,11 +44,15 @@ class LoadFailure:
 class RetryPolicy:
     first_seconds: float = 5.0
     max_seconds: float = 300.0
+    # A store outage says nothing about the model: once the store is back, the
+    # replica should serve it soon, not after a backoff grown through the outage.
+    transient_first_seconds: float = 1.0
+    transient_max_seconds: float = 30.0
 
-    def after(self, previous: LoadFailure | None, build_id: str) -> float:
+    def after(self, previous: LoadFailure | None, build_id: str, transient: bool = False) -> float:
         if previous is not None and previous.build_id == build_id:
-            return min(2 * previous.backoff, self.max_seconds)
-        return self.first_seconds
+            return min(2 * previous.backoff, self.transient_max_seconds if transient else self.max_seconds)
+        return self.transient_first_seconds if transient else self.first_seconds
 
 
 class _Entry:
@@ -95,10 +101,16 @@ class ModelManager:
                 servable = self.loader.load(record)
             except Exception as e:
                 previous = self._failures.get(model_id)
-                backoff = self.retry.after(previous, record.build_id)
-                log.exception("model failed to load; retrying in %.0fs", backoff, extra={"model": record.model.name})
+                transient = isinstance(e, StoreUnavailable)
+                backoff = self.retry.after(previous, record.build_id, transient)
+                if transient:
+                    log.warning("model not loaded, the store is unreachable; retrying in %.0fs: %s", backoff, e,
+                                extra={"model": record.model.name})
+                else:
+                    log.exception("model failed to load; retrying in %.0fs", backoff,
+                                  extra={"model": record.model.name})
                 self._failures[model_id] = LoadFailure(record.build_id, f"{type(e).__name__}: {e}",
-                                                       time.monotonic() + backoff, backoff)
+                                                       time.monotonic() + backoff, backoff, transient)
                 raise
             self._failures.pop(model_id, None)
             self._put(servable)

@@ -143,3 +143,15 @@ def _embedding_instance(vector: np.ndarray, index: int) -> Instance:
 
 def _input_label(instance: Instance, index: int) -> str:
     return str(instance.id) if instance.id not in (None, "") else str(index)
+
+
+def reject_parameters(value: struct_pb2.Value | None, field: str = "parameters") -> None:
+    """Vertex's `parameters` feed a model's own prediction schema; explaind's models
+    have none, so anything but an empty value is refused rather than ignored."""
+    if value is None:
+        return
+    kind = value.WhichOneof("kind")
+    if kind in (None, "null_value") or (kind == "struct_value" and not value.struct_value.fields):
+        return
+    raise InvalidArgument("explaind's models take no prediction parameters; per-request explanation "
+                          "settings go in explanation_spec_override", field=field)

@@ -15,6 +15,8 @@ keeps the builds before it only as far as the previous one.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 
 from explaind.v1 import model_pb2
 
@@ -22,8 +24,12 @@ from ..errors import AlreadyExists, FailedPrecondition, NotFound
 from . import records
 from .objects import KeyExists, ObjectStore
 
+# Every id a store key may be built from (new ids are narrower: build/uploads.MODEL_ID).
+STORE_SAFE_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}")
+
 PUBLISHED = "model.json"
 CLAIM = "building.json"
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -93,6 +99,13 @@ class ModelStore:
     def release_claim(self, model_id: str) -> None:
         self.objects.delete(f"models/{model_id}/{CLAIM}")
 
+    def release_own_claim(self, model_id: str, operation: str) -> None:
+        """Drops the claim only if `operation` holds it: after a long silence (a store
+        outage) another replica may have ended that build and a new upload claimed the id."""
+        data = self.objects.read(f"models/{model_id}/{CLAIM}")
+        if data is not None and ModelRecord.from_bytes(data).operation == operation:
+            self.release_claim(model_id)
+
     # --- builds ---
     def build_prefix(self, model_id: str, build_id: str) -> str:
         return f"models/{model_id}/builds/{build_id}"
@@ -120,14 +133,25 @@ class ModelStore:
 
     def publish(self, record: ModelRecord, release: bool = True) -> None:
         """Writes the published record (the build's files must already be in place), then
-        drops the claim (`release`: an update drops it itself, once it pruned)."""
+        drops the claim (`release`: an update drops it itself, once it pruned). Once the
+        record is written the model is published: a claim the store failed to drop just
+        then is clutter (get() reads the published record first; delete removes it)."""
         self.objects.write(f"models/{record.model_id}/{PUBLISHED}", record.to_bytes())
         if release:
+            self.release_claim_after_publish(record)
+
+    def release_claim_after_publish(self, record: ModelRecord) -> None:
+        """Drops the claim of a build just published; a failure is only logged (see publish)."""
+        try:
             self.release_claim(record.model_id)
+        except Exception as e:  # noqa: BLE001 - see publish
+            log.warning("claim of a published model not removed: %s", e, extra={"model": record.model.name})
 
     # --- reading ---
     def get(self, model_id: str) -> ModelRecord | None:
         """The published record, else the building claim, else None."""
+        if not STORE_SAFE_ID.fullmatch(model_id):     # keys are built from it: no path tricks reach the store
+            return None
         for name in (PUBLISHED, CLAIM):
             data = self.objects.read(f"models/{model_id}/{name}")
             if data is not None:
@@ -135,13 +159,15 @@ class ModelStore:
         return None
 
     def get_published(self, model_id: str) -> ModelRecord | None:
+        if not STORE_SAFE_ID.fullmatch(model_id):
+            return None
         data = self.objects.read(f"models/{model_id}/{PUBLISHED}")
         return ModelRecord.from_bytes(data) if data is not None else None
 
     def require(self, model_id: str, field: str = "name") -> ModelRecord:
         record = self.get(model_id)
         if record is None:
-            raise NotFound(f"model models/{model_id} not found", field=field)
+            raise NotFound(f"model models/{model_id[:200]} not found", field=field)
         return record
 
     def list_ids(self) -> list[str]:

@@ -7,9 +7,12 @@ the server never deals with paths, protocols or atomicity. Guarantees:
 - object stores (s3://, gs://): a PUT replaces an object atomically; `create`
   uses fsspec's conditional create (If-None-Match on S3 and GCS where the
   filesystem implements it, else check-then-write, which can race).
+Every request is retried on transient failures and timed (retry.py): a store
+that stays unreachable raises StoreUnavailable, one that refuses StoreError.
 """
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import tempfile
@@ -18,19 +21,33 @@ import uuid
 import fsspec
 from fsspec.core import url_to_fs
 
+from .retry import Observe, StoreRetry
+
 
 class KeyExists(Exception):
     """`create` found the key already present."""
 
 
 class ObjectStore:
-    def __init__(self, url: str):
+    def __init__(self, url: str, retry: StoreRetry = StoreRetry(), timeout_s: float = 0.0,
+                 observe: Observe | None = None):
+        """`timeout_s`: limit of one request to an object store (0: the client's default).
+        `observe(operation, seconds, error or None)`: called after every attempt."""
+        if not 0 <= timeout_s <= 3600:       # NaN fails too
+            raise ValueError(f"store timeout (--store-timeout-seconds) must be 0 to 3600, got {timeout_s}")
         self.url = url
-        self.fs, root = url_to_fs(url)
+        self.retry = retry
+        self.observe = observe
+        self.fs, root = url_to_fs(url, **_client_options(url, timeout_s))
+        if "s3" in _protocols(self.fs):
+            self.fs.retries = 1      # s3fs's own retry loop (an attribute, not an option)
         self.root = root.rstrip("/")
         self.is_local = "file" in _protocols(self.fs)
         if self.is_local:
             os.makedirs(self.root, exist_ok=True)
+
+    def _call(self, operation: str, key: str, request, *args, **kwargs):
+        return self.retry.call(operation, key, functools.partial(request, *args, **kwargs), self.observe)
 
     def path(self, key: str) -> str:
         return posixpath.join(self.root, key) if key else self.root
@@ -43,17 +60,16 @@ class ObjectStore:
     def read(self, key: str) -> bytes | None:
         self._forget_listings()
         try:
-            return self.fs.cat_file(self.path(key))
+            return self._call("read", key, self.fs.cat_file, self.path(key))
         except FileNotFoundError:
             return None
 
     def write(self, key: str, data: bytes) -> None:
         path = self.path(key)
         if self.is_local:
-            tmp = self._local_temp(path, data)
-            os.replace(tmp, path)
+            self._call("write", key, lambda: os.replace(self._local_temp(path, data), path))
         else:
-            self.fs.pipe_file(path, data)
+            self._call("write", key, self.fs.pipe_file, path, data)
 
     def create(self, key: str, data: bytes) -> None:
         """Writes `data` only if `key` does not exist yet; else raises KeyExists."""
@@ -68,31 +84,37 @@ class ObjectStore:
                 os.unlink(tmp)
             return
         try:
-            self.fs.pipe_file(path, data, mode="create")
+            self._call("create", key, self.fs.pipe_file, path, data, mode="create")
         except FileExistsError:
+            # A retried create whose first attempt landed (its answer lost) finds its own bytes.
+            if self.read(key) == data:
+                return
             raise KeyExists(key) from None
 
     def exists(self, key: str) -> bool:
         self._forget_listings()
-        return self.fs.exists(self.path(key))
+        return self._call("exists", key, self.fs.exists, self.path(key))
 
     def delete(self, key: str) -> None:
         try:
-            self.fs.rm_file(self.path(key))
+            self._call("delete", key, self.fs.rm_file, self.path(key))
         except FileNotFoundError:
             pass
 
     def delete_prefix(self, prefix: str) -> None:
         path = self.path(prefix)
-        if self.fs.exists(path):
-            self.fs.rm(path, recursive=True)
+        if self.exists(prefix):
+            try:
+                self._call("delete", prefix, self.fs.rm, path, recursive=True)
+            except FileNotFoundError:
+                pass          # a retry after an attempt that did delete it
 
     def list(self, prefix: str) -> list[str]:
         """Names directly under `prefix` (files and folders), sorted."""
         path = self.path(prefix)
         self._forget_listings()
         try:
-            entries = self.fs.ls(path, detail=False)
+            entries = self._call("list", prefix, self.fs.ls, path, detail=False)
         except FileNotFoundError:
             return []
         return sorted(posixpath.basename(e.rstrip("/")) for e in entries)
@@ -104,7 +126,7 @@ class ObjectStore:
         path = self.path(prefix)
         self._forget_listings()
         try:
-            found = self.fs.find(path, detail=True)
+            found = self._call("list", prefix, self.fs.find, path, detail=True)
         except FileNotFoundError:
             return {}
         out = {}
@@ -125,7 +147,8 @@ class ObjectStore:
             src = os.path.join(local_dir, name)
             if os.path.isfile(src):
                 total += os.path.getsize(src)
-                self.fs.put_file(src, self.path(f"{prefix}/{name}"))
+                key = f"{prefix}/{name}"
+                self._call("upload", key, self.fs.put_file, src, self.path(key))
         return total
 
     def download_dir(self, prefix: str, local_dir: str) -> None:
@@ -143,8 +166,8 @@ class ObjectStore:
                 os.link(self.path(key), local_path)
                 return
             except OSError:
-                pass
-        self.fs.get_file(self.path(key), local_path)
+                pass           # another file system (or no links there): copied
+        self._call("download", key, self.fs.get_file, self.path(key), local_path)
 
     def _forget_listings(self) -> None:
         # Object-store filesystems cache listings; other replicas change the store
@@ -161,6 +184,18 @@ class ObjectStore:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         return tmp
+
+
+def _client_options(url: str, timeout_s: float) -> dict:
+    """Filesystem options: for S3, a time limit per request and no retries of botocore's
+    own (nor of s3fs's, see __init__), since StoreRetry retries, counts and bounds them all."""
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    if protocol not in ("s3", "s3a"):
+        return {}
+    config = {"retries": {"total_max_attempts": 1}}
+    if timeout_s > 0:
+        config.update(connect_timeout=timeout_s, read_timeout=timeout_s)
+    return {"config_kwargs": config}
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

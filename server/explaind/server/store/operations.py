@@ -10,6 +10,7 @@ replica); operations/deleted/{id} marks an operation forgotten by DeleteOperatio
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 
 from google.longrunning import operations_pb2
@@ -19,6 +20,8 @@ from explaind.v1 import model_service_pb2  # noqa: F401  (registers the packed t
 from ..errors import NotFound
 from . import records
 from .objects import ObjectStore
+
+OPERATION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")     # ours are uuid4 hex; nothing else reaches a key
 
 
 @dataclasses.dataclass
@@ -89,7 +92,7 @@ class OperationStore:
         op_id = operation_id(name)
         record = self.get(op_id) if op_id else None
         if record is None:
-            raise NotFound(f"operation {name!r} not found", field="name")
+            raise NotFound(f"operation {name[:200]!r} not found", field="name")
         return record
 
     def list(self) -> list[OperationRecord]:
@@ -128,4 +131,4 @@ class OperationStore:
 def operation_id(name: str) -> str:
     """'operations/abc' -> 'abc'; anything else -> ''."""
     prefix, _, op_id = name.partition("/")
-    return op_id if prefix == "operations" and op_id and "/" not in op_id else ""
+    return op_id if prefix == "operations" and OPERATION_ID.fullmatch(op_id) else ""

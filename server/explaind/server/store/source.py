@@ -12,6 +12,7 @@ import logging
 from typing import Callable
 
 from .models import ModelStore
+from .retry import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ class PublishedModelsSource:
                 await loop.run_in_executor(None, self.poll)
                 if on_tick is not None:
                     await loop.run_in_executor(None, on_tick)
+            except StoreUnavailable as e:
+                # What is loaded keeps serving; what changed meanwhile is seen at the first poll after.
+                log.warning("store poll failed: %s", e)
             except Exception:  # noqa: BLE001 - a bad poll must not stop watching
                 log.exception("store poll failed")
             try:

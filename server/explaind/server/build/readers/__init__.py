@@ -23,6 +23,7 @@ from explaind.server.errors import InvalidArgument
 from explaind.server.build.readers import columnar, text_formats, tfrecord
 from explaind.server.build.readers.formats import FORMATS, format_of
 from explaind.server.runtime.instances import Instance
+from explaind.server.security import uris as allowed_uris
 
 __all__ = ["expand_uris", "expand_uris_with_fields", "count_records", "iter_records", "iter_batches", "FORMATS",
            "format_of", "require_format"]
@@ -31,7 +32,14 @@ __all__ = ["expand_uris", "expand_uris_with_fields", "count_records", "iter_reco
 def expand_uris_with_fields(uris: list[str], field: str,
                             default_format: str | None = None) -> list[tuple[str, str]]:
     """Like expand_uris, each path paired with the field of the uri it came
-    from (f"{field}[i]"), for error messages while reading."""
+    from (f"{field}[i]"), for error messages while reading. Under
+    --allowed-uri-prefix each uri and each file it expands to must lie under a
+    prefix (security/uris.py); local files come back as their real paths."""
+    return [(allowed_uris.check(path, f), f) for path, f in _expand(uris, field, default_format)]
+
+
+def _expand(uris: list[str], field: str, default_format: str | None) -> list[tuple[str, str]]:
+    """(each matched path as listed, before its own check; the field of its uri)."""
     import fsspec
 
     out: list[tuple[str, str]] = []
@@ -39,6 +47,7 @@ def expand_uris_with_fields(uris: list[str], field: str,
         f = f"{field}[{i}]"
         if not isinstance(uri, str) or not uri.strip():
             raise InvalidArgument("the uri is empty", field=f)
+        allowed_uris.check(uri, f)      # refused before listing; each match is checked again after
         try:
             fs, path = fsspec.core.url_to_fs(uri)
         except (ImportError, ValueError) as e:
@@ -50,8 +59,24 @@ def expand_uris_with_fields(uris: list[str], field: str,
         if not matches:
             raise InvalidArgument(f"{uri} matches no file", field=f)
         for m in matches:
+            if "file" in _protocols(fs) and not os.path.isfile(m):
+                # A FIFO would hold the build forever, a device (/dev/zero) never ends.
+                raise InvalidArgument(f"{m} is not a regular file", field=f)
             out.append((_url(fs, m), f))
     return out
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+
+
+def _checked(path: str, field: str, default_format: str | None) -> "DataPath":
+    """The path to open for a match: its real path under --allowed-uri-prefix, still
+    read in the format its own name says (a link's target may have no extension)."""
+    opened = DataPath(allowed_uris.check(path, field))
+    opened.field = field
+    opened.data_format = format_of(path) or default_format
+    return opened
 
 
 class DataPath(str):
@@ -68,13 +93,7 @@ def expand_uris(uris: list[str], field: str, default_format: str | None = None) 
     sorted per uri. A folder stands for the data files in it. A uri that
     matches nothing is InvalidArgument(field=f"{field}[i]"). `default_format`:
     the format of files whose extension names none (else they are refused)."""
-    out = []
-    for p, f in expand_uris_with_fields(uris, field, default_format):
-        path = DataPath(p)
-        path.field = f
-        path.data_format = default_format
-        out.append(path)
-    return out
+    return [_checked(p, f, default_format) for p, f in _expand(uris, field, default_format)]
 
 
 def _expand_one(fs, path: str, default_format: str | None = None) -> list[str]:

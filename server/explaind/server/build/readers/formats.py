@@ -4,9 +4,11 @@ names the file and line."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from typing import IO, Any, Iterator
 
+from explaind.server.build.readers.budget import counted
 from explaind.server.errors import InvalidArgument
 from explaind.server.runtime.instances import Instance, parse_instance
 
@@ -45,15 +47,13 @@ def open_binary(path: str) -> Iterator[IO[bytes]]:
     import fsspec
 
     with fsspec.open(path, "rb", compression=_split(path)[1]) as f:
-        yield f
+        yield counted(f)               # against the build's read budget, if any
 
 
 @contextlib.contextmanager
 def open_text(path: str) -> Iterator[IO[str]]:
-    import fsspec
-
-    with fsspec.open(path, "rt", encoding="utf-8", newline="", compression=_split(path)[1]) as f:
-        yield f
+    with open_binary(path) as f:
+        yield io.TextIOWrapper(f, encoding="utf-8", newline="")
 
 
 def is_compressed(path: str) -> bool:

@@ -1,0 +1,1 @@
+"""Stubs generated from proto/explaind/vertex/v1beta1 by tools/gen_protos.py. Do not edit."""

@@ -1,0 +1,213 @@
+"""--build-runner local (and the driver side of ray): each build in its own
+child process (child.py), supervised from the serving process.
+
+The supervisor forwards the child's stages and progress to the job (which
+writes them into the operation and heart-beats), stops the child on a cancel
+(SIGTERM, then SIGKILL after a grace period), kills it when its resident
+memory (with its descendants') passes --build-memory-limit, and turns a child
+that dies without an outcome (kill -9, a segfault, the kernel's OOM killer)
+into an error naming the cause. The serving process never holds the data set,
+the embeddings or the index: they live and die with the child.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+
+from ... import errors
+from ...errors import ExplaindError, ResourceExhausted
+from .memory import format_bytes, tree_rss
+from .outcome import BuildOutput, ChildPayload
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.1
+
+
+class BuildProcessDied(ExplaindError):
+    """The build process ended without an outcome."""
+
+
+class ProcessRunner:
+    def __init__(self, name: str, memory_limit: int, processes: "BuildProcesses", *, log_level: str = "INFO",
+                 log_json: bool = True, ray=None):
+        self.name = name
+        self.memory_limit = memory_limit
+        self.processes = processes
+        self.log_level = log_level
+        self.log_json = log_json
+        self.ray = ray
+
+    def run(self, job, out_dir: str) -> BuildOutput:
+        objects = job.models.objects
+        payload = ChildPayload(
+            recipe=job.recipe, model=job.record.model.SerializeToString(), options=job.options, out_dir=out_dir,
+            operation=job.op.operation.name, build_id=job.build_id, log_level=self.log_level,
+            log_json=self.log_json, ray=self.ray, store_url=objects.uri(""),
+            shard_prefix=f"{job.models.build_prefix(job.record.model_id, job.build_id)}/shards")
+        child = self.processes.take()
+        self.processes.refill()        # the next build's process imports while this one runs
+        try:
+            child.start(payload, self.memory_limit)
+            return child.supervise(job)
+        finally:
+            child.stop()
+
+
+class BuildProcesses:
+    """Starts build processes, keeping one spare ahead when asked (--build-spare-process):
+    a spare imports TensorFlow and the build code while nothing waits for it, so an
+    upload starts at once instead of after the import (about 5 s on a small machine).
+    The first spare starts with the first build: a replica that only serves keeps none."""
+
+    def __init__(self, spare: bool, stop_grace_seconds: float = 10.0):
+        self.keep_spare = spare
+        self.stop_grace_seconds = stop_grace_seconds
+        self._spare: BuildProcess | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def take(self) -> "BuildProcess":
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None and spare.proc.poll() is None:
+            return spare
+        if spare is not None:
+            spare.stop()
+        return BuildProcess(self.stop_grace_seconds, spare=False)
+
+    def refill(self) -> None:
+        """Starts the next spare, unless one is there."""
+        with self._lock:
+            if not self.keep_spare or self._closed or (self._spare is not None and self._spare.proc.poll() is None):
+                return
+            self._spare = BuildProcess(self.stop_grace_seconds, spare=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.stop()
+
+
+class BuildProcess:
+    """One child (child.py): started bare, it imports what builds need (TensorFlow too, as a
+    spare), then waits for its payload."""
+
+    def __init__(self, stop_grace_seconds: float, spare: bool):
+        self.stop_grace_seconds = stop_grace_seconds
+        self.memory_limit = 0
+        self.operation = ""
+        self.peak_rss = 0
+        self.started = time.monotonic()
+        ours, theirs = socket.socketpair()
+        try:
+            # Its stdout joins our stderr: the daemon's stdout carries only its ready line.
+            self.proc = subprocess.Popen([sys.executable, "-m", "explaind.server.build.runners.child",
+                                          str(theirs.fileno())] + (["--spare"] if spare else []), pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                         stdout=2, close_fds=True)
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+
+    def start(self, payload: ChildPayload, memory_limit: int) -> None:
+        self.memory_limit = memory_limit
+        self.operation = payload.operation
+        self.started = time.monotonic()
+        self.conn.send(payload)
+        log.info("build process started", extra={"operation": self.operation, "pid": self.proc.pid})
+
+    def supervise(self, job) -> BuildOutput:
+        """Runs until the child hands over its outcome; raises what fails the build."""
+        from ..job import BuildCancelled
+
+        while True:
+            if job.cancel_event.is_set():
+                raise BuildCancelled()
+            self._check_memory()
+            if self.conn.poll(POLL_SECONDS):
+                try:
+                    message = self.conn.recv()
+                except (EOFError, OSError):
+                    raise self._died() from None
+                outcome = self._handle(message, job)
+                if outcome is not None:
+                    return outcome
+            elif self.proc.poll() is not None and not self.conn.poll(0):
+                raise self._died()
+
+    def _handle(self, message: tuple, job) -> BuildOutput | None:
+        kind = message[0]
+        if kind == "stage":
+            job.stage(message[1])
+        elif kind == "examples":
+            job.examples(message[1], message[2])
+        elif kind == "done":
+            self._wait(self.stop_grace_seconds)       # it exits right after: let it close its sessions
+            return message[1]
+        elif kind == "failed":
+            _, name, text, field = message
+            cls = getattr(errors, name, None)
+            if not (isinstance(cls, type) and issubclass(cls, ExplaindError)):
+                cls = ExplaindError
+            raise cls(text, field=field)
+        elif kind == "crashed":
+            raise ExplaindError(f"{message[1]}: {message[2]}")
+        return None
+
+    def _check_memory(self) -> None:
+        rss = tree_rss(self.proc.pid)
+        self.peak_rss = max(self.peak_rss, rss)
+        if self.memory_limit and rss > self.memory_limit:
+            self._kill()
+            raise ResourceExhausted(
+                f"the build process used {format_bytes(rss)} of memory, over --build-memory-limit "
+                f"({format_bytes(self.memory_limit)}), and was stopped; give the daemon a higher limit or build "
+                "this model with --build-runner ray")
+
+    def _died(self) -> BuildProcessDied:
+        code = self._wait(self.stop_grace_seconds)
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            cause = {
+                "SIGKILL": "killed: by the kernel's out-of-memory killer when the machine or container ran out "
+                           "of memory, or by an operator",
+                "SIGSEGV": "a crash in native code (TensorFlow, FAISS or a custom op)",
+                "SIGABRT": "aborted by native code (TensorFlow, FAISS or a custom op)",
+                "SIGBUS": "a crash in native code (TensorFlow, FAISS or a custom op)",
+            }.get(name, "stopped by a signal")
+            what = f"died of {name} ({cause})"
+        else:
+            what = f"exited with code {code} without an outcome"
+        return BuildProcessDied(f"the build process {what}; its peak memory was {format_bytes(self.peak_rss)}")
+
+    def _wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self._wait(self.stop_grace_seconds)
+
+    def stop(self) -> None:
+        """Ends the child if it still runs (a cancel, an error here): SIGTERM lets a Ray
+        driver take its actors down with it; SIGKILL after the grace period."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            if self._wait(self.stop_grace_seconds) is None:
+                self._kill()
+        self.conn.close()
+        if not self.operation:
+            return      # a spare that never built
+        log.info("build process ended", extra={
+            "operation": self.operation, "pid": self.proc.pid, "exit_code": self.proc.returncode,
+            "peak_rss_bytes": self.peak_rss, "seconds": round(time.monotonic() - self.started, 3)})

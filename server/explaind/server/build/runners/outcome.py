@@ -1,0 +1,101 @@
+"""What a runner hands back to its job: the model as the recipe left it and,
+when the recipe built an index, the index's summary; the index's files are in
+the folder the job gave the runner, in the store's layout:
+
+  {out_dir}/index/      the build's files (models/{id}/builds/{build}/)
+  {out_dir}/segments/   the vector segment a compressed index's build added, named
+                        after the build ({build}.npy, models/{id}/segments/)
+
+A runner may run the recipe in another process, so both travel by pickle and
+the serving process never holds the index itself."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from explaind.v1 import model_pb2
+
+from ...index.config import SearchConfig
+from ...index.example_index import ExampleIndex, IndexInfo
+from ...security import uris
+from ..recipes import BuildOptions, Recipe
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexSummary:
+    """What publishing needs of a built index: the Model's IndexInfo, the search
+    config of the record, the segments to keep when older builds are pruned, and
+    an update's counts for its response."""
+    size: int                                  # live examples
+    dimensions: int
+    info: IndexInfo
+    config: SearchConfig
+    segment_names: tuple[str, ...] = ()        # the vector segments the build reads (a compressed index's)
+    added_since_training: int = 0              # examples encoded with codebooks trained before them
+    retrain_recommended: bool = False
+    last_update: tuple[int, int] = (0, 0)      # (added, removed) by the update that made it
+
+    @classmethod
+    def of(cls, index: ExampleIndex, options: BuildOptions) -> "IndexSummary":
+        return cls(size=index.live_count, dimensions=index.dimensions, info=index.info, config=index.config,
+                   segment_names=tuple(index.segment_names),
+                   added_since_training=index.lineage.added if index.kind == "ivf_pq" else 0,
+                   retrain_recommended=index.retrain_due(options.retrain_added_fraction),
+                   last_update=tuple(index.last_update))
+
+    def index_info(self, stored_bytes: int) -> model_pb2.IndexInfo:
+        """The Model's IndexInfo; `stored_bytes` (the build's files) stands in for an unknown memory size."""
+        info, config = self.info, self.config
+        return model_pb2.IndexInfo(
+            example_count=self.size, dimensions=self.dimensions, index_type=info.index_type,
+            index_bytes=info.index_bytes or stored_bytes, device=info.device, distance_measure_type=config.distance,
+            feature_norm_type=config.feature_norm, nlist=info.nlist, nprobe=info.nprobe,
+            mapped_bytes=info.mapped_bytes, examples_added_since_training=self.added_since_training,
+            retrain_recommended=self.retrain_recommended)
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOutput:
+    model: bytes                      # the serialized Model: a recipe may fill in fields (metadata)
+    index: IndexSummary | None        # None when the recipe built no index
+
+    def model_message(self) -> model_pb2.Model:
+        return model_pb2.Model.FromString(self.model)
+
+
+def index_folders(out_dir: str) -> tuple[str, str]:
+    """(the build's files, its new segments) inside a runner's out_dir."""
+    return os.path.join(out_dir, "index"), os.path.join(out_dir, "segments")
+
+
+def run_recipe(recipe: Recipe, model: model_pb2.Model, progress, options: BuildOptions, out_dir: str,
+               build_id: str) -> BuildOutput:
+    """Runs the recipe here and saves its index into `out_dir` (index_folders; a new segment is
+    named `build_id`). The one place a runner calls a recipe. The build process opens only what
+    the serving process would: the same --allowed-uri-prefix."""
+    uris.install(uris.UriPolicy(options.allowed_uri_prefixes))
+    index = recipe.build(model, progress, options)
+    summary = None
+    if index is not None:
+        files, segments = index_folders(out_dir)
+        os.makedirs(files, exist_ok=True)
+        os.makedirs(segments, exist_ok=True)
+        index.save(files, segments, segment_name=build_id)
+        summary = IndexSummary.of(index, options)
+    return BuildOutput(model=model.SerializeToString(), index=summary)
+
+
+@dataclasses.dataclass
+class ChildPayload:
+    """What the serving process sends a build process (child.py)."""
+    recipe: Recipe
+    model: bytes                 # the serialized Model
+    options: BuildOptions
+    out_dir: str                 # where the index files go
+    operation: str               # for logs
+    build_id: str = ""           # names the build's new vector segment
+    log_level: str = "INFO"
+    log_json: bool = True
+    ray: object | None = None    # a ray_runner.RayConfig: the embedding stage runs on that cluster
+    store_url: str = ""          # with ray: the store the actors write their shards to
+    shard_prefix: str = ""

@@ -1,0 +1,14 @@
+"""--build-runner thread: the recipe runs on a thread of the serving process,
+as every build did before the runners. It shares the replica's memory and
+fate (an out-of-memory build takes the replica down), so it is only chosen
+for the whole daemon, never per upload: for comparisons and small data sets."""
+from __future__ import annotations
+
+from .outcome import BuildOutput, run_recipe
+
+
+class ThreadRunner:
+    name = "thread"
+
+    def run(self, job, out_dir: str) -> BuildOutput:
+        return run_recipe(job.recipe, job.record.model, job, job.options, out_dir, job.build_id)
