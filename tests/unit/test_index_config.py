@@ -127,11 +127,11 @@ def cfg(**kw):
 def test_nlist_nprobe_formulas(n, leaf, percent, nlist, nprobe):
     plan = plan_index(cfg(leaf_node_embedding_count=leaf, leaf_nodes_to_search_percent=percent), n)
     assert (plan.nlist, plan.nprobe) == (nlist, nprobe)
-    assert plan.index_type == f"IVF{nlist},PQ4x4fs"      # 4-bit codes of 2 dimensions each (d = 8)
+    assert plan.index_type == f"IVF{nlist},PQ8x4fs"      # 4-bit codes of one dimension each (d = 8)
 
 
-@pytest.mark.parametrize("d, m", [(8, 4), (128, 64), (7, 7), (1, 1)])
-def test_codes_have_two_dimensions_each_or_one_when_d_is_odd(d, m):
+@pytest.mark.parametrize("d, m", [(8, 8), (128, 128), (7, 7), (1, 1)])
+def test_codes_have_one_dimension_each(d, m):
     assert plan_index(cfg(dimensions=d), 100_000).pq_m == m
 
 

@@ -40,7 +40,7 @@ def test_presets_recall(data, modality):
     measured = {}
     for preset, floor in (("PRECISE", 0.99), ("FAST", 0.90)):
         index = ExampleIndex.build(x, ids, None, None, search_config_from_presets(preset, modality, K))
-        assert index.info.index_type == f"IVF{N // 500},PQ{D // 2}x4fs"
+        assert index.info.index_type == f"IVF{N // 500},PQ{D}x4fs"
         t = time.perf_counter()
         got = index.search(q, K)
         measured[preset] = (recall(got, truth), time.perf_counter() - t, index.info.nprobe)
@@ -56,7 +56,7 @@ def test_tree_ah_config_recall(data):
     cfg = SearchConfig(dimensions=D, distance="SQUARED_L2_DISTANCE", feature_norm="NONE", algorithm="tree_ah",
                        leaf_node_embedding_count=1000, leaf_nodes_to_search_percent=100)
     index = ExampleIndex.build(x, ids, None, None, cfg)
-    assert (index.info.index_type, index.info.nlist, index.info.nprobe) == ("IVF30,PQ16x4fs", 30, 30)
+    assert (index.info.index_type, index.info.nlist, index.info.nprobe) == ("IVF30,PQ32x4fs", 30, 30)
     assert recall(index.search(q, K), truth) == 1.0  # every list probed: exact
 
 

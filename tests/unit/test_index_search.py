@@ -118,7 +118,7 @@ def test_ivf_selector_widens_nprobe_for_far_admissible():
     index = ExampleIndex.build(x, [str(i) for i in range(len(x))], restricts, None,
                                cfg(algorithm="tree_ah", leaf_node_embedding_count=500,
                                    leaf_nodes_to_search_percent=5))
-    assert index.info.index_type == "IVF40,PQ8x4fs" and index.info.nprobe == 2
+    assert index.info.index_type == "IVF40,PQ16x4fs" and index.info.nprobe == 2
     q = centers[1:4] + 0.1
     with force(index, "selector"):
         got = index.search(q, 10, restricts=[[Namespace("c", ("far",))]] * 3)
@@ -161,7 +161,7 @@ def test_save_load_round_trip(tmp_path, data):
         for kwargs in ({}, {"restricts": queries[:len(q)]}, {"crowding_count": 1}):
             assert loaded.search(q, 10, **kwargs) == index.search(q, 10, **kwargs)
         np.testing.assert_array_equal(loaded.embeddings_of(np.array([4, 1])), x[[4, 1]])
-    assert (index.info.index_type, index.info.nprobe) == ("IVF30,PQ8x4fs", 3)
+    assert (index.info.index_type, index.info.nprobe) == ("IVF30,PQ16x4fs", 3)
 
 
 def test_embeddings_of_returns_originals(data):

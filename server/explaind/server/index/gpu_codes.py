@@ -3,7 +3,7 @@ FAISS build has cuVS, which the GPU cloner then uses by itself).
 
 The CPU index's 4-bit fast-scan layout has no GPU kernel, so the GPU index is
 made when the index is placed: the same coarse centroids, 8-bit codes of d/4
-sub-vectors (the same d/4 bytes a vector as on the CPU), trained on a sample of
+sub-vectors (d/4 bytes a vector, half the CPU codes), trained on a sample of
 the full vectors and filled from them block by block on the GPU. Its candidates
 are re-ranked on the CPU against the memory-mapped vectors, as the CPU index's
 are, so answers do not depend on where the codes live.
