@@ -82,9 +82,11 @@ def descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
         parent = todo.pop()
-        try:
-            with open(f"/proc/{parent}/task/{parent}/children") as f:
-                kids = [int(k) for k in f.read().split()]
+        kids = []
+        try:        # each thread lists the children it started (the build thread starts the build's)
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids += [int(k) for k in f.read().split()]
         except OSError:
             continue
         found += kids
