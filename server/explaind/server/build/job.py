@@ -235,15 +235,19 @@ class BuildJob:
             self._patiently(lambda: self._prune(index))
         except Exception as e:  # noqa: BLE001 - garbage left behind must not fail a published update
             log.warning("pruning old builds failed: %s", e, extra={"operation": self.op.operation.name})
-        release = functools.partial(self.models.release_own_claim, self.record.model_id, self.op.operation.name)
         # Left behind, the claim names this (then ended) operation: the next update clears it.
-        self._best_effort("release the model id", lambda: self._patiently(release))
+        self._release_own_claim()
         if self.on_published is not None:
             try:
                 self.on_published(self.record.model_id)
             except Exception:  # noqa: BLE001 - the update is published; the poll retries the load
                 log.exception("loading the updated model on this replica failed",
                               extra={"model": self.record.model.name})
+
+    def _release_own_claim(self) -> bool:
+        """Drops the model id's claim if this job's operation still holds it; False when the store failed."""
+        release = functools.partial(self.models.release_own_claim, self.record.model_id, self.op.operation.name)
+        return self._best_effort("release the model id", lambda: self._patiently(release))
 
     def _check_base_still_published(self) -> None:
         published = self.models.get_published(self.record.model_id)
@@ -287,8 +291,7 @@ class BuildJob:
         else:
             self._best_effort("discard the staged build", self._discard_build)
         # Released before the final record is written: a failed operation leaves its id free.
-        release = functools.partial(self.models.release_own_claim, self.record.model_id, self.op.operation.name)
-        if not self._best_effort("release the model id", lambda: self._patiently(release)):
+        if not self._release_own_claim():
             return     # the record stays RUNNING: housekeeping frees the id and ends it
         status = status_pb2.Status(code=code, message=message)
         if field:

@@ -247,10 +247,14 @@ class UpdateRecipe(Recipe):
                                   f"{REMOVE_IDS} of the same request to replace it", field=self.source.field)
 
     def response(self, model, index):
-        added, removed = index.last_update if index is not None else (0, 0)
-        return model_service_pb2.UpdateExplanationDatasetResponse(
-            model=model, examples_added=added, examples_removed=removed,
-            retrain_recommended=model.index_info.retrain_recommended)
+        return update_response(model, *(index.last_update if index is not None else (0, 0)))
+
+
+def update_response(model: model_pb2.Model, added: int, removed: int):
+    """UpdateExplanationDataset's answer for the model an update published."""
+    return model_service_pb2.UpdateExplanationDatasetResponse(
+        model=model, examples_added=int(added), examples_removed=int(removed),
+        retrain_recommended=model.index_info.retrain_recommended)
 
 
 def _latent_model(model: model_pb2.Model, dimensions: int | None, dimensions_field: str):

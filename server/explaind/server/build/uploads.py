@@ -26,7 +26,7 @@ from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..security import uris as allowed_uris
 from .job import BuildJob, new_build_id
-from .recipes import BuildOptions, Recipe, UpdateRecipe, recipe_for
+from .recipes import BuildOptions, Recipe, UpdateRecipe, recipe_for, update_response
 from .runners import choose_runner, close_runners, make_runners
 
 log = logging.getLogger(__name__)
@@ -275,9 +275,7 @@ class UploadManager:
         meta = self.models.objects.read(f"{self.models.build_prefix(published.model_id, published.build_id)}"
                                         "/meta.json")
         added, removed = json.loads(meta).get("last_update", (0, 0)) if meta is not None else (0, 0)
-        return model_service_pb2.UpdateExplanationDatasetResponse(
-            model=published.model, examples_added=int(added), examples_removed=int(removed),
-            retrain_recommended=published.model.index_info.retrain_recommended)
+        return update_response(published.model, added, removed)
 
     def running_count(self) -> int:
         with self._lock:

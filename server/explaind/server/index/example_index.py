@@ -511,10 +511,7 @@ class ExampleIndex:
 
     @staticmethod
     def kind_of(folder: str) -> str:
-        meta = _read_json(os.path.join(folder, "meta.json"))
-        if meta.get("format_version") == 1:
-            return "ivf_flat" if meta["info"]["nlist"] else "flat"
-        return str(meta.get("kind", ""))
+        return _saved_kind(_read_json(os.path.join(folder, "meta.json")))
 
     @staticmethod
     def segments_of(folder: str) -> list[str]:
@@ -567,7 +564,7 @@ class ExampleIndex:
     def _load_v1(cls, folder, meta, config, cpu_index, use_gpu, filter_policy) -> "ExampleIndex":
         """Format 1: Flat or IVF-Flat, ids.json, embeddings.npy beside all but a flat index that holds them."""
         vectors = _held_vectors(folder, cpu_index, config)
-        return cls(config=config, kind="ivf_flat" if meta["info"]["nlist"] else "flat",
+        return cls(config=config, kind=_saved_kind(meta),
                    ids=ExampleIds.of(_read_json(os.path.join(folder, "ids.json"))), vectors=vectors,
                    cpu_index=cpu_index, postings=RestrictPostings.load(folder),
                    tag_codes=np.load(os.path.join(folder, "crowding_codes.npy"), allow_pickle=False),
@@ -635,6 +632,13 @@ def _check_unique(ids: list[str]) -> None:
 def _write_json(path: str, value) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(value, f)
+
+
+def _saved_kind(meta: dict) -> str:
+    """A saved index's kind; format 1 records none (its lists say: IVF-Flat or Flat)."""
+    if meta.get("format_version") == 1:
+        return "ivf_flat" if meta["info"]["nlist"] else "flat"
+    return str(meta.get("kind", ""))
 
 
 def _read_json(path: str):

@@ -29,11 +29,12 @@ class BuildLoader:
 
     def load(self, record: ModelRecord) -> Servable:
         build_dir = self._local_build(record) if record.build_id else None
-        segments_dir = self._local_segments(record, build_dir) if build_dir else None
+        segment_names = ExampleIndex.segments_of(build_dir) if build_dir else []
+        segments_dir = self._local_segments(record, segment_names) if build_dir else None
         servable = load_servable(record, build_dir, self.use_gpu, segments_dir)
         log.info("model loaded", extra={"model": record.model.name, "build": record.build_id})
         if build_dir:
-            self._prune_cache(record, build_dir)
+            self._prune_cache(record, segment_names)
         return servable
 
     def _local_build(self, record: ModelRecord) -> str:
@@ -56,7 +57,7 @@ class BuildLoader:
             shutil.rmtree(partial, ignore_errors=True)
         return local
 
-    def _prune_cache(self, record: ModelRecord, build_dir: str) -> None:
+    def _prune_cache(self, record: ModelRecord, segment_names: list[str]) -> None:
         """Once a build is loaded, the model's other builds and the segments it does not
         read leave the cache (updates would otherwise pile up their codes). What a
         loaded index still maps stays readable: Linux frees an unlinked file's pages
@@ -67,16 +68,15 @@ class BuildLoader:
                 shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
         segments = os.path.join(folder, "segments")
         if os.path.isdir(segments):
-            wanted = {f"{n}.npy" for n in ExampleIndex.segments_of(build_dir)}
+            wanted = {f"{n}.npy" for n in segment_names}
             for name in os.listdir(segments):
                 if name not in wanted and ".partial-" not in name:
                     os.unlink(os.path.join(segments, name))
 
-    def _local_segments(self, record: ModelRecord, build_dir: str) -> str:
-        """The folder holding the build's vector segments, each copied once per
-        model: builds that an update made share the segments of their base."""
+    def _local_segments(self, record: ModelRecord, names: list[str]) -> str:
+        """The folder holding the build's vector segments (`names`), each copied once
+        per model: builds that an update made share the segments of their base."""
         folder = os.path.join(self.cache_dir, record.model_id, "segments")
-        names = ExampleIndex.segments_of(build_dir)
         if names:
             os.makedirs(folder, exist_ok=True)
         for name in names:

@@ -102,8 +102,8 @@ class ModelStore:
     def release_own_claim(self, model_id: str, operation: str) -> None:
         """Drops the claim only if `operation` holds it: after a long silence (a store
         outage) another replica may have ended that build and a new upload claimed the id."""
-        data = self.objects.read(f"models/{model_id}/{CLAIM}")
-        if data is not None and ModelRecord.from_bytes(data).operation == operation:
+        claim = self.get_claim(model_id)
+        if claim is not None and claim.operation == operation:
             self.release_claim(model_id)
 
     # --- builds ---
@@ -137,14 +137,11 @@ class ModelStore:
         record is written the model is published: a claim the store failed to drop just
         then is clutter (get() reads the published record first; delete removes it)."""
         self.objects.write(f"models/{record.model_id}/{PUBLISHED}", record.to_bytes())
-        if release:
-            self.release_claim_after_publish(record)
-
-    def release_claim_after_publish(self, record: ModelRecord) -> None:
-        """Drops the claim of a build just published; a failure is only logged (see publish)."""
+        if not release:
+            return
         try:
             self.release_claim(record.model_id)
-        except Exception as e:  # noqa: BLE001 - see publish
+        except Exception as e:  # noqa: BLE001 - the model is published; the claim is clutter
             log.warning("claim of a published model not removed: %s", e, extra={"model": record.model.name})
 
     # --- reading ---
