@@ -234,7 +234,7 @@ def memory_section(args, work: str) -> None:
     path = clustered(os.path.join(work, "memory.npy"), n)
     print(f"  {'runner':<10}{'serving peak':>14}{'build process peak':>20}{'build s':>9}")
     for runner in ("thread", "local"):
-        daemon = Daemon("--build-runner", runner, "--build-spare-process", "false")
+        daemon = Daemon("--build-runner", runner)
         try:
             idle = _rss(daemon.proc.pid)
             w = Watched(daemon, _examples_model("", [path], 128), "m")
@@ -262,7 +262,7 @@ def index_section(args, work: str) -> None:
                   "available", flush=True)
             continue
         path = clustered(os.path.join(work, f"index-{n}.npy"), n)
-        daemon = Daemon("--build-spare-process", "false")
+        daemon = Daemon()
         try:
             w = Watched(daemon, _examples_model("", [path], 128, leaf_count=args.leaf_count), "m")
             stored = _folder_bytes(os.path.join(daemon.store, "models", "m", "builds"))

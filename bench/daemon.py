@@ -18,12 +18,15 @@ READY = re.compile(r"explaind listening on port (\d+) \(metrics on (\d+)")
 
 class Daemon:
     def __init__(self, *flags: str, store: str | None = None):
-        """`store`: an existing store folder (its models are served at once), else a new one."""
+        """`store`: an existing store folder (its models are served at once), else a new one.
+        `flags` come last, so they override these defaults. No spare build process by
+        default: the spare the first upload starts imports TensorFlow for seconds, which
+        on a small machine would slow whatever a benchmark times first."""
         self.dir = tempfile.mkdtemp(prefix="explaind-bench-")
         self.store = store or os.path.join(self.dir, "store")
         cmd = [sys.executable, "-m", "explaind.server.main", "serve", "--host", "127.0.0.1", "--port", "0",
                "--metrics-port", "0", "--http-port", "0", "--store", self.store, "--log-level", "WARNING",
-               *flags]
+               "--build-spare-process", "false", *flags]
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
