@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.daemon import Daemon  # noqa: E402
 from explaind.client import Client  # noqa: E402
-from explaind.server.build.runners.memory import tree_rss  # noqa: E402
+from explaind.server.builds.runners.memory import tree_rss  # noqa: E402
 from explaind.v1 import model_service_pb2  # noqa: E402
 
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage

@@ -516,7 +516,7 @@ def test_gpu_and_cpu_overlays_differ_where_they_should(rendered):
 
 
 def test_ray_overlay_builds_on_its_own_cluster(rendered):
-    from explaind.server.build.runners.memory import parse_memory_limit
+    from explaind.server.builds.runners.memory import parse_memory_limit
 
     objects = rendered["ray"]
     cluster = _one(objects, "RayCluster")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from explaind.server.build.recipes import AttributionRecipe, ExamplesRecipe, recipe_for
+from explaind.server.builds.recipes import AttributionRecipe, ExamplesRecipe, recipe_for
 from explaind.server.errors import InvalidArgument
 from explaind.v1 import model_pb2
 
@@ -92,7 +92,7 @@ def _published(tmp_path, attribution=False):
     ({"removeExampleIds": ["a", "b", "c"]}, "remove_example_ids"),             # over the limit of 2
 ])
 def test_update_requests_are_refused_naming_their_field(tmp_path, request_json, field):
-    from explaind.server.build.recipes import UpdateRecipe
+    from explaind.server.builds.recipes import UpdateRecipe
     from explaind.v1 import model_service_pb2
     text = json_format.json.dumps(request_json).replace("DATA", _data(tmp_path))
     request = json_format.Parse(text, model_service_pb2.UpdateExplanationDatasetRequest())
@@ -102,7 +102,7 @@ def test_update_requests_are_refused_naming_their_field(tmp_path, request_json, 
 
 
 def test_an_update_needs_a_model_that_explains_by_examples(tmp_path):
-    from explaind.server.build.recipes import UpdateRecipe
+    from explaind.server.builds.recipes import UpdateRecipe
     from explaind.server.errors import FailedPrecondition
     from explaind.v1 import model_service_pb2
     request = model_service_pb2.UpdateExplanationDatasetRequest(remove_example_ids=["a"])

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from explaind.server.build.embedding import PreparedBatch
-from explaind.server.build.recipes import BuildOptions, recipe_for
-from explaind.server.build.runners import LABEL_FIELD, RUNNER_LABEL, choose_runner, make_runners
-from explaind.server.build.runners.memory import child_pids, parse_memory_limit, tree_rss
-from explaind.server.build.runners.outcome import BuildOutput, ChildPayload, IndexSummary
-from explaind.server.build.runners.ray_runner import RayConfig, _explaind_error
-from explaind.server.build.runners.shards import read_shards, write_shard
+from explaind.server.builds.embedding import PreparedBatch
+from explaind.server.builds.recipes import BuildOptions, recipe_for
+from explaind.server.builds.runners import LABEL_FIELD, RUNNER_LABEL, choose_runner, make_runners
+from explaind.server.builds.runners.memory import child_pids, parse_memory_limit, tree_rss
+from explaind.server.builds.runners.outcome import BuildOutput, ChildPayload, IndexSummary
+from explaind.server.builds.runners.ray_runner import RayConfig, _explaind_error
+from explaind.server.builds.runners.shards import read_shards, write_shard
 from explaind.server.config import Settings
 from explaind.server.errors import ExplaindError, FailedPrecondition, InvalidArgument
 from explaind.server.index.example_index import IndexInfo
@@ -220,9 +220,9 @@ def test_the_build_process_opens_only_what_the_daemon_would(tmp_path):
     """A build runs in another process (or on Ray): it installs the daemon's
     --allowed-uri-prefix before reading, so a file that appears in an allowed
     folder after the upload was validated, as a link to a file outside, is refused."""
-    from explaind.server.build.readers.source import DataSource
-    from explaind.server.build.recipes import ExamplesRecipe
-    from explaind.server.build.runners.outcome import run_recipe
+    from explaind.server.builds.readers.source import DataSource
+    from explaind.server.builds.recipes import ExamplesRecipe
+    from explaind.server.builds.runners.outcome import run_recipe
     from explaind.server.errors import PermissionDenied
     from explaind.server.index.config import SearchConfig
     from explaind.server.security import uris

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from explaind.server.errors import InvalidArgument
-from explaind.server.build.matrix import EmbeddingMatrix
+from explaind.server.builds.matrix import EmbeddingMatrix
 
 
 @pytest.mark.parametrize("expected", [0, 1, 7, 100, 1000])

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from explaind.server.errors import InvalidArgument
-from explaind.server.build import readers
-from explaind.server.build.readers import count_records, expand_uris, iter_batches, iter_records
+from explaind.server.builds import readers
+from explaind.server.builds.readers import count_records, expand_uris, iter_batches, iter_records
 
 FIELD = "model.explanation_spec.parameters.examples.gcs_source.uris"
 RESTRICTS = [{"namespace": "color", "allow": ["red"], "deny": ["blue"]}]
@@ -124,7 +124,7 @@ def test_csv_errors_name_file_and_line(tmp_path):
 
 def _tfrecord_bytes(examples) -> bytes:
     # The TFRecord framing; the reader checks only the length's CRC.
-    from explaind.server.build.readers.tfrecord import masked_crc32c
+    from explaind.server.builds.readers.tfrecord import masked_crc32c
 
     out = b""
     for ex in examples:
@@ -218,7 +218,7 @@ def test_npy_embeddings(tmp_path):
 
 
 def test_npy_chunks(tmp_path, monkeypatch):
-    from explaind.server.build.readers import columnar
+    from explaind.server.builds.readers import columnar
 
     monkeypatch.setattr(columnar, "CHUNK_ROWS", 3)
     p = tmp_path / "emb.npy"

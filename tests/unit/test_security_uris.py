@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from explaind.server.attributions.metadata import METADATA_FILE, load_metadata_for_model
-from explaind.server.build import readers
+from explaind.server.builds import readers
 from explaind.server.errors import ExplaindError, PermissionDenied
 from explaind.server.runtime import artifacts
 from explaind.server.security import uris

@@ -6,8 +6,8 @@ import fsspec
 import pytest
 
 from explaind.server.errors import InvalidArgument
-from explaind.server.build import staging
-from explaind.server.build.readers import count_records, expand_uris, iter_records
+from explaind.server.builds import staging
+from explaind.server.builds.readers import count_records, expand_uris, iter_records
 
 FIELD = "model.explanation_spec.parameters.examples.gcs_source.uris"
 

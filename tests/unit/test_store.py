@@ -78,7 +78,7 @@ def test_a_cancel_read_before_the_build_ended_never_reopens_the_operation(tmp_pa
     """CancelOperation reads the record, the build finishes, then the cancel lands:
     the operation must stay done (a rewrite of the stale record would reopen it)."""
     from explaind.server.config import Settings
-    from explaind.server.build.uploads import UploadManager
+    from explaind.server.builds.uploads import UploadManager
 
     objects = ObjectStore(str(tmp_path))
     operations = OperationStore(objects)
@@ -124,7 +124,7 @@ def test_one_update_of_a_model_at_a_time_and_pruning_keeps_what_is_read(tmp_path
 def test_housekeeping_completes_an_operation_whose_model_was_published_but_final_write_lost(tmp_path):
     """The store failed after the model record was written and before the operation's
     final write: housekeeping ends it as the success it was, not ABORTED."""
-    from explaind.server.build.uploads import UploadManager
+    from explaind.server.builds.uploads import UploadManager
     from explaind.server.config import Settings
     from explaind.v1 import model_service_pb2
 
@@ -170,7 +170,7 @@ def test_housekeeping_of_updates_keeps_the_published_build(tmp_path):
     """A dead update's operation: only its staging build and segment go (the claim names
     them), the published build stays. An update whose record was published but whose
     final write (and claim release) was lost: completed with its counts, claim dropped."""
-    from explaind.server.build.uploads import UploadManager
+    from explaind.server.builds.uploads import UploadManager
     from explaind.server.config import Settings
     from explaind.v1 import model_service_pb2
 
@@ -216,7 +216,7 @@ def test_housekeeping_of_updates_keeps_the_published_build(tmp_path):
 def test_a_claim_left_by_an_ended_update_does_not_block_the_next(tmp_path):
     """The release of an update's claim was lost (a store outage as it ended): the next
     update clears a claim whose operation is done; one whose operation runs still holds."""
-    from explaind.server.build.uploads import UploadManager
+    from explaind.server.builds.uploads import UploadManager
     from explaind.server.config import Settings
     from explaind.server.errors import FailedPrecondition
 

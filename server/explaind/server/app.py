@@ -22,7 +22,7 @@ from .announce import announce
 from .api.model_service import ModelServicer
 from .api.operations import OperationsServicer
 from .api.prediction import PredictionServicer
-from .build.uploads import UploadManager
+from .builds.uploads import UploadManager
 from .config import Settings, use_gpu
 from .control.control_plane import ControlPlane
 from .index.backend import limit_cpu_threads

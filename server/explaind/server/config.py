@@ -60,7 +60,7 @@ class Settings:
     max_examples_per_model: int = 100_000_000
     max_upload_data_gb: float = 256.0     # uncompressed data one pass of a build may read; 0 = no bound
     max_concurrent_uploads: int = 16      # uploads running or queued on a replica; more: RESOURCE_EXHAUSTED
-    # Build runners (build/runners/): where an upload's build runs
+    # Build runners (builds/runners/): where an upload's build runs
     build_runner: str = "local"           # local: a child process per build | ray | thread: in this process
     build_memory_limit: str = "auto"      # a build process's resident memory: 8Gi, 8G, bytes; auto: 80% of the
                                           # container's (else the machine's); 0: none

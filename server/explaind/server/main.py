@@ -20,7 +20,7 @@ def serve_command(args) -> int:
     from .logging_setup import configure_logging
 
     settings = config.resolve(args)
-    from .build.runners import check_settings
+    from .builds.runners import check_settings
     try:
         check_settings(settings)
     except ValueError as e:

@@ -24,7 +24,7 @@ from ..errors import AlreadyExists, FailedPrecondition, NotFound
 from . import records
 from .objects import KeyExists, ObjectStore
 
-# Every id a store key may be built from (new ids are narrower: build/uploads.MODEL_ID).
+# Every id a store key may be built from (new ids are narrower: builds/uploads.MODEL_ID).
 STORE_SAFE_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}")
 
 PUBLISHED = "model.json"

@@ -8,7 +8,7 @@ import io
 import os
 from typing import IO, Any, Iterator
 
-from explaind.server.build.readers.budget import counted
+from explaind.server.builds.readers.budget import counted
 from explaind.server.errors import InvalidArgument
 from explaind.server.runtime.instances import Instance, parse_instance
 

@@ -20,8 +20,8 @@ import os
 from typing import Iterator, Sequence
 
 from explaind.server.errors import InvalidArgument
-from explaind.server.build.readers import columnar, text_formats, tfrecord
-from explaind.server.build.readers.formats import FORMATS, format_of
+from explaind.server.builds.readers import columnar, text_formats, tfrecord
+from explaind.server.builds.readers.formats import FORMATS, format_of
 from explaind.server.runtime.instances import Instance
 from explaind.server.security import uris as allowed_uris
 

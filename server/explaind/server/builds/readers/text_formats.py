@@ -5,7 +5,7 @@ import csv
 import json
 from typing import Any, Iterator
 
-from explaind.server.build.readers.formats import open_binary, open_text, record_error, to_instance
+from explaind.server.builds.readers.formats import open_binary, open_text, record_error, to_instance
 from explaind.server.runtime.instances import RESERVED_KEYS, Instance
 
 

@@ -6,7 +6,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from explaind.server.build.readers.formats import open_binary, record_error, to_instance
+from explaind.server.builds.readers.formats import open_binary, record_error, to_instance
 from explaind.server.runtime.instances import Instance
 
 # Rows decoded at a time: bounds memory on large files.

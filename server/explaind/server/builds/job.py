@@ -1,4 +1,4 @@
-"""The upload build job: runs a recipe (build/recipes.py) and publishes its result.
+"""The upload build job: runs a recipe (builds/recipes.py) and publishes its result.
 
 The job owns the operation's side of a build: stages and progress written into
 the operation record (the heartbeat other replicas watch), cancels, takeovers,
@@ -67,7 +67,7 @@ class BuildJob:
         self.op = op
         self.record = record
         self.recipe = recipe
-        self.runner = runner or ThreadRunner()   # runs the recipe (build/runners/); we own the operation
+        self.runner = runner or ThreadRunner()   # runs the recipe (builds/runners/); we own the operation
         self.worker = worker
         self.options = options
         self.heartbeat_seconds = heartbeat_seconds

@@ -109,7 +109,7 @@ class BuildProcess:
         ours, theirs = socket.socketpair()
         try:
             # Its stdout joins our stderr: the daemon's stdout carries only its ready line.
-            self.proc = subprocess.Popen([sys.executable, "-m", "explaind.server.build.runners.child",
+            self.proc = subprocess.Popen([sys.executable, "-m", "explaind.server.builds.runners.child",
                                           str(theirs.fileno())] + (["--spare"] if spare else []), pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                          stdout=2, close_fds=True)
         finally:

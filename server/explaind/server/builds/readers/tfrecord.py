@@ -18,7 +18,7 @@ import json
 import struct
 from typing import IO, Any, Iterator
 
-from explaind.server.build.readers.formats import is_compressed, open_binary, record_error, to_instance
+from explaind.server.builds.readers.formats import is_compressed, open_binary, record_error, to_instance
 from explaind.server.runtime.instances import Instance
 
 _HEADER = 12  # uint64 length + uint32 masked CRC of the length

@@ -5,7 +5,7 @@
           cluster at --ray-address (ray_runner.py)
   thread  a thread of the serving process, as before the runners (thread.py); daemon-wide only
 
-A runner executes a Recipe (build/recipes.py) for a BuildJob and returns a
+A runner executes a Recipe (builds/recipes.py) for a BuildJob and returns a
 BuildOutput (outcome.py), the index's files in the folder the job gave it;
 the job keeps owning the operation: progress, heartbeats, cancel, publish.
 Any recipe runs under any runner, so a recipe and its options must pickle.

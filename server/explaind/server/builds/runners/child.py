@@ -1,4 +1,4 @@
-"""The build process: `python -m explaind.server.build.runners.child FD [--spare]`.
+"""The build process: `python -m explaind.server.builds.runners.child FD [--spare]`.
 
 The serving process (runners/local.py) starts it per build, sends it a
 ChildPayload over the socket FD and reads back progress messages and the
