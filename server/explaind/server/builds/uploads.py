@@ -7,7 +7,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -22,6 +21,7 @@ from explaind.v1 import model_pb2, model_service_pb2
 
 from ..config import use_gpu
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from ..model_ids import check_new_model_id
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..security import uris as allowed_uris
@@ -30,7 +30,6 @@ from .recipes import BuildOptions, Recipe, UpdateRecipe, recipe_for, update_resp
 from .runners import choose_runner, close_runners, make_runners
 
 log = logging.getLogger(__name__)
-MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
 
 
@@ -199,11 +198,7 @@ class UploadManager:
     def _model_id(self, model_id: str) -> str:
         if not model_id:
             return "m" + uuid.uuid4().hex[:12]
-        if not MODEL_ID.fullmatch(model_id):
-            raise InvalidArgument(
-                f"{model_id!r} is not a valid model id: at most 63 of [a-z0-9_-], "
-                "not starting with a digit or hyphen", field="model_id")
-        return model_id
+        return check_new_model_id(model_id)
 
     # --- operations ---
     def cancel(self, op: OperationRecord) -> None:

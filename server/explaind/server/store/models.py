@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 
 from explaind.v1 import model_pb2
 
 from ..errors import AlreadyExists, FailedPrecondition, NotFound
+from ..model_ids import is_stored_model_id
 from . import records
 from .objects import KeyExists, ObjectStore
-
-# Every id a store key may be built from (new ids are narrower: builds/uploads.MODEL_ID).
-STORE_SAFE_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}")
 
 PUBLISHED = "model.json"
 CLAIM = "building.json"
@@ -147,7 +144,7 @@ class ModelStore:
     # --- reading ---
     def get(self, model_id: str) -> ModelRecord | None:
         """The published record, else the building claim, else None."""
-        if not STORE_SAFE_ID.fullmatch(model_id):     # keys are built from it: no path tricks reach the store
+        if not is_stored_model_id(model_id):     # keys are built from it: no path tricks reach the store
             return None
         for name in (PUBLISHED, CLAIM):
             data = self.objects.read(f"models/{model_id}/{name}")
@@ -156,7 +153,7 @@ class ModelStore:
         return None
 
     def get_published(self, model_id: str) -> ModelRecord | None:
-        if not STORE_SAFE_ID.fullmatch(model_id):
+        if not is_stored_model_id(model_id):
             return None
         data = self.objects.read(f"models/{model_id}/{PUBLISHED}")
         return ModelRecord.from_bytes(data) if data is not None else None
