@@ -32,7 +32,7 @@ def plane(tmp_path):
     index = ExampleIndex.build(vectors, [f"e{i}" for i in range(N)], None, tags, config)
     (tmp_path / "built").mkdir()
     index.save(str(tmp_path / "built"))
-    models.objects.upload_dir(str(tmp_path / "built"), models.build_prefix("m", "b1"))
+    models.upload_build("m", "b1", str(tmp_path / "built"))
     spec = explanation_pb2.ExplanationSpec()
     spec.parameters.examples.neighbor_count = 7
     record = ModelRecord(model=model_pb2.Model(name="models/m", state=model_pb2.Model.READY, explanation_spec=spec),

@@ -200,11 +200,10 @@ class BuildJob:
         model = record.model
         index = output.index
         if index is not None:
-            objects, model_id = self.models.objects, record.model_id
+            model_id = record.model_id
             files, segments = index_folders(out_dir)
-            build_prefix = self.models.build_prefix(model_id, self.build_id)
-            size = self._patiently(lambda: objects.upload_dir(files, build_prefix))
-            self._patiently(lambda: objects.upload_dir(segments, self.models.segments_prefix(model_id)))
+            size = self._patiently(lambda: self.models.upload_build(model_id, self.build_id, files))
+            self._patiently(lambda: self.models.upload_segments(model_id, segments))
             model.index_info.CopyFrom(index.index_info(size))
             record.build_id = self.build_id
             record.search_config = index.config.to_json()
@@ -259,7 +258,7 @@ class BuildJob:
         """Keeps this build and the one it replaced (replicas may still be loading it)."""
         model_id = self.record.model_id
         segments = set(index.segment_names if index is not None else ())
-        base_meta = self.models.objects.read(f"{self.models.build_prefix(model_id, self.base_build)}/meta.json")
+        base_meta = self.models.read_build_file(model_id, self.base_build, "meta.json")
         if base_meta is not None:
             segments |= {s["name"] for s in json.loads(base_meta).get("segments", [])}
         self.models.prune(model_id, {self.build_id, self.base_build}, segments)

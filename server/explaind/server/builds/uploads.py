@@ -90,7 +90,7 @@ class UploadManager:
         if published is None:
             raise NotFound(f"model models/{model_id[:200]} not found", field="model")
         request_json = _recordable(request, "examples")
-        recipe = UpdateRecipe.validated(request, published.model, published.build_id, self.models.objects.uri(""),
+        recipe = UpdateRecipe.validated(request, published.model, published.build_id, self.models.uri,
                                         self.settings.update_max_remove_ids)
         # The model's runner label, as its upload had it (explaind.dev/build-runner), else the daemon's.
         runner = choose_runner(published.model.labels, self.settings.build_runner, self.runners)
@@ -267,8 +267,7 @@ class UploadManager:
         update's with its counts from the build's files."""
         if not base_build:
             return model_service_pb2.UploadModelResponse(model=published.model)
-        meta = self.models.objects.read(f"{self.models.build_prefix(published.model_id, published.build_id)}"
-                                        "/meta.json")
+        meta = self.models.read_build_file(published.model_id, published.build_id, "meta.json")
         added, removed = json.loads(meta).get("last_update", (0, 0)) if meta is not None else (0, 0)
         return update_response(published.model, added, removed)
 

@@ -44,12 +44,11 @@ class ProcessRunner:
         self.ray = ray
 
     def run(self, job, out_dir: str) -> BuildOutput:
-        objects = job.models.objects
         payload = ChildPayload(
             recipe=job.recipe, model=job.record.model.SerializeToString(), options=job.options, out_dir=out_dir,
             operation=job.op.operation.name, build_id=job.build_id, log_level=self.log_level,
-            log_json=self.log_json, ray=self.ray, store_url=objects.uri(""),
-            shard_prefix=f"{job.models.build_prefix(job.record.model_id, job.build_id)}/shards")
+            log_json=self.log_json, ray=self.ray, store_url=job.models.uri,
+            shard_prefix=job.models.shards_prefix(job.record.model_id, job.build_id))
         child = self.processes.take()
         self.processes.refill()        # the next build's process imports while this one runs
         try:
