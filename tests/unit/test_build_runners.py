@@ -20,7 +20,7 @@ from explaind.server.builds.recipes import BuildOptions, recipe_for
 from explaind.server.builds.runners import LABEL_FIELD, RUNNER_LABEL, choose_runner, make_runners
 from explaind.server.builds.runners.memory import child_pids, parse_memory_limit, tree_rss
 from explaind.server.builds.runners.outcome import BuildOutput, ChildPayload, IndexSummary
-from explaind.server.builds.runners.ray_runner import RayConfig, _explaind_error
+from explaind.server.builds.runners.ray_embedding import RayConfig, _explaind_error
 from explaind.server.builds.runners.shards import read_shards, write_shard
 from explaind.server.config import Settings
 from explaind.server.errors import ExplaindError, FailedPrecondition, InvalidArgument

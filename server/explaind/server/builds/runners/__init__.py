@@ -2,7 +2,7 @@
 
   local   (default) a child process per build, under --build-memory-limit (local.py, child.py)
   ray     the same child process is a Ray driver; the embedding stage runs as Ray Data on the
-          cluster at --ray-address (ray_runner.py)
+          cluster at --ray-address (ray_embedding.py)
   thread  a thread of the serving process, as before the runners (thread.py); daemon-wide only
 
 A runner executes a Recipe (builds/recipes.py) for a BuildJob and returns a
@@ -18,7 +18,7 @@ from __future__ import annotations
 from ...errors import FailedPrecondition, InvalidArgument
 from .local import BuildProcesses, ProcessRunner
 from .memory import parse_memory_limit
-from .ray_runner import RayConfig
+from .ray_embedding import RayConfig
 from .thread import ThreadRunner
 
 LOCAL, RAY, THREAD = "local", "ray", "thread"

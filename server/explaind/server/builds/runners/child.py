@@ -55,7 +55,7 @@ def run(payload: ChildPayload, progress) -> object:
     model = model_pb2.Model.FromString(payload.model)
     if payload.ray is None:
         return run_recipe(payload.recipe, model, progress, payload.options, payload.out_dir, payload.build_id)
-    from .ray_runner import RayEmbedder, ray_session
+    from .ray_embedding import RayEmbedder, ray_session
     with ray_session(payload.ray, payload.operation) as session:
         # Ray workers read the data where it is: nothing is staged on this machine's disk.
         options = dataclasses.replace(payload.options, stage_max_bytes=0, embedder=RayEmbedder(

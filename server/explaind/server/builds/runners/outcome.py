@@ -96,6 +96,6 @@ class ChildPayload:
     build_id: str = ""           # names the build's new vector segment
     log_level: str = "INFO"
     log_json: bool = True
-    ray: object | None = None    # a ray_runner.RayConfig: the embedding stage runs on that cluster
+    ray: object | None = None    # a ray_embedding.RayConfig: the embedding stage runs on that cluster
     store_url: str = ""          # with ray: the store the actors write their shards to
     shard_prefix: str = ""
