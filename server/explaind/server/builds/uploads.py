@@ -25,7 +25,7 @@ from ..model_ids import check_new_model_id
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..security import uris as allowed_uris
-from .job import BuildJob, new_build_id
+from .job import BuildJob, BuildPlan, JobServices, UpdateOf, new_build_id
 from .recipes import BuildOptions, Recipe, UpdateRecipe, recipe_for, update_response
 from .runners import choose_runner, close_runners, make_runners
 
@@ -38,8 +38,9 @@ class UploadManager:
         self.models = models
         self.operations = operations
         self.settings = settings
-        self.metrics = metrics
         self.worker = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.services = JobServices(models, operations, self.worker, settings.heartbeat_seconds,
+                                    settings.heartbeat_timeout_seconds, metrics)
         self.runners = make_runners(settings)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.build_workers, thread_name_prefix="build")
@@ -102,8 +103,8 @@ class UploadManager:
                                     base_build=published.build_id, build_runner=runner)
         record = ModelRecord(model=published.model, operation=op_name, build_id=published.build_id,
                              search_config=published.search_config)
-        return self._job(op, record, recipe, runner, build_id=build_id, base_build=published.build_id,
-                         on_published=self.on_update_published)
+        return self._job(op, record, recipe, runner, build_id=build_id,
+                         update=UpdateOf(published.build_id, self.on_update_published))
 
     def _claim_update(self, claim: ModelRecord) -> None:
         """One update of a model at a time. A claim left by an update whose operation
@@ -153,11 +154,10 @@ class UploadManager:
             raise
         return op
 
-    def _job(self, op: OperationRecord, record: ModelRecord, recipe: Recipe, runner: str, **update) -> BuildJob:
-        job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=self._options(),
-                       heartbeat_seconds=self.settings.heartbeat_seconds,
-                       heartbeat_timeout_seconds=self.settings.heartbeat_timeout_seconds, metrics=self.metrics,
-                       runner=self.runners[runner], **update)
+    def _job(self, op: OperationRecord, record: ModelRecord, recipe: Recipe, runner: str, build_id: str = "",
+             update: UpdateOf | None = None) -> BuildJob:
+        plan = BuildPlan(op, record, recipe, self.runners[runner], self._options(), build_id or new_build_id())
+        job = BuildJob(self.services, plan, update)
         with self._lock:
             self._jobs[op.op_id] = job
         return job
@@ -270,10 +270,6 @@ class UploadManager:
         meta = self.models.read_build_file(published.model_id, published.build_id, "meta.json")
         added, removed = json.loads(meta).get("last_update", (0, 0)) if meta is not None else (0, 0)
         return update_response(published.model, added, removed)
-
-    def running_count(self) -> int:
-        with self._lock:
-            return len(self._jobs)
 
     def shutdown(self) -> None:
         with self._lock:

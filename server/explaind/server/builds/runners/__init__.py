@@ -5,10 +5,12 @@
           cluster at --ray-address (ray_embedding.py)
   thread  a thread of the serving process, as before the runners (thread.py); daemon-wide only
 
-A runner executes a Recipe (builds/recipes.py) for a BuildJob and returns a
-BuildOutput (outcome.py), the index's files in the folder the job gave it;
-the job keeps owning the operation: progress, heartbeats, cancel, publish.
-Any recipe runs under any runner, so a recipe and its options must pickle.
+A runner takes a BuildRequest from a job (request.py: the BuildTask to run,
+the job's progress and its cancel) and returns a BuildOutput (outcome.py), the
+index's files in the task's out_dir; the job keeps owning the operation:
+its record, heartbeats, publish. Any recipe runs under any runner, so a task
+(its recipe and options too) must pickle; the build process speaks the typed
+messages of messages.py.
 
 The daemon's runner (--build-runner) can be overridden per upload with the
 model label explaind.dev/build-runner: local or ray.
