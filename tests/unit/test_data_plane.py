@@ -96,5 +96,9 @@ def test_bad_parts_name_their_fields(plane):
     assert e.value.field == "instances[0]"
     with pytest.raises(FailedPrecondition):          # ... and has nothing to predict with
         asyncio.run(plane.predict("m", _values([0.0] * D), None))
+    with pytest.raises(FailedPrecondition) as e:     # ... nor to embed with: the same refusal
+        asyncio.run(plane.explain("m", _values([0.0] * D), explanation_pb2.ExplanationSpecOverride(), None))
+    assert e.value.field == "explanation_spec_override.examples_override.data_format"
+    assert "index-only" in e.value.message
     with pytest.raises(NotFound):
         asyncio.run(plane.explain("nope", _values([0.0] * D), _override(), None))
