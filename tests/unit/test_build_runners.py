@@ -329,7 +329,7 @@ def test_a_build_process_reports_through_typed_messages(tmp_path):
     vectors = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
     np.save(tmp_path / "e.npy", vectors)
     processes = BuildProcesses(spare=False)
-    runner = ProcessRunner("local", 0, processes, log_json=False)
+    runner = ProcessRunner(0, processes, log_json=False)
     try:
         progress = _Recorder()
         task = _index_only_task(tmp_path, tmp_path / "e.npy")

@@ -53,12 +53,12 @@ def make_runners(settings) -> dict:
     memory_limit = parse_memory_limit(settings.build_memory_limit)
     logs = {"log_level": settings.log_level, "log_json": settings.log_json}
     processes = BuildProcesses(spare=settings.build_spare_process)
-    runners = {LOCAL: ProcessRunner(LOCAL, memory_limit, processes, **logs)}
+    runners = {LOCAL: ProcessRunner(memory_limit, processes, **logs)}
     if settings.build_runner == THREAD:
         runners[THREAD] = ThreadRunner()
     ray = ray_config(settings)
     if ray is not None:
-        runners[RAY] = ProcessRunner(RAY, memory_limit, processes, ray=ray, **logs)
+        runners[RAY] = ProcessRunner(memory_limit, processes, ray=ray, **logs)
     return runners
 
 

@@ -26,6 +26,7 @@ from .memory import format_bytes, tree_rss
 from .messages import BuildCrashed, BuildDone, BuildFailed, ChildMessage, ChildPayload, ExamplesProgress, \
     StageReached
 from .outcome import BuildOutput
+from .ray_embedding import RayConfig
 from .request import BuildCancelled, BuildRequest
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,10 @@ class BuildProcessDied(ExplaindError):
 
 
 class ProcessRunner:
-    def __init__(self, name: str, memory_limit: int, processes: "BuildProcesses", *, log_level: str = "INFO",
-                 log_json: bool = True, ray=None):
-        self.name = name
+    """--build-runner local, and ray when given a RayConfig (the build process is then a Ray driver)."""
+
+    def __init__(self, memory_limit: int, processes: "BuildProcesses", *, log_level: str = "INFO",
+                 log_json: bool = True, ray: RayConfig | None = None):
         self.memory_limit = memory_limit
         self.processes = processes
         self.log_level = log_level

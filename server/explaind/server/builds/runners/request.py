@@ -44,8 +44,6 @@ class BuildRequest:
 
 
 class Runner(Protocol):
-    name: str
-
     def run(self, request: BuildRequest) -> "BuildOutput":
         """The build's outcome, its index files in request.task.out_dir; raises what fails the build."""
         ...

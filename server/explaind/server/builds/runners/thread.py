@@ -9,8 +9,6 @@ from .request import BuildRequest
 
 
 class ThreadRunner:
-    name = "thread"
-
     def run(self, request: BuildRequest) -> BuildOutput:
         # The job's progress raises BuildCancelled at the recipe's next stage or count after a cancel.
         return run_recipe(request.task, request.progress)
