@@ -19,11 +19,13 @@ from explaind.server.builds.embedding import PreparedBatch
 from explaind.server.builds.recipes import BuildOptions, recipe_for
 from explaind.server.builds.runners import LABEL_FIELD, RUNNER_LABEL, choose_runner, make_runners
 from explaind.server.builds.runners.memory import child_pids, parse_memory_limit, tree_rss
-from explaind.server.builds.runners.outcome import BuildOutput, ChildPayload, IndexSummary
-from explaind.server.builds.runners.ray_runner import RayConfig, _explaind_error
+from explaind.server.builds.runners.messages import BuildCrashed, BuildFailed, ChildPayload
+from explaind.server.builds.runners.outcome import BuildOutput, IndexSummary
+from explaind.server.builds.runners.request import BuildTask
+from explaind.server.builds.runners.ray_embedding import RayConfig, _explaind_error
 from explaind.server.builds.runners.shards import read_shards, write_shard
 from explaind.server.config import Settings
-from explaind.server.errors import ExplaindError, FailedPrecondition, InvalidArgument
+from explaind.server.errors import DimensionMismatch, ExplaindError, FailedPrecondition, InvalidArgument
 from explaind.server.index.example_index import IndexInfo
 from explaind.server.index.restricts import Namespace
 from explaind.server.store.objects import ObjectStore
@@ -121,12 +123,13 @@ def test_recipes_and_payloads_travel_by_pickle(tmp_path):
         "nearestNeighborSearchConfig": {"config": {"dimensions": 4, "algorithmConfig": {"bruteForceConfig": {}}}}}}}},
         model_pb2.Model())
     recipe = recipe_for(model, 1000)
-    payload = ChildPayload(recipe=recipe, model=model.SerializeToString(), options=BuildOptions(embed_batch_size=7),
-                           out_dir=str(tmp_path), operation="operations/x",
-                           ray=RayConfig(address="127.0.0.1:6379", workers=2))
+    task = BuildTask(recipe=recipe, model=model.SerializeToString(), options=BuildOptions(embed_batch_size=7),
+                     out_dir=str(tmp_path), build_id="b1", operation="operations/x", store_uri=str(tmp_path),
+                     shard_prefix="models/m/builds/b1/shards")
+    payload = ChildPayload(task, ray=RayConfig(address="127.0.0.1:6379", workers=2))
     back = pickle.loads(pickle.dumps(payload))
-    assert back.recipe == recipe and back.options == payload.options and back.ray == payload.ray
-    assert model_pb2.Model.FromString(back.model) == model
+    assert back == payload and back.task.recipe == recipe and back.ray == payload.ray
+    assert back.task.model_message() == model
     output = BuildOutput(model=model.SerializeToString(), index=IndexSummary(
         size=3, dimensions=4, info=IndexInfo("Flat", 0, 0, "cpu", 48, "DOT_PRODUCT_DISTANCE"),
         config=recipe.search_config))
@@ -246,12 +249,109 @@ def test_the_build_process_opens_only_what_the_daemon_would(tmp_path):
     before = uris.policy()
     try:
         with pytest.raises(PermissionDenied) as refused:
-            run_recipe(recipe, model_pb2.Model(name="models/m"), Progress(),
-                       BuildOptions(allowed_uri_prefixes=(str(allowed),)), str(tmp_path), "b1")
+            run_recipe(_task(recipe, BuildOptions(allowed_uri_prefixes=(str(allowed),)), tmp_path), Progress())
         assert refused.value.field.endswith("gcs_source.uris[0]")
         # The same build with the prefix that holds the file reads it.
-        output = run_recipe(recipe, model_pb2.Model(name="models/m"), Progress(),
-                            BuildOptions(allowed_uri_prefixes=(str(allowed), str(outside))), str(tmp_path), "b1")
+        output = run_recipe(_task(recipe, BuildOptions(allowed_uri_prefixes=(str(allowed), str(outside))), tmp_path),
+                            Progress())
         assert output.index.size == 1 and (tmp_path / "index" / "meta.json").exists()
     finally:
         uris.install(before)
+
+
+def _task(recipe, options: BuildOptions, out_dir) -> BuildTask:
+    return BuildTask(recipe=recipe, model=model_pb2.Model(name="models/m").SerializeToString(), options=options,
+                     out_dir=str(out_dir), build_id="b1")
+
+
+# ------------------------------------------------------------------ the build process's messages
+
+
+@pytest.mark.parametrize("error, cls", [
+    (InvalidArgument("bad id", field="examples[2]"), InvalidArgument),
+    (FailedPrecondition("no", field=None), FailedPrecondition),
+    (ExplaindError("odd"), ExplaindError),
+])
+def test_a_failed_build_comes_back_as_its_error(error, cls):
+    back = pickle.loads(pickle.dumps(BuildFailed.of(error))).error()
+    assert type(back) is cls and (back.message, back.field) == (error.message, error.field)
+
+
+def test_an_errors_subclass_from_elsewhere_travels_as_its_errors_py_class():
+    from explaind.server.errors import Unavailable
+    from explaind.server.store.retry import StoreUnavailable
+
+    message = BuildFailed.of(StoreUnavailable("the store did not answer"))
+    assert message.error_class == "Unavailable" and type(message.error()) is Unavailable
+
+
+@pytest.mark.parametrize("name", ["os", "ExplaindErrorX", "", "__class__", "DimensionMismatch.mro"])
+def test_an_unknown_error_class_name_becomes_a_plain_internal_error(name):
+    back = BuildFailed(name, "m", "f").error()
+    assert type(back) is ExplaindError and (back.message, back.field) == ("m", "f")
+
+
+def test_a_crash_names_its_exception_type():
+    back = BuildCrashed("ZeroDivisionError", "division by zero").error()
+    assert type(back) is ExplaindError and back.message == "ZeroDivisionError: division by zero"
+
+
+class _Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def stage(self, stage):
+        self.calls.append(("stage", stage))
+
+    def examples(self, embedded, total):
+        self.calls.append(("examples", embedded, total))
+
+
+def _index_only_task(tmp_path, data, build_id="b1"):
+    model = json_format.ParseDict({"explanationSpec": {"parameters": {"examples": {
+        "gcsSource": {"uris": [str(data)]},
+        "nearestNeighborSearchConfig": {"config": {"dimensions": 4, "algorithmConfig": {"bruteForceConfig": {}}}}}}}},
+        model_pb2.Model(name="models/m"))
+    return BuildTask(recipe=recipe_for(model, 100), model=model.SerializeToString(), options=BuildOptions(),
+                     out_dir=str(tmp_path / "out"), build_id=build_id, operation="operations/t")
+
+
+def test_a_build_process_reports_through_typed_messages(tmp_path):
+    """A real build process (ProcessRunner): its stages and counts reach the job's progress in
+    order, its index lands in out_dir, and an error comes back as its class with its field."""
+    from explaind.server.builds.runners.local import BuildProcesses, ProcessRunner
+    from explaind.server.builds.runners.request import BuildCancelled, BuildRequest
+    from explaind.v1 import model_service_pb2
+
+    import threading
+
+    Stage = model_service_pb2.UploadModelOperationMetadata.Stage
+    vectors = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    np.save(tmp_path / "e.npy", vectors)
+    processes = BuildProcesses(spare=False)
+    runner = ProcessRunner(0, processes, log_json=False)
+    try:
+        progress = _Recorder()
+        task = _index_only_task(tmp_path, tmp_path / "e.npy")
+        output = runner.run(BuildRequest(task, progress, threading.Event()))
+        stages = [c[1] for c in progress.calls if c[0] == "stage"]
+        assert stages == [Stage.LOADING_MODEL, Stage.READING_EXAMPLES, Stage.EMBEDDING, Stage.BUILDING_INDEX]
+        assert ("examples", 30, 30) in progress.calls
+        assert output.index.size == 30 and output.index.dimensions == 4
+        assert output.model_message().name == "models/m"
+        assert (tmp_path / "out" / "index" / "meta.json").exists()
+
+        np.save(tmp_path / "e.npy", vectors[:, :3])       # the data changed after validation: 3 values, not 4
+        with pytest.raises(ExplaindError) as failed:
+            runner.run(BuildRequest(_index_only_task(tmp_path, tmp_path / "e.npy", "b2"), _Recorder(),
+                                    threading.Event()))
+        assert type(failed.value) is DimensionMismatch
+        assert failed.value.field == "model.explanation_spec.parameters.examples.nearest_neighbor_search_config" \
+            ".config.dimensions"
+
+        cancel = threading.Event()
+        cancel.set()
+        with pytest.raises(BuildCancelled):
+            runner.run(BuildRequest(_index_only_task(tmp_path, tmp_path / "e.npy", "b3"), _Recorder(), cancel))
+    finally:
+        processes.close()

@@ -32,7 +32,7 @@ def plane(tmp_path):
     index = ExampleIndex.build(vectors, [f"e{i}" for i in range(N)], None, tags, config)
     (tmp_path / "built").mkdir()
     index.save(str(tmp_path / "built"))
-    models.objects.upload_dir(str(tmp_path / "built"), models.build_prefix("m", "b1"))
+    models.upload_build("m", "b1", str(tmp_path / "built"))
     spec = explanation_pb2.ExplanationSpec()
     spec.parameters.examples.neighbor_count = 7
     record = ModelRecord(model=model_pb2.Model(name="models/m", state=model_pb2.Model.READY, explanation_spec=spec),
@@ -96,5 +96,9 @@ def test_bad_parts_name_their_fields(plane):
     assert e.value.field == "instances[0]"
     with pytest.raises(FailedPrecondition):          # ... and has nothing to predict with
         asyncio.run(plane.predict("m", _values([0.0] * D), None))
+    with pytest.raises(FailedPrecondition) as e:     # ... nor to embed with: the same refusal
+        asyncio.run(plane.explain("m", _values([0.0] * D), explanation_pb2.ExplanationSpecOverride(), None))
+    assert e.value.field == "explanation_spec_override.examples_override.data_format"
+    assert "index-only" in e.value.message
     with pytest.raises(NotFound):
         asyncio.run(plane.explain("nope", _values([0.0] * D), _override(), None))

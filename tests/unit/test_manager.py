@@ -27,7 +27,7 @@ def _publish(tmp_path, model_id="m", build_id="b1") -> ModelStore:
     folder = tmp_path / f"built-{model_id}-{build_id}"
     folder.mkdir()
     index.save(str(folder))
-    models.objects.upload_dir(str(folder), models.build_prefix(model_id, build_id))
+    models.upload_build(model_id, build_id, str(folder))
     spec = explanation_pb2.ExplanationSpec()
     spec.parameters.examples.neighbor_count = 5
     record = ModelRecord(model=model_pb2.Model(name=f"models/{model_id}", state=model_pb2.Model.READY,

@@ -39,3 +39,15 @@ def test_unsupported_filters_are_invalid_argument_naming_the_field(text):
     with pytest.raises(InvalidArgument) as err:
         parse_filter(text)
     assert err.value.field == "filter"
+
+
+def test_an_operation_of_another_kind_names_no_model():
+    from google.protobuf import empty_pb2
+
+    from explaind.server.store.operations import model_of
+
+    assert model_of(OPS[0]) == "models/tab"
+    other = operations_pb2.Operation(name="operations/x")
+    other.metadata.Pack(empty_pb2.Empty())
+    assert model_of(other) == "" and model_of(operations_pb2.Operation()) == ""
+    assert not parse_filter("model=")(other)      # '' is no model: models/ matches nothing

@@ -237,3 +237,29 @@ def test_a_claim_left_by_an_ended_update_does_not_block_the_next(tmp_path):
         assert models.get_claim("m").operation == "operations/next"
     finally:
         uploads.shutdown()
+
+
+def test_a_builds_files_and_segments_round_trip_through_the_store(tmp_path):
+    """What builds and the loader ask of the store, by model and build, never by key; a
+    second store opened at `uri` (as a build process opens it) sees the same files."""
+    models = ModelStore(ObjectStore(str(tmp_path / "store")))
+    built, segments = tmp_path / "built", tmp_path / "segments"
+    built.mkdir()
+    segments.mkdir()
+    (built / "meta.json").write_bytes(b'{"kind": "flat"}')
+    (built / "ids.bin").write_bytes(b"\x00" * 10)
+    (segments / "b1.npy").write_bytes(b"vectors")
+    assert models.upload_build("m", "b1", str(built)) == 26
+    assert models.upload_segments("m", str(segments)) == 7
+    other = ModelStore.at(models.uri)
+    assert other.read_build_file("m", "b1", "meta.json") == b'{"kind": "flat"}'
+    assert other.read_build_file("m", "b1", "absent.json") is None
+    assert other.read_build_file("m", "b2", "meta.json") is None
+    other.download_build("m", "b1", str(tmp_path / "copy"))
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["ids.bin", "meta.json"]
+    other.download_segment("m", "b1", str(tmp_path / "b1.npy"))
+    assert (tmp_path / "b1.npy").read_bytes() == b"vectors"
+    models.discard_build("m", "b1")
+    assert other.read_build_file("m", "b1", "meta.json") is None
+    with pytest.raises(FileNotFoundError):
+        other.download_segment("m", "b1", str(tmp_path / "again.npy"))

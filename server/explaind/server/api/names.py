@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from ..errors import InvalidArgument
-from ..store.models import STORE_SAFE_ID
+from ..model_ids import is_stored_model_id
 
 
 def model_id(name: str, field: str = "name") -> str:
     """'models/{id}' -> id (a bare id is accepted too)."""
     prefix, _, rest = name.rpartition("models/")
     candidate = rest if name.startswith("models/") or "/models/" in name else name
-    if not STORE_SAFE_ID.fullmatch(candidate):
+    if not is_stored_model_id(candidate):
         raise InvalidArgument(f"expected 'models/{{id}}' with an id of [A-Za-z0-9_.-], got {name[:200]!r}",
                               field=field)
     return candidate

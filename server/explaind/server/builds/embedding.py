@@ -4,7 +4,7 @@ A batch of records is embedded in two steps, so that a distributed runner can
 run them in different places: `prepare_batch` (pure numpy: ids, restricts,
 given embeddings and the model inputs as tensors; no TensorFlow) and
 `finish_batch` (the model run). `LocalEmbedder` runs both here, in data set
-order; the Ray runner (runners/ray_runner.py) prepares in read tasks and
+order; the Ray runner (runners/ray_embedding.py) prepares in read tasks and
 finishes in actors that load the model once.
 """
 from __future__ import annotations

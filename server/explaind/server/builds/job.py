@@ -19,6 +19,7 @@ build; a failure discards only the update's own staging build and segment.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -38,48 +39,68 @@ from ..store.operations import OperationRecord, OperationStore
 from ..store.retry import StoreUnavailable
 from .recipes import BuildOptions, Recipe
 from .runners.outcome import BuildOutput, IndexSummary, index_folders
-from .runners.thread import ThreadRunner
+from .runners.request import BuildCancelled, BuildRequest, BuildTask, Runner
 
 log = logging.getLogger(__name__)
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
 T = TypeVar("T")
 
 
-class BuildCancelled(Exception):
-    pass
-
-
 class StoreLost(Exception):
     """The operation record could not be written for longer than the heartbeat timeout."""
 
 
+def new_build_id() -> str:
+    return "b" + uuid.uuid4().hex[:12]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobServices:
+    """What every build job of a replica shares."""
+    models: ModelStore
+    operations: OperationStore
+    worker: str                              # this replica, as operation records name it
+    heartbeat_seconds: float = 2.0           # how often a job writes its progress (the heartbeat)
+    heartbeat_timeout_seconds: float = 30.0  # the silence after which other replicas take a build for dead
+    metrics: object | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildPlan:
+    """The operation one job runs and what it builds: the job writes `op` and publishes `record`."""
+    op: OperationRecord
+    record: ModelRecord                      # an upload's claimed model; an update's published one
+    recipe: Recipe
+    runner: Runner                           # runs the recipe (builds/runners/); the job owns the operation
+    options: BuildOptions = BuildOptions()
+    build_id: str = dataclasses.field(default_factory=new_build_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateOf:
+    """An update's side of a job. `base_build`: the published build it starts from (the
+    plan's record is then the published one, served until this job publishes).
+    `on_published(model_id)`: after the update is published, before the operation is
+    done (this replica switches at once; the others on their next poll)."""
+    base_build: str
+    on_published: Callable[[str], None] | None = None
+
+
 class BuildJob:
-    def __init__(self, models: ModelStore, operations: OperationStore, op: OperationRecord,
-                 record: ModelRecord, recipe: Recipe, *, worker: str, options: BuildOptions = BuildOptions(),
-                 heartbeat_seconds: float = 2.0, heartbeat_timeout_seconds: float = 30.0, metrics=None,
-                 runner=None, build_id: str = "", base_build: str = "", on_published=None):
-        """`base_build`: for an update, the published build it starts from (the
-        model record is then the published one, served until this job publishes).
-        `on_published(model_id)`: after an update is published, before the operation
-        is done (this replica switches at once; the others on their next poll)."""
-        self.models = models
-        self.operations = operations
-        self.op = op
-        self.record = record
-        self.recipe = recipe
-        self.runner = runner or ThreadRunner()   # runs the recipe (builds/runners/); we own the operation
-        self.worker = worker
-        self.options = options
-        self.heartbeat_seconds = heartbeat_seconds
-        self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
-        self.metrics = metrics
+    def __init__(self, services: JobServices, plan: BuildPlan, update: UpdateOf | None = None):
+        self.services = services
+        self.plan = plan
+        self.update = update
+        self.models = services.models
+        self.operations = services.operations
+        self.op = plan.op
+        self.record = plan.record
+        self.build_id = plan.build_id
+        self.base_build = update.base_build if update is not None else ""
         self.cancel_event = threading.Event()
         # Set when another replica already ended this operation (it took our silence
         # for death): we then publish nothing and write nothing, not even the claim.
         self.taken_over = threading.Event()
-        self.build_id = build_id or new_build_id()
-        self.base_build = base_build
-        self.on_published = on_published
         self.current_stage = Stage.QUEUED
         self._stage_started = time.monotonic()
         self._record_lock = threading.Lock()
@@ -88,12 +109,13 @@ class BuildJob:
         self._store_error: StoreUnavailable | None = None   # why writes failed since then
         self._publish_unknown = False                 # the model record's write may have landed
         self.meta = model_service_pb2.UploadModelOperationMetadata()
-        op.operation.metadata.Unpack(self.meta)
+        self.op.operation.metadata.Unpack(self.meta)
 
     # --- progress (the recipe's Progress) and heartbeats ---
     def stage(self, stage: int) -> None:
-        if self.metrics is not None and self.current_stage not in (Stage.QUEUED, Stage.STAGE_UNSPECIFIED):
-            self.metrics.build_stage_seconds.labels(stage=Stage.Name(self.current_stage)).observe(
+        metrics = self.services.metrics
+        if metrics is not None and self.current_stage not in (Stage.QUEUED, Stage.STAGE_UNSPECIFIED):
+            metrics.build_stage_seconds.labels(stage=Stage.Name(self.current_stage)).observe(
                 time.monotonic() - self._stage_started)
         with self._record_lock:
             self.current_stage = stage
@@ -113,7 +135,7 @@ class BuildJob:
         if self.cancel_event.is_set():
             raise BuildCancelled()
         silent = time.monotonic() - self._last_beat
-        if self._store_error is not None and silent > self.heartbeat_timeout_seconds:
+        if self._store_error is not None and silent > self.services.heartbeat_timeout_seconds:
             raise StoreLost(f"the operation record could not be written for {silent:.0f}s, longer than the "
                             f"heartbeat timeout: {self._store_error}")
 
@@ -143,14 +165,14 @@ class BuildJob:
             if self.operations.cancel_requested(self.op.op_id):
                 self.cancel_event.set()   # a cancel asked on another replica arrives through the store
             self.meta.update_time.GetCurrentTime()
-            self.meta.worker = self.worker
+            self.meta.worker = self.services.worker
             self.op.operation.metadata.Pack(self.meta)
-            self.op.worker = self.worker
+            self.op.worker = self.services.worker
             self.operations.put(self.op)
 
     def _heartbeat(self) -> None:
         # Its own thread: a long model load or index build must not look like a dead worker.
-        while not self._stop_beating.wait(self.heartbeat_seconds):
+        while not self._stop_beating.wait(self.services.heartbeat_seconds):
             try:
                 self._beat()
             except Exception:  # noqa: BLE001 - a missed beat is retried; the build goes on
@@ -187,9 +209,17 @@ class BuildJob:
 
     def _run(self) -> None:
         with tempfile.TemporaryDirectory(prefix="explaind-build-") as out_dir:
-            output = self.runner.run(self, out_dir)
+            output = self.plan.runner.run(self._request(out_dir))
             self._check()
             self._publish(output, out_dir)
+
+    def _request(self, out_dir: str) -> BuildRequest:
+        """What the runner gets: the task (which may travel to a build process) and our progress and cancel."""
+        plan, model_id = self.plan, self.record.model_id
+        task = BuildTask(recipe=plan.recipe, model=self.record.model.SerializeToString(), options=plan.options,
+                         out_dir=out_dir, build_id=self.build_id, operation=self.op.operation.name,
+                         store_uri=self.models.uri, shard_prefix=self.models.shards_prefix(model_id, self.build_id))
+        return BuildRequest(task, progress=self, cancel=self.cancel_event)
 
     def _publish(self, output: BuildOutput, out_dir: str) -> None:
         """The files the runner left in out_dir go to the build's prefix and the model's
@@ -200,11 +230,10 @@ class BuildJob:
         model = record.model
         index = output.index
         if index is not None:
-            objects, model_id = self.models.objects, record.model_id
+            model_id = record.model_id
             files, segments = index_folders(out_dir)
-            build_prefix = self.models.build_prefix(model_id, self.build_id)
-            size = self._patiently(lambda: objects.upload_dir(files, build_prefix))
-            self._patiently(lambda: objects.upload_dir(segments, self.models.segments_prefix(model_id)))
+            size = self._patiently(lambda: self.models.upload_build(model_id, self.build_id, files))
+            self._patiently(lambda: self.models.upload_segments(model_id, segments))
             model.index_info.CopyFrom(index.index_info(size))
             record.build_id = self.build_id
             record.search_config = index.config.to_json()
@@ -223,7 +252,7 @@ class BuildJob:
         self.meta.progress_percent = 100.0
         self.meta.update_time.GetCurrentTime()
         self.op.operation.metadata.Pack(self.meta)
-        self.op.operation.response.Pack(self.recipe.response(model, index))
+        self.op.operation.response.Pack(self.plan.recipe.response(model, index))
         self.op.operation.done = True
         self._store_final()
 
@@ -237,9 +266,10 @@ class BuildJob:
             log.warning("pruning old builds failed: %s", e, extra={"operation": self.op.operation.name})
         # Left behind, the claim names this (then ended) operation: the next update clears it.
         self._release_own_claim()
-        if self.on_published is not None:
+        on_published = self.update.on_published if self.update is not None else None
+        if on_published is not None:
             try:
-                self.on_published(self.record.model_id)
+                on_published(self.record.model_id)
             except Exception:  # noqa: BLE001 - the update is published; the poll retries the load
                 log.exception("loading the updated model on this replica failed",
                               extra={"model": self.record.model.name})
@@ -259,7 +289,7 @@ class BuildJob:
         """Keeps this build and the one it replaced (replicas may still be loading it)."""
         model_id = self.record.model_id
         segments = set(index.segment_names if index is not None else ())
-        base_meta = self.models.objects.read(f"{self.models.build_prefix(model_id, self.base_build)}/meta.json")
+        base_meta = self.models.read_build_file(model_id, self.base_build, "meta.json")
         if base_meta is not None:
             segments |= {s["name"] for s in json.loads(base_meta).get("segments", [])}
         self.models.prune(model_id, {self.build_id, self.base_build}, segments)
@@ -318,14 +348,14 @@ class BuildJob:
     def _patiently(self, step: Callable[[], T]) -> T:
         """`step()`, again while the store is unreachable, for up to the heartbeat timeout;
         then its StoreUnavailable."""
-        deadline = time.monotonic() + self.heartbeat_timeout_seconds
+        deadline = time.monotonic() + self.services.heartbeat_timeout_seconds
         while True:
             try:
                 return step()
             except StoreUnavailable:
                 if time.monotonic() >= deadline:
                     raise
-                time.sleep(min(self.heartbeat_seconds, max(0.0, deadline - time.monotonic())))
+                time.sleep(min(self.services.heartbeat_seconds, max(0.0, deadline - time.monotonic())))
 
     def _best_effort(self, what: str, step: Callable[[], object]) -> bool:
         """For the build's ending: a failure is logged (housekeeping finishes the job later)."""
@@ -336,6 +366,3 @@ class BuildJob:
             log.error("could not %s: %s", what, e, extra={"operation": self.op.operation.name})
             return False
 
-
-def new_build_id() -> str:
-    return "b" + uuid.uuid4().hex[:12]

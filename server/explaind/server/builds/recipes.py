@@ -201,19 +201,17 @@ class UpdateRecipe(Recipe):
 
     def build(self, model, progress, options):
         from ..store.models import ModelStore          # the store's layout, read here as any runner would
-        from ..store.objects import ObjectStore
         progress.stage(Stage.LOADING_MODEL)
-        store = ModelStore(ObjectStore(self.store_url))
+        store = ModelStore.at(self.store_url)
         with tempfile.TemporaryDirectory(prefix="explaind-base-") as scratch:
             base_dir, segments_dir = os.path.join(scratch, "base"), os.path.join(scratch, "segments")
-            store.objects.download_dir(store.build_prefix(self.model_id, self.base_build), base_dir)
+            store.download_build(self.model_id, self.base_build, base_dir)
             kind = ExampleIndex.kind_of(base_dir)
             needs_vectors = kind == "ivf_pq" and self.retrain   # other kinds keep theirs in the build files
             if needs_vectors:
                 os.makedirs(segments_dir)
                 for name in ExampleIndex.segments_of(base_dir):
-                    store.objects.download(f"{store.segments_prefix(self.model_id)}/{name}.npy",
-                                           os.path.join(segments_dir, f"{name}.npy"))
+                    store.download_segment(self.model_id, name, os.path.join(segments_dir, f"{name}.npy"))
             # Mapped segments stay readable after the scratch folder goes (the files are only unlinked).
             base = ExampleIndex.load(base_dir, use_gpu=False, segments_folder=segments_dir,
                                      without_vectors=kind == "ivf_pq" and not needs_vectors)

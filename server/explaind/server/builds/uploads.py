@@ -7,7 +7,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -22,15 +21,15 @@ from explaind.v1 import model_pb2, model_service_pb2
 
 from ..config import use_gpu
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from ..model_ids import check_new_model_id
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..security import uris as allowed_uris
-from .job import BuildJob, new_build_id
+from .job import BuildJob, BuildPlan, JobServices, UpdateOf, new_build_id
 from .recipes import BuildOptions, Recipe, UpdateRecipe, recipe_for, update_response
 from .runners import choose_runner, close_runners, make_runners
 
 log = logging.getLogger(__name__)
-MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
 
 
@@ -39,8 +38,9 @@ class UploadManager:
         self.models = models
         self.operations = operations
         self.settings = settings
-        self.metrics = metrics
         self.worker = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.services = JobServices(models, operations, self.worker, settings.heartbeat_seconds,
+                                    settings.heartbeat_timeout_seconds, metrics)
         self.runners = make_runners(settings)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.build_workers, thread_name_prefix="build")
@@ -91,7 +91,7 @@ class UploadManager:
         if published is None:
             raise NotFound(f"model models/{model_id[:200]} not found", field="model")
         request_json = _recordable(request, "examples")
-        recipe = UpdateRecipe.validated(request, published.model, published.build_id, self.models.objects.uri(""),
+        recipe = UpdateRecipe.validated(request, published.model, published.build_id, self.models.uri,
                                         self.settings.update_max_remove_ids)
         # The model's runner label, as its upload had it (explaind.dev/build-runner), else the daemon's.
         runner = choose_runner(published.model.labels, self.settings.build_runner, self.runners)
@@ -103,8 +103,8 @@ class UploadManager:
                                     base_build=published.build_id, build_runner=runner)
         record = ModelRecord(model=published.model, operation=op_name, build_id=published.build_id,
                              search_config=published.search_config)
-        return self._job(op, record, recipe, runner, build_id=build_id, base_build=published.build_id,
-                         on_published=self.on_update_published)
+        return self._job(op, record, recipe, runner, build_id=build_id,
+                         update=UpdateOf(published.build_id, self.on_update_published))
 
     def _claim_update(self, claim: ModelRecord) -> None:
         """One update of a model at a time. A claim left by an update whose operation
@@ -154,11 +154,10 @@ class UploadManager:
             raise
         return op
 
-    def _job(self, op: OperationRecord, record: ModelRecord, recipe: Recipe, runner: str, **update) -> BuildJob:
-        job = BuildJob(self.models, self.operations, op, record, recipe, worker=self.worker, options=self._options(),
-                       heartbeat_seconds=self.settings.heartbeat_seconds,
-                       heartbeat_timeout_seconds=self.settings.heartbeat_timeout_seconds, metrics=self.metrics,
-                       runner=self.runners[runner], **update)
+    def _job(self, op: OperationRecord, record: ModelRecord, recipe: Recipe, runner: str, build_id: str = "",
+             update: UpdateOf | None = None) -> BuildJob:
+        plan = BuildPlan(op, record, recipe, self.runners[runner], self._options(), build_id or new_build_id())
+        job = BuildJob(self.services, plan, update)
         with self._lock:
             self._jobs[op.op_id] = job
         return job
@@ -199,11 +198,7 @@ class UploadManager:
     def _model_id(self, model_id: str) -> str:
         if not model_id:
             return "m" + uuid.uuid4().hex[:12]
-        if not MODEL_ID.fullmatch(model_id):
-            raise InvalidArgument(
-                f"{model_id!r} is not a valid model id: at most 63 of [a-z0-9_-], "
-                "not starting with a digit or hyphen", field="model_id")
-        return model_id
+        return check_new_model_id(model_id)
 
     # --- operations ---
     def cancel(self, op: OperationRecord) -> None:
@@ -272,14 +267,9 @@ class UploadManager:
         update's with its counts from the build's files."""
         if not base_build:
             return model_service_pb2.UploadModelResponse(model=published.model)
-        meta = self.models.objects.read(f"{self.models.build_prefix(published.model_id, published.build_id)}"
-                                        "/meta.json")
+        meta = self.models.read_build_file(published.model_id, published.build_id, "meta.json")
         added, removed = json.loads(meta).get("last_update", (0, 0)) if meta is not None else (0, 0)
         return update_response(published.model, added, removed)
-
-    def running_count(self) -> int:
-        with self._lock:
-            return len(self._jobs)
 
     def shutdown(self) -> None:
         with self._lock:

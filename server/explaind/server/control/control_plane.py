@@ -14,7 +14,7 @@ from google.longrunning import operations_pb2
 
 from explaind.v1 import model_pb2, model_service_pb2
 
-from ..builds.uploads import MODEL_ID, UploadManager  # noqa: F401 - MODEL_ID: the id rule, for other surfaces
+from ..builds.uploads import UploadManager
 from ..errors import FailedPrecondition, InvalidArgument
 from ..store.models import ModelStore
 from ..store.operations import OperationStore

@@ -14,9 +14,8 @@ from typing import Callable
 
 from google.longrunning import operations_pb2
 
-from explaind.v1 import model_service_pb2
-
 from ..errors import InvalidArgument
+from ..store.operations import model_of
 
 TERM = re.compile(r'^\s*(\w+)\s*=\s*"?([^"\s]*)"?\s*$')
 BOOLEANS = {"true": True, "false": False}
@@ -44,12 +43,5 @@ def _term(term: str) -> Predicate:
         return lambda op: op.HasField("error") == wanted
     if key == "model":
         name = value if value.startswith("models/") else f"models/{value}"
-        return lambda op: _model_of(op) == name
+        return lambda op: model_of(op) == name
     raise InvalidArgument(f"unknown field {key!r}; filter on done, error or model", field="filter")
-
-
-def _model_of(op: operations_pb2.Operation) -> str:
-    meta = model_service_pb2.UploadModelOperationMetadata()
-    if op.metadata.Is(meta.DESCRIPTOR):
-        op.metadata.Unpack(meta)
-    return meta.model

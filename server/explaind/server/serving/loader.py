@@ -47,7 +47,7 @@ class BuildLoader:
             return local
         partial = f"{local}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            self.models.objects.download_dir(self.models.build_prefix(record.model_id, record.build_id), partial)
+            self.models.download_build(record.model_id, record.build_id, partial)
             try:
                 os.rename(partial, local)
             except OSError:
@@ -85,7 +85,7 @@ class BuildLoader:
                 continue
             partial = f"{local}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             try:
-                self.models.objects.download(f"{self.models.segments_prefix(record.model_id)}/{name}.npy", partial)
+                self.models.download_segment(record.model_id, name, partial)
                 os.replace(partial, local)
             finally:
                 if os.path.exists(partial):

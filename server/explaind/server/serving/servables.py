@@ -146,7 +146,8 @@ class ExampleServable(Servable):
 
     def _require_latent(self):
         if self.latent is None:
-            raise InvalidArgument(
+            # As input_specs: the request is well formed, this model cannot embed (FAILED_PRECONDITION).
+            raise FailedPrecondition(
                 f"{self.model.name} is an index-only model (no artifact_uri): send embeddings "
                 f"with {OVERRIDE}.examples_override.data_format = EMBEDDINGS",
                 field=f"{OVERRIDE}.examples_override.data_format")

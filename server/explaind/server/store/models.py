@@ -5,6 +5,7 @@ Layout under the store root:
   models/{id}/builds/{build}/   index files of one build (staging until published)
   models/{id}/segments/{build}.npy  full vectors a compressed index's build added
                                 (immutable; later builds of the model share them)
+  models/{id}/builds/{build}/shards/  a Ray build's embedding shards, while it runs
   models/{id}/model.json        the published record; written last, so a model
                                 is served only once everything it names exists
 A failed or cancelled build removes its staging folder, its segment and its
@@ -16,16 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 
 from explaind.v1 import model_pb2
 
 from ..errors import AlreadyExists, FailedPrecondition, NotFound
+from ..model_ids import is_stored_model_id
 from . import records
 from .objects import KeyExists, ObjectStore
-
-# Every id a store key may be built from (new ids are narrower: builds/uploads.MODEL_ID).
-STORE_SAFE_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}")
 
 PUBLISHED = "model.json"
 CLAIM = "building.json"
@@ -63,8 +61,10 @@ class ModelRecord:
 
 
 class ModelStore:
+    """The models' records and files; callers name models and builds, never keys."""
+
     def __init__(self, objects: ObjectStore):
-        self.objects = objects
+        self._objects = objects
         # model id -> (version of its model.json, build id): every replica polls
         # published_builds(), and a record is re-read only when it was rewritten.
         self._published: dict[str, tuple[tuple, str]] = {}
@@ -73,10 +73,10 @@ class ModelStore:
     def claim(self, record: ModelRecord) -> None:
         """Marks the model as building; ALREADY_EXISTS if the id is taken."""
         model_id = record.model_id
-        if self.objects.exists(f"models/{model_id}/{PUBLISHED}"):
+        if self._objects.exists(f"models/{model_id}/{PUBLISHED}"):
             raise AlreadyExists(f"model {model_id!r} already exists", field="model_id")
         try:
-            self.objects.create(f"models/{model_id}/{CLAIM}", record.to_bytes())
+            self._objects.create(f"models/{model_id}/{CLAIM}", record.to_bytes())
         except KeyExists:
             raise AlreadyExists(f"model {model_id!r} is already being built", field="model_id") from None
 
@@ -85,7 +85,7 @@ class ModelStore:
         update's operation and staging build). One update of a model at a time,
         across replicas: FAILED_PRECONDITION while another holds the claim."""
         try:
-            self.objects.create(f"models/{record.model_id}/{CLAIM}", record.to_bytes())
+            self._objects.create(f"models/{record.model_id}/{CLAIM}", record.to_bytes())
         except KeyExists:
             running = self.get_claim(record.model_id)
             raise FailedPrecondition(
@@ -93,11 +93,11 @@ class ModelStore:
                 "operation; wait for it (updates of one model run one at a time)", field="model") from None
 
     def get_claim(self, model_id: str) -> ModelRecord | None:
-        data = self.objects.read(f"models/{model_id}/{CLAIM}")
+        data = self._objects.read(f"models/{model_id}/{CLAIM}")
         return ModelRecord.from_bytes(data) if data is not None else None
 
     def release_claim(self, model_id: str) -> None:
-        self.objects.delete(f"models/{model_id}/{CLAIM}")
+        self._objects.delete(f"models/{model_id}/{CLAIM}")
 
     def release_own_claim(self, model_id: str, operation: str) -> None:
         """Drops the claim only if `operation` holds it: after a long silence (a store
@@ -106,37 +106,69 @@ class ModelStore:
         if claim is not None and claim.operation == operation:
             self.release_claim(model_id)
 
+    @classmethod
+    def at(cls, url: str) -> "ModelStore":
+        """The store at `url` (its `uri`), as another process (a build process) opens it."""
+        return cls(ObjectStore(url))
+
+    @property
+    def uri(self) -> str:
+        """A URL other processes (a build process, Ray workers) open this store with."""
+        return self._objects.uri("")
+
     # --- builds ---
-    def build_prefix(self, model_id: str, build_id: str) -> str:
+    def _build_prefix(self, model_id: str, build_id: str) -> str:
         return f"models/{model_id}/builds/{build_id}"
 
-    def segments_prefix(self, model_id: str) -> str:
+    def _segments_prefix(self, model_id: str) -> str:
         return f"models/{model_id}/segments"
 
+    def shards_prefix(self, model_id: str, build_id: str) -> str:
+        """Where a Ray build's actors leave embedding shards (the build removes them)."""
+        return f"{self._build_prefix(model_id, build_id)}/shards"
+
+    def upload_build(self, model_id: str, build_id: str, local_dir: str) -> int:
+        """A build's files from `local_dir` into the store; returns their bytes."""
+        return self._objects.upload_dir(local_dir, self._build_prefix(model_id, build_id))
+
+    def upload_segments(self, model_id: str, local_dir: str) -> int:
+        """The vector segments in `local_dir` (named {build}.npy) into the model's segments."""
+        return self._objects.upload_dir(local_dir, self._segments_prefix(model_id))
+
+    def download_build(self, model_id: str, build_id: str, local_dir: str) -> None:
+        self._objects.download_dir(self._build_prefix(model_id, build_id), local_dir)
+
+    def download_segment(self, model_id: str, name: str, local_path: str) -> None:
+        self._objects.download(f"{self._segments_prefix(model_id)}/{name}.npy", local_path)
+
+    def read_build_file(self, model_id: str, build_id: str, name: str) -> bytes | None:
+        """One file of a build (None if absent)."""
+        return self._objects.read(f"{self._build_prefix(model_id, build_id)}/{name}")
+
     def discard_build(self, model_id: str, build_id: str) -> None:
-        self.objects.delete_prefix(self.build_prefix(model_id, build_id))
-        self.objects.delete(f"{self.segments_prefix(model_id)}/{build_id}.npy")
+        self._objects.delete_prefix(self._build_prefix(model_id, build_id))
+        self._objects.delete(f"{self._segments_prefix(model_id)}/{build_id}.npy")
 
     def discard_all_builds(self, model_id: str) -> None:
         """For a model that was never published: every staged build is garbage."""
-        self.objects.delete_prefix(f"models/{model_id}/builds")
-        self.objects.delete_prefix(self.segments_prefix(model_id))
+        self._objects.delete_prefix(f"models/{model_id}/builds")
+        self._objects.delete_prefix(self._segments_prefix(model_id))
 
     def prune(self, model_id: str, keep_builds: set[str], keep_segments: set[str]) -> None:
         """Removes the model's builds and segments that none of those kept uses."""
-        for build in self.objects.list(f"models/{model_id}/builds"):
+        for build in self._objects.list(f"models/{model_id}/builds"):
             if build not in keep_builds and not build.startswith("."):
-                self.objects.delete_prefix(self.build_prefix(model_id, build))
-        for name in self.objects.list(self.segments_prefix(model_id)):
+                self._objects.delete_prefix(self._build_prefix(model_id, build))
+        for name in self._objects.list(self._segments_prefix(model_id)):
             if name.endswith(".npy") and name[:-len(".npy")] not in keep_segments:
-                self.objects.delete(f"{self.segments_prefix(model_id)}/{name}")
+                self._objects.delete(f"{self._segments_prefix(model_id)}/{name}")
 
     def publish(self, record: ModelRecord, release: bool = True) -> None:
         """Writes the published record (the build's files must already be in place), then
         drops the claim (`release`: an update drops it itself, once it pruned). Once the
         record is written the model is published: a claim the store failed to drop just
         then is clutter (get() reads the published record first; delete removes it)."""
-        self.objects.write(f"models/{record.model_id}/{PUBLISHED}", record.to_bytes())
+        self._objects.write(f"models/{record.model_id}/{PUBLISHED}", record.to_bytes())
         if not release:
             return
         try:
@@ -147,18 +179,18 @@ class ModelStore:
     # --- reading ---
     def get(self, model_id: str) -> ModelRecord | None:
         """The published record, else the building claim, else None."""
-        if not STORE_SAFE_ID.fullmatch(model_id):     # keys are built from it: no path tricks reach the store
+        if not is_stored_model_id(model_id):     # keys are built from it: no path tricks reach the store
             return None
         for name in (PUBLISHED, CLAIM):
-            data = self.objects.read(f"models/{model_id}/{name}")
+            data = self._objects.read(f"models/{model_id}/{name}")
             if data is not None:
                 return ModelRecord.from_bytes(data)
         return None
 
     def get_published(self, model_id: str) -> ModelRecord | None:
-        if not STORE_SAFE_ID.fullmatch(model_id):
+        if not is_stored_model_id(model_id):
             return None
-        data = self.objects.read(f"models/{model_id}/{PUBLISHED}")
+        data = self._objects.read(f"models/{model_id}/{PUBLISHED}")
         return ModelRecord.from_bytes(data) if data is not None else None
 
     def require(self, model_id: str, field: str = "name") -> ModelRecord:
@@ -168,12 +200,12 @@ class ModelStore:
         return record
 
     def list_ids(self) -> list[str]:
-        return [name for name in self.objects.list("models") if not name.startswith(".")]
+        return [name for name in self._objects.list("models") if not name.startswith(".")]
 
     def published_builds(self) -> dict[str, str]:
         """model id -> build id of every published model (what replicas should serve)."""
         out = {}
-        for key, version in self.objects.versions("models").items():
+        for key, version in self._objects.versions("models").items():
             parts = key.split("/")
             if len(parts) != 3 or parts[2] != PUBLISHED:
                 continue
@@ -192,5 +224,5 @@ class ModelStore:
 
     def delete(self, model_id: str) -> None:
         """Unpublishes first (readers stop seeing it), then removes its files."""
-        self.objects.delete(f"models/{model_id}/{PUBLISHED}")
-        self.objects.delete_prefix(f"models/{model_id}")
+        self._objects.delete(f"models/{model_id}/{PUBLISHED}")
+        self._objects.delete_prefix(f"models/{model_id}")

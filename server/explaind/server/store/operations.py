@@ -15,7 +15,7 @@ import time
 
 from google.longrunning import operations_pb2
 
-from explaind.v1 import model_service_pb2  # noqa: F401  (registers the packed types for JSON)
+from explaind.v1 import model_service_pb2  # also registers the packed types for JSON
 
 from ..errors import NotFound
 from . import records
@@ -52,6 +52,14 @@ class OperationRecord:
             worker=d.get("worker", ""),
             heartbeat=d.get("heartbeat", 0.0),
         )
+
+
+def model_of(operation: operations_pb2.Operation) -> str:
+    """The model ('models/{id}') an upload or update operation builds; '' for any other operation."""
+    meta = model_service_pb2.UploadModelOperationMetadata()
+    if operation.metadata.Is(meta.DESCRIPTOR):
+        operation.metadata.Unpack(meta)
+    return meta.model
 
 
 class OperationStore:

@@ -21,8 +21,8 @@ import json
 import os
 import re
 
-from ..control.control_plane import MODEL_ID
 from ..errors import InvalidArgument, NotFound
+from ..model_ids import is_new_model_id
 
 SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 ENDPOINT_NAME = re.compile(rf"^projects/(?P<project>{SEGMENT})/locations/(?P<location>{SEGMENT})"
@@ -95,7 +95,7 @@ class EndpointMap:
         endpoint = self.endpoints.get(name) or self.endpoints.get(endpoint_id)
         if endpoint is None:
             # The default: the endpoint id is the model id (and so is its one deployed model).
-            if not MODEL_ID.fullmatch(endpoint_id):
+            if not is_new_model_id(endpoint_id):
                 raise NotFound(f"endpoint {name} not found: {endpoint_id!r} is no model id and no mapping "
                                "names it (see the vertex_endpoints setting)", field=field)
             endpoint = Endpoint({endpoint_id: endpoint_id}, endpoint_id)
@@ -131,5 +131,5 @@ def _endpoint(key: str, value, source: str) -> Endpoint:
 
 
 def _check_model_id(model_id, where: str) -> None:
-    if not isinstance(model_id, str) or not MODEL_ID.fullmatch(model_id):
+    if not is_new_model_id(model_id):
         raise ValueError(f"{where}: {str(model_id)[:200]!r} is not a model id")

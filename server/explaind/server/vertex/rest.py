@@ -38,6 +38,7 @@ from ..errors import ExplaindError, InvalidArgument, NotFound
 from ..logging_setup import request_id_var
 from ..metrics import Metrics
 from ..security.auth import http_certificate_names
+from ..store.operations import model_of
 from .prediction import VertexPrediction
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class RestApi:
     async def get_operation(self, request: web.Request) -> web.Response:
         info = request.match_info
         operation = await self.control.get_operation(f"operations/{info['operation']}")
-        if "model" in info and _model_of(operation) != info["model"]:
+        if "model" in info and _model_id_of(operation) != info["model"]:
             raise NotFound(f"operation {info['operation']!r} of model {info['model']!r} not found", field="name")
         return _json(operation_json(operation, info))
 
@@ -205,7 +206,7 @@ def operation_json(operation: operations_pb2.Operation, info) -> dict:
     meta = model_service_pb2.UploadModelOperationMetadata()
     operation.metadata.Unpack(meta)
     prefix = f"projects/{info['project']}/locations/{info['location']}"
-    model = f"{prefix}/models/{_model_of(operation)}"
+    model = f"{prefix}/models/{_model_id_of(operation)}"
     types = f"type.googleapis.com/google.cloud.aiplatform.{info['version']}"
     out = {"name": f"{model}/operations/{operation.name.rpartition('/')[2]}",
            "metadata": {"@type": f"{types}.UploadModelOperationMetadata",
@@ -220,10 +221,8 @@ def operation_json(operation: operations_pb2.Operation, info) -> dict:
     return out
 
 
-def _model_of(operation: operations_pb2.Operation) -> str:
-    meta = model_service_pb2.UploadModelOperationMetadata()
-    operation.metadata.Unpack(meta)
-    return meta.model.rpartition("/")[2]
+def _model_id_of(operation: operations_pb2.Operation) -> str:
+    return model_of(operation).rpartition("/")[2]
 
 
 def _endpoint_name(request: web.Request) -> str:

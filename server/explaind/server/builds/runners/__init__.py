@@ -2,13 +2,15 @@
 
   local   (default) a child process per build, under --build-memory-limit (local.py, child.py)
   ray     the same child process is a Ray driver; the embedding stage runs as Ray Data on the
-          cluster at --ray-address (ray_runner.py)
+          cluster at --ray-address (ray_embedding.py)
   thread  a thread of the serving process, as before the runners (thread.py); daemon-wide only
 
-A runner executes a Recipe (builds/recipes.py) for a BuildJob and returns a
-BuildOutput (outcome.py), the index's files in the folder the job gave it;
-the job keeps owning the operation: progress, heartbeats, cancel, publish.
-Any recipe runs under any runner, so a recipe and its options must pickle.
+A runner takes a BuildRequest from a job (request.py: the BuildTask to run,
+the job's progress and its cancel) and returns a BuildOutput (outcome.py), the
+index's files in the task's out_dir; the job keeps owning the operation:
+its record, heartbeats, publish. Any recipe runs under any runner, so a task
+(its recipe and options too) must pickle; the build process speaks the typed
+messages of messages.py.
 
 The daemon's runner (--build-runner) can be overridden per upload with the
 model label explaind.dev/build-runner: local or ray.
@@ -18,7 +20,7 @@ from __future__ import annotations
 from ...errors import FailedPrecondition, InvalidArgument
 from .local import BuildProcesses, ProcessRunner
 from .memory import parse_memory_limit
-from .ray_runner import RayConfig
+from .ray_embedding import RayConfig
 from .thread import ThreadRunner
 
 LOCAL, RAY, THREAD = "local", "ray", "thread"
@@ -51,12 +53,12 @@ def make_runners(settings) -> dict:
     memory_limit = parse_memory_limit(settings.build_memory_limit)
     logs = {"log_level": settings.log_level, "log_json": settings.log_json}
     processes = BuildProcesses(spare=settings.build_spare_process)
-    runners = {LOCAL: ProcessRunner(LOCAL, memory_limit, processes, **logs)}
+    runners = {LOCAL: ProcessRunner(memory_limit, processes, **logs)}
     if settings.build_runner == THREAD:
         runners[THREAD] = ThreadRunner()
     ray = ray_config(settings)
     if ray is not None:
-        runners[RAY] = ProcessRunner(RAY, memory_limit, processes, ray=ray, **logs)
+        runners[RAY] = ProcessRunner(memory_limit, processes, ray=ray, **logs)
     return runners
 
 

@@ -1,14 +1,8 @@
 """The build process: `python -m explaind.server.builds.runners.child FD [--spare]`.
 
 The serving process (runners/local.py) starts it per build, sends it a
-ChildPayload over the socket FD and reads back progress messages and the
-outcome:
-
-  ("stage", stage)                  the recipe entered a stage
-  ("examples", embedded, total)     progress, at most every PROGRESS_SECONDS
-  ("done", BuildOutput)             the index is saved in payload.out_dir
-  ("failed", error class, message, field)   an ExplaindError (named in errors.py)
-  ("crashed", exception type, message)      any other exception
+ChildPayload over the socket FD and reads back progress and the outcome, as
+the dataclasses of messages.py: example counts at most every PROGRESS_SECONDS.
 
 It exits when the serving process goes away (its socket closes) and stops on
 SIGTERM (a cancel), and it volunteers to be the first process the kernel's
@@ -25,7 +19,11 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
-from .outcome import ChildPayload
+from ...errors import ExplaindError
+# With these come the build code, FAISS and the readers (recipes.py, index/): a spare has
+# them imported before its payload comes.
+from .messages import BuildCrashed, BuildDone, BuildFailed, ChildPayload, ExamplesProgress, StageReached
+from .outcome import BuildOutput, run_recipe
 
 log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 0.2
@@ -39,28 +37,25 @@ class ChildProgress:
         self._last = 0.0
 
     def stage(self, stage: int) -> None:
-        self.conn.send(("stage", int(stage)))
+        self.conn.send(StageReached(int(stage)))
 
     def examples(self, embedded: int, total: int) -> None:
         now = time.monotonic()
         if now - self._last >= PROGRESS_SECONDS or embedded >= total:
             self._last = now
-            self.conn.send(("examples", int(embedded), int(total)))
+            self.conn.send(ExamplesProgress(int(embedded), int(total)))
 
 
-def run(payload: ChildPayload, progress) -> object:
-    from explaind.v1 import model_pb2
-    from .outcome import run_recipe
-
-    model = model_pb2.Model.FromString(payload.model)
+def run(payload: ChildPayload, progress) -> BuildOutput:
+    task = payload.task
     if payload.ray is None:
-        return run_recipe(payload.recipe, model, progress, payload.options, payload.out_dir, payload.build_id)
-    from .ray_runner import RayEmbedder, ray_session
-    with ray_session(payload.ray, payload.operation) as session:
+        return run_recipe(task, progress)
+    from .ray_embedding import RayEmbedder, ray_session
+    with ray_session(payload.ray, task.operation) as session:
         # Ray workers read the data where it is: nothing is staged on this machine's disk.
-        options = dataclasses.replace(payload.options, stage_max_bytes=0, embedder=RayEmbedder(
-            payload.ray, session, payload.store_url, payload.shard_prefix))
-        return run_recipe(payload.recipe, model, progress, options, payload.out_dir, payload.build_id)
+        options = dataclasses.replace(task.options, stage_max_bytes=0, embedder=RayEmbedder(
+            payload.ray, session, task.store_uri, task.shard_prefix))
+        return run_recipe(dataclasses.replace(task, options=options), progress)
 
 
 def main(argv: list[str]) -> int:
@@ -72,7 +67,6 @@ def main(argv: list[str]) -> int:
         payload: ChildPayload = conn.recv()
     except (EOFError, OSError):
         return 0        # a spare the daemon no longer needs
-    from ...errors import ExplaindError
     from ...logging_setup import configure_logging
 
     configure_logging(payload.log_level, json_format=payload.log_json)
@@ -81,21 +75,19 @@ def main(argv: list[str]) -> int:
     try:
         output = run(payload, ChildProgress(conn))
     except ExplaindError as e:
-        # By the nearest class errors.py defines (the store's StoreUnavailable is an Unavailable).
-        named = next(c for c in type(e).__mro__ if c.__module__ == ExplaindError.__module__)
-        conn.send(("failed", named.__name__, e.message, e.field))
+        conn.send(BuildFailed.of(e))
         return 0
     except Exception as e:  # noqa: BLE001 - reported to the job, which fails the operation with it
-        log.exception("build failed", extra={"operation": payload.operation})
-        conn.send(("crashed", type(e).__name__, str(e)))
+        log.exception("build failed", extra={"operation": payload.task.operation})
+        conn.send(BuildCrashed(type(e).__name__, str(e)))
         return 0
-    conn.send(("done", output))
+    conn.send(BuildDone(output))
     return 0
 
 
 def _preload_tensorflow() -> None:
     """A spare imports TensorFlow before its payload comes, while nothing waits for it (the
-    build code, FAISS and the readers come with outcome.py, imported above). A build
+    build code, FAISS and the readers come with the imports above). A build
     started cold imports it only if its model needs it."""
     from ...runtime.tensorflow_check import tensorflow_available
     if tensorflow_available():

@@ -20,10 +20,14 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
-from ... import errors
 from ...errors import ExplaindError, ResourceExhausted
+from ..recipes import Progress
 from .memory import format_bytes, tree_rss
-from .outcome import BuildOutput, ChildPayload
+from .messages import BuildCrashed, BuildDone, BuildFailed, ChildMessage, ChildPayload, ExamplesProgress, \
+    StageReached
+from .outcome import BuildOutput
+from .ray_embedding import RayConfig
+from .request import BuildCancelled, BuildRequest
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.1
@@ -34,27 +38,23 @@ class BuildProcessDied(ExplaindError):
 
 
 class ProcessRunner:
-    def __init__(self, name: str, memory_limit: int, processes: "BuildProcesses", *, log_level: str = "INFO",
-                 log_json: bool = True, ray=None):
-        self.name = name
+    """--build-runner local, and ray when given a RayConfig (the build process is then a Ray driver)."""
+
+    def __init__(self, memory_limit: int, processes: "BuildProcesses", *, log_level: str = "INFO",
+                 log_json: bool = True, ray: RayConfig | None = None):
         self.memory_limit = memory_limit
         self.processes = processes
         self.log_level = log_level
         self.log_json = log_json
         self.ray = ray
 
-    def run(self, job, out_dir: str) -> BuildOutput:
-        objects = job.models.objects
-        payload = ChildPayload(
-            recipe=job.recipe, model=job.record.model.SerializeToString(), options=job.options, out_dir=out_dir,
-            operation=job.op.operation.name, build_id=job.build_id, log_level=self.log_level,
-            log_json=self.log_json, ray=self.ray, store_url=objects.uri(""),
-            shard_prefix=f"{job.models.build_prefix(job.record.model_id, job.build_id)}/shards")
+    def run(self, request: BuildRequest) -> BuildOutput:
+        payload = ChildPayload(request.task, log_level=self.log_level, log_json=self.log_json, ray=self.ray)
         child = self.processes.take()
         self.processes.refill()        # the next build's process imports while this one runs
         try:
             child.start(payload, self.memory_limit)
-            return child.supervise(job)
+            return child.supervise(request.progress, request.cancel)
         finally:
             child.stop()
 
@@ -118,17 +118,15 @@ class BuildProcess:
 
     def start(self, payload: ChildPayload, memory_limit: int) -> None:
         self.memory_limit = memory_limit
-        self.operation = payload.operation
+        self.operation = payload.task.operation
         self.started = time.monotonic()
         self.conn.send(payload)
         log.info("build process started", extra={"operation": self.operation, "pid": self.proc.pid})
 
-    def supervise(self, job) -> BuildOutput:
-        """Runs until the child hands over its outcome; raises what fails the build."""
-        from ..job import BuildCancelled
-
+    def supervise(self, progress: Progress, cancel: threading.Event) -> BuildOutput:
+        """Runs until the child hands over its outcome, forwarding its progress; raises what fails the build."""
         while True:
-            if job.cancel_event.is_set():
+            if cancel.is_set():
                 raise BuildCancelled()
             self._check_memory()
             if self.conn.poll(POLL_SECONDS):
@@ -136,29 +134,23 @@ class BuildProcess:
                     message = self.conn.recv()
                 except (EOFError, OSError):
                     raise self._died() from None
-                outcome = self._handle(message, job)
+                outcome = self._handle(message, progress)
                 if outcome is not None:
                     return outcome
             elif self.proc.poll() is not None and not self.conn.poll(0):
                 raise self._died()
 
-    def _handle(self, message: tuple, job) -> BuildOutput | None:
-        kind = message[0]
-        if kind == "stage":
-            job.stage(message[1])
-        elif kind == "examples":
-            job.examples(message[1], message[2])
-        elif kind == "done":
-            self._wait(self.stop_grace_seconds)       # it exits right after: let it close its sessions
-            return message[1]
-        elif kind == "failed":
-            _, name, text, field = message
-            cls = getattr(errors, name, None)
-            if not (isinstance(cls, type) and issubclass(cls, ExplaindError)):
-                cls = ExplaindError
-            raise cls(text, field=field)
-        elif kind == "crashed":
-            raise ExplaindError(f"{message[1]}: {message[2]}")
+    def _handle(self, message: ChildMessage, progress: Progress) -> BuildOutput | None:
+        match message:
+            case StageReached(stage):
+                progress.stage(stage)
+            case ExamplesProgress(embedded, total):
+                progress.examples(embedded, total)
+            case BuildDone(output):
+                self._wait(self.stop_grace_seconds)       # it exits right after: let it close its sessions
+                return output
+            case BuildFailed() | BuildCrashed():
+                raise message.error()
         return None
 
     def _check_memory(self) -> None:

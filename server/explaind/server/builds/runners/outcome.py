@@ -18,7 +18,8 @@ from explaind.v1 import model_pb2
 from ...index.config import SearchConfig
 from ...index.example_index import ExampleIndex, IndexInfo
 from ...security import uris
-from ..recipes import BuildOptions, Recipe
+from ..recipes import BuildOptions, Progress
+from .request import BuildTask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,34 +69,19 @@ def index_folders(out_dir: str) -> tuple[str, str]:
     return os.path.join(out_dir, "index"), os.path.join(out_dir, "segments")
 
 
-def run_recipe(recipe: Recipe, model: model_pb2.Model, progress, options: BuildOptions, out_dir: str,
-               build_id: str) -> BuildOutput:
-    """Runs the recipe here and saves its index into `out_dir` (index_folders; a new segment is
-    named `build_id`). The one place a runner calls a recipe. The build process opens only what
-    the serving process would: the same --allowed-uri-prefix."""
+def run_recipe(task: BuildTask, progress: Progress) -> BuildOutput:
+    """Runs the task's recipe here and saves its index into task.out_dir (index_folders; a new
+    segment is named after the build). The one place a runner calls a recipe. The build process
+    opens only what the serving process would: the same --allowed-uri-prefix."""
+    options = task.options
     uris.install(uris.UriPolicy(options.allowed_uri_prefixes))
-    index = recipe.build(model, progress, options)
+    model = task.model_message()
+    index = task.recipe.build(model, progress, options)
     summary = None
     if index is not None:
-        files, segments = index_folders(out_dir)
+        files, segments = index_folders(task.out_dir)
         os.makedirs(files, exist_ok=True)
         os.makedirs(segments, exist_ok=True)
-        index.save(files, segments, segment_name=build_id)
+        index.save(files, segments, segment_name=task.build_id)
         summary = IndexSummary.of(index, options)
     return BuildOutput(model=model.SerializeToString(), index=summary)
-
-
-@dataclasses.dataclass
-class ChildPayload:
-    """What the serving process sends a build process (child.py)."""
-    recipe: Recipe
-    model: bytes                 # the serialized Model
-    options: BuildOptions
-    out_dir: str                 # where the index files go
-    operation: str               # for logs
-    build_id: str = ""           # names the build's new vector segment
-    log_level: str = "INFO"
-    log_json: bool = True
-    ray: object | None = None    # a ray_runner.RayConfig: the embedding stage runs on that cluster
-    store_url: str = ""          # with ray: the store the actors write their shards to
-    shard_prefix: str = ""

@@ -5,10 +5,10 @@ for the whole daemon, never per upload: for comparisons and small data sets."""
 from __future__ import annotations
 
 from .outcome import BuildOutput, run_recipe
+from .request import BuildRequest
 
 
 class ThreadRunner:
-    name = "thread"
-
-    def run(self, job, out_dir: str) -> BuildOutput:
-        return run_recipe(job.recipe, job.record.model, job, job.options, out_dir, job.build_id)
+    def run(self, request: BuildRequest) -> BuildOutput:
+        # The job's progress raises BuildCancelled at the recipe's next stage or count after a cancel.
+        return run_recipe(request.task, request.progress)
