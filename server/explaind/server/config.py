@@ -74,6 +74,12 @@ class Settings:
     # Compressed indexes and updates
     retrain_added_fraction: float = 0.3   # retrain_recommended once updates added this share of the examples
     update_max_remove_ids: int = 1_000_000  # ids one UpdateExplanationDataset may remove
+    # Batch explanation jobs (docs/batch.md): run by the build runners
+    batch_workers: int = 1                # batch jobs running at once per replica (more wait, QUEUED)
+    max_concurrent_batch_jobs: int = 16   # batch jobs running or queued on a replica; more: RESOURCE_EXHAUSTED
+    batch_size: int = 256                 # rows per model run of a job (a job's batch_size overrides)
+    batch_rows_per_file: int = 100_000    # rows per results or errors file
+    batch_max_failed_fraction: float = 0.1  # a job fails once more than this fraction of its rows failed
 
 
 REPEATABLE = {"allowed_uri_prefix"}       # flags given several times; joined by commas

@@ -20,9 +20,11 @@ def serve_command(args) -> int:
     from .logging_setup import configure_logging
 
     settings = config.resolve(args)
+    from .batch.manager import check_settings as check_batch_settings
     from .builds.runners import check_settings
     try:
         check_settings(settings)
+        check_batch_settings(settings)
     except ValueError as e:
         print(f"explaind serve: {e}", file=sys.stderr)
         return 2
