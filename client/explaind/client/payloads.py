@@ -30,6 +30,8 @@ IGNORED: dict[str, frozenset[str]] = {
         "version_aliases", "version_description", "predict_schemata", "metadata_schema_uri", "metadata",
         "encryption_spec", "supported_export_formats"}),
     # explaind runs the SavedModel itself: no container, ports, routes or probes.
+    # A batch job runs on explaind's build runners: no machines to ask for.
+    "explaind.vertex.v1.BatchPredictionJob": frozenset({"dedicated_resources"}),
     "explaind.v1.ModelContainerSpec": frozenset({
         "env", "ports", "predict_route", "health_route", "invoke_route_prefix", "grpc_ports",
         "deployment_timeout", "shared_memory_size_mb", "startup_probe", "health_probe", "liveness_probe"}),
@@ -39,6 +41,16 @@ IGNORED: dict[str, frozenset[str]] = {
 REFUSED: dict[str, dict[str, str]] = {
     "explaind.v1.UploadModelRequest": {
         "parent_model": "model versions are not supported: upload under a new model id",
+    },
+    "explaind.vertex.v1.BatchPredictionJob": {
+        "encryption_spec": "customer-managed encryption keys are not supported: the output is written with "
+                           "the destination's own encryption",
+    },
+    "explaind.vertex.v1.BatchPredictionJob.InputConfig": {
+        "bigquery_source": "explaind reads files (gcsSource: any URI the uploads take), not BigQuery",
+    },
+    "explaind.vertex.v1.BatchPredictionJob.OutputConfig": {
+        "bigquery_destination": "explaind writes files (gcsDestination), not BigQuery",
     },
 }
 

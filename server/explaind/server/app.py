@@ -82,7 +82,7 @@ class Daemon:
         self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager, self.batches)
         self.drain = DrainInterceptor(self.metrics)
         self.vertex = vertex.VertexCompat(settings, self.data_plane, self.control_plane, self.metrics, self.drain,
-                                          self.security)
+                                          self.security, self.batch_jobs)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []

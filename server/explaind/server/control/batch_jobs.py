@@ -22,6 +22,10 @@ class BatchJobs:
                      vertex_job: dict | None = None) -> OperationRecord:
         return await asyncio.to_thread(self.manager.create, request, vertex_job)
 
+    async def published(self, model_id: str):
+        """The model's published record, or None (a Vertex create compares its spec with it)."""
+        return await asyncio.to_thread(self.manager.models.get_published, model_id)
+
     async def get(self, job_id: str, field: str = "name") -> OperationRecord:
         """The job's record; NOT_FOUND for an unknown id, or an operation that is no batch job."""
         record = await asyncio.to_thread(self.operations.get, job_id) if operation_id(f"operations/{job_id}") \

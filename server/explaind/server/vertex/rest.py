@@ -72,10 +72,13 @@ class RestApi:
     """The aiohttp application and its listening site."""
 
     def __init__(self, vertex: VertexPrediction, control: ControlPlane, metrics: Metrics, *, max_body_bytes: int,
-                 max_concurrent_calls: int, draining=lambda: False, authorizer=None, ssl_context=None):
+                 max_concurrent_calls: int, draining=lambda: False, authorizer=None, ssl_context=None,
+                 jobs=None):
         """`authorizer`: security.auth.Authorizer (None: every call may go ahead);
-        `ssl_context`: TLS for the port (None: plain HTTP)."""
+        `ssl_context`: TLS for the port (None: plain HTTP); `jobs`: vertex/jobs_rest.JobRoutes
+        (Vertex's JobService: batch prediction jobs)."""
         self.vertex = vertex
+        self.twins = dict(GRPC_TWINS)
         self.control = control
         self.authorizer = authorizer
         self.ssl_context = ssl_context
@@ -92,6 +95,8 @@ class RestApi:
                                 self.get_operation, name="get_model_operation")
         self.app.router.add_post(PARENT + "/endpoints/{endpoint:" + ID + "}:explain", self.explain, name="explain")
         self.app.router.add_post(PARENT + "/endpoints/{endpoint:" + ID + "}:predict", self.predict, name="predict")
+        if jobs is not None:
+            jobs.add_to(self)
 
     async def start(self, host: str, port: int, shutdown_grace_s: float) -> int:
         """Listens (SO_REUSEPORT, like the gRPC port, for --workers); returns the bound port."""
@@ -191,7 +196,7 @@ class RestApi:
 
     def _refusal(self, request: web.Request):
         """The Authorizer's refusal of this call, or None (no route matched: 404 follows)."""
-        twin = GRPC_TWINS.get(request.match_info.route.name or "")
+        twin = self.twins.get(request.match_info.route.name or "")
         if self.authorizer is None or twin is None:
             return None
         names, shown = http_certificate_names(request.transport.get_extra_info("peercert")
