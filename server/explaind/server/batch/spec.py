@@ -19,7 +19,7 @@ from ..security import uris as allowed_uris
 from ..serving.requests import Limits, examples_query
 from ..store.models import ModelRecord, ModelStore
 from .instances import InstanceShape
-from .rows import JSONL, InputFiles
+from .rows import JSONL, InputFiles, check_format
 
 MAX_URIS = 10_000
 MAX_URI_CHARS = 2000
@@ -57,6 +57,7 @@ def read_request(request: batch_service_pb2.BatchExplainRequest, models: ModelSt
     elif request.HasField("explanation_spec_override"):
         raise InvalidArgument("a job of predictions only explains nothing", field=OVERRIDE)
     instances_format = request.instances_format or JSONL
+    check_format(instances_format, "instances_format")
     _check_uris(request.uris)
     files = InputFiles.expand(list(request.uris), instances_format, "uris", file_max_bytes)
     shape = InstanceShape.validated(request.instance_config, instances_format, "instance_config")

@@ -17,6 +17,9 @@ MAX_MESSAGE_CHARS = 500
 _WHERE = re.compile(r"^.*? (?:line|record) \d+: ")
 
 
+OTHERS = (-1, "")
+
+
 class TooManyFailures(InvalidArgument):
     """More rows failed than the job allows."""
 
@@ -27,7 +30,7 @@ class Tally:
         self.max_failed_fraction = max_failed_fraction
         self.done = 0
         self.failed = 0
-        self._kinds: dict[tuple[int, str], list] = {}      # (code, message) -> [first full message, rows]
+        self._kinds: dict[tuple[int, str], list] = {}      # (code, message) -> [code, first full message, rows]
 
     @property
     def succeeded(self) -> int:
@@ -53,18 +56,18 @@ class Tally:
 
     def _count(self, code: int, message: str, rows: int) -> None:
         key = (code, _WHERE.sub("", message, count=1)[:MAX_MESSAGE_CHARS])
+        if key not in self._kinds and len(self._kinds.keys() - {OTHERS}) >= MAX_KINDS - 1:
+            key = OTHERS          # the last kind holds every other one
+            message = f"other errors, the first: {message}"
         entry = self._kinds.get(key)
-        if entry is None and len(self._kinds) >= MAX_KINDS:
-            key = (code, "other errors")
-            entry = self._kinds.get(key)
         if entry is None:
-            self._kinds[key] = [message[:MAX_MESSAGE_CHARS], rows]
+            self._kinds[key] = [code, message[:MAX_MESSAGE_CHARS], rows]
         else:
-            entry[1] += rows
+            entry[2] += rows
 
     def kinds(self) -> tuple[ErrorKind, ...]:
-        ordered = sorted(self._kinds.items(), key=lambda item: -item[1][1])
-        return tuple(ErrorKind(code, first, rows) for (code, _), (first, rows) in ordered)
+        """At most MAX_KINDS, the most frequent first."""
+        return tuple(ErrorKind(*entry) for entry in sorted(self._kinds.values(), key=lambda entry: -entry[2]))
 
     def _check(self) -> None:
         if self.failed > self.max_failed_fraction * self.total:

@@ -256,34 +256,56 @@ def job_view(record: OperationRecord, parent: str) -> js.BatchPredictionJob:
 
 
 # --- filter: state, display_name and labels, as Vertex lists jobs ---
-TERM = re.compile(r'^\s*(NOT\s+|-)?\s*(state|display_name|displayName|labels\.[A-Za-z0-9_.-]{1,63})\s*'
-                  r'(=|!=)\s*"?([^"\s]*)"?\s*$', re.IGNORECASE)
+TOKEN = re.compile(r'\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<op>!=|=)|(?P<word>[^\s"=!]+))')
+FIELD = re.compile(r"^(state|display_name|displayName|labels\.[A-Za-z0-9_.-]{1,63})$")
 MAX_FILTER_CHARS = 2000
 
 
 def parse_filter(text: str):
-    """`filter` of ListBatchPredictionJobs: terms `state=JOB_STATE_SUCCEEDED`, `display_name="x"`,
-    `labels.team="vision"` (= or !=, NOT or - before a term), joined by AND or by OR (not both).
+    """`filter` of ListBatchPredictionJobs: terms `state=JOB_STATE_SUCCEEDED`, `display_name="a job"`,
+    `labels.team=vision` (= or !=; NOT or - before a term), joined by AND, or by OR (not both).
     Anything else is INVALID_ARGUMENT naming `filter`."""
     if len(text) > MAX_FILTER_CHARS:
         raise InvalidArgument(f"at most {MAX_FILTER_CHARS} characters, got {len(text)}", field="filter")
-    if not text.strip():
-        return lambda job: True
-    ands = re.split(r"\s+AND\s+", text.strip())
-    ors = re.split(r"\s+OR\s+", text.strip())
-    if len(ands) > 1 and len(ors) > 1:
+    tokens = _tokens(text)
+    terms, joins = [], set()
+    while tokens:
+        terms.append(_term(tokens))
+        if tokens:
+            join = tokens.pop(0)
+            if join not in (("word", "AND"), ("word", "OR")) or not tokens:
+                raise InvalidArgument(f"expected AND or OR between two terms, got {join[1][:60]!r}", field="filter")
+            joins.add(join[1])
+    if len(joins) > 1:
         raise InvalidArgument("join terms by AND or by OR, not both", field="filter")
-    joined = all if len(ands) > 1 or len(ors) == 1 else any
-    terms = [_term(t) for t in (ands if joined is all else ors)]
+    joined = any if joins == {"OR"} else all
     return lambda job: joined(term(job) for term in terms)
 
 
-def _term(text: str):
-    match = TERM.match(text)
-    if match is None:
-        raise InvalidArgument(f"cannot read {text[:100]!r}; filter on state, display_name or labels.KEY with = "
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, position = [], 0
+    while text[position:].strip():
+        match = TOKEN.match(text, position)
+        if match is None:
+            raise InvalidArgument(f"cannot read {text[position:position + 40]!r}", field="filter")
+        kind = match.lastgroup
+        out.append((kind, match.group(kind)))
+        position = match.end()
+    return out
+
+
+def _term(tokens: list[tuple[str, str]]):
+    negated = False
+    if tokens and tokens[0] in (("word", "NOT"), ("word", "-")):
+        negated = bool(tokens.pop(0))
+    elif tokens and tokens[0][0] == "word" and tokens[0][1].startswith("-"):
+        negated, tokens[0] = True, ("word", tokens[0][1][1:])
+    if len(tokens) < 3 or tokens[0][0] != "word" or not FIELD.match(tokens[0][1]) or tokens[1][0] != "op" \
+            or tokens[2][0] == "op":
+        shown = " ".join(value for _, value in tokens[:3])
+        raise InvalidArgument(f"cannot read {shown[:100]!r}; filter on state, display_name or labels.KEY with = "
                               "or !=", field="filter")
-    negated, key, operator, value = bool(match.group(1)), match.group(2), match.group(3), match.group(4)
+    (_, key), (_, operator), (_, value) = tokens.pop(0), tokens.pop(0), tokens.pop(0)
     if key == "state":
         if value not in State.keys():
             raise InvalidArgument(f"unknown state {value[:60]!r}; one of {', '.join(State.keys())}", field="filter")
