@@ -18,6 +18,7 @@ import sys
 
 import grpc
 
+from ..config import SettingsError
 from .auth import AuthInterceptor, Authorizer
 from .decoding import DecodeInterceptor
 from .identities import IdentityRoles, TokenRoles
@@ -28,10 +29,6 @@ from . import uris
 
 log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
-
-
-class SettingsError(ValueError):
-    """A security setting that cannot be used: the daemon does not start."""
 
 
 class Security:
