@@ -75,7 +75,7 @@ class DynamicBatcher:
         times labelled by `model_of_key(key)`."""
         self._run_batch = run_batch
         self._is_async = inspect.iscoroutinefunction(run_batch) or inspect.iscoroutinefunction(
-            getattr(run_batch, "__call__", None))
+            type(run_batch).__call__)       # an object whose __call__ is async
         self.config = config or BatcherConfig()
         self._executor = executor
         self.name = name
