@@ -47,12 +47,14 @@ from __future__ import annotations
 import ast
 import base64
 import hashlib
+import http.server
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -330,24 +332,48 @@ def test_resolver_conflict_fails(tmp_path):
     assert "ResolutionImpossible" in str(failed.value), failed.value
 
 
+class RecordingIndex:
+    """A package index on loopback that knows no package and remembers what was asked."""
+
+    def __init__(self):
+        asked = self.asked = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                asked.append(self.path)
+                self.send_error(404)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/simple"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_the_index_is_pips_configured_one(tmp_path, monkeypatch):
-    """A machine behind a mirror asks its mirror: here pip's configuration names
-    one on a port nothing listens on, and the resolve fails naming it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mirror = f"http://127.0.0.1:{port}/simple"
-    conf = tmp_path / "pip.conf"
-    conf.write_text(f"[global]\nindex-url = http://127.0.0.1:{port}/global\n"
-                    f"[install]\nindex-url = {mirror}\ntrusted-host = 127.0.0.1 localhost\n")
-    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
-    args = configured_index()
-    assert args[:2] == ("--index-url", mirror)          # the install section over the global one
-    assert "--trusted-host" in args and "localhost" in args
-    with pytest.raises(pytest.fail.Exception, match=f"index {mirror};"):
-        resolve_or_fail(["grpcio>=1.66"], tmp_path / "resolve", retries=0)
-    monkeypatch.setenv("PIP_INDEX_URL", mirror + "-env")   # a variable over every file
-    assert configured_index()[:2] == ("--index-url", mirror + "-env")
+    """A machine behind a mirror asks its mirror: pip's configuration names an
+    index on loopback, and that index is the one asked (and named on failure)."""
+    mirror = RecordingIndex()
+    try:
+        conf = tmp_path / "pip.conf"
+        conf.write_text(f"[global]\nindex-url = {mirror.url}-global\n"
+                        f"[install]\nindex-url = {mirror.url}\ntrusted-host = 127.0.0.1 localhost\n")
+        monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+        args = configured_index()
+        assert args[:2] == ("--index-url", mirror.url)          # the install section over the global one
+        assert "--trusted-host" in args and "localhost" in args
+        with pytest.raises(pytest.fail.Exception, match=f"index {mirror.url};"):
+            resolve_or_fail(["grpcio>=1.66"], tmp_path / "resolve", retries=0)
+        assert "/simple/grpcio/" in mirror.asked, mirror.asked
+        monkeypatch.setenv("PIP_INDEX_URL", mirror.url + "-env")   # a variable over every file
+        assert configured_index()[:2] == ("--index-url", mirror.url + "-env")
+    finally:
+        mirror.close()
 
 
 def test_unreachable_registry_fails_loudly(tmp_path):
