@@ -78,6 +78,8 @@ INDEX_SETTINGS = ("index-url", "cert", "client-cert", "trusted-host", "proxy")
 PYTHON_VERSION = "3.12"
 GLIBC = (2, 39)
 RESOLVE_TIMEOUT_S = 540  # under pytest-timeout's 600 s, so pip's own timeout is what fails
+# Tests that ask the package index (15-40 s, about 25 MB): the slow tier.
+NEEDS_THE_INDEX = pytest.mark.slow
 
 FAISS = "faiss-gpu-cuvs"
 FAISS_MIN = Version("1.15.1")
@@ -235,17 +237,20 @@ def test_requirements_name_the_cuvs_build():
     assert not {"tensorflow-cpu", "faiss-cpu"} & set(reqs)
 
 
+@NEEDS_THE_INDEX
 def test_gpu_install_resolves_with_metadata_only(image_resolution):
     dists, log = image_resolution
     assert {FAISS, "tensorflow", "grpcio", "s3fs", "gcsfs"} <= set(dists)
     assert downloaded_wheels(log) == [], "pip downloaded whole wheels to resolve; expected metadata only"
 
 
+@NEEDS_THE_INDEX
 def test_one_faiss_and_it_is_the_cuvs_build(image_resolution):
     dists, _ = image_resolution
     assert faiss_problems(dists) == []
 
 
+@NEEDS_THE_INDEX
 def test_tensorflow_with_cuda12_beside_faiss_with_cuda13(image_resolution):
     dists, _ = image_resolution
     assert [n for n in dists if n in TENSORFLOW_MODULE_DISTS] == ["tensorflow"]
@@ -278,6 +283,7 @@ def test_the_image_upgrades_pip_before_resolving():
     assert SpecifierSet("==26.06.*").contains("26.6.0")  # what pip >= 24.1 (packaging >= 22) does
 
 
+@NEEDS_THE_INDEX
 def test_wheels_sharing_files_are_settled_by_the_dockerfile(image_resolution):
     """nvidia-nccl-cu12 and -cu13 write the same nvidia/nccl/ files; the image keeps the CUDA 13 copy."""
     dists, _ = image_resolution
@@ -325,6 +331,7 @@ def test_downloaded_wheels_tells_metadata_from_wheels():
     assert downloaded_wheels(log) == ["nvidia_cudnn_cu12-9.28.0.42-py3-none-manylinux_2_27_x86_64.whl"]
 
 
+@NEEDS_THE_INDEX
 def test_resolver_conflict_fails(tmp_path):
     """A conflict between FAISS's cuVS pin and another pin fails with pip's explanation."""
     with pytest.raises(pytest.fail.Exception, match="could not resolve") as failed:
