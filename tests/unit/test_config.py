@@ -124,6 +124,7 @@ def test_a_long_hostile_value_is_quoted_bounded():
     (["--build-runner", "gpu"], {}, "--build-runner"),
 ])
 def test_serve_exits_2_with_one_line(argv, env, named, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")       # what serve sets; restored after the test
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert cli.main(["serve", *argv]) == 2
