@@ -18,6 +18,9 @@ from explaind.server.index.config import IndexPlan
 from explaind.server.index.filtering import FilterPolicy
 from tests import oracles
 
+# Slow tier (pytest -m 'not slow' leaves it out): property tests (hypothesis): 30 cases per strategy and index kind.
+pytestmark = pytest.mark.slow
+
 NAMESPACES = ["a", "b", "c"]
 TOKENS = ["x", "y", "z"]
 QUERY_TOKENS = TOKENS + ["never"]  # a token no example has

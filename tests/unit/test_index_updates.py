@@ -15,6 +15,9 @@ from explaind.server.index import ExampleIndex, Namespace, SearchConfig, search_
 from explaind.server.index.example_index import Additions
 from tests import oracles
 
+# Slow tier (pytest -m 'not slow' leaves it out): compressed indexes trained, updated and held to recall floors.
+pytestmark = pytest.mark.slow
+
 D, K = 16, 10
 
 

@@ -17,7 +17,7 @@ from explaind.server.security import Security, SettingsError
 from explaind.server.security.auth import Authorizer
 from explaind.server.security.identities import IdentityRoles, TokenRoles, load_role_entries
 from explaind.server.security.roles import ADMIN, METHOD_ROLES, OPEN, PREDICT, Role, required_role, uncovered
-from explaind.server.security.uris import UriPolicy, install, policy
+from explaind.server.security.uris import install, policy
 from explaind.v1 import model_service_pb2, prediction_service_pb2
 from tests.certs import CA
 

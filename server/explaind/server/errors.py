@@ -49,20 +49,12 @@ class ResourceExhausted(ExplaindError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-class Cancelled(ExplaindError):
-    code = grpc.StatusCode.CANCELLED
-
-
 class Unavailable(ExplaindError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
 class DeadlineExceeded(ExplaindError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class Unimplemented(ExplaindError):
-    code = grpc.StatusCode.UNIMPLEMENTED
 
 
 class DimensionMismatch(InvalidArgument):

@@ -19,11 +19,6 @@ PredictFn = Callable[[Inputs], np.ndarray]
 GradientFn = Callable[[Inputs, np.ndarray], dict]
 
 
-def tile_instance(instance: Inputs, rows: int) -> dict[str, np.ndarray]:
-    """Repeats one instance (no batch dimension) `rows` times along a new batch axis."""
-    return {name: np.repeat(np.asarray(value)[None], rows, axis=0) for name, value in instance.items()}
-
-
 def predict_in_chunks(predict_fn: PredictFn, inputs: Inputs, max_rows: int | None) -> np.ndarray:
     """Runs predict_fn over at most max_rows rows at a time (bounds memory for long paths)."""
     rows = len(next(iter(inputs.values())))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import grpc
 
-from ..config import Settings
+from ..admission import Admission
+from ..config import Settings, SettingsError
 from ..control.control_plane import ControlPlane
 from ..serving.data_plane import DataPlane
 from .endpoints import EndpointMap
@@ -14,19 +15,22 @@ __all__ = ["SERVICES", "VertexCompat"]
 
 
 class VertexCompat:
-    def __init__(self, settings: Settings, data_plane: DataPlane, control_plane: ControlPlane, metrics, drain,
+    def __init__(self, settings: Settings, data_plane: DataPlane, control_plane: ControlPlane, admission: Admission,
                  security=None):
-        """`security`: the daemon's security.Security (the REST port's TLS and auth)."""
+        """`admission`: the daemon's, shared with the gRPC port; `security`: the
+        daemon's security.Security (the REST port's TLS)."""
         self.settings = settings
         # A mapping that does not parse stops the daemon here, before any port opens.
-        self.prediction = VertexPrediction(data_plane, EndpointMap.from_setting(settings.vertex_endpoints))
+        try:
+            endpoints = EndpointMap.from_setting(settings.vertex_endpoints)
+        except Exception as e:  # noqa: BLE001 - a missing file, JSON or YAML syntax, a wrong shape
+            raise SettingsError(f"--vertex-endpoints: {' '.join(str(e).split())[:500]}") from None
+        self.prediction = VertexPrediction(data_plane, endpoints)
         self.rest = None
         if settings.http_port:
             from .rest import RestApi        # aiohttp: only when the REST port is on
             certificates = security.certificates if security is not None else None
-            self.rest = RestApi(self.prediction, control_plane, metrics, max_body_bytes=settings.max_message_bytes,
-                                max_concurrent_calls=settings.max_concurrent_calls, draining=lambda: drain.draining,
-                                authorizer=security.authorizer if security is not None else None,
+            self.rest = RestApi(self.prediction, control_plane, admission, max_body_bytes=settings.max_message_bytes,
                                 ssl_context=certificates.ssl_context() if certificates is not None else None)
         self.http_port = 0
 
