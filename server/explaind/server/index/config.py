@@ -10,11 +10,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from explaind.server.errors import InvalidArgument
+from explaind.server.errors import DimensionMismatch, InvalidArgument
 
 DISTANCES = ("DOT_PRODUCT_DISTANCE", "SQUARED_L2_DISTANCE", "L1_DISTANCE", "COSINE_DISTANCE")
 NORMS = ("NONE", "UNIT_L2_NORM")
-ALGORITHMS = ("brute_force", "tree_ah")
 DEFAULT_DISTANCE = "DOT_PRODUCT_DISTANCE"  # as in Vertex
 DEFAULT_NORM = "NONE"
 DEFAULT_NEIGHBOR_COUNT = 10  # as in Vertex
@@ -268,4 +267,8 @@ def search_config_from_presets(query: str, modality: str, neighbor_count: int,
 
 
 def with_dimensions(config: SearchConfig, dimensions: int) -> SearchConfig:
-    return dataclasses.replace(config, dimensions=dimensions)
+    """The config with its dimensions filled in (presets leave them None), or
+    checked against the embeddings' when it gives them."""
+    if config.dimensions is not None and dimensions != config.dimensions:
+        raise DimensionMismatch(f"dimensions is {config.dimensions} but the latent space has {dimensions} dimensions")
+    return config if config.dimensions is not None else dataclasses.replace(config, dimensions=dimensions)

@@ -27,7 +27,7 @@ import numpy as np
 from explaind.server.errors import DimensionMismatch, InvalidArgument
 from explaind.server.index import distances
 from explaind.server.index.backend import Placement, add_rows, build_cpu_index, fast_scan
-from explaind.server.index.config import IndexPlan, SearchConfig, plan_index
+from explaind.server.index.config import IndexPlan, SearchConfig, plan_index, with_dimensions
 from explaind.server.index.crowding import crowded_top_k, encode_tags, keep_mask
 from explaind.server.index.filtering import Candidates, FilterPolicy, SearchContext
 from explaind.server.index.ids import ExampleIds
@@ -223,7 +223,7 @@ class ExampleIndex:
         if emb.ndim != 2:
             raise InvalidArgument(f"embeddings must be a matrix, got shape {emb.shape}")
         n, d = emb.shape
-        config = _with_dimensions(config, d)
+        config = with_dimensions(config, d)
         _check_finite(emb, ids)
         ids = [str(i) for i in ids]
         restricts = restricts if restricts is not None else [[] for _ in range(n)]
@@ -585,12 +585,6 @@ def _held_vectors(folder: str, cpu_index: faiss.Index, config: SearchConfig) -> 
         raise ValueError(f"{folder} lacks embeddings.npy and its index does not hold them")
     prepared = stored if stored is not None else distances.prepare(originals, config)
     return HeldVectors(prepared, originals, config)
-
-
-def _with_dimensions(config: SearchConfig, d: int) -> SearchConfig:
-    if config.dimensions is not None and d != config.dimensions:
-        raise DimensionMismatch(f"dimensions is {config.dimensions} but the latent space has {d} dimensions")
-    return config if config.dimensions is not None else dataclasses.replace(config, dimensions=d)
 
 
 def _check_finite(emb: np.ndarray, ids: Sequence[str]) -> None:

@@ -100,7 +100,6 @@ class Candidates:
     def __init__(self, context: SearchContext, policy: FilterPolicy):
         self.context = context
         self.policy = policy
-        self._squared_norms: np.ndarray | None = None   # for the batch-1 scan, computed once
 
     def provider(self, mask: np.ndarray | None, on_violation: Callable[[int], None] | None = None):
         """`mask`: admissible positions (removed ones already excluded), None
@@ -182,15 +181,7 @@ class Candidates:
     def _scan_all(self, q: np.ndarray, k: int):
         exhausted = np.full(len(q), k >= self.context.size)   # asked for all there is
         k = min(k, self.context.size)
-        matrix = self.context.vectors.matrix
-        ip = q @ matrix.T
-        if self.context.config.distance == "SQUARED_L2_DISTANCE":
-            if self._squared_norms is None:
-                self._squared_norms = np.einsum("ij,ij->i", matrix, matrix)
-            dist = self._squared_norms[None, :] - 2.0 * ip + np.einsum("ij,ij->i", q, q)[:, None]
-            np.maximum(dist, 0.0, out=dist)
-        else:
-            dist = 0.0 - ip if self.context.config.distance == "DOT_PRODUCT_DISTANCE" else 1.0 - ip
+        dist = self.context.vectors.distances_to_all(q)
         d, pos = distances.top_k(dist, k)
         return d.astype(np.float32, copy=False), pos.astype(np.int64, copy=False), exhausted
 
