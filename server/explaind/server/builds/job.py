@@ -20,7 +20,6 @@ build; a failure discards only the update's own staging build and segment.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import tempfile
 import threading
@@ -33,6 +32,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from explaind.v1 import model_pb2, model_service_pb2
 
 from ..errors import ExplaindError, FailedPrecondition
+from ..index.meta import IndexMeta
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..store.retry import StoreUnavailable
@@ -261,7 +261,7 @@ class BuildJob:
         segments = set(index.segment_names if index is not None else ())
         base_meta = self.models.objects.read(f"{self.models.build_prefix(model_id, self.base_build)}/meta.json")
         if base_meta is not None:
-            segments |= {s["name"] for s in json.loads(base_meta).get("segments", [])}
+            segments |= set(IndexMeta.parse(base_meta).segment_names)
         self.models.prune(model_id, {self.build_id, self.base_build}, segments)
 
     def _publish_record(self, record: ModelRecord) -> None:

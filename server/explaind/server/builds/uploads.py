@@ -5,7 +5,6 @@ died."""
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import re
 import socket
@@ -22,6 +21,7 @@ from explaind.v1 import model_pb2, model_service_pb2
 
 from ..config import use_gpu
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from ..index.meta import IndexMeta
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..security import uris as allowed_uris
@@ -274,7 +274,7 @@ class UploadManager:
             return model_service_pb2.UploadModelResponse(model=published.model)
         meta = self.models.objects.read(f"{self.models.build_prefix(published.model_id, published.build_id)}"
                                         "/meta.json")
-        added, removed = json.loads(meta).get("last_update", (0, 0)) if meta is not None else (0, 0)
+        added, removed = IndexMeta.parse(meta).last_update if meta is not None else (0, 0)
         return update_response(published.model, added, removed)
 
     def running_count(self) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from explaind.server.errors import DimensionMismatch, InvalidArgument
+from explaind.server.index.kinds import IndexKind
 
 DISTANCES = ("DOT_PRODUCT_DISTANCE", "SQUARED_L2_DISTANCE", "L1_DISTANCE", "COSINE_DISTANCE")
 NORMS = ("NONE", "UNIT_L2_NORM")
@@ -104,10 +105,15 @@ class IndexPlan:
         return self.nlist == 0
 
     @property
-    def index_type(self) -> str:
+    def kind(self) -> IndexKind:
         if self.exact:
-            return "Flat"
-        return f"IVF{self.nlist},PQ{self.pq_m}x4fs" if self.pq_m else f"IVF{self.nlist},Flat"
+            return IndexKind.FLAT
+        return IndexKind.IVF_PQ if self.pq_m else IndexKind.IVF_FLAT
+
+    @property
+    def index_type(self) -> str:
+        """The Model's index_type."""
+        return self.kind.faiss_description(self.nlist, self.pq_m)
 
 
 def pq_subvectors(dimensions: int) -> int:

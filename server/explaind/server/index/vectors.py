@@ -69,6 +69,15 @@ class HeldVectors(Vectors):
             self._squared_norms = distances.squared_norms(self.matrix)
         return distances.exact_distances(q, self.matrix, self.config, self._squared_norms)
 
+    @property
+    def original_matrix(self) -> np.ndarray:
+        return self._originals
+
+    @property
+    def originals_are_prepared(self) -> bool:
+        """The measure does not normalize: one matrix serves both."""
+        return self._originals is self.matrix
+
     def originals(self, positions):
         return self._originals[np.asarray(positions, dtype=np.int64)]
 
