@@ -58,8 +58,7 @@ class ExampleIndex:
         nlist = int(getattr(search_index, "nlist", 0))
         nprobe = int(getattr(search_index, "nprobe", 0)) if nlist else 0
         self._context = SearchContext(self._placement, contents.vectors, contents.config, nlist, nprobe,
-                                      live_count=contents.live_count, compressed=contents.kind.compressed,
-                                      live=contents.live)
+                                      live_count=contents.live_count, compressed=contents.kind.compressed)
         pq_m = int(search_index.pq.M) if contents.kind.compressed else 0
         self.info = IndexInfo(index_type=contents.kind.faiss_description(nlist, pq_m), nlist=nlist, nprobe=nprobe,
                               device=self._placement.device, index_bytes=self._index_bytes(nlist, pq_m),

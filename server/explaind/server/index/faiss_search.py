@@ -30,7 +30,6 @@ class SearchContext:
     nprobe: int
     live_count: int              # examples not removed
     compressed: bool = False     # FAISS returns approximate distances: re-rank
-    live: np.ndarray | None = None   # False for removed positions; None: none removed
 
     @property
     def size(self) -> int:
