@@ -3,9 +3,9 @@ meta.json ("kind").
 
 Two neighbouring names mean other things: a search config's `algorithm` is
 what the model asked (Vertex's bruteForce or treeAh), which `plan_index` turns
-into a kind by the example count (treeAh under 5000 examples gets a flat
-index); the Model's `index_type` is FAISS's description of the built kind with
-its sizes ("IVF40,PQ16x4fs"), `IndexKind.faiss_description`."""
+into a kind by the example count (treeAh under config.EXACT_BELOW examples
+gets a flat index); the Model's `index_type` is FAISS's description of the
+built kind with its sizes ("IVF40,PQ16x4fs"), `IndexKind.faiss_description`."""
 from __future__ import annotations
 
 import enum
