@@ -18,7 +18,7 @@ import numpy as np
 
 from explaind.server.index import ExampleIndex, Namespace, SearchConfig
 from explaind.server.index.backend import gpu_available
-from explaind.server.index.filtering import STRATEGIES, FilterPolicy
+from explaind.server.index.search_params import STRATEGIES, FilterPolicy, SearchParams
 
 FRACTIONS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5]
 
@@ -64,9 +64,9 @@ def main() -> None:
             query = [[Namespace("sel", (f"f{i}",))]] * args.nq
             row = {}
             for strategy in STRATEGIES:
-                index.filter_policy = FilterPolicy(force=strategy)
-                row[strategy] = best_ms(lambda: index.search(queries, args.k, restricts=query), args.repeat)
-            index.filter_policy = FilterPolicy()
+                forced = SearchParams(filter_policy=FilterPolicy(force=strategy))
+                row[strategy] = best_ms(lambda: index.search(queries, args.k, restricts=query, params=forced),
+                                        args.repeat)
             fastest = min(row, key=row.get)
             winners.append((fraction, fastest))
             rows = int((u < fraction).sum())

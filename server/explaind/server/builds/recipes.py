@@ -24,6 +24,7 @@ from ..errors import DimensionMismatch, FailedPrecondition, InvalidArgument, att
 from ..index.config import DEFAULT_NEIGHBOR_COUNT, SearchConfig, search_config_from_json, \
     search_config_from_presets
 from ..index.example_index import Additions, ExampleIndex
+from ..index.meta import IndexMeta
 from ..methods import Method, method_of
 from ..runtime.tensorflow_check import require_tensorflow
 from ..security import uris as allowed_uris
@@ -206,15 +207,15 @@ class UpdateRecipe(Recipe):
         with tempfile.TemporaryDirectory(prefix="explaind-base-") as scratch:
             base_dir, segments_dir = os.path.join(scratch, "base"), os.path.join(scratch, "segments")
             store.download_build(self.model_id, self.base_build, base_dir)
-            kind = ExampleIndex.kind_of(base_dir)
-            needs_vectors = kind == "ivf_pq" and self.retrain   # other kinds keep theirs in the build files
+            saved = IndexMeta.read(base_dir)
+            needs_vectors = saved.kind.compressed and self.retrain   # other kinds keep theirs in the build files
             if needs_vectors:
                 os.makedirs(segments_dir)
-                for name in ExampleIndex.segments_of(base_dir):
+                for name in saved.segment_names:
                     store.download_segment(self.model_id, name, os.path.join(segments_dir, f"{name}.npy"))
             # Mapped segments stay readable after the scratch folder goes (the files are only unlinked).
             base = ExampleIndex.load(base_dir, use_gpu=False, segments_folder=segments_dir,
-                                     without_vectors=kind == "ivf_pq" and not needs_vectors)
+                                     keep_codes=saved.kind.compressed and not needs_vectors)
         additions = None
         if self.source is not None:
             _metadata_beside_model(model)
