@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 
@@ -56,7 +57,7 @@ def main() -> None:
         config = SearchConfig(dimensions=args.d, distance="SQUARED_L2_DISTANCE", feature_norm="NONE",
                               algorithm=algorithm)
         index = ExampleIndex.build(x, [str(i) for i in range(n)], restricts, None, config, use_gpu=gpu)
-        base = best_ms(lambda: index.search(queries, args.k), args.repeat)
+        base = best_ms(partial(index.search, queries, args.k), args.repeat)
         print(f"\n{name} ({index.info.index_type}, {index.info.device}): unfiltered {base:.2f} ms/batch")
         print(f"{'admits':>8}{'rows':>10}" + "".join(f"{s:>12}" for s in STRATEGIES) + "   fastest")
         winners = []
@@ -65,7 +66,7 @@ def main() -> None:
             row = {}
             for strategy in STRATEGIES:
                 forced = SearchParams(filter_policy=FilterPolicy(force=strategy))
-                row[strategy] = best_ms(lambda: index.search(queries, args.k, restricts=query, params=forced),
+                row[strategy] = best_ms(partial(index.search, queries, args.k, restricts=query, params=forced),
                                         args.repeat)
             fastest = min(row, key=row.get)
             winners.append((fraction, fastest))
