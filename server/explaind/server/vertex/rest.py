@@ -71,10 +71,14 @@ class RestApi:
     """The aiohttp application and its listening site."""
 
     def __init__(self, vertex: VertexPrediction, control: ControlPlane, metrics: Metrics, *, max_body_bytes: int,
-                 max_concurrent_calls: int, draining=lambda: False, authorizer=None, ssl_context=None):
+                 max_concurrent_calls: int, draining=lambda: False, authorizer=None, ssl_context=None,
+                 resources=None):
         """`authorizer`: security.auth.Authorizer (None: every call may go ahead);
-        `ssl_context`: TLS for the port (None: plain HTTP)."""
+        `ssl_context`: TLS for the port (None: plain HTTP); `resources`:
+        vertex/resources_rest.ResourceRoutes (models, endpoints, operations as Vertex's resources)."""
         self.vertex = vertex
+        self.twins = dict(GRPC_TWINS)
+        self.resources = resources
         self.control = control
         self.authorizer = authorizer
         self.ssl_context = ssl_context
@@ -91,6 +95,8 @@ class RestApi:
                                 self.get_operation, name="get_model_operation")
         self.app.router.add_post(PARENT + "/endpoints/{endpoint:" + ID + "}:explain", self.explain, name="explain")
         self.app.router.add_post(PARENT + "/endpoints/{endpoint:" + ID + "}:predict", self.predict, name="predict")
+        if resources is not None:
+            resources.add_to(self)
 
     async def start(self, host: str, port: int, shutdown_grace_s: float) -> int:
         """Listens (SO_REUSEPORT, like the gRPC port, for --workers); returns the bound port."""
@@ -111,6 +117,8 @@ class RestApi:
     # --- routes ---
     async def upload(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
+        if self.resources is not None:
+            return await self.resources.upload(request, body)
         try:
             upload = payloads.upload_request(body)
         except payloads.PayloadError as e:
@@ -121,6 +129,8 @@ class RestApi:
         return _json(operation_json(operation, info))
 
     async def get_operation(self, request: web.Request) -> web.Response:
+        if self.resources is not None:
+            return await self.resources.get_operation(request)
         info = request.match_info
         operation = await self.control.get_operation(f"operations/{info['operation']}")
         if "model" in info and _model_of(operation) != info["model"]:
@@ -190,7 +200,7 @@ class RestApi:
 
     def _refusal(self, request: web.Request):
         """The Authorizer's refusal of this call, or None (no route matched: 404 follows)."""
-        twin = GRPC_TWINS.get(request.match_info.route.name or "")
+        twin = self.twins.get(request.match_info.route.name or "")
         if self.authorizer is None or twin is None:
             return None
         names, shown = http_certificate_names(request.transport.get_extra_info("peercert")
