@@ -25,4 +25,9 @@ if os.environ.get("EXPLAIND_TEST_GCS_ROOT"):
             path = path[len("gs://"):] if path.startswith("gs://") else path
             return path.rstrip("/")
 
+        def get(self, rpath, lpath, recursive=False, **kwargs):
+            # DirFileSystem drops a trailing "/", which (as gcsfs reads it) copies a folder's contents.
+            full = os.path.join(self.path, rpath.rstrip("/")) + ("/" if rpath.endswith("/") else "")
+            return self.fs.get(full, lpath, recursive=recursive, **kwargs)
+
     fsspec.register_implementation("gs", LocalFolderGCS, clobber=True)
