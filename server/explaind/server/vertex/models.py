@@ -78,7 +78,7 @@ class VertexModels:
             deployed = await asyncio.to_thread(self.endpoints.deployments_of, model_id)
             if deployed:
                 raise FailedPrecondition(
-                    f"model {name[:300]} is deployed to {', '.join(parent.endpoint(e) for e, _ in deployed[:5])}; "
+                    f"model {name[:300]} is deployed to {', '.join(sorted({parent.endpoint(e) for e, _ in deployed})[:5])}; "
                     "undeploy it first", field="name")
             await self.control.delete_model(model_id)
             return None
