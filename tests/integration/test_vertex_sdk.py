@@ -259,8 +259,8 @@ def test_rest_over_https_with_an_explaind_token(secured, bucket, tls, monkeypatc
 
 def test_grpc_over_tls_with_an_explaind_token(secured, bucket, tls, monkeypatch):
     monkeypatch.setenv("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", tls["ca"])
-    _init(f"localhost:{secured.port}", TokenCredentials(token="a-token"), None)
-    _flow(secured, bucket, lambda: secured_client(secured, tls), expect_denied=lambda: _denied(secured, tls, None))
+    _init(f"localhost:{secured.port}", TokenCredentials(token="a-token"), "grpc")
+    _flow(secured, bucket, lambda: secured_client(secured, tls), expect_denied=lambda: _denied(secured, tls, "grpc"))
 
 
 def secured_client(server, tls):
@@ -271,12 +271,11 @@ def secured_client(server, tls):
 def _denied(server, tls, transport):
     """A predict token reads, and may not write."""
     from google.cloud import aiplatform
-    endpoint = f"https://localhost:{server.http_port}" if transport else f"localhost:{server.port}"
+    endpoint = f"https://localhost:{server.http_port}" if transport == "rest" else f"localhost:{server.port}"
     _init(endpoint, TokenCredentials(token="p-token"), transport)
     try:
         assert aiplatform.Model.list()
-        with pytest.raises(google_exceptions.PermissionDenied):
-            aiplatform.Endpoint.create(display_name="not-allowed")
+        _refused("PERMISSION_DENIED", lambda: aiplatform.Endpoint.create(display_name="not-allowed"), "admin")
     finally:
         _init(endpoint, TokenCredentials(token="a-token"), transport)
 

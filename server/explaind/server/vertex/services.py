@@ -49,9 +49,12 @@ async def _operation(view) -> Operation:
 
 def _handler(models: VertexModels, endpoints: VertexEndpoints, behaviour, version: str):
     @translate_errors
-    async def handle(self, request, context):
+    async def handle(_, request, context):
         return await behaviour(models, endpoints, request, version)
-    return lambda request, context: handle(None, request, context)
+
+    async def call(request, context):         # grpc.aio awaits only coroutine functions
+        return await handle(None, request, context)
+    return call
 
 
 def method_handlers(models: VertexModels, endpoints: VertexEndpoints) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
