@@ -310,3 +310,29 @@ def test_a_second_daemon_on_the_store_serves_the_endpoint(tmp_path_factory, plai
             raise AssertionError("the first daemon still routes to the undeployed model")
     finally:
         assert other.stop() == 0, other.log_tail()
+
+
+def test_the_migration_guide_s_sdk_snippet_runs(plain, bucket, capsys):
+    """docs/migrating-from-vertex.md's high-level SDK snippet, run as written: only the
+    daemon's address and the bucket differ."""
+    import re
+
+    from google.cloud.aiplatform import explain
+    guide = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "migrating-from-vertex.md")).read()
+    section = guide[guide.index("### 6. The high-level SDK"):]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    snippet = snippet.replace("http://localhost:8080", f"http://127.0.0.1:{plain.http_port}")
+    snippet = snippet.replace("gs://my-bucket/flowers", "gs://bucket/model")
+    namespace = {
+        "parameters": explain.ExplanationParameters({"examples": {
+            "example_gcs_source": {"data_format": "JSONL", "gcs_source": {"uris": ["gs://bucket/data.jsonl"]}},
+            "neighbor_count": 3, "presets": {"modality": "TABULAR"}}}),
+        "metadata": explain.ExplanationMetadata(inputs={"features": {"input_tensor_name": "features"}},
+                                                outputs={"embedding": {"output_tensor_name": "embedding"}})}
+    exec(compile(snippet, "migrating-from-vertex.md", "exec"), namespace)
+    printed = capsys.readouterr().out.split()
+    assert printed[0] == namespace["response"].deployed_model_id and len(printed[0]) > 0
+    assert len(namespace["response"].explanations[0].neighbors) == 3
+    from google.cloud import aiplatform
+    with pytest.raises(google_exceptions.GoogleAPICallError):
+        aiplatform.Model(namespace["model"].resource_name)       # the snippet deleted it
