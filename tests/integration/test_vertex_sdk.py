@@ -303,7 +303,8 @@ def test_a_second_daemon_on_the_store_serves_the_endpoint(tmp_path_factory, plai
         while time.monotonic() < deadline:
             try:
                 aiplatform.Endpoint(endpoint.resource_name).explain(instances=[{"features": [0.0] * FEATURES}])
-            except google_exceptions.FailedPrecondition:
+            except google_exceptions.BadRequest as e:        # REST: FAILED_PRECONDITION is a 400
+                assert e.response.json()["error"]["status"] == "FAILED_PRECONDITION", e
                 break
             time.sleep(0.2)
         else:
