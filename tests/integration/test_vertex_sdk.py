@@ -337,3 +337,50 @@ def test_the_migration_guide_s_sdk_snippet_runs(plain, bucket, capsys):
     from google.cloud import aiplatform
     with pytest.raises(google_exceptions.GoogleAPICallError):
         aiplatform.Model(namespace["model"].resource_name)       # the snippet deleted it
+
+
+def test_gapic_v1beta1_clients_as_the_notebooks_call_them(plain, bucket):
+    """The gapic notebooks' calls (vertex-ai-samples, explainable_ai): v1beta1's generated
+    ModelService, EndpointService and PredictionService clients, their operations unpacked
+    as v1beta1's types."""
+    import grpc
+    from google.cloud import aiplatform_v1beta1 as beta
+    from google.protobuf import json_format, struct_pb2
+
+    channel = grpc.insecure_channel(plain.target)
+    services = beta.services
+    models = beta.ModelServiceClient(
+        transport=services.model_service.transports.grpc.ModelServiceGrpcTransport(channel=channel))
+    endpoints = beta.EndpointServiceClient(
+        transport=services.endpoint_service.transports.grpc.EndpointServiceGrpcTransport(channel=channel))
+    predictions = beta.PredictionServiceClient(
+        transport=services.prediction_service.transports.grpc.PredictionServiceGrpcTransport(channel=channel))
+    parent = "projects/my-project/locations/us-central1"
+    spec = {"parameters": {"examples": {"example_gcs_source": {"data_format": "JSONL", "gcs_source": {
+        "uris": ["gs://bucket/data.jsonl"]}}, "neighbor_count": 5, "presets": {"modality": "TABULAR"}}},
+        "metadata": {"inputs": {"features": {"input_tensor_name": "features"}},
+                     "outputs": {"embedding": {"output_tensor_name": "embedding"}}}}
+    model = beta.Model(display_name="notebook", artifact_uri="gs://bucket/model",
+                       explanation_spec=beta.ExplanationSpec(spec), container_spec={"image_uri": IMAGE})
+    operation = models.upload_model(parent=parent, model=model)
+    assert operation.operation.name.startswith(f"{parent}/models/")
+    uploaded = operation.result(timeout=300)
+    assert uploaded.model.startswith(f"{parent}/models/") and uploaded.model_version_id == "1"
+    endpoint = endpoints.create_endpoint(parent=parent, endpoint={"display_name": "notebook"}).result()
+    deployed = endpoints.deploy_model(endpoint=endpoint.name, traffic_split={"0": 100}, deployed_model={
+        "model": uploaded.model, "display_name": "notebook", "dedicated_resources": {
+            "min_replica_count": 1, "max_replica_count": 1, "machine_spec": {"machine_type": "n1-standard-4"}}}
+    ).result(timeout=300).deployed_model
+    assert endpoints.get_endpoint(name=endpoint.name).traffic_split == {deployed.id: 100}
+    instance = {"features": bucket["queries"][1].tolist()}
+    response = predictions.explain(endpoint=endpoint.name, deployed_model_id=deployed.id,
+                                   instances=[json_format.ParseDict(instance, struct_pb2.Value())])
+    assert response.deployed_model_id == deployed.id
+    with plain.client() as client:
+        expected = client.explain(uploaded.model.rpartition("/")[2], [instance])
+    assert _neighbors(response.explanations) == _neighbors(expected.explanations)
+    assert len(response.explanations[0].neighbors) == 5
+    endpoints.undeploy_model(endpoint=endpoint.name, deployed_model_id=deployed.id, traffic_split={}).result()
+    endpoints.delete_endpoint(name=endpoint.name).result()
+    models.delete_model(name=uploaded.model).result()
+    channel.close()
