@@ -384,3 +384,62 @@ def test_gapic_v1beta1_clients_as_the_notebooks_call_them(plain, bucket):
     endpoints.delete_endpoint(name=endpoint.name).result()
     models.delete_model(name=uploaded.model).result()
     channel.close()
+
+
+def test_hostile_resource_requests_over_rest_are_clean_errors(plain):
+    """Hostile ids, page tokens, filters, sizes and bodies: Google's error objects naming the
+    field, never a 500."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def call(method, path, body=None):
+        request = urllib.request.Request(f"http://127.0.0.1:{plain.http_port}{path}", method=method,
+                                         data=None if body is None else json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    root = "/v1/projects/p/locations/us-central1"
+    cases = [
+        ("GET", f"{root}/models?pageSize=abc", None, "INVALID_ARGUMENT", "page_size"),
+        ("GET", f"{root}/models?pageToken=!!!", None, "INVALID_ARGUMENT", "page_token"),
+        ("GET", f"{root}/endpoints?pageToken=b2Zmc2V0Oi0x", None, "INVALID_ARGUMENT", "page_token"),
+        ("GET", f"{root}/models?pageSize=-3", None, "INVALID_ARGUMENT", "page_size"),
+        ("GET", f"{root}/models?filter=" + "x" * 1999, None, "INVALID_ARGUMENT", "filter"),
+        ("GET", f"{root}/models?filter=name%3D%22x%22", None, "INVALID_ARGUMENT", "filter"),
+        ("GET", f"{root}/models?orderBy=name", None, "INVALID_ARGUMENT", "order_by"),
+        ("GET", f"{root}/models/m@7", None, "INVALID_ARGUMENT", "name"),
+        ("GET", f"{root}/models/absent", None, "NOT_FOUND", "name"),
+        ("GET", f"{root}/endpoints/absent-endpoint", None, "NOT_FOUND", "name"),
+        ("POST", f"{root}/endpoints?endpointId=..", {}, "INVALID_ARGUMENT", "endpoint_id"),
+        ("POST", f"{root}/endpoints?endpointId=0123", {}, "INVALID_ARGUMENT", "endpoint_id"),
+        ("POST", f"{root}/endpoints", {"displayName": "x" * 200}, "INVALID_ARGUMENT", "endpoint.display_name"),
+        ("POST", f"{root}/endpoints", {"labels": {f"k{i}": "v" for i in range(1000)}}, "INVALID_ARGUMENT",
+         "endpoint.labels"),
+        ("POST", f"{root}/endpoints", {"noSuchField": 1}, "INVALID_ARGUMENT", "endpoint"),
+        ("POST", f"{root}/endpoints/absent-endpoint:deployModel",
+         {"deployedModel": {"model": "projects/p/locations/l/models/m"}}, "NOT_FOUND", "name"),
+        ("DELETE", f"{root}/models/absent", None, "NOT_FOUND", "name"),
+        ("GET", "/ui/projects/p/locations/l/operations/absent", None, "NOT_FOUND", "name"),
+        ("GET", "/ui/projects/p/locations/l/endpoints/e/operations/" + "a" * 129, None, "NOT_FOUND", None),
+    ]
+    for method, path, body, status, field in cases:
+        code, answer = call(method, path, body)
+        assert answer["error"]["status"] == status, (path, answer)
+        assert code < 500
+        if field is not None:
+            assert any(v["field"] == field for d in answer["error"].get("details", [])
+                       for v in d.get("fieldViolations", [])), (path, answer)
+    code, created = call("POST", f"{root}/endpoints?endpointId=hostile", {"displayName": "h"})
+    assert code == 200 and created["done"] is True
+    code, answer = call("POST", f"{root}/endpoints/hostile:deployModel", {
+        "deployedModel": {"model": f"{root[4:]}/models/absent"}, "trafficSplit": {"0": 60}})
+    assert answer["error"]["status"] == "NOT_FOUND"
+    code, answer = call("PATCH", f"{root}/endpoints/hostile?updateMask=trafficSplit",
+                        {"trafficSplit": {str(i): 1 for i in range(5000)}})
+    assert answer["error"]["status"] == "INVALID_ARGUMENT" and "trafficSplit" in answer["error"]["message"]
+    assert call("DELETE", f"{root}/endpoints/hostile")[0] == 200
