@@ -40,6 +40,11 @@ class Listed:
 Predicate = Callable[[Listed], bool]
 
 
+def seconds(stamp) -> float:
+    """A google.protobuf.Timestamp as seconds, for ordering."""
+    return stamp.seconds + stamp.nanos / 1e9
+
+
 def parse_filter(text: str) -> Predicate:
     if len(text) > MAX_FILTER_CHARS:
         raise InvalidArgument(f"at most {MAX_FILTER_CHARS} characters, got {len(text)}", field="filter")

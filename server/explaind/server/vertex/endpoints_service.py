@@ -16,11 +16,10 @@ from explaind.vertex.v1 import endpoint_service_pb2 as es
 
 from ..control.control_plane import ControlPlane
 from ..control.endpoints import EndpointControl
-from ..control.resource_filter import Listed, page_of, parse_filter, parse_order
+from ..control.resource_filter import Listed, page_of, parse_filter, parse_order, seconds
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..store.endpoints import EndpointRecord
 from . import names
-from .models import _seconds
 from .operations import VertexOperation, VertexOperations
 from .prediction import reject_unknown_fields
 from .routing import Router
@@ -55,8 +54,8 @@ class VertexEndpoints:
         wanted = parse_filter(request.filter)
         order = parse_order(request.order_by)
         records = await asyncio.to_thread(self.control.list)
-        listed = [(Listed(r.endpoint.display_name, dict(r.endpoint.labels), _seconds(r.endpoint.create_time),
-                          _seconds(r.endpoint.update_time)), r) for r in records]
+        listed = [(Listed(r.endpoint.display_name, dict(r.endpoint.labels), seconds(r.endpoint.create_time),
+                          seconds(r.endpoint.update_time)), r) for r in records]
         listed = [pair for pair in listed if wanted(pair[0])]
         order(listed)
         page, token = page_of([r for _, r in listed], request.page_size, request.page_token)
@@ -135,9 +134,9 @@ class VertexEndpoints:
             await self._implicit(parent, endpoint_id, name)
         except NotFound:
             raise NotFound(f"endpoint {name[:300]} not found", field="name") from None
-        raise FailedPrecondition(f"endpoint {name[:300]} is {'named by the --vertex-endpoints mapping' if self._mapped(endpoint_id) else 'a model default endpoint'} "
-                                 "and cannot be changed here; create an endpoint (CreateEndpoint) and deploy to it",
-                                 field="name")
+        kind = "named by the --vertex-endpoints mapping" if self._mapped(endpoint_id) else "a model's default endpoint"
+        raise FailedPrecondition(f"endpoint {name[:300]} is {kind} and cannot be changed here; create an endpoint "
+                                 "(CreateEndpoint) and deploy to it", field="name")
 
 
 def vertex_endpoint(record: EndpointRecord, parent: names.Parent) -> es.Endpoint:

@@ -16,7 +16,7 @@ from explaind.vertex.v1 import model_service_pb2 as ms
 
 from ..control.control_plane import ControlPlane
 from ..control.endpoints import EndpointControl, check_labels
-from ..control.resource_filter import Listed, page_of, parse_filter, parse_order
+from ..control.resource_filter import Listed, page_of, parse_filter, parse_order, seconds
 from ..errors import FailedPrecondition, InvalidArgument
 from . import names
 from .operations import VertexOperation, VertexOperations
@@ -62,7 +62,7 @@ class VertexModels:
         while everything.next_page_token:
             everything = await self.control.list_models(0, everything.next_page_token)
             models += everything.items
-        listed = [(Listed(m.display_name, dict(m.labels), _seconds(m.create_time), _seconds(m.update_time)), m)
+        listed = [(Listed(m.display_name, dict(m.labels), seconds(m.create_time), seconds(m.update_time)), m)
                   for m in models]
         listed = [pair for pair in listed if wanted(pair[0])]
         order(listed)
@@ -78,7 +78,8 @@ class VertexModels:
             deployed = await asyncio.to_thread(self.endpoints.deployments_of, model_id)
             if deployed:
                 raise FailedPrecondition(
-                    f"model {name[:300]} is deployed to {', '.join(sorted({parent.endpoint(e) for e, _ in deployed})[:5])}; "
+                    f"model {name[:300]} is deployed to "
+                    f"{', '.join(sorted({parent.endpoint(e) for e, _ in deployed})[:5])}; "
                     "undeploy it first", field="name")
             await self.control.delete_model(model_id)
             return None
@@ -124,7 +125,3 @@ def _explaind_model_of(operation) -> str:
     meta = explaind_models.UploadModelOperationMetadata()
     operation.metadata.Unpack(meta)
     return meta.model.rpartition("/")[2]
-
-
-def _seconds(stamp) -> float:
-    return stamp.seconds + stamp.nanos / 1e9

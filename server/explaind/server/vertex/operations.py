@@ -34,7 +34,8 @@ from ..store.vertex_operations import VertexOperationRecord, VertexOperationStor
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^projects/(?P<project>[^/]{1,128})/locations/(?P<location>[^/]{1,128})"
-                  r"(?:/(?P<collection>models|endpoints)/(?P<resource>[^/]{1,128}))?/operations/(?P<id>[A-Za-z0-9_-]{1,128})$")
+                  r"(?:/(?P<collection>models|endpoints)/(?P<resource>[^/]{1,128}))?"
+                  r"/operations/(?P<id>[A-Za-z0-9_-]{1,128})$")
 EMPTY = "google.protobuf.Empty"
 # kind -> (metadata type, response type): Vertex's names; our classes share their field numbers.
 KINDS: dict[str, tuple[type, type]] = {

@@ -77,11 +77,19 @@ class Router:
         self.store = endpoints
         self.mapping = mapping
         self._routes: dict[str, Routes] = {}
+        self._built: dict[str, tuple[EndpointRecord, Routes]] = {}     # the record each Routes was built from
 
     # --- what the store publishes ---
     def poll(self) -> None:
-        """One listing of the store's endpoints (blocking)."""
-        self._routes = {endpoint_id: Routes(record) for endpoint_id, record in self.store.published().items()}
+        """One listing of the store's endpoints (blocking); only rewritten ones are built again
+        (the store hands back the same record object while an endpoint is unchanged)."""
+        built = {}
+        for endpoint_id, record in self.store.published().items():
+            previous = self._built.get(endpoint_id)
+            built[endpoint_id] = previous if previous is not None and previous[0] is record else \
+                (record, Routes(record))
+        self._built = built
+        self._routes = {endpoint_id: routes for endpoint_id, (_, routes) in built.items()}
 
     def put(self, endpoint_id: str, record: EndpointRecord | None) -> None:
         """A change made on this replica: routed by at once."""
@@ -109,7 +117,7 @@ class Router:
         """resolve(), reading an endpoint this replica has not polled yet from the store."""
         try:
             return self.resolve(name, deployed_model_id, field)
-        except NotFound as e:
+        except NotFound:
             match = ENDPOINT_NAME.fullmatch(name)
             if match is None or self.has(match.group("endpoint")):
                 raise
