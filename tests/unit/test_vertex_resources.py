@@ -256,3 +256,20 @@ def test_the_router_follows_the_split_and_prefers_store_endpoints(control):
     control.undeploy("a", "n", second.id, {})
     with pytest.raises(FailedPrecondition):
         router.resolve("projects/p/locations/l/endpoints/a")
+
+
+def test_messages_without_a_json_form_are_refused_before_the_store():
+    """Found by fuzzing: a NaN in a baseline Value has no JSON form, and the store keeps JSON."""
+    from explaind.server.control.endpoints import require_json
+    from explaind.vertex.v1 import model_service_pb2 as ms
+
+    request = ms.UploadModelRequest(parent="projects/p/locations/l")
+    request.model.explanation_spec.metadata.inputs["x"].encoded_baselines.add().number_value = float("nan")
+    with pytest.raises(InvalidArgument) as error:
+        require_json(request, "model")
+    assert error.value.field == "model"
+    deployed = es.DeployedModel(model="models/a")
+    deployed.explanation_spec.metadata.inputs["x"].input_baselines.add().number_value = float("inf")
+    with pytest.raises(InvalidArgument) as error:
+        require_json(deployed, "deployed_model")
+    assert error.value.field == "deployed_model"

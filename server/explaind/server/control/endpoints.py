@@ -63,6 +63,7 @@ class EndpointControl:
             raise InvalidArgument("trafficSplit must be empty while the endpoint has no deployed models",
                                   field="endpoint.traffic_split")
         _check_describing(endpoint, "endpoint")
+        require_json(endpoint, "endpoint")
         now = _now()
         stored = vertex.Endpoint()
         stored.CopyFrom(endpoint)
@@ -89,6 +90,7 @@ class EndpointControl:
                 raise InvalidArgument(f"{path[:100]!r} cannot be updated; use {', '.join(sorted(UPDATABLE))}",
                                       field="update_mask")
         _check_describing(endpoint, "endpoint")
+        require_json(endpoint, "endpoint")
         with self.endpoints.lock(endpoint_id):
             record = self.endpoints.require(endpoint_id, name)
             stored = record.endpoint
@@ -132,6 +134,7 @@ class EndpointControl:
             raise InvalidArgument("the deployed model id is picked by the server", field="deployed_model.id")
         if len(deployed.display_name) > MAX_DISPLAY_NAME:
             raise InvalidArgument(f"at most {MAX_DISPLAY_NAME} characters", field="deployed_model.display_name")
+        require_json(deployed, "deployed_model")
         override = deployment_override(deployed.explanation_spec, model.model.explanation_spec)   # before any load
         try:
             self.load_model(model_id)
@@ -241,6 +244,15 @@ def _check_describing(endpoint: vertex.Endpoint, field: str) -> None:
     if len(endpoint.description) > MAX_DESCRIPTION:
         raise InvalidArgument(f"at most {MAX_DESCRIPTION} characters", field=f"{field}.description")
     check_labels(endpoint.labels, f"{field}.labels")
+
+
+def require_json(message, field: str) -> dict:
+    """The message as JSON (how the store keeps it): INVALID_ARGUMENT naming `field` when it has
+    no JSON form (an enum number no name has, a NaN in a Value...), never an error at the write."""
+    try:
+        return json_format.MessageToDict(message)
+    except (json_format.SerializeToJsonError, ValueError, TypeError) as e:
+        raise InvalidArgument(f"cannot be read as JSON: {str(e)[:200]}", field=field) from None
 
 
 def check_labels(labels, field: str) -> None:

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import asyncio
 
-from google.protobuf import json_format
-
 from explaind.client import payloads
 from explaind.v1 import model_pb2
 from explaind.v1 import model_service_pb2 as explaind_models
 from explaind.vertex.v1 import model_service_pb2 as ms
 
 from ..control.control_plane import ControlPlane
-from ..control.endpoints import EndpointControl, check_labels
+from ..control.endpoints import EndpointControl, check_labels, require_json
 from ..control.resource_filter import Listed, page_of, parse_filter, parse_order, seconds
 from ..errors import FailedPrecondition, InvalidArgument
 from . import names
@@ -33,7 +31,7 @@ class VertexModels:
         reject_unknown_fields(request)
         parent = names.parent(request.parent)
         try:
-            upload = payloads.upload_request(json_format.MessageToDict(request))
+            upload = payloads.upload_request(require_json(request, "model"))
         except payloads.PayloadError as e:
             raise InvalidArgument(e.message, field=e.field) from None
         return await self.upload_explaind(upload, parent, version)
