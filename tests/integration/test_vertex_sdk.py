@@ -48,7 +48,9 @@ def bucket(tmp_path_factory):
     shutil.copytree(attr_models.linear_model(), root / "bucket" / "linear")
     x = tfmodels.random_inputs(N, (FEATURES,), seed=3)
     write_jsonl(root / "bucket" / "data.jsonl", [{"id": f"e{i}", "features": x[i].tolist()} for i in range(N)])
-    return {"root": str(root), "x": x, "queries": tfmodels.random_inputs(3, (FEATURES,), seed=4)}
+    queries = tfmodels.random_inputs(3, (FEATURES,), seed=4)
+    write_jsonl(root / "bucket" / "added.jsonl", [{"id": "added", "features": queries[1].tolist()}])
+    return {"root": str(root), "x": x, "queries": queries}
 
 
 @pytest.fixture(scope="module")
@@ -380,6 +382,13 @@ def test_gapic_v1beta1_clients_as_the_notebooks_call_them(plain, bucket):
         expected = client.explain(uploaded.model.rpartition("/")[2], [instance])
     assert _neighbors(response.explanations) == _neighbors(expected.explanations)
     assert len(response.explanations[0].neighbors) == 5
+    # UpdateExplanationDataset adds the query itself as an example: the nearest neighbor from then on.
+    models.update_explanation_dataset(request={"model": uploaded.model, "examples": {"example_gcs_source": {
+        "data_format": "JSONL", "gcs_source": {"uris": ["gs://bucket/added.jsonl"]}}}}).result(timeout=300)
+    updated = predictions.explain(endpoint=endpoint.name, deployed_model_id=deployed.id,
+                                  instances=[json_format.ParseDict(instance, struct_pb2.Value())])
+    assert updated.explanations[0].neighbors[0].neighbor_id == "added"
+    assert updated.explanations[0].neighbors[0].neighbor_distance == pytest.approx(0.0, abs=1e-6)
     endpoints.undeploy_model(endpoint=endpoint.name, deployed_model_id=deployed.id, traffic_split={}).result()
     endpoints.delete_endpoint(name=endpoint.name).result()
     models.delete_model(name=uploaded.model).result()
