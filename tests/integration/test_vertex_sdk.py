@@ -26,7 +26,7 @@ from google.api_core import exceptions as google_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.oauth2.credentials import Credentials as TokenCredentials
 
-from tests import attr_models
+from tests import attr_models, oracles
 from tests import models as tfmodels
 from tests.certs import CA
 from tests.integration.helpers import write_jsonl
@@ -165,6 +165,15 @@ def _flow(server, bucket, client_of_v1, expect_denied=None):
         expected = client.explain(model_id, queries)
     assert _neighbors(answer.explanations) == _neighbors(expected.explanations)
     assert all(len(e.neighbors) == 4 for e in answer.explanations)
+    # The metadata's `outputs` entry named the latent space: the "embedding" layer, not the signature's
+    # only output (the logits), as the numpy oracle over each layer tells apart.
+    path = os.path.join(bucket["root"], "bucket", "model")
+    for layer, expected_match in (("embedding", True), ("logits", False)):
+        positions, _ = oracles.nearest(tfmodels.keras_layer_latent(path, layer, bucket["x"]),
+                                       tfmodels.keras_layer_latent(path, layer, bucket["queries"]), 4,
+                                       "SQUARED_L2_DISTANCE")
+        oracle_ids = [[f"e{j}" for j in row] for row in positions]
+        assert ([[n.neighbor_id for n in e.neighbors] for e in answer.explanations] == oracle_ids) is expected_match
 
     prediction = endpoint.predict(instances=queries[:1])
     assert prediction.deployed_model_id == first and prediction.model_resource_name == model.resource_name

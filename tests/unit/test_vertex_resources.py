@@ -273,3 +273,16 @@ def test_messages_without_a_json_form_are_refused_before_the_store():
     with pytest.raises(InvalidArgument) as error:
         require_json(deployed, "deployed_model")
     assert error.value.field == "deployed_model"
+
+
+def test_the_latent_space_is_the_outputs_entry_when_latent_space_source_is_empty():
+    """As Vertex reads its example-based notebooks' metadata."""
+    from explaind.server.methods import latent_source
+
+    def metadata(d):
+        return json_format.ParseDict(d, explanation_pb2.ExplanationMetadata())
+    assert latent_source(metadata({"outputs": {"embedding": {"outputTensorName": "dense_2"}}})) == "dense_2"
+    assert latent_source(metadata({"outputs": {"embedding": {}}})) == "embedding"
+    assert latent_source(metadata({"latentSpaceSource": "hidden", "outputs": {"e": {}}})) == "hidden"
+    assert latent_source(metadata({"outputs": {"a": {}, "b": {}}})) == ""      # ambiguous: the signature decides
+    assert latent_source(metadata({})) == ""
