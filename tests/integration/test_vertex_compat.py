@@ -156,7 +156,7 @@ def test_rest_upload_poll_explain_predict(server, data, models):
     done = polls[-1]
     assert done["done"] is True and "error" not in done, done
     assert done["response"] == {"@type": "type.googleapis.com/google.cloud.aiplatform.v1beta1.UploadModelResponse",
-                                "model": f"{PARENT}/models/pets"}
+                                "model": f"{PARENT}/models/pets", "modelVersionId": "1"}    # one version per model
     # The same operation under Vertex's other name for it.
     op_id = operation["name"].rpartition("/")[2]
     assert _http(server, "GET", f"/v1/{PARENT}/operations/{op_id}")[1]["done"] is True

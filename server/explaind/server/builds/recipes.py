@@ -25,7 +25,7 @@ from ..index.config import DEFAULT_NEIGHBOR_COUNT, SearchConfig, search_config_f
     search_config_from_presets
 from ..index.example_index import Additions, ExampleIndex
 from ..index.meta import IndexMeta
-from ..methods import Method, method_of
+from ..methods import Method, latent_source, method_of
 from ..runtime.tensorflow_check import require_tensorflow
 from ..security import uris as allowed_uris
 from . import readers
@@ -262,11 +262,11 @@ def _latent_model(model: model_pb2.Model, dimensions: int | None, dimensions_fie
         return None
     from ..runtime.saved_model import LatentModel  # TensorFlow loads only when a build needs it
     metadata = model.explanation_spec.metadata
-    latent = LatentModel.load(model.artifact_uri, metadata.latent_space_source)
+    latent = LatentModel.load(model.artifact_uri, latent_source(metadata))
     if dimensions not in (None, latent.latent_dim):
         raise InvalidArgument(
             f"dimensions is {dimensions} but the latent space "
-            f"{metadata.latent_space_source or '(the only output)'} has {latent.latent_dim} values",
+            f"{latent_source(metadata) or '(the only output)'} has {latent.latent_dim} values",
             field=dimensions_field)
     return latent
 

@@ -17,7 +17,7 @@ from explaind.v1 import explanation_pb2, model_pb2
 
 from ..errors import FailedPrecondition, InvalidArgument
 from ..index.example_index import ExampleIndex
-from ..methods import Method, method_of
+from ..methods import Method, latent_source, method_of
 from ..runtime.tensorflow_check import require_tensorflow
 from ..store.models import ModelRecord
 from .requests import ExplainCall, examples_query, instance_restricts
@@ -204,7 +204,7 @@ def load_servable(record: ModelRecord, build_dir: str | None, use_gpu: bool | No
         if model.artifact_uri:
             require_tensorflow("model.artifact_uri")
             from ..runtime.saved_model import LatentModel   # TensorFlow: only for models that need it
-            latent = LatentModel.load(model.artifact_uri, model.explanation_spec.metadata.latent_space_source)
+            latent = LatentModel.load(model.artifact_uri, latent_source(model.explanation_spec.metadata))
         return ExampleServable(record, index, latent)
     if method is not None:
         require_tensorflow("model.artifact_uri")
