@@ -23,7 +23,7 @@ from explaind.vertex.v1 import endpoint_service_pb2
 
 from ..errors import Aborted, AlreadyExists, NotFound
 from . import records
-from .models import STORE_SAFE_ID
+from ..model_ids import is_stored_model_id
 from .objects import KeyExists, ObjectStore
 
 RECORD = "endpoint.json"
@@ -76,7 +76,7 @@ class EndpointStore:
             raise AlreadyExists(f"endpoint {record.endpoint_id!r} already exists", field="endpoint_id") from None
 
     def get(self, endpoint_id: str) -> EndpointRecord | None:
-        if not STORE_SAFE_ID.fullmatch(endpoint_id):    # keys are built from it
+        if not is_stored_model_id(endpoint_id):    # keys are built from it
             return None
         data = self.objects.read(self._key(endpoint_id))
         return EndpointRecord.from_bytes(data) if data is not None else None
