@@ -106,14 +106,16 @@ def test_sampled_shapley_on_interactions_shares_the_credit():
     np.testing.assert_allclose(values["x"], [3.0, 3.0], atol=1.0)
 
 
-def test_select_outputs_orders_by_value_and_honours_top_k_and_indices():
+def test_select_outputs_orders_top_k_by_value_and_output_indices_as_given():
+    """Vertex: top_k highest first, argmax when neither is set, output_indices in the order asked."""
     scores = np.array([0.1, 0.5, 0.3, 0.05])
     assert select_outputs(scores) == [1]
     assert select_outputs(scores, top_k=2) == [1, 2]
     assert select_outputs(scores, top_k=-1) == [1, 2, 0, 3]
     assert select_outputs(scores, top_k=10) == [1, 2, 0, 3]
-    assert select_outputs(scores, output_indices=[3, 0, 2]) == [2, 0, 3]
-    assert select_outputs(np.arange(6.0), output_indices=[[0, 1], [1, 2]], output_shape=(2, 3)) == [5, 1]
+    assert select_outputs(scores, output_indices=[3, 0, 2]) == [3, 0, 2]
+    assert select_outputs(scores, output_indices=[3, 0, 3]) == [3, 0]
+    assert select_outputs(np.arange(6.0), output_indices=[[0, 1], [1, 2]], output_shape=(2, 3)) == [1, 5]
     with pytest.raises(InvalidArgument) as error:
         select_outputs(scores, output_indices=[7], field="explanation_spec_override.parameters")
     assert error.value.field == "explanation_spec_override.parameters.output_indices[0]"

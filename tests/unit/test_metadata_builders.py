@@ -105,7 +105,9 @@ def _explain_digits(model_dir):
     explainer = FeatureExplainer.load(model_dir, spec)
     images, _ = attr_models.digits_data()
     (attribution,) = explainer.explain({"image": images[:1]})[0]
-    values = np.array(json_format.MessageToDict(attribution.feature_attributions)["digit"])
+    # Modality "image": Vertex's picture in feature_attributions, the values in image_attributions.
+    assert list(json_format.MessageToDict(attribution.feature_attributions)["digit"]) == ["b64_jpeg"]
+    values = np.array(json_format.MessageToDict(attribution.image_attributions)["digit"])
     assert values.shape == (8, 8, 1)
     assert attribution.output_name == "probabilities"
     assert attribution.images["digit"].startswith(b"\x89PNG")

@@ -33,7 +33,8 @@ class FeatureModel:
             raise
 
     def explain(self, inputs: dict[str, np.ndarray], override=None):
-        return self.explainer.explain(inputs, override)
+        """attributions.explainer.ExplainedBatch: attributions per instance, and the predictions."""
+        return self.explainer.explain_batch(inputs, override)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.explainer.model.predict_all(inputs)
