@@ -62,11 +62,12 @@ def explained_inputs(model, metadata, method: str, field: str) -> list[Explained
     gradients = method != "sampled_shapley"
     chosen = []
     if len(metadata.inputs):
-        for name, entry in metadata.inputs.items():
+        # Sorted: a proto map's order may differ between processes, and Shapley's paths follow this order.
+        for name, entry in sorted(metadata.inputs.items()):
             prefix = f"{field}.inputs[{name}]"
             chosen.append(_from_metadata(model, name, entry, prefix, gradients, method))
     else:
-        for name, info in model.model_inputs.items():
+        for name, info in sorted(model.model_inputs.items()):
             if info.is_floating if gradients else info.is_numeric:
                 looks_like_image = len(info.shape) == 3 and info.shape[-1] in (1, 3, 4)
                 chosen.append(ExplainedInput(name, name, None, "IDENTITY", (), "", None, "numeric", looks_like_image,

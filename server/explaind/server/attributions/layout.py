@@ -3,8 +3,9 @@
 Every rule is a sum of elements into a slot, so one scatter does them all and
 the total (completeness) is kept:
 - on an encoded tensor, the last (embedding) axis is summed back to the input's
-  positions (IDENTITY, CONCAT_EMBEDDING: per token; BAG encodings: per index);
-  COMBINED_EMBEDDING sums everything into one number;
+  positions (a token's, a category's or a bag index's embedding), or, when the
+  rest does not match the input's positions (a pooled embedding), and always for
+  COMBINED_EMBEDDING, everything into one number;
 - BAG_OF_FEATURES, BAG_OF_FEATURES_SPARSE and INDICATOR inputs answer one
   number per name of index_feature_mapping, keyed by the name; a sparse input's
   values go to the name of their index (the last column of its indices tensor);
@@ -85,13 +86,8 @@ def build_layout(inputs: list[ExplainedInput], values: dict[str, np.ndarray], gr
         shape = np.shape(values[space])
         size = _size(shape)
         # Each element's position in the input-level array (after summing the embedding axis).
-        if explained.reduces(gradients) and explained.encoding == "COMBINED_EMBEDDING":
-            level_shape, position = (), np.zeros(size, np.int64)
-        elif explained.reduces(gradients):
-            if not shape:
-                raise InvalidArgument(f"the encoded tensor of {explained.name!r} is a scalar; it needs an embedding axis",
-                                      field=instance_field)
-            level_shape, position = shape[:-1], np.arange(size) // shape[-1]
+        if explained.reduces(gradients):
+            level_shape, position = _embedding_positions(explained, shape, np.shape(values[explained.tensor]))
         else:
             level_shape, position = shape, np.arange(size)
         if explained.group:
@@ -100,8 +96,9 @@ def build_layout(inputs: list[ExplainedInput], values: dict[str, np.ndarray], gr
         elif explained.encoding == "COMBINED_EMBEDDING":    # one number, whichever tensor was perturbed
             element_slots = np.full(size, slot(explained.name, ()))
         elif explained.is_bag:
+            named = {name: slot(name, ()) for name in explained.mapping}    # every name answers, 0 when absent
             names = _bag_names(explained, level_shape, values, instance_field)
-            element_slots = np.array([slot(name, ()) for name in names], np.int64)[position] if size else \
+            element_slots = np.array([named[name] for name in names], np.int64)[position] if size else \
                 np.zeros(0, np.int64)
         else:
             element_slots = slot(explained.name, level_shape) + position
@@ -126,6 +123,23 @@ def build_layout(inputs: list[ExplainedInput], values: dict[str, np.ndarray], gr
     return FeatureLayout(tuple(spaces), tuple(sizes), slots, players,
                          tuple((k, shape, first) for k, (shape, first) in keys.items()), next_slot, next_player,
                          player_slots)
+
+
+def _embedding_positions(explained: ExplainedInput, encoded_shape: tuple, input_shape: tuple
+                         ) -> tuple[tuple, np.ndarray]:
+    """(input-level shape, position of each encoded element): the last axis is the embedding's.
+    When what remains matches the input's positions (a token's or a category's embedding),
+    each input position gets its embedding's sum; else (a combined embedding, a pooled one)
+    the input is one feature."""
+    size = _size(encoded_shape)
+    if explained.encoding == "COMBINED_EMBEDDING" or not encoded_shape:
+        return (), np.zeros(size, np.int64)
+    positions = np.arange(size) // encoded_shape[-1]
+    if _size(encoded_shape[:-1]) == _size(input_shape) and explained.indices is None:
+        return tuple(input_shape), positions
+    if explained.indices is not None or explained.is_bag:
+        return tuple(encoded_shape[:-1]), positions
+    return (), np.zeros(size, np.int64)
 
 
 def _bag_names(explained: ExplainedInput, level_shape: tuple, values, field: str) -> list[str]:
