@@ -220,7 +220,7 @@ def check_metadata(metadata: explanation_pb2.ExplanationMetadata, field: str = D
     counts = {}
     keys: dict[str, str] = {}       # attribution key -> the field that claims it
     groups = {entry.group_name for entry in metadata.inputs.values() if entry.group_name}
-    for name, entry in metadata.inputs.items():
+    for name, entry in sorted(metadata.inputs.items()):     # sorted: the same error whatever the map's order
         prefix = f"{field}.inputs[{name}]"
         encoding = enum_name(InputMetadata.Encoding, entry.encoding, f"{prefix}.encoding")
         if entry.HasField("visualization"):     # read again at every explanation: refused now, not then
