@@ -147,10 +147,11 @@ TAB_TAGS = ("garden", "balcony", "garage", "cellar", "attic")
 
 
 @functools.lru_cache(maxsize=None)
-def tabular_model() -> str:
+def tabular_model() -> tuple[str, list]:
     """A tanh MLP over a categorical id (one-hot inside the model, layer "color_onehot"), a multi-hot
     bag of 5 tags and one number: inputs 'color' (int32, 1), 'tags' (float32, 5), 'size' (float32, 1);
-    output 'price' (1). Random weights: nonlinear, with interactions."""
+    output 'price' (1). Random weights: nonlinear, with interactions. Returns (SavedModel folder,
+    [(kernel, bias)] of its three Dense layers over [one-hot, tags, size])."""
     k = keras()
     k.utils.set_random_seed(3)
     color = k.Input((1,), dtype="int32", name="color")
@@ -158,20 +159,21 @@ def tabular_model() -> str:
     size = k.Input((1,), name="size")
     onehot = k.layers.CategoryEncoding(num_tokens=len(TAB_COLORS), output_mode="one_hot", name="color_onehot")(color)
     joined = k.layers.Concatenate()([onehot, tags, size])
-    hidden = k.layers.Dense(16, activation="tanh")(joined)
-    hidden = k.layers.Dense(8, activation="tanh")(hidden)
-    price = k.layers.Dense(1, name="price")(hidden)
-    model = k.Model({"color": color, "tags": tags, "size": size}, {"price": price})
+    layers = [k.layers.Dense(16, activation="tanh"), k.layers.Dense(8, activation="tanh"), k.layers.Dense(1, name="price")]
+    hidden = joined
+    for layer in layers:
+        hidden = layer(hidden)
+    model = k.Model({"color": color, "tags": tags, "size": size}, {"price": hidden})
     path = os.path.join(_ROOT, "tabular")
     model.export(path, verbose=False)
-    return path
+    return path, [tuple(w.astype(np.float64) for w in layer.get_weights()) for layer in layers]
 
 
 @functools.lru_cache(maxsize=None)
-def sparse_bag_model() -> str:
+def sparse_bag_model() -> tuple[str, tuple]:
     """A bag of 5 tags given sparsely: 'tag_ids' (int32, 3) index the tags, 'tag_weights' (float32, 3)
     weigh them; the model scatters them into a dense bag and scores it: y = tanh(bag @ w) @ v.
-    Output 'score' (1)."""
+    Output 'score' (1). Returns (SavedModel folder, (w, v))."""
     tf = _tf()
     module = tf.Module()
     rng = np.random.default_rng(4)
@@ -186,7 +188,7 @@ def sparse_bag_model() -> str:
 
     path = os.path.join(_ROOT, "sparse_bag")
     tf.saved_model.save(module, path, signatures={"serving_default": serve})
-    return path
+    return path, (module.w.numpy().astype(np.float64), module.v.numpy().astype(np.float64))
 
 
 IMAGE_SIZE = 32
@@ -215,7 +217,7 @@ def image_notebook_model() -> str:
         return {"numpy_inputs": tf.map_fn(decode, bytes_inputs, fn_output_signature=tf.float32)}
 
     m_call = tf.function(model.call).get_concrete_function(
-        [tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name="numpy_inputs")])
+        tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name="numpy_inputs"))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def serving_fn(bytes_inputs):
