@@ -109,6 +109,19 @@ def test_text_smoothgrad_perturbs_the_embedding_and_shapley_switches_tokens(text
     assert np.all(np.array(_dict(attribution.feature_attribution_errors)["words"]) >= 0)
 
 
+def test_an_input_may_name_a_tensor_inside_the_graph(text):
+    """inputTensorName names the embedding's output itself: every element answers, and summing each
+    token's elements gives what the embedding as encoded tensor of the tokens gives."""
+    path, _, tokens = text
+    inner = {"inputs": {"embedded": {"inputTensorName": "embedding"}}, "outputs": TEXT_METADATA["outputs"]}
+    parameters = {"integratedGradientsAttribution": {"stepCount": 30}, "outputIndices": [1]}
+    (attribution,) = FeatureExplainer.load(path, _spec(parameters, inner)).explain({"tokens": tokens[:1]})[0]
+    (encoded,) = FeatureExplainer.load(path, _spec(parameters, TEXT_METADATA)).explain({"tokens": tokens[:1]})[0]
+    elements = np.array(_dict(attribution.feature_attributions)["embedded"])
+    assert elements.shape == (attr_models.TEXT_LENGTH, attr_models.TEXT_DIMENSIONS)
+    np.testing.assert_allclose(elements.sum(axis=-1), _dict(encoded.feature_attributions)["words"], rtol=1e-6)
+
+
 def test_text_refusals_name_the_metadata_field(text):
     path, _, _ = text
     for metadata, field in (

@@ -240,10 +240,13 @@ def test_members_of_one_group_may_share_its_name():
 def test_layout_scatters_sparse_values_to_their_names():
     from explaind.server.attributions.explained_inputs import ExplainedInput
 
-    bag = ExplainedInput("tags", "w", None, "BAG_OF_FEATURES_SPARSE", ("p", "q", "r"), "", "ids", "numeric",
+    bag = ExplainedInput("tags", "w", None, "BAG_OF_FEATURES_SPARSE", ("p", "q", "r"), "", "ids", "shape", "numeric",
                          False, None, "f")
-    layout = build_layout([bag], {"w": np.array([1.0, 2.0, 4.0]), "ids": np.array([[0, 2], [0, 2], [0, 0]])}, True)
+    values = {"w": np.array([1.0, 2.0, 4.0]), "ids": np.array([[0, 2], [0, 2], [0, 0]]), "shape": np.array([1, 3])}
+    layout = build_layout([bag], values, True)
     assert {k: float(v) for k, v in layout.as_dict(layout.features(np.array([1.0, 2.0, 4.0]))).items()} == \
         {"p": 4.0, "q": 0.0, "r": 3.0}
-    with pytest.raises(InvalidArgument):
-        build_layout([bag], {"w": np.array([1.0]), "ids": np.array([7])}, True)
+    for hostile in ({"ids": np.array([7, 0, 0])}, {"ids": np.array([-1, 0, 0])}, {"ids": np.array([0.5, 0, 0])},
+                    {"ids": np.array([0, 1])}, {"shape": np.array([1, 4])}, {"shape": np.array([], int)}):
+        with pytest.raises(InvalidArgument):
+            build_layout([bag], values | hostile, True, "instances[0]")

@@ -4,11 +4,8 @@ When the PyPI package explainable-ai-sdk (1.3.3) is importable, its own TF2
 SavedModelMetadataBuilder is the independent writer; a hand-written file in the
 SDK's documented format is checked in every case.
 """
-import importlib.util
 import json
 import shutil
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -18,6 +15,7 @@ from explaind.client.metadata import KerasModelMetadataBuilder, SavedModelMetada
 from explaind.server.attributions import FeatureExplainer, load_metadata_for_model
 from explaind.v1 import explanation_pb2 as pb
 from tests import attr_models
+from tests.xai_sdk import sdk_v2 as _sdk_v2
 
 pytestmark = pytest.mark.slow
 
@@ -32,24 +30,6 @@ EXPECTED_DIGITS_FILE = {
     "framework": "tensorflow2",
     "tags": ["explainable_ai_sdk"],
 }
-
-
-def _sdk_v2():
-    """explainable_ai_sdk.metadata.tf.v2, or None. The package's __init__ imports its Vertex client
-    (google-auth); the metadata builders do not need it, so the package is mounted without running it."""
-    spec = importlib.util.find_spec("explainable_ai_sdk")
-    if spec is None:
-        return None
-    if "explainable_ai_sdk" not in sys.modules:
-        package = types.ModuleType("explainable_ai_sdk")
-        package.__path__ = list(spec.submodule_search_locations)
-        sys.modules["explainable_ai_sdk"] = package
-    try:
-        from explainable_ai_sdk.metadata import parameters
-        from explainable_ai_sdk.metadata.tf import v2
-    except ImportError:
-        return None
-    return v2, parameters
 
 
 def _describe_digits(builder, visualization, domain):

@@ -34,6 +34,7 @@ class ExplainedInput:
     mapping: tuple[str, ...]        # index_feature_mapping
     group: str                      # group_name, "" when none
     indices: str | None             # a sparse input's indices tensor, canonical
+    dense_shape: str | None         # a sparse input's dense shape tensor, canonical
     modality: str                   # lower case; "image" answers with a picture as Vertex does
     looks_like_image: bool          # (H, W, C) or modality image: heatmaps in Attribution.images
     metadata: InputMetadata | None
@@ -70,8 +71,8 @@ def explained_inputs(model, metadata, method: str, field: str) -> list[Explained
         for name, info in sorted(model.model_inputs.items()):
             if info.is_floating if gradients else info.is_numeric:
                 looks_like_image = len(info.shape) == 3 and info.shape[-1] in (1, 3, 4)
-                chosen.append(ExplainedInput(name, name, None, "IDENTITY", (), "", None, "numeric", looks_like_image,
-                                             None, f"{field}.inputs"))
+                chosen.append(ExplainedInput(name, name, None, "IDENTITY", (), "", None, None, "numeric",
+                                             looks_like_image, None, f"{field}.inputs"))
     if not chosen:
         raise InvalidArgument("the model has no input that can be attributed", field=f"{field}.inputs")
     if method == "xrai" and not any(i.looks_like_image for i in chosen):
@@ -91,14 +92,14 @@ def _from_metadata(model, name: str, entry: InputMetadata, prefix: str, gradient
         else None
     indices = _resolve(model, entry.indices_tensor_name, f"{prefix}.indices_tensor_name") if entry.indices_tensor_name \
         else None
-    if entry.dense_shape_tensor_name:
-        _resolve(model, entry.dense_shape_tensor_name, f"{prefix}.dense_shape_tensor_name")
+    dense_shape = _resolve(model, entry.dense_shape_tensor_name, f"{prefix}.dense_shape_tensor_name") \
+        if entry.dense_shape_tensor_name else None
     encoding = InputMetadata.Encoding.Name(entry.encoding)
     encoding = "IDENTITY" if encoding == "ENCODING_UNSPECIFIED" else encoding
     modality = entry.modality.lower()
     info = model.tensor_info(tensor)
     explained = ExplainedInput(name, tensor, encoded, encoding, tuple(entry.index_feature_mapping), entry.group_name,
-                               indices, modality,
+                               indices, dense_shape, modality,
                                modality == "image" or (len(info.shape) == 3 and info.shape[-1] in (1, 3, 4)),
                                entry, prefix)
     space = model.tensor_info(explained.space(gradients))

@@ -75,8 +75,7 @@ class FeatureExplainer:
         self.inputs = explained_inputs(model, self._metadata, self.method, metadata_field)
         check_noise_names(spec.parameters, self._names(), params.SPEC_FIELD)
         graph = [s for s in self._spaces() if model.is_graph_tensor(s)]
-        fetched = graph + [t for i in self.inputs for t in (i.tensor, i.indices)
-                           if t and model.is_graph_tensor(t) and t not in graph]
+        fetched = graph + [t for t in self._auxiliary() if model.is_graph_tensor(t) and t not in graph]
         model.bind(fed=graph, fetched=fetched)
 
     @property
@@ -127,6 +126,11 @@ class FeatureExplainer:
     def _spaces(self) -> list[str]:
         return [i.space(self._gradients) for i in self.inputs]
 
+    def _auxiliary(self) -> list[str]:
+        """Tensors read beside the perturbed ones: an encoded input's own tensor (its shape), a
+        sparse input's indices and dense shape."""
+        return [t for i in self.inputs for t in (i.tensor, i.indices, i.dense_shape) if t]
+
     # ----- explaining ----------------------------------------------------------------
 
     def explain(self, inputs: Mapping[str, np.ndarray],
@@ -151,8 +155,7 @@ class FeatureExplainer:
             return ExplainedBatch([], {})
         predictions = self._model.predict_all(batch)
         model_inputs = self._model.preprocess(batch)
-        aux = [t for i in self.inputs for t in (i.tensor, i.indices) if t]
-        values = self._model.values(model_inputs, list(dict.fromkeys(self._spaces() + aux)))
+        values = self._model.values(model_inputs, list(dict.fromkeys(self._spaces() + self._auxiliary())))
         if self._model.preprocesses:
             scores = self._model.predict(model_inputs)
         else:

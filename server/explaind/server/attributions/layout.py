@@ -151,6 +151,11 @@ def _bag_names(explained: ExplainedInput, level_shape: tuple, values, field: str
             raise InvalidArgument(f"input {explained.name!r} has {count} values, its index_feature_mapping "
                                   f"{len(mapping)} names", field=field)
         return list(mapping)
+    if explained.dense_shape is not None:
+        dense = np.asarray(values[explained.dense_shape]).reshape(-1)
+        if not dense.size or int(dense[-1]) != len(mapping):
+            raise InvalidArgument(f"the dense shape of {explained.name!r} is {dense.tolist()}; its last size must be "
+                                  f"{len(mapping)}, the length of its index_feature_mapping", field=field)
     indices = np.asarray(values[explained.indices])
     column = indices.reshape(-1) if indices.ndim <= 1 else indices.reshape(len(indices), -1)[:, -1]
     if len(column) != count:
