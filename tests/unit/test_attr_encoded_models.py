@@ -38,7 +38,7 @@ TEXT_METADATA = {"inputs": {"words": {"inputTensorName": "tokens", "encodedTenso
 @pytest.fixture(scope="module")
 def text():
     path, weights = attr_models.text_classifier()
-    tokens, labels = attr_models.text_data(40, seed=9)
+    tokens, _ = attr_models.text_data(40, seed=9)
     return path, weights, tokens[:6]
 
 
@@ -92,7 +92,7 @@ def test_text_baselines_given_as_tokens_are_encoded_and_encoded_baselines_taken_
 
 
 def test_text_smoothgrad_perturbs_the_embedding_and_shapley_switches_tokens(text):
-    path, weights, tokens = text
+    path, _, tokens = text
     plain = FeatureExplainer.load(path, _spec({"integratedGradientsAttribution": {"stepCount": 20}}, TEXT_METADATA))
     smooth = FeatureExplainer.load(path, _spec({"integratedGradientsAttribution": {"stepCount": 20, "smoothGradConfig": {
         "noisySampleCount": 10, "featureNoiseSigma": {"noiseSigma": [{"name": "words", "sigma": 0.05}]}}}},
@@ -182,7 +182,7 @@ def test_tabular_one_hot_and_multi_hot_inputs_answer_per_feature_name_and_equal_
 def test_tabular_groups_merge_for_gradients_and_are_one_player_for_exact_shapley():
     import tensorflow as tf
 
-    path, layers = attr_models.tabular_model()
+    path, _ = attr_models.tabular_model()
     grouped = {"inputs": dict(TABULAR_METADATA["inputs"]), "outputs": TABULAR_METADATA["outputs"]}
     grouped["inputs"]["color"] = dict(grouped["inputs"]["color"], groupName="physical")
     grouped["inputs"]["size"] = dict(grouped["inputs"]["size"], groupName="physical")

@@ -122,7 +122,8 @@ def test_exact_shapley_equals_enumeration_on_a_nonlinear_model():
     for index in (0, 1):
         mean, error = estimate(values.per_path[index], values.exact)
         oracle = oracles.shapley_by_enumeration(
-            lambda coalition: _interacting({"x": np.where(np.isin(np.arange(5), list(coalition)), x, base)[None]})[0, index], 5)
+            lambda coalition, index=index: _interacting(
+                {"x": np.where(np.isin(np.arange(5), list(coalition)), x, base)[None]})[0, index], 5)
         np.testing.assert_allclose(mean, oracle, rtol=1e-10, atol=1e-12)
         assert error is None
     assert prefers_exact(5, 7) and not prefers_exact(5, 6) and not prefers_exact(20, 50)
