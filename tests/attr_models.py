@@ -142,6 +142,23 @@ def text_classifier() -> tuple[str, dict]:
     return path, weights
 
 
+@functools.lru_cache(maxsize=None)
+def recurrent_text_classifier():
+    """Integer token ids -> Embedding ("embedding") -> LSTM -> Dense(1, sigmoid), the Vertex text
+    notebook's shape (untrained). Returns (SavedModel folder, the Keras model from the embedding's
+    output on, for an independent gradient)."""
+    k = keras()
+    k.utils.set_random_seed(6)
+    tokens = k.Input((TEXT_LENGTH,), dtype="int32", name="tokens")
+    embedding = k.layers.Embedding(TEXT_VOCABULARY, TEXT_DIMENSIONS, name="embedding")
+    recurrent, dense = k.layers.LSTM(8), k.layers.Dense(1, activation="sigmoid")
+    model = k.Model(tokens, dense(recurrent(embedding(tokens))))
+    path = os.path.join(_ROOT, "recurrent_text")
+    model.export(path, verbose=False)
+    embedded = k.Input((TEXT_LENGTH, TEXT_DIMENSIONS))
+    return path, k.Model(embedded, dense(recurrent(embedded))), embedding.get_weights()[0]
+
+
 TAB_COLORS = ("red", "green", "blue", "grey")
 TAB_TAGS = ("garden", "balcony", "garage", "cellar", "attic")
 

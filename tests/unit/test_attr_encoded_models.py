@@ -109,6 +109,21 @@ def test_text_smoothgrad_perturbs_the_embedding_and_shapley_switches_tokens(text
     assert np.all(np.array(_dict(attribution.feature_attribution_errors)["words"]) >= 0)
 
 
+def test_gradients_flow_through_a_recurrent_layer_from_its_embedding():
+    """The Vertex text notebook's shape (Embedding -> LSTM -> Dense): the loop stays a functional
+    While op in the frozen graph, so integrated gradients over the embedding reach through it."""
+    import tensorflow as tf
+
+    path, head, table = attr_models.recurrent_text_classifier()
+    tokens, _ = attr_models.text_data(3, seed=4)
+    explainer = FeatureExplainer.load(path, _spec({"integratedGradientsAttribution": {"stepCount": 50}}, TEXT_METADATA))
+    for row, (attribution,) in zip(tokens, explainer.explain({"tokens": tokens})):
+        oracle = oracles.integrated_gradients_tf(lambda points: head(tf.cast(points, tf.float32))[:, 0], table[row],
+                                                 np.zeros_like(table[row]), steps=400)
+        np.testing.assert_allclose(_dict(attribution.feature_attributions)["words"], oracle.sum(-1),
+                                   rtol=1e-2, atol=1e-5)
+
+
 def test_an_input_may_name_a_tensor_inside_the_graph(text):
     """inputTensorName names the embedding's output itself: every element answers, and summing each
     token's elements gives what the embedding as encoded tensor of the tokens gives."""

@@ -250,3 +250,26 @@ def test_layout_scatters_sparse_values_to_their_names():
                     {"ids": np.array([0, 1])}, {"shape": np.array([1, 4])}, {"shape": np.array([], int)}):
         with pytest.raises(InvalidArgument):
             build_layout([bag], values | hostile, True, "instances[0]")
+
+
+class UncutModel(PolynomialModel):
+    """'a' is a tensor inside the graph, but gradients cannot flow through the graph cut there."""
+
+    def is_graph_tensor(self, name):
+        return name == "a"
+
+    def bind(self, fed, fetched):
+        self.bound = (fed, fetched)
+
+    def gradients(self, inputs, index):
+        raise RuntimeError("No gradient defined for operation 'While' (op type: While)\nmore detail")
+
+
+def test_a_graph_gradients_cannot_cross_is_refused_when_the_model_loads():
+    with pytest.raises(InvalidArgument) as error:
+        _explainer({"integratedGradientsAttribution": {}}, TWO_INPUTS, UncutModel())
+    assert error.value.field == "model.explanation_spec.metadata.inputs[a].input_tensor_name"
+    assert "No gradient defined" in error.value.message and "more detail" not in error.value.message
+    model = UncutModel()
+    _explainer({"sampledShapleyAttribution": {"pathCount": 2}}, TWO_INPUTS, model)    # predictions only: fine
+    assert model.bound == (["a"], ["a"])

@@ -64,7 +64,7 @@ class FeatureExplainer:
         if self.method is None:
             raise InvalidArgument("the explanation spec has no feature attribution method", field=params.SPEC_FIELD)
         self._spec = spec
-        self._settings = params.resolve(spec.parameters)  # validates the model's own ranges once
+        params.resolve(spec.parameters)  # the model's own ranges: refused when it loads, not per call
         self._metadata = metadata or explanation_pb2.ExplanationMetadata()
         validate_metadata(self._metadata, model.model_inputs, model.outputs, field=metadata_field, method=self.method,
                           resolve=model.resolve)
@@ -77,6 +77,8 @@ class FeatureExplainer:
         graph = [s for s in self._spaces() if model.is_graph_tensor(s)]
         fetched = graph + [t for t in self._auxiliary() if model.is_graph_tensor(t) and t not in graph]
         model.bind(fed=graph, fetched=fetched)
+        if graph:
+            self._probe(graph)
 
     @property
     def model(self):
@@ -130,6 +132,26 @@ class FeatureExplainer:
         """Tensors read beside the perturbed ones: an encoded input's own tensor (its shape), a
         sparse input's indices and dense shape."""
         return [t for i in self.inputs for t in (i.tensor, i.indices, i.dense_shape) if t]
+
+    def _probe(self, graph: list[str]) -> None:
+        """One row of zeros through the cut graph, when the model inputs allow one: a graph
+        that cannot be cut there, or gradients that cannot flow through it, are refused now
+        (at upload) rather than at the first Explain."""
+        infos = self._model.model_inputs
+        if not all(info.is_numeric and None not in info.shape for info in infos.values()):
+            return
+        row = {name: np.zeros((1, *info.shape), info.dtype) for name, info in infos.items()}
+        explained = next(i for i in self.inputs if i.space(self._gradients) in graph)
+        key = "encoded_tensor_name" if explained.reduces(self._gradients) else "input_tensor_name"
+        try:
+            row |= self._model.values(row, graph + [t for t in self._auxiliary() if t not in row])
+            if self._gradients:
+                self._model.gradients(row, np.zeros(1, np.int64))
+            else:
+                self._model.predict(row)
+        except Exception as error:  # noqa: BLE001 - TensorFlow raises many kinds; all mean the same here
+            raise InvalidArgument(f"the model cannot be explained through {explained.space(self._gradients)!r}: "
+                                  f"{str(error).splitlines()[0][:300]}", field=f"{explained.field}.{key}") from None
 
     # ----- explaining ----------------------------------------------------------------
 

@@ -212,7 +212,8 @@ class SignatureModel:
         with self._lock:
             if self._frozen is None:
                 from ..runtime.frozen_graph import FrozenSignature
-                self._frozen = FrozenSignature(self._model)
+                # Functional loops: gradients flow through a recurrent layer's While op.
+                self._frozen = FrozenSignature(self._model, lower_control_flow=False)
             return self._frozen
 
     def _output_tensor(self) -> str:

@@ -22,9 +22,13 @@ class Resolution:
 
 
 class FrozenSignature:
-    """One concrete signature function, frozen (variables become constants)."""
+    """One concrete signature function, frozen (variables become constants).
 
-    def __init__(self, fn):
+    `lower_control_flow`: loops and conditionals become TF1 control-flow ops, whose
+    inner ops are graph nodes a latent space can name; kept as functional While and
+    If ops (False) instead, gradients flow through them (a recurrent layer's loop)."""
+
+    def __init__(self, fn, lower_control_flow: bool = True):
         import tensorflow as tf
         from tensorflow.python.framework.convert_to_constants import (
             convert_variables_to_constants_v2_as_graph,
@@ -32,7 +36,8 @@ class FrozenSignature:
 
         self._tf = tf
         self.signature = fn
-        self.frozen, self.graph_def = convert_variables_to_constants_v2_as_graph(fn)
+        self.frozen, self.graph_def = convert_variables_to_constants_v2_as_graph(
+            fn, lower_control_flow=lower_control_flow)
         self.index = graph_latent.GraphIndex.build(self.graph_def)
         # Frozen capture constants keep the names of the capture placeholders.
         handle_names = {id(v.handle): v.name for v in fn.variables}
