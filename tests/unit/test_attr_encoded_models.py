@@ -137,6 +137,30 @@ def test_an_input_may_name_a_tensor_inside_the_graph(text):
     np.testing.assert_allclose(elements.sum(axis=-1), _dict(encoded.feature_attributions)["words"], rtol=1e-6)
 
 
+def test_values_the_model_refuses_are_the_requests_fault(text, notebook):
+    """A token past the vocabulary, in an instance or a baseline override, or bytes that are no
+    picture: INVALID_ARGUMENT naming the instances, as the model says."""
+    from explaind.server.runtime.feature_model import FeatureModel
+
+    path, _, tokens = text
+    model = FeatureModel.load(path, _spec({"integratedGradientsAttribution": {"stepCount": 5}}, TEXT_METADATA))
+    hostile = tokens[:1].copy()
+    hostile[0, 3] = 10 ** 6
+    for inputs, override in (({"tokens": hostile}, None), ({"tokens": tokens[:1]}, json_format.ParseDict(
+            {"metadata": {"inputs": {"words": {"inputBaselines": [[10 ** 6] * 8]}}}}, pb.ExplanationSpecOverride()))):
+        with pytest.raises(InvalidArgument) as error:
+            model.explain(inputs, override)
+        assert error.value.field == "instances" and "1000000" in error.value.message
+    with pytest.raises(InvalidArgument):
+        model.predict({"tokens": hostile})
+    image = FeatureModel.load(notebook[0], _spec({"integratedGradientsAttribution": {"stepCount": 5}}, IMAGE_METADATA))
+    with pytest.raises(InvalidArgument) as error:
+        image.explain({"bytes_inputs": np.array([b"not a picture"], dtype=object)})
+    assert error.value.field == "instances"
+    model.close()
+    image.close()
+
+
 def test_text_refusals_name_the_metadata_field(text):
     path, _, _ = text
     for metadata, field in (
