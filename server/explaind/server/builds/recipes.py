@@ -84,11 +84,26 @@ def recipe_for(model: model_pb2.Model, max_neighbor_count: int) -> Recipe:
         raise InvalidArgument("feature attributions need the SavedModel", field=ARTIFACT)
     if method is Method.EXAMPLES:
         return ExamplesRecipe.validated(params.examples, max_neighbor_count)
-    return AttributionRecipe()
+    return AttributionRecipe.validated(model, method)
 
 
 class AttributionRecipe(Recipe):
     """Nothing to build: loading the model validates its signature and metadata."""
+
+    @classmethod
+    def validated(cls, model: model_pb2.Model, method: Method) -> "AttributionRecipe":
+        """What needs no model is refused now, by UploadModel itself: the parameters' ranges and
+        the metadata's own rules (the request's, else the file beside the model)."""
+        from ..attributions import metadata, parameters
+        spec = model.explanation_spec
+        parameters.resolve(spec.parameters)
+        if spec.HasField("metadata"):
+            metadata.check_metadata(spec.metadata, metadata.DEFAULT_FIELD, method.value, spec.parameters)
+        else:
+            found = metadata.load_metadata_for_model(model.artifact_uri)
+            if found is not None:
+                metadata.check_metadata(found, f"{ARTIFACT} ({metadata.METADATA_FILE})", method.value, spec.parameters)
+        return cls()
 
     def build(self, model, progress, options):
         progress.stage(Stage.LOADING_MODEL)

@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 from explaind.vertex.v1 import prediction_service_pb2 as v1
 from explaind.vertex.v1beta1 import prediction_service_pb2 as v1beta1
 
-from ..api.prediction import deadline_of
+from ..api.prediction import deadline_of, write_predictions
 from ..api.status import translate_errors
 from ..control.deployments import merged
 from ..errors import ExplaindError, InvalidArgument, NotFound
@@ -81,6 +81,7 @@ class VertexPrediction:
             out = response.explanations if not key else response.concurrent_explanations[key].explanations
             for explanation in explanations:
                 write_vertex_explanation(explanation, out.add())
+        write_predictions(results[0], response.predictions)
         return response
 
     async def predict(self, request: v1.PredictRequest, deadline: float | None) -> v1.PredictResponse:
@@ -98,7 +99,8 @@ def write_vertex_explanation(result: InstanceExplanation, out: v1.Explanation) -
     for found in result.neighbors:
         out.neighbors.add(neighbor_id=found.neighbor_id, neighbor_distance=found.distance)
     for attribution in result.attributions:
-        # Fields 1 to 7 are Vertex's (tests/unit/test_vertex_protos.py); warnings and images are not.
+        # Fields 1 to 7 are Vertex's (tests/unit/test_vertex_protos.py); warnings, images, standard
+        # errors and the rest are explaind's.
         vertex = out.attributions.add()
         vertex.MergeFromString(attribution.SerializeToString())
         vertex.DiscardUnknownFields()
