@@ -144,7 +144,7 @@ def shapley_costs(args) -> None:
         rng = np.random.default_rng(features)
         instance, baseline = {"x": rng.normal(size=features).astype(np.float32)}, {"x": np.zeros(features, np.float32)}
 
-        def run(exact: bool):
+        def run(exact: bool, instance=instance, baseline=baseline, features=features, model=model):
             job = ShapleyJob(instance, [baseline], np.arange(features), [0], path_count=50, exact=exact)
             return shapley_values(model.predict, [job], max_rows=1 << 16)[0]
 

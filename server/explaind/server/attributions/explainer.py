@@ -328,7 +328,7 @@ class FeatureExplainer:
                 for instance, b, layout, chosen in zip(instances, baselines, layouts, selections)]
         max_rows = min(MAX_SHAPLEY_ROWS, self._max_rows(instances[0]))
         results = []
-        for job, values, layout in zip(jobs, shapley_values(self._model.predict, jobs, max_rows), layouts):
+        for values, layout in zip(shapley_values(self._model.predict, jobs, max_rows), layouts):
             computation = Attribution.EXACT if values.exact else Attribution.SAMPLED
             per_output = {}
             for index, per_path in values.per_path.items():
