@@ -41,6 +41,7 @@ import numpy as np
 import threadpoolctl
 
 from explaind.server.index import ExampleIndex, SearchConfig
+from explaind.server.index.search_params import SearchParams
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests import oracles  # noqa: E402 - the repository's numpy oracle, from the repository root
@@ -135,10 +136,8 @@ def main() -> None:
           f"{args.threads} thread(s); load average before: {load_before[0]:.2f}")
 
     def tuned(probe, rerank, method):
-        def call():
-            index.tune(nprobe=probe, approximate_neighbors_count=rerank)
-            return method(q, K)
-        return call
+        params = SearchParams(leaves_to_search=probe, approximate_neighbors_count=rerank)
+        return lambda: method(q, K, params=params)
 
     def theirs(searcher, probe, rerank):
         if args.threads > 1:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 
 from explaind.server.index import ExampleIndex, Namespace, SearchConfig
 from explaind.server.index.backend import gpu_available
-from explaind.server.index.filtering import STRATEGIES, FilterPolicy
+from explaind.server.index.search_params import STRATEGIES, FilterPolicy, SearchParams
 
 FRACTIONS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5]
 
@@ -56,7 +57,7 @@ def main() -> None:
         config = SearchConfig(dimensions=args.d, distance="SQUARED_L2_DISTANCE", feature_norm="NONE",
                               algorithm=algorithm)
         index = ExampleIndex.build(x, [str(i) for i in range(n)], restricts, None, config, use_gpu=gpu)
-        base = best_ms(lambda: index.search(queries, args.k), args.repeat)
+        base = best_ms(partial(index.search, queries, args.k), args.repeat)
         print(f"\n{name} ({index.info.index_type}, {index.info.device}): unfiltered {base:.2f} ms/batch")
         print(f"{'admits':>8}{'rows':>10}" + "".join(f"{s:>12}" for s in STRATEGIES) + "   fastest")
         winners = []
@@ -64,9 +65,9 @@ def main() -> None:
             query = [[Namespace("sel", (f"f{i}",))]] * args.nq
             row = {}
             for strategy in STRATEGIES:
-                index.filter_policy = FilterPolicy(force=strategy)
-                row[strategy] = best_ms(lambda: index.search(queries, args.k, restricts=query), args.repeat)
-            index.filter_policy = FilterPolicy()
+                forced = SearchParams(filter_policy=FilterPolicy(force=strategy))
+                row[strategy] = best_ms(partial(index.search, queries, args.k, restricts=query, params=forced),
+                                        args.repeat)
             fastest = min(row, key=row.get)
             winners.append((fraction, fastest))
             rows = int((u < fraction).sum())

@@ -23,16 +23,19 @@ and the resolved set is checked:
   here too, on small fake environments.
 
 Nothing is installed and no wheel is downloaded: pip reads each wheel's
-metadata only (the `.metadata` files PyPI serves, PEP 658; with
+metadata only (the `.metadata` files an index serves, PEP 658; with
 `--use-feature=fast-deps` pip reads it through HTTP range requests from an
 index or proxy that does not serve them), and the test fails if pip logged
 a whole-wheel download. About 25 MB of traffic, under 3 MB of disk, 15-40 s.
 
-The package index is https://pypi.org/simple (EXPLAIND_TEST_INDEX_URL
-overrides it, for a mirror). pip runs `--isolated`: a developer machine's
-pip configuration (extra indexes, find-links, constraint files) must not
-change the answer. The test needs the index: when it cannot be reached,
-the test fails; it never skips. The pip here is the test environment's
+The package index is pip's own: the index-url of its configuration (files
+or PIP_INDEX_URL, as `pip config list` shows it) with the connection
+settings that go with it (certificate, trusted hosts, proxy), else pip's
+default index. So a machine behind a mirror asks its mirror, and passes or
+fails on what the mirror holds. Otherwise pip runs `--isolated`: the rest of
+a developer machine's pip configuration (extra indexes, find-links,
+constraint files) must not change the answer. The test needs the index:
+when it cannot be reached, the test fails; it never skips. The pip here is the test environment's
 (CI upgrades it); the Dockerfile upgrades the image's to a pinned release,
 since Ubuntu's pip 24.0 misreads pins like `==26.06.*` (checked below).
 One caveat of pip's cross-platform mode: environment markers
@@ -41,14 +44,17 @@ not for 3.12; the requirement lists here have none that differ between them.
 """
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
+import http.server
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,11 +71,15 @@ except ModuleNotFoundError:  # Python 3.10
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_SCRIPT = ROOT / "deploy" / "check_gpu_env.py"
 
-INDEX_URL = os.environ.get("EXPLAIND_TEST_INDEX_URL", "https://pypi.org/simple")
+# pip's settings that say which index to ask and how to reach it; the rest of its
+# configuration is left out (--isolated).
+INDEX_SETTINGS = ("index-url", "cert", "client-cert", "trusted-host", "proxy")
 # The image: Ubuntu 24.04's python3 and glibc.
 PYTHON_VERSION = "3.12"
 GLIBC = (2, 39)
 RESOLVE_TIMEOUT_S = 540  # under pytest-timeout's 600 s, so pip's own timeout is what fails
+# Tests that ask the package index (15-40 s, about 25 MB): the slow tier.
+NEEDS_THE_INDEX = pytest.mark.slow
 
 FAISS = "faiss-gpu-cuvs"
 FAISS_MIN = Version("1.15.1")
@@ -108,16 +118,48 @@ def platform_args() -> list[str]:
     return args + ["--python-version", PYTHON_VERSION, "--implementation", "cp", "--only-binary=:all:"]
 
 
-def pip_resolve(requirements: list[str], workdir: Path, index_url: str = INDEX_URL,
+def configured_index() -> tuple[str, ...]:
+    """pip's configured index and how to reach it, as pip options: what `pip config
+    list` shows for INDEX_SETTINGS, a PIP_* variable over the install section over
+    the global one (pip's order). Empty: pip's default index."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    rank = {":env:": 0, "install": 1, "global": 2}
+    found: dict[str, tuple[int, str]] = {}
+    for line in proc.stdout.splitlines():
+        key, sep, quoted = line.partition("=")
+        section, _, name = key.rpartition(".")
+        if not sep or name not in INDEX_SETTINGS or section not in rank:
+            continue
+        if name not in found or rank[section] < found[name][0]:
+            found[name] = (rank[section], ast.literal_eval(quoted))
+    args = []
+    for name in INDEX_SETTINGS:
+        if name in found:
+            for value in found[name][1].split() if name == "trusted-host" else [found[name][1]]:
+                args += ["--" + name, value]
+    return tuple(args)
+
+
+def index_shown(index_url: str | None) -> str:
+    if index_url:
+        return index_url
+    args = configured_index()
+    return args[args.index("--index-url") + 1] if "--index-url" in args else "pip's default index"
+
+
+def pip_resolve(requirements: list[str], workdir: Path, index_url: str | None = None,
                 retries: int = 3) -> tuple[subprocess.CompletedProcess, dict | None, float]:
-    """pip's resolver on `requirements` for the image's platform; installs nothing."""
+    """pip's resolver on `requirements` for the image's platform; installs nothing.
+    `index_url`: ask this index instead of pip's configured one."""
     workdir.mkdir(parents=True, exist_ok=True)
     req_file = workdir / "requirements.txt"
     req_file.write_text("\n".join(requirements) + "\n")
     report = workdir / "report.json"
     cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--disable-pip-version-check",
            "--no-input", "--no-cache-dir", "--progress-bar", "off",
-           "--index-url", index_url, "--retries", str(retries), "--timeout", "60",
+           *(["--index-url", index_url] if index_url else configured_index()),
+           "--retries", str(retries), "--timeout", "60",
            "--use-feature=fast-deps",
            "--dry-run", "--ignore-installed", "--report", str(report),
            *platform_args(), "-r", str(req_file)]
@@ -135,7 +177,7 @@ def resolve_or_fail(requirements: list[str], workdir: Path, **kw) -> tuple[dict,
     if proc.returncode != 0 or report is None:
         tail = "\n".join(log.strip().splitlines()[-40:])
         pytest.fail(f"pip could not resolve the image's requirements (exit {proc.returncode}; index "
-                    f"{kw.get('index_url', INDEX_URL)}; a registry that cannot be reached fails here "
+                    f"{index_shown(kw.get('index_url'))}; a registry that cannot be reached fails here "
                     f"too):\n{tail}", pytrace=False)
     return report, log, seconds
 
@@ -195,17 +237,20 @@ def test_requirements_name_the_cuvs_build():
     assert not {"tensorflow-cpu", "faiss-cpu"} & set(reqs)
 
 
+@NEEDS_THE_INDEX
 def test_gpu_install_resolves_with_metadata_only(image_resolution):
     dists, log = image_resolution
     assert {FAISS, "tensorflow", "grpcio", "s3fs", "gcsfs"} <= set(dists)
     assert downloaded_wheels(log) == [], "pip downloaded whole wheels to resolve; expected metadata only"
 
 
+@NEEDS_THE_INDEX
 def test_one_faiss_and_it_is_the_cuvs_build(image_resolution):
     dists, _ = image_resolution
     assert faiss_problems(dists) == []
 
 
+@NEEDS_THE_INDEX
 def test_tensorflow_with_cuda12_beside_faiss_with_cuda13(image_resolution):
     dists, _ = image_resolution
     assert [n for n in dists if n in TENSORFLOW_MODULE_DISTS] == ["tensorflow"]
@@ -238,6 +283,7 @@ def test_the_image_upgrades_pip_before_resolving():
     assert SpecifierSet("==26.06.*").contains("26.6.0")  # what pip >= 24.1 (packaging >= 22) does
 
 
+@NEEDS_THE_INDEX
 def test_wheels_sharing_files_are_settled_by_the_dockerfile(image_resolution):
     """nvidia-nccl-cu12 and -cu13 write the same nvidia/nccl/ files; the image keeps the CUDA 13 copy."""
     dists, _ = image_resolution
@@ -285,11 +331,56 @@ def test_downloaded_wheels_tells_metadata_from_wheels():
     assert downloaded_wheels(log) == ["nvidia_cudnn_cu12-9.28.0.42-py3-none-manylinux_2_27_x86_64.whl"]
 
 
+@NEEDS_THE_INDEX
 def test_resolver_conflict_fails(tmp_path):
     """A conflict between FAISS's cuVS pin and another pin fails with pip's explanation."""
     with pytest.raises(pytest.fail.Exception, match="could not resolve") as failed:
         resolve_or_fail([f"{FAISS}>={FAISS_MIN}", "libcuvs-cu13<26"], tmp_path)
     assert "ResolutionImpossible" in str(failed.value), failed.value
+
+
+class RecordingIndex:
+    """A package index on loopback that knows no package and remembers what was asked."""
+
+    def __init__(self):
+        asked = self.asked = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                asked.append(self.path)
+                self.send_error(404)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/simple"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_index_is_pips_configured_one(tmp_path, monkeypatch):
+    """A machine behind a mirror asks its mirror: pip's configuration names an
+    index on loopback, and that index is the one asked (and named on failure)."""
+    mirror = RecordingIndex()
+    try:
+        conf = tmp_path / "pip.conf"
+        conf.write_text(f"[global]\nindex-url = {mirror.url}-global\n"
+                        f"[install]\nindex-url = {mirror.url}\ntrusted-host = 127.0.0.1 localhost\n")
+        monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+        args = configured_index()
+        assert args[:2] == ("--index-url", mirror.url)          # the install section over the global one
+        assert "--trusted-host" in args and "localhost" in args
+        with pytest.raises(pytest.fail.Exception, match=f"index {mirror.url};"):
+            resolve_or_fail(["grpcio>=1.66"], tmp_path / "resolve", retries=0)
+        assert "/simple/grpcio/" in mirror.asked, mirror.asked
+        monkeypatch.setenv("PIP_INDEX_URL", mirror.url + "-env")   # a variable over every file
+        assert configured_index()[:2] == ("--index-url", mirror.url + "-env")
+    finally:
+        mirror.close()
 
 
 def test_unreachable_registry_fails_loudly(tmp_path):

@@ -679,7 +679,7 @@ def test_metric_table_matches_the_server():
     assert set(exposed) == set(COUNTERS_AND_GAUGES) | set(HISTOGRAMS)
     for name in HISTOGRAMS:
         assert exposed[name][0] == "histogram", name
-    for name, (kind, labels) in exposed.items():
+    for name, (_kind, labels) in exposed.items():
         want = HISTOGRAMS.get(name, COUNTERS_AND_GAUGES.get(name))
         # Labelled metrics export no sample until first used; check those we see.
         assert labels <= want, (name, labels, want)

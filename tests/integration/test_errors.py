@@ -69,7 +69,7 @@ def test_bad_model_ids(setup):
                             latent="embedding")
     with setup["server"].client() as client:
         for bad in ("9lives", "-x", "UPPER", "a" * 64, "has space", "trailing\n", "../up"):
-            err = _error(lambda: client.upload_model(payload, model_id=bad))
+            err = _error(lambda bad=bad: client.upload_model(payload, model_id=bad))
             assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(err) == ["model_id"]
         err = _error(lambda: client.upload_model(payload, model_id="good"))
         assert err.code() == grpc.StatusCode.ALREADY_EXISTS

@@ -86,7 +86,7 @@ def test_update_data_outside_the_prefixes_is_refused_and_the_model_bounds_count(
             ({"uris": [str(secret / "keys.jsonl")], "jsonl": True}, "examples.example_gcs_source.gcs_source.uris[0]"),
         ]
         for kwargs, field in cases:
-            error = refused(lambda: client.update_explanation_dataset("m", **kwargs))
+            error = refused(lambda kwargs=kwargs: client.update_explanation_dataset("m", **kwargs))
             assert error.code() == grpc.StatusCode.PERMISSION_DENIED, (kwargs, error.details())
             assert bad_request_fields(error) == [field], error.details()
         assert len(client.list_operations()) == 1            # no update started

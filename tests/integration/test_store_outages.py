@@ -4,7 +4,6 @@ purpose): while serving, during a store poll, a model load, a build and its
 heartbeats."""
 from __future__ import annotations
 
-import os
 import time
 import urllib.request
 
@@ -233,7 +232,7 @@ def test_heartbeats_through_an_outage(views, faulty, tmp_path, outage_longer_tha
                 assert records.hits > 0
                 return
             # The build gives up: it frees the id (a DELETE, which works), then waits to write its outcome.
-            claim = f"beats-True/models/beats/building.json"
+            claim = "beats-True/models/beats/building.json"
             _eventually(lambda: _assert_absent(healthy, claim), 60, "the build releasing its claim")
             faulty.remove(records)
             with pytest.raises(OperationError) as err:
@@ -243,7 +242,7 @@ def test_heartbeats_through_an_outage(views, faulty, tmp_path, outage_longer_tha
             assert "heartbeat timeout" in status.message and "store is unreachable" in status.message
             assert upload_metadata(client.get_operation(op.name)).stage != 0
             _expect_code(client, "beats", grpc.StatusCode.NOT_FOUND)
-            assert not _objects(healthy, f"beats-True/models/beats/")
+            assert not _objects(healthy, "beats-True/models/beats/")
     finally:
         b.kill()
 

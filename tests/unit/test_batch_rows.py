@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import json
 import struct
 
 import grpc

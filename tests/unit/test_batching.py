@@ -6,6 +6,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import pytest
 
@@ -14,6 +15,12 @@ from explaind.server.errors import DeadlineExceeded, ResourceExhausted, Unavaila
 from explaind.server.metrics import Metrics
 
 pytestmark = pytest.mark.timeout(30)
+
+
+class Key(NamedTuple):
+    """A batch key with a model id, as serving/engine.py's keys have (the metrics' label)."""
+    model_id: str
+    search: str
 
 
 def run(coro, timeout: float = 10.0):
@@ -45,7 +52,7 @@ def test_concurrent_submits_match_sequential_and_form_batches():
     metrics = Metrics(gpu_memory=False)
     recorder = Recorder(delay=0.001)
     rng = random.Random(7)
-    calls = [(("model-a", "search-1") if i % 3 else ("model-b", "search-1"),
+    calls = [(Key("model-a", "search-1") if i % 3 else Key("model-b", "search-1"),
               [i * 10 + j for j in range(rng.randint(1, 4))]) for i in range(200)]
 
     async def main():

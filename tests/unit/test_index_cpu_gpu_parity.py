@@ -14,6 +14,9 @@ from explaind.server.index.example_index import ExampleIndex
 from explaind.server.index.restricts import Namespace
 from tests import oracles
 
+# Slow tier (pytest -m 'not slow' leaves it out): IVF indexes over every distance, checked against an oracle.
+pytestmark = pytest.mark.slow
+
 N, D, K = 30_000, 32, 10
 # Token -> rows holding it. On the GPU: "rare" is a subset scan (<= 2048 rows),
 # "mid" (10%) the selector, "wide" (30%) the post-filter; "all" is unfiltered.

@@ -10,6 +10,9 @@ from explaind.server.index import ExampleIndex, Namespace, SearchConfig
 from explaind.server.index import backend
 from tests import oracles
 
+# Slow tier (pytest -m 'not slow' leaves it out): compressed indexes trained for their GPU twins.
+pytestmark = pytest.mark.slow
+
 
 class FakeGpuIndex:
     """A "GPU index": a CPU clone of what would be copied to the GPU (for a

@@ -15,8 +15,11 @@ import pytest
 from explaind.server.index import ExampleIndex, Namespace, SearchConfig
 from explaind.server.index import distances
 from explaind.server.index.config import IndexPlan
-from explaind.server.index.filtering import FilterPolicy
+from explaind.server.index.search_params import FilterPolicy, SearchParams
 from tests import oracles
+
+# Slow tier (pytest -m 'not slow' leaves it out): property tests (hypothesis): 30 cases per strategy and index kind.
+pytestmark = pytest.mark.slow
 
 NAMESPACES = ["a", "b", "c"]
 TOKENS = ["x", "y", "z"]
@@ -91,9 +94,9 @@ def test_filtered_crowded_search_equals_oracle(strategy, kind, case):
     pq_m = 2 if kind == "ivf_pq" else 0
     plan = IndexPlan(nlist, nlist, pq_m) if nlist > 1 and (not pq_m or n >= 16) else IndexPlan(0, 0)
     with mock.patch.object(distances, "L1_BLOCK", 8 if strategy == "exhaustive" else distances.L1_BLOCK):
-        index = ExampleIndex.build(x, [f"e{i}" for i in range(n)], restricts, tags, c,
-                                   filter_policy=POLICIES[strategy], plan=plan)
-        got = index.search(qs, case["k"], restricts=query_ns, crowding_count=case["crowding"])
+        index = ExampleIndex.build(x, [f"e{i}" for i in range(n)], restricts, tags, c, plan=plan)
+        got = index.search(qs, case["k"], restricts=query_ns, crowding_count=case["crowding"],
+                           params=SearchParams(filter_policy=POLICIES[strategy]))
 
     for row, (dist, want) in enumerate(expected):
         assert [n.position for n in got[row]] == want

@@ -8,6 +8,9 @@ import pytest
 from explaind.server.index import ExampleIndex, Namespace, SearchConfig, search_config_from_presets
 from tests import oracles
 
+# Slow tier (pytest -m 'not slow' leaves it out): large indexes trained to their recall floors (tens of seconds each).
+pytestmark = pytest.mark.slow
+
 N, D, CLUSTERS, QUERIES, K = 30_000, 32, 100, 200, 10
 
 

@@ -5,7 +5,7 @@ import pytest
 from explaind.server.errors import InvalidArgument
 from explaind.server.index import ExampleIndex, Namespace, SearchConfig, and_queries, parse_restricts
 
-O = "explanation_spec_override.examples_override.restrictions"
+FIELD = "explanation_spec_override.examples_override.restrictions"
 
 
 def test_parse_spellings():
@@ -15,7 +15,7 @@ def test_parse_spellings():
         {"namespaceName": "size", "denyList": ["xl"]},
         {"namespace": "any"},
     ]
-    assert parse_restricts(value, O) == [
+    assert parse_restricts(value, FIELD) == [
         Namespace("color", ("red", "blue"), ("green",)),
         Namespace("shape", ("square",)),
         Namespace("size", (), ("xl",)),
@@ -29,21 +29,21 @@ def test_parse_empty(empty):
 
 
 @pytest.mark.parametrize("value, field", [
-    ({"namespace": "color"}, O),
-    ("color", O),
-    ([{"namespace": "a"}, {"namespace": "b"}, {"namespace_name": ""}], f"{O}[2].namespace_name"),
-    ([{"allow": ["x"]}], f"{O}[0].namespace_name"),
-    ([{"namespace": 3}], f"{O}[0].namespace"),
-    ([{"namespace": "a"}, {"namespace": "a"}], f"{O}[1].namespace"),
-    ([{"namespace": "a", "allow": ["x", 3]}], f"{O}[0].allow[1]"),
-    ([{"namespace": "a", "deny_list": "x"}], f"{O}[0].deny_list"),
-    ([{"namespace": "a", "alow": ["x"]}], f"{O}[0].alow"),
-    ([{"namespace": "a", "allow": ["x"], "allowList": ["y"]}], f"{O}[0].allowList"),
-    ([{"namespace": "a"}, 7], f"{O}[1]"),
+    ({"namespace": "color"}, FIELD),
+    ("color", FIELD),
+    ([{"namespace": "a"}, {"namespace": "b"}, {"namespace_name": ""}], f"{FIELD}[2].namespace_name"),
+    ([{"allow": ["x"]}], f"{FIELD}[0].namespace_name"),
+    ([{"namespace": 3}], f"{FIELD}[0].namespace"),
+    ([{"namespace": "a"}, {"namespace": "a"}], f"{FIELD}[1].namespace"),
+    ([{"namespace": "a", "allow": ["x", 3]}], f"{FIELD}[0].allow[1]"),
+    ([{"namespace": "a", "deny_list": "x"}], f"{FIELD}[0].deny_list"),
+    ([{"namespace": "a", "alow": ["x"]}], f"{FIELD}[0].alow"),
+    ([{"namespace": "a", "allow": ["x"], "allowList": ["y"]}], f"{FIELD}[0].allowList"),
+    ([{"namespace": "a"}, 7], f"{FIELD}[1]"),
 ])
 def test_parse_errors_name_the_field(value, field):
     with pytest.raises(InvalidArgument) as e:
-        parse_restricts(value, O)
+        parse_restricts(value, FIELD)
     assert e.value.field == field
 
 

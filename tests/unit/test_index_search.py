@@ -1,5 +1,4 @@
 """ExampleIndex against the numpy brute-force oracle (tests/oracles.py)."""
-import contextlib
 import os
 import threading
 from unittest import mock
@@ -9,7 +8,7 @@ import pytest
 
 from explaind.server.errors import DimensionMismatch, InvalidArgument, attach_fields
 from explaind.server.index import ExampleIndex, Namespace, SearchConfig
-from explaind.server.index.filtering import FilterPolicy
+from explaind.server.index.search_params import FilterPolicy, SearchParams
 from tests import oracles
 
 DISTANCES = ["DOT_PRODUCT_DISTANCE", "SQUARED_L2_DISTANCE", "L1_DISTANCE", "COSINE_DISTANCE"]
@@ -62,22 +61,15 @@ def test_filtered_strategies_match_oracle(data, distance, strategy):
     colors = rng.choice(["red", "blue"], size=len(x), p=[0.3, 0.7])
     restricts = [[Namespace("color", (c,))] for c in colors]
     index = ExampleIndex.build(x, [str(i) for i in range(len(x))], restricts, None, cfg(distance))
-    with force(index, strategy):
-        got = index.search(q, 10, restricts=[[Namespace("color", ("red",))]] * len(q))
+    got = index.search(q, 10, restricts=[[Namespace("color", ("red",))]] * len(q), params=forced(strategy))
     dist = oracles.distances(q, x, distance, "NONE")
     for row in range(len(q)):
         assert_matches_oracle(got[row], dist[row], 10, admissible=colors == "red")
 
 
-@contextlib.contextmanager
-def force(index, strategy):
-    """Pin the filtering strategy of an index for the block."""
-    before = index.filter_policy
-    index.filter_policy = FilterPolicy(force=strategy)
-    try:
-        yield
-    finally:
-        index.filter_policy = before
+def forced(strategy):
+    """Search parameters that pin one filtering strategy."""
+    return SearchParams(filter_policy=FilterPolicy(force=strategy))
 
 
 def test_one_admissible_among_200k():
@@ -120,8 +112,7 @@ def test_ivf_selector_widens_nprobe_for_far_admissible():
                                    leaf_nodes_to_search_percent=5))
     assert index.info.index_type == "IVF40,PQ16x4fs" and index.info.nprobe == 2
     q = centers[1:4] + 0.1
-    with force(index, "selector"):
-        got = index.search(q, 10, restricts=[[Namespace("c", ("far",))]] * 3)
+    got = index.search(q, 10, restricts=[[Namespace("c", ("far",))]] * 3, params=forced("selector"))
     for row in got:
         assert len(row) == 10 and all(far[n.position] for n in row)
 
@@ -262,9 +253,9 @@ def test_dot_product_of_a_zero_query_is_plain_zero(data, strategy, filtered):
     restricts = [[Namespace("color", ("red",))] if i % 3 == 0 else [] for i in range(len(x))]
     index = ExampleIndex.build(x, [str(i) for i in range(len(x))], restricts, None, cfg("DOT_PRODUCT_DISTANCE"))
     query = [[Namespace("color", ("red",))]] if filtered else None
-    with force(index, strategy):
-        got = index.search(np.zeros((1, 16), np.float32), 5, restricts=query)
-        single = index.search(np.zeros((2, 16), np.float32), 5, restricts=query * 2 if query else None)
+    got = index.search(np.zeros((1, 16), np.float32), 5, restricts=query, params=forced(strategy))
+    single = index.search(np.zeros((2, 16), np.float32), 5, restricts=query * 2 if query else None,
+                          params=forced(strategy))
     for row in got + single:
         distances = np.array([d for _, d, _ in row])
         assert len(distances) == 5 and np.all(distances == 0) and not np.signbit(distances).any()

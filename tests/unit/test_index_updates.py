@@ -13,7 +13,11 @@ import pytest
 from explaind.server.errors import InvalidArgument
 from explaind.server.index import ExampleIndex, Namespace, SearchConfig, search_config_from_presets
 from explaind.server.index.example_index import Additions
+from explaind.server.index.meta import IndexMeta
 from tests import oracles
+
+# Slow tier (pytest -m 'not slow' leaves it out): compressed indexes trained, updated and held to recall floors.
+pytestmark = pytest.mark.slow
 
 D, K = 16, 10
 
@@ -116,14 +120,14 @@ def test_saved_updates_share_segments_and_map_the_vectors(tmp_path):
     for folder in (segments, first, second):
         folder.mkdir()
     base.save(str(first), str(segments), segment_name="b1")
-    codes_only = ExampleIndex.load(str(first), use_gpu=False, without_vectors=True)
+    codes_only = ExampleIndex.load(str(first), use_gpu=False, keep_codes=True)
     updated = codes_only.updated(Additions(y, new_ids, new_restricts, new_tags), np.array([3, 5]))
     updated.save(str(second), str(segments), segment_name="b2")
     assert sorted(os.listdir(segments)) == ["b1.npy", "b2.npy"]
-    assert ExampleIndex.segments_of(str(second)) == ["b1", "b2"]
+    assert IndexMeta.read(str(second)).segment_names == ["b1", "b2"]
     assert not any(f.endswith(".npy") and f.startswith("b") for f in os.listdir(second))
     loaded = ExampleIndex.load(str(second), segments_folder=str(segments))
-    assert all(isinstance(s, np.memmap) for s in loaded._vectors.segments)
+    assert all(isinstance(s, np.memmap) for s in loaded.contents.vectors.segments)
     np.testing.assert_array_equal(loaded.embeddings_of(np.array([0, 6000, 6499])), np.stack([x[0], y[0], y[499]]))
     assert loaded.positions_of(["a3", "a4", "b7"]) == {"a4": 4, "b7": 6007}      # a3 was removed
     # Host memory: codes (d/2 bytes), IVF ids, norms, ids, restricts, tags; the vectors are mapped.

@@ -1,4 +1,4 @@
-"""Interceptors on a real grpc.aio server: limits, drain, request id + access log, status mapping."""
+"""The admission interceptor on a real grpc.aio server: limits, drain, request id + access log, status mapping."""
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +10,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from explaind.server.interceptors import (
-    DrainInterceptor, LimitsInterceptor, MetricsInterceptor, RequestIdInterceptor, build_interceptors)
+from explaind.server.admission import Admission
+from explaind.server.interceptors import AdmissionInterceptor
 from explaind.server.logging_setup import JsonFormatter, request_id_var
 from explaind.server.metrics import Metrics
 
@@ -95,8 +95,8 @@ def test_concurrency_limit_rejects_at_once_and_exempts_health():
 
     async def main():
         handlers = Handlers()
-        limits = LimitsInterceptor(2, metrics)
-        server, port = await start_server(handlers, [MetricsInterceptor(metrics), limits])
+        limits = Admission(metrics, max_concurrent_calls=2)
+        server, port = await start_server(handlers, [AdmissionInterceptor(limits)])
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 held = [asyncio.ensure_future(call(channel, "Hold")(b"", timeout=10)) for _ in range(2)]
@@ -132,8 +132,8 @@ def test_drain_refuses_new_calls_while_inflight_calls_finish():
 
     async def main():
         handlers = Handlers()
-        drain = DrainInterceptor(metrics)
-        server, port = await start_server(handlers, build_interceptors(metrics, drain=drain, max_concurrent_calls=10))
+        drain = Admission(metrics, max_concurrent_calls=10)
+        server, port = await start_server(handlers, [AdmissionInterceptor(drain)])
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 held = [asyncio.ensure_future(call(channel, "Hold")(b"", timeout=10)) for _ in range(3)]
@@ -182,7 +182,7 @@ def test_request_id_is_echoed_exposed_and_logged(access_lines):
     handlers = Handlers()
 
     async def main():
-        interceptors = [RequestIdInterceptor(send_initial_metadata=True), MetricsInterceptor(Metrics(gpu_memory=False))]
+        interceptors = [AdmissionInterceptor(Admission(Metrics(gpu_memory=False)), send_initial_metadata=True)]
         server, port = await start_server(handlers, interceptors)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -229,7 +229,7 @@ def test_deadline_and_streams_are_counted_with_their_codes():
 
     async def main():
         handlers = Handlers()
-        server, port = await start_server(handlers, [MetricsInterceptor(metrics)])
+        server, port = await start_server(handlers, [AdmissionInterceptor(Admission(metrics))])
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 with pytest.raises(grpc.aio.AioRpcError) as err:

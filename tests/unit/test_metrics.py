@@ -8,7 +8,8 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from explaind.server.interceptors import LimitsInterceptor, MetricsInterceptor
+from explaind.server.admission import Admission
+from explaind.server.interceptors import AdmissionInterceptor
 from explaind.server.metrics import GpuMemoryCollector, Metrics, start_metrics_server, stop_metrics_server
 
 pytestmark = pytest.mark.timeout(30)
@@ -175,7 +176,7 @@ def test_grpc_counters_equal_calls_made():
     http_server, http_port = start_metrics_server(0, metrics.registry, addr="127.0.0.1")
 
     async def main():
-        server, port = await start_server([MetricsInterceptor(metrics), LimitsInterceptor(1, metrics)])
+        server, port = await start_server([AdmissionInterceptor(Admission(metrics, max_concurrent_calls=1))])
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 def method(name):

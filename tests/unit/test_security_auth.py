@@ -17,7 +17,7 @@ from explaind.server.security import Security, SettingsError
 from explaind.server.security.auth import Authorizer
 from explaind.server.security.identities import IdentityRoles, TokenRoles, load_role_entries
 from explaind.server.security.roles import ADMIN, METHOD_ROLES, OPEN, PREDICT, Role, required_role, uncovered
-from explaind.server.security.uris import UriPolicy, install, policy
+from explaind.server.security.uris import install, policy
 from explaind.v1 import batch_service_pb2, model_service_pb2, prediction_service_pb2
 from tests.certs import CA
 
@@ -60,13 +60,18 @@ def test_role_table_matches_the_issue_for_every_method_of_every_service():
     from explaind.server.vertex.prediction import method_handlers
 
     from explaind.server.vertex import jobs as vertex_jobs
+    from explaind.server.vertex import services as vertex_resources
 
     vertex = {service: set(methods) for service, methods in method_handlers(None).items()}   # hand-registered
-    job_writes = {"CreateBatchPredictionJob", "CancelBatchPredictionJob", "DeleteBatchPredictionJob"}
-    for service in vertex_jobs.SERVICES:          # Vertex's JobService: admin writes, predict reads
-        vertex[service] = set(vertex_jobs.METHODS)
-        for method in vertex_jobs.METHODS:
-            assert required_role(f"/{service}/{method}") is (ADMIN if method in job_writes else PREDICT), method
+    resources = {service: set(methods) for service, methods in vertex_resources.SERVICES.items()}
+    resources.update({service: set(vertex_jobs.METHODS) for service in vertex_jobs.SERVICES})
+    writes = {"UploadModel", "DeleteModel", "UpdateExplanationDataset", "CreateEndpoint", "UpdateEndpoint",
+              "DeleteEndpoint", "DeployModel", "UndeployModel",
+              "CreateBatchPredictionJob", "CancelBatchPredictionJob", "DeleteBatchPredictionJob"}
+    for service, methods in resources.items():     # Vertex's Model, Endpoint and JobService: admin writes
+        for method in methods:
+            assert required_role(f"/{service}/{method}") is (ADMIN if method in writes else PREDICT), method
+    vertex.update(resources)
     for service, methods in METHOD_ROLES.items():
         if service == "grpc.reflection.v1.ServerReflection" and service not in _pool_services():
             continue
@@ -75,7 +80,7 @@ def test_role_table_matches_the_issue_for_every_method_of_every_service():
         assert set(methods) == names, service
     for service, methods in vertex.items():
         for method in methods:
-            if service not in vertex_jobs.SERVICES:
+            if service not in resources:
                 assert required_role(f"/{service}/{method}") is PREDICT, (service, method)
 
 

@@ -10,7 +10,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from explaind.server.security.auth import AuthInterceptor, Authorizer
+from explaind.server.admission import Admission
+from explaind.server.interceptors import AdmissionInterceptor
+from explaind.server.security.auth import Authorizer
 from explaind.server.security.decoding import DecodeInterceptor
 from explaind.server.security.identities import TokenRoles
 
@@ -122,7 +124,7 @@ def test_sync_unimplemented_stub_answers_unimplemented():
 def test_sync_behaviours_are_checked_or_refused(tmp_path):
     tokens_file = tmp_path / "tokens"
     tokens_file.write_text("predict p\n")
-    auth = AuthInterceptor(Authorizer(TokenRoles(str(tokens_file))))
+    auth = AdmissionInterceptor(Admission(authorizer=Authorizer(TokenRoles(str(tokens_file)))))
 
     async def check(port):
         path = f"/{GUARDED}/GetModel"

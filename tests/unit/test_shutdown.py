@@ -15,7 +15,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from explaind.server.interceptors import DrainInterceptor
+from explaind.server.admission import Admission
+from explaind.server.interceptors import AdmissionInterceptor
 from explaind.server.shutdown import GracefulShutdown
 
 pytestmark = pytest.mark.timeout(40)
@@ -30,7 +31,8 @@ CHILD = textwrap.dedent("""
     import asyncio, sys
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-    from explaind.server.interceptors import DrainInterceptor
+    from explaind.server.admission import Admission
+    from explaind.server.interceptors import AdmissionInterceptor
     from explaind.server.shutdown import GracefulShutdown
 
     SERVICE = "explaind.v1.PredictionService"
@@ -41,8 +43,8 @@ CHILD = textwrap.dedent("""
         return b"done:" + request
 
     async def serve():
-        drain = DrainInterceptor()
-        server = grpc.aio.server(interceptors=[drain])
+        drain = Admission()
+        server = grpc.aio.server(interceptors=[AdmissionInterceptor(drain)])
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             SERVICE, {"Slow": grpc.unary_unary_rpc_method_handler(slow)}),))
         health_servicer = health.aio.HealthServicer()
@@ -125,8 +127,8 @@ def test_trigger_runs_the_same_sequence_in_process():
     events: list = []
 
     async def main():
-        drain = DrainInterceptor()
-        server = grpc.aio.server(interceptors=[drain])
+        drain = Admission()
+        server = grpc.aio.server(interceptors=[AdmissionInterceptor(drain)])
         release = asyncio.Event()
 
         async def hold(request, context):
@@ -171,8 +173,8 @@ def test_trigger_runs_the_same_sequence_in_process():
 
 def test_grace_period_bounds_the_wait():
     async def main():
-        drain = DrainInterceptor()
-        server = grpc.aio.server(interceptors=[drain])
+        drain = Admission()
+        server = grpc.aio.server(interceptors=[AdmissionInterceptor(drain)])
 
         async def forever(request, context):
             await asyncio.sleep(30)
@@ -201,8 +203,8 @@ def test_grace_period_bounds_the_wait():
 
 def test_health_watch_streams_do_not_hold_the_exit():
     async def main():
-        drain = DrainInterceptor()
-        server = grpc.aio.server(interceptors=[drain])
+        drain = Admission()
+        server = grpc.aio.server(interceptors=[AdmissionInterceptor(drain)])
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         port = server.add_insecure_port("127.0.0.1:0")

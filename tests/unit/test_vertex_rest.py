@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from google.longrunning import operations_pb2
 
+from explaind.server.admission import Admission
 from explaind.server.errors import NotFound
 from explaind.server.metrics import Metrics
 from explaind.server.vertex.rest import RestApi
@@ -45,12 +46,11 @@ class _Control:
 
 @pytest.fixture
 def api():
-    state = {"draining": False}
     metrics = Metrics(gpu_memory=False)
     prediction = _Prediction()
-    rest = RestApi(prediction, _Control(), metrics, max_body_bytes=1024, max_concurrent_calls=2,
-                   draining=lambda: state["draining"])
-    return rest, prediction, state, metrics
+    admission = Admission(metrics, max_concurrent_calls=2)
+    rest = RestApi(prediction, _Control(), admission, max_body_bytes=1024)
+    return rest, prediction, admission, metrics
 
 
 def _run(coroutine):
@@ -96,7 +96,7 @@ def test_answers_errors_request_ids_and_metrics(api):
 
 
 def test_draining_and_the_concurrency_bound(api):
-    rest, prediction, state, _ = api
+    rest, prediction, admission, _ = api
 
     async def scenario():
         base = await _started(rest)
@@ -110,7 +110,7 @@ def test_draining_and_the_concurrency_bound(api):
                     assert r.status == 429 and (await r.json())["error"]["status"] == "RESOURCE_EXHAUSTED"
                 prediction.release.set()
                 assert [(await t).status for t in held] == [200, 200]
-                state["draining"] = True
+                admission.start_draining()
                 async with http.post(base + PREDICT, json={"instances": [1]}) as r:
                     assert r.status == 503 and (await r.json())["error"]["status"] == "UNAVAILABLE"
         finally:

@@ -30,8 +30,6 @@ IGNORED: dict[str, frozenset[str]] = {
         "version_aliases", "version_description", "predict_schemata", "metadata_schema_uri", "metadata",
         "encryption_spec", "supported_export_formats"}),
     # explaind runs the SavedModel itself: no container, ports, routes or probes.
-    # A batch job runs on explaind's build runners: no machines to ask for.
-    "explaind.vertex.v1.BatchPredictionJob": frozenset({"dedicated_resources"}),
     "explaind.v1.ModelContainerSpec": frozenset({
         "env", "ports", "predict_route", "health_route", "invoke_route_prefix", "grpc_ports",
         "deployment_timeout", "shared_memory_size_mb", "startup_probe", "health_probe", "liveness_probe"}),

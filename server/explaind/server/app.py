@@ -18,20 +18,22 @@ from grpc_reflection.v1alpha import reflection
 from explaind.v1 import batch_service_pb2, batch_service_pb2_grpc, model_service_pb2, model_service_pb2_grpc, \
     prediction_service_pb2, prediction_service_pb2_grpc
 
+from .admission import Admission
 from .announce import announce
 from .api.batch import BatchServicer
 from .api.model_service import ModelServicer
-from .batch.manager import BatchManager
 from .api.operations import OperationsServicer
 from .api.prediction import PredictionServicer
+from .batch.manager import BatchManager
 from .builds.uploads import UploadManager
 from .config import Settings, use_gpu
 from .control.batch_jobs import BatchJobs
 from .control.control_plane import ControlPlane
 from .index.backend import limit_cpu_threads
-from .interceptors import DrainInterceptor, build_interceptors
+from .interceptors import AdmissionInterceptor
 from .metrics import Metrics, stop_metrics_server
 from .security import RecordingServer, Security
+from .security.decoding import DecodeInterceptor
 from .serving.data_plane import DataPlane
 from .serving.engine import Engine
 from .serving.loader import BuildLoader
@@ -63,7 +65,7 @@ class Daemon:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
-        self.security = Security(settings, self.metrics)     # TLS, auth, --allowed-uri-prefix: checked first
+        self.security = Security(settings)     # TLS, auth, --allowed-uri-prefix: checked first
         objects = ObjectStore(settings.store, StoreRetry(attempts=settings.store_attempts),
                               timeout_s=settings.store_timeout_seconds, observe=self.metrics.observe_store)
         self.models = ModelStore(objects)
@@ -80,9 +82,11 @@ class Daemon:
         self.engine = Engine(settings, self.metrics)
         self.data_plane = DataPlane(self.manager, self.engine, Limits.of(settings), self.metrics)
         self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager, self.batches)
-        self.drain = DrainInterceptor(self.metrics)
-        self.vertex = vertex.VertexCompat(settings, self.data_plane, self.control_plane, self.metrics, self.drain,
-                                          self.security, self.batch_jobs)
+        # Request ids, access log, auth, drain and the concurrency limit: one for every surface.
+        self.admission = Admission(self.metrics, max_concurrent_calls=settings.max_concurrent_calls,
+                                   authorizer=self.security.authorizer)
+        self.vertex = vertex.VertexCompat(settings, self.data_plane, self.control_plane, self.admission,
+                                          self.security, objects, self.batch_jobs)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -108,15 +112,14 @@ class Daemon:
         s = self.settings
         # The first sync happens before the port opens, so a restarted replica serves at once.
         await asyncio.to_thread(self.source.poll)
-        auth, innermost = self.security.interceptors()
         self.server = RecordingServer(grpc.aio.server(
-            interceptors=build_interceptors(self.metrics, self.drain, s.max_concurrent_calls, auth=auth,
-                                            innermost=innermost),
+            interceptors=[AdmissionInterceptor(self.admission), DecodeInterceptor()],   # parsing last, inside it
             options=self._server_options(), maximum_concurrent_rpcs=None))
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.control_plane), self.server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.data_plane), self.server)
-        operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.control_plane), self.server)
+        operations_pb2_grpc.add_OperationsServicer_to_server(
+            OperationsServicer(self.control_plane, self.vertex.operations_delegate), self.server)
         batch_service_pb2_grpc.add_BatchServiceServicer_to_server(BatchServicer(self.batch_jobs), self.server)
         self.vertex.add_to(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -136,7 +139,7 @@ class Daemon:
         for service in HEALTH_SERVICES:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self.source.run(self._stop, on_tick=self._housekeeping)))
-        self.shutdown = GracefulShutdown(self.server, self.health, HEALTH_SERVICES, self.drain,
+        self.shutdown = GracefulShutdown(self.server, self.health, HEALTH_SERVICES, self.admission,
                                          grace_s=s.shutdown_grace_seconds, on_stopped=self._on_stopped,
                                          port=self.port)
         log.info("explaind serving", extra={"port": self.port, "metrics_port": self.metrics_port,

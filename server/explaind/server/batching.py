@@ -38,14 +38,8 @@ class BatcherConfig:
 
 
 def model_of_key(key: Hashable) -> str:
-    """Metric label for a key: its `model_id` when it has one, the first element
-    of a tuple, else the key itself."""
-    model_id = getattr(key, "model_id", None)
-    if model_id is not None:
-        return str(model_id)
-    if isinstance(key, tuple) and key:
-        return str(key[0])
-    return str(key)
+    """Metric label for a key: its `model_id` (serving/engine.py's keys have one), else the key itself."""
+    return str(getattr(key, "model_id", key))
 
 
 class _Call:
@@ -73,20 +67,19 @@ class _KeyQueue:
 class DynamicBatcher:
     def __init__(self, run_batch: RunBatch, config: BatcherConfig | None = None,
                  executor: Executor | None = None, name: str = "", *,
-                 metrics=None, model_label: Callable[[Hashable], str] = model_of_key):
+                 metrics=None):
         """run_batch(key, items) returns one result per item, in order. A coroutine
         function is awaited on the loop; a plain (blocking) function runs in
         `executor` (None: the loop's default executor) so the loop never blocks.
         `metrics` (explaind.server.metrics.Metrics) gets batch sizes and queue
-        times labelled by `model_label(key)`."""
+        times labelled by `model_of_key(key)`."""
         self._run_batch = run_batch
         self._is_async = inspect.iscoroutinefunction(run_batch) or inspect.iscoroutinefunction(
-            getattr(run_batch, "__call__", None))
+            type(run_batch).__call__)       # an object whose __call__ is async
         self.config = config or BatcherConfig()
         self._executor = executor
         self.name = name
         self._metrics = metrics
-        self._model_label = model_label
         self._queues: dict[Hashable, _KeyQueue] = {}
         self._queued_items = 0
         self._closing = False
@@ -246,7 +239,7 @@ class DynamicBatcher:
         items = [item for call in batch for item in call.items]
         now = loop.time()
         if self._metrics is not None:
-            model = self._model_label(key)
+            model = model_of_key(key)
             self._metrics.batch_size.labels(model=model).observe(len(items))
             queue_hist = self._metrics.queue_seconds.labels(model=model)
             for call in batch:

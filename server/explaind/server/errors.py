@@ -41,6 +41,11 @@ class FailedPrecondition(ExplaindError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Aborted(ExplaindError):
+    """A concurrent change got there first: retry."""
+    code = grpc.StatusCode.ABORTED
+
+
 class PermissionDenied(ExplaindError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
@@ -49,20 +54,12 @@ class ResourceExhausted(ExplaindError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-class Cancelled(ExplaindError):
-    code = grpc.StatusCode.CANCELLED
-
-
 class Unavailable(ExplaindError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
 class DeadlineExceeded(ExplaindError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class Unimplemented(ExplaindError):
-    code = grpc.StatusCode.UNIMPLEMENTED
 
 
 class DimensionMismatch(InvalidArgument):

@@ -16,28 +16,24 @@ def serve_command(args) -> int:
     # limits, the gRPC threads): FAISS training measured 70 s instead of 2.5 s on a
     # loaded 2-core machine. Sleeping waiters cost little; set before FAISS loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from .app import serve
-    from .logging_setup import configure_logging
-
-    settings = config.resolve(args)
-    from .batch.manager import check_settings as check_batch_settings
-    from .builds.runners import check_settings
     try:
+        settings = config.resolve(args)     # before the heavy imports: a typo fails at once
+        from .builds.runners import check_settings
         check_settings(settings)
-        check_batch_settings(settings)
-    except ValueError as e:
+    except ValueError as e:         # config.SettingsError, or a runner setting: one line, exit 2
         print(f"explaind serve: {e}", file=sys.stderr)
         return 2
+    from .app import serve
+    from .logging_setup import configure_logging
     if settings.workers > 1:
         from .workers import run_workers
         return run_workers(settings)
-    from .security import SettingsError
     configure_logging(settings.log_level, json_format=settings.log_json)
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         pass
-    except SettingsError as e:
+    except config.SettingsError as e:     # security settings, checked as the daemon starts
         print(f"explaind serve: {e}", file=sys.stderr)
         return 2
     return 0

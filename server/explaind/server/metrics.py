@@ -145,13 +145,6 @@ class Metrics:
         if error is not None:
             self.store_errors.labels(operation=operation).inc()
 
-    def preregister_grpc_method(self, full_method: str, grpc_type: str = "unary") -> None:
-        """Export zero series for a method before its first call, as go-grpc-prometheus's
-        InitializeMetrics does, so rate() works from the start."""
-        service, method = split_method(full_method)
-        self.grpc_started.labels(grpc_type, service, method)
-        self.grpc_handling_seconds.labels(grpc_type, service, method)
-
     def forget_model(self, model: str) -> None:
         """Drop a model's per-model gauge series when it is unloaded."""
         for gauge in (self.index_vectors, self.index_bytes, self.index_mapped_bytes):

@@ -38,8 +38,8 @@ class GracefulShutdown:
     def __init__(self, server: aio.Server, health=None, services: Iterable[str] = (),
                  drain=None, grace_s: float = 20.0, drain_delay_s: float = 0.0,
                  on_stopped: Callable[[], Awaitable[None] | None] | None = None, port: int = 0):
-        """`health`: a grpc_health.v1.health.aio.HealthServicer. `drain`: a
-        DrainInterceptor (or anything with start_draining() and async
+        """`health`: a grpc_health.v1.health.aio.HealthServicer. `drain`: the
+        daemon's Admission (or anything with start_draining() and async
         wait_idle(timeout)). `on_stopped`: run after the server stopped (close
         the batcher, the metrics server...). `port`: the serving port, whose
         sockets are shut down before the stop (0: none)."""

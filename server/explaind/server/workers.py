@@ -17,7 +17,7 @@ import sys
 import time
 
 from .announce import announce
-from .config import Settings
+from .config import Settings, flag_of
 
 
 def _free_port(host: str) -> int:
@@ -35,7 +35,7 @@ def worker_command(settings: Settings, index: int) -> list[str]:
             value = 1
         elif field.name == "metrics_port" and value:
             value = value + index
-        cmd += ["--" + field.name.replace("_", "-"), str(value)]
+        cmd += [flag_of(field.name), str(value)]
     return cmd
 
 

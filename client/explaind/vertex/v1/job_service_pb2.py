@@ -28,9 +28,10 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from explaind.v1 import batch_service_pb2 as explaind_dot_v1_dot_batch__service__pb2
 from explaind.v1 import explanation_pb2 as explaind_dot_v1_dot_explanation__pb2
+from explaind.vertex.v1 import endpoint_service_pb2 as explaind_dot_vertex_dot_v1_dot_endpoint__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$explaind/vertex/v1/job_service.proto\x12\x12\x65xplaind.vertex.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x1f\x65xplaind/v1/batch_service.proto\x1a\x1d\x65xplaind/v1/explanation.proto\"\xe5\n\n\x12\x42\x61tchPredictionJob\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10model_version_id\x18\x1e \x01(\t\x12H\n\x0cinput_config\x18\x04 \x01(\x0b\x32\x32.explaind.vertex.v1.BatchPredictionJob.InputConfig\x12\x34\n\x0finstance_config\x18\x1b \x01(\x0b\x32\x1b.explaind.v1.InstanceConfig\x12\x30\n\x10model_parameters\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12J\n\routput_config\x18\x06 \x01(\x0b\x32\x33.explaind.vertex.v1.BatchPredictionJob.OutputConfig\x12\x17\n\x0fservice_account\x18\x1d \x01(\t\x12W\n\x1emanual_batch_tuning_parameters\x18\x08 \x01(\x0b\x32/.explaind.vertex.v1.ManualBatchTuningParameters\x12\x1c\n\x14generate_explanation\x18\x17 \x01(\x08\x12\x36\n\x10\x65xplanation_spec\x18\x19 \x01(\x0b\x32\x1c.explaind.v1.ExplanationSpec\x12\x46\n\x0boutput_info\x18\t \x01(\x0b\x32\x31.explaind.vertex.v1.BatchPredictionJob.OutputInfo\x12$\n\x05state\x18\n \x01(\x0e\x32\x15.explaind.v1.JobState\x12!\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x12.google.rpc.Status\x12,\n\x10partial_failures\x18\x0c \x03(\x0b\x32\x12.google.rpc.Status\x12=\n\x10\x63ompletion_stats\x18\x0e \x01(\x0b\x32#.explaind.vertex.v1.CompletionStats\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x06labels\x18\x13 \x03(\x0b\x32\x32.explaind.vertex.v1.BatchPredictionJob.LabelsEntry\x12!\n\x19\x64isable_container_logging\x18\" \x01(\x08\x1aS\n\x0bInputConfig\x12*\n\ngcs_source\x18\x02 \x01(\x0b\x32\x16.explaind.v1.GcsSource\x12\x18\n\x10instances_format\x18\x01 \x01(\t\x1ag\n\x0cOutputConfig\x12;\n\x0fgcs_destination\x18\x02 \x01(\x0b\x32\".explaind.vertex.v1.GcsDestination\x12\x1a\n\x12predictions_format\x18\x01 \x01(\t\x1a*\n\nOutputInfo\x12\x1c\n\x14gcs_output_directory\x18\x01 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x0eGcsDestination\x12\x19\n\x11output_uri_prefix\x18\x01 \x01(\t\"1\n\x1bManualBatchTuningParameters\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\"[\n\x0f\x43ompletionStats\x12\x18\n\x10successful_count\x18\x01 \x01(\x03\x12\x14\n\x0c\x66\x61iled_count\x18\x02 \x01(\x03\x12\x18\n\x10incomplete_count\x18\x03 \x01(\x03\"w\n\x1f\x43reateBatchPredictionJobRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x44\n\x14\x62\x61tch_prediction_job\x18\x02 \x01(\x0b\x32&.explaind.vertex.v1.BatchPredictionJob\",\n\x1cGetBatchPredictionJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x96\x01\n\x1eListBatchPredictionJobsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12-\n\tread_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x81\x01\n\x1fListBatchPredictionJobsResponse\x12\x45\n\x15\x62\x61tch_prediction_jobs\x18\x01 \x03(\x0b\x32&.explaind.vertex.v1.BatchPredictionJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x1f\x43\x61ncelBatchPredictionJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"/\n\x1f\x44\x65leteBatchPredictionJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\tB>Z<github.com/explaind/explaind/gen/explaind/vertex/v1;vertexv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$explaind/vertex/v1/job_service.proto\x12\x12\x65xplaind.vertex.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x1f\x65xplaind/v1/batch_service.proto\x1a\x1d\x65xplaind/v1/explanation.proto\x1a)explaind/vertex/v1/endpoint_service.proto\"\xaf\x0b\n\x12\x42\x61tchPredictionJob\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10model_version_id\x18\x1e \x01(\t\x12H\n\x0cinput_config\x18\x04 \x01(\x0b\x32\x32.explaind.vertex.v1.BatchPredictionJob.InputConfig\x12\x34\n\x0finstance_config\x18\x1b \x01(\x0b\x32\x1b.explaind.v1.InstanceConfig\x12\x30\n\x10model_parameters\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12J\n\routput_config\x18\x06 \x01(\x0b\x32\x33.explaind.vertex.v1.BatchPredictionJob.OutputConfig\x12H\n\x13\x64\x65\x64icated_resources\x18\x07 \x01(\x0b\x32+.explaind.vertex.v1.BatchDedicatedResources\x12\x17\n\x0fservice_account\x18\x1d \x01(\t\x12W\n\x1emanual_batch_tuning_parameters\x18\x08 \x01(\x0b\x32/.explaind.vertex.v1.ManualBatchTuningParameters\x12\x1c\n\x14generate_explanation\x18\x17 \x01(\x08\x12\x36\n\x10\x65xplanation_spec\x18\x19 \x01(\x0b\x32\x1c.explaind.v1.ExplanationSpec\x12\x46\n\x0boutput_info\x18\t \x01(\x0b\x32\x31.explaind.vertex.v1.BatchPredictionJob.OutputInfo\x12$\n\x05state\x18\n \x01(\x0e\x32\x15.explaind.v1.JobState\x12!\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x12.google.rpc.Status\x12,\n\x10partial_failures\x18\x0c \x03(\x0b\x32\x12.google.rpc.Status\x12=\n\x10\x63ompletion_stats\x18\x0e \x01(\x0b\x32#.explaind.vertex.v1.CompletionStats\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x06labels\x18\x13 \x03(\x0b\x32\x32.explaind.vertex.v1.BatchPredictionJob.LabelsEntry\x12!\n\x19\x64isable_container_logging\x18\" \x01(\x08\x1aS\n\x0bInputConfig\x12*\n\ngcs_source\x18\x02 \x01(\x0b\x32\x16.explaind.v1.GcsSource\x12\x18\n\x10instances_format\x18\x01 \x01(\t\x1ag\n\x0cOutputConfig\x12;\n\x0fgcs_destination\x18\x02 \x01(\x0b\x32\".explaind.vertex.v1.GcsDestination\x12\x1a\n\x12predictions_format\x18\x01 \x01(\t\x1a*\n\nOutputInfo\x12\x1c\n\x14gcs_output_directory\x18\x01 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\x17\x42\x61tchDedicatedResources\x12\x35\n\x0cmachine_spec\x18\x01 \x01(\x0b\x32\x1f.explaind.vertex.v1.MachineSpec\x12\x1e\n\x16starting_replica_count\x18\x02 \x01(\x05\x12\x19\n\x11max_replica_count\x18\x03 \x01(\x05\"+\n\x0eGcsDestination\x12\x19\n\x11output_uri_prefix\x18\x01 \x01(\t\"1\n\x1bManualBatchTuningParameters\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\"[\n\x0f\x43ompletionStats\x12\x18\n\x10successful_count\x18\x01 \x01(\x03\x12\x14\n\x0c\x66\x61iled_count\x18\x02 \x01(\x03\x12\x18\n\x10incomplete_count\x18\x03 \x01(\x03\"w\n\x1f\x43reateBatchPredictionJobRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x44\n\x14\x62\x61tch_prediction_job\x18\x02 \x01(\x0b\x32&.explaind.vertex.v1.BatchPredictionJob\",\n\x1cGetBatchPredictionJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x96\x01\n\x1eListBatchPredictionJobsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12-\n\tread_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x81\x01\n\x1fListBatchPredictionJobsResponse\x12\x45\n\x15\x62\x61tch_prediction_jobs\x18\x01 \x03(\x0b\x32&.explaind.vertex.v1.BatchPredictionJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x1f\x43\x61ncelBatchPredictionJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"/\n\x1f\x44\x65leteBatchPredictionJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\tB>Z<github.com/explaind/explaind/gen/explaind/vertex/v1;vertexv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,32 +41,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z<github.com/explaind/explaind/gen/explaind/vertex/v1;vertexv1'
   _globals['_BATCHPREDICTIONJOB_LABELSENTRY']._loaded_options = None
   _globals['_BATCHPREDICTIONJOB_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_BATCHPREDICTIONJOB']._serialized_start=247
-  _globals['_BATCHPREDICTIONJOB']._serialized_end=1628
-  _globals['_BATCHPREDICTIONJOB_INPUTCONFIG']._serialized_start=1349
-  _globals['_BATCHPREDICTIONJOB_INPUTCONFIG']._serialized_end=1432
-  _globals['_BATCHPREDICTIONJOB_OUTPUTCONFIG']._serialized_start=1434
-  _globals['_BATCHPREDICTIONJOB_OUTPUTCONFIG']._serialized_end=1537
-  _globals['_BATCHPREDICTIONJOB_OUTPUTINFO']._serialized_start=1539
-  _globals['_BATCHPREDICTIONJOB_OUTPUTINFO']._serialized_end=1581
-  _globals['_BATCHPREDICTIONJOB_LABELSENTRY']._serialized_start=1583
-  _globals['_BATCHPREDICTIONJOB_LABELSENTRY']._serialized_end=1628
-  _globals['_GCSDESTINATION']._serialized_start=1630
-  _globals['_GCSDESTINATION']._serialized_end=1673
-  _globals['_MANUALBATCHTUNINGPARAMETERS']._serialized_start=1675
-  _globals['_MANUALBATCHTUNINGPARAMETERS']._serialized_end=1724
-  _globals['_COMPLETIONSTATS']._serialized_start=1726
-  _globals['_COMPLETIONSTATS']._serialized_end=1817
-  _globals['_CREATEBATCHPREDICTIONJOBREQUEST']._serialized_start=1819
-  _globals['_CREATEBATCHPREDICTIONJOBREQUEST']._serialized_end=1938
-  _globals['_GETBATCHPREDICTIONJOBREQUEST']._serialized_start=1940
-  _globals['_GETBATCHPREDICTIONJOBREQUEST']._serialized_end=1984
-  _globals['_LISTBATCHPREDICTIONJOBSREQUEST']._serialized_start=1987
-  _globals['_LISTBATCHPREDICTIONJOBSREQUEST']._serialized_end=2137
-  _globals['_LISTBATCHPREDICTIONJOBSRESPONSE']._serialized_start=2140
-  _globals['_LISTBATCHPREDICTIONJOBSRESPONSE']._serialized_end=2269
-  _globals['_CANCELBATCHPREDICTIONJOBREQUEST']._serialized_start=2271
-  _globals['_CANCELBATCHPREDICTIONJOBREQUEST']._serialized_end=2318
-  _globals['_DELETEBATCHPREDICTIONJOBREQUEST']._serialized_start=2320
-  _globals['_DELETEBATCHPREDICTIONJOBREQUEST']._serialized_end=2367
+  _globals['_BATCHPREDICTIONJOB']._serialized_start=290
+  _globals['_BATCHPREDICTIONJOB']._serialized_end=1745
+  _globals['_BATCHPREDICTIONJOB_INPUTCONFIG']._serialized_start=1466
+  _globals['_BATCHPREDICTIONJOB_INPUTCONFIG']._serialized_end=1549
+  _globals['_BATCHPREDICTIONJOB_OUTPUTCONFIG']._serialized_start=1551
+  _globals['_BATCHPREDICTIONJOB_OUTPUTCONFIG']._serialized_end=1654
+  _globals['_BATCHPREDICTIONJOB_OUTPUTINFO']._serialized_start=1656
+  _globals['_BATCHPREDICTIONJOB_OUTPUTINFO']._serialized_end=1698
+  _globals['_BATCHPREDICTIONJOB_LABELSENTRY']._serialized_start=1700
+  _globals['_BATCHPREDICTIONJOB_LABELSENTRY']._serialized_end=1745
+  _globals['_BATCHDEDICATEDRESOURCES']._serialized_start=1748
+  _globals['_BATCHDEDICATEDRESOURCES']._serialized_end=1887
+  _globals['_GCSDESTINATION']._serialized_start=1889
+  _globals['_GCSDESTINATION']._serialized_end=1932
+  _globals['_MANUALBATCHTUNINGPARAMETERS']._serialized_start=1934
+  _globals['_MANUALBATCHTUNINGPARAMETERS']._serialized_end=1983
+  _globals['_COMPLETIONSTATS']._serialized_start=1985
+  _globals['_COMPLETIONSTATS']._serialized_end=2076
+  _globals['_CREATEBATCHPREDICTIONJOBREQUEST']._serialized_start=2078
+  _globals['_CREATEBATCHPREDICTIONJOBREQUEST']._serialized_end=2197
+  _globals['_GETBATCHPREDICTIONJOBREQUEST']._serialized_start=2199
+  _globals['_GETBATCHPREDICTIONJOBREQUEST']._serialized_end=2243
+  _globals['_LISTBATCHPREDICTIONJOBSREQUEST']._serialized_start=2246
+  _globals['_LISTBATCHPREDICTIONJOBSREQUEST']._serialized_end=2396
+  _globals['_LISTBATCHPREDICTIONJOBSRESPONSE']._serialized_start=2399
+  _globals['_LISTBATCHPREDICTIONJOBSRESPONSE']._serialized_end=2528
+  _globals['_CANCELBATCHPREDICTIONJOBREQUEST']._serialized_start=2530
+  _globals['_CANCELBATCHPREDICTIONJOBREQUEST']._serialized_end=2577
+  _globals['_DELETEBATCHPREDICTIONJOBREQUEST']._serialized_start=2579
+  _globals['_DELETEBATCHPREDICTIONJOBREQUEST']._serialized_end=2626
 # @@protoc_insertion_point(module_scope)

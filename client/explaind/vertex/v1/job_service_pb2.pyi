@@ -6,6 +6,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import status_pb2 as _status_pb2
 from explaind.v1 import batch_service_pb2 as _batch_service_pb2
 from explaind.v1 import explanation_pb2 as _explanation_pb2
+from explaind.vertex.v1 import endpoint_service_pb2 as _endpoint_service_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -15,7 +16,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class BatchPredictionJob(_message.Message):
-    __slots__ = ("name", "display_name", "model", "model_version_id", "input_config", "instance_config", "model_parameters", "output_config", "service_account", "manual_batch_tuning_parameters", "generate_explanation", "explanation_spec", "output_info", "state", "error", "partial_failures", "completion_stats", "create_time", "start_time", "end_time", "update_time", "labels", "disable_container_logging")
+    __slots__ = ("name", "display_name", "model", "model_version_id", "input_config", "instance_config", "model_parameters", "output_config", "dedicated_resources", "service_account", "manual_batch_tuning_parameters", "generate_explanation", "explanation_spec", "output_info", "state", "error", "partial_failures", "completion_stats", "create_time", "start_time", "end_time", "update_time", "labels", "disable_container_logging")
     class InputConfig(_message.Message):
         __slots__ = ("gcs_source", "instances_format")
         GCS_SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +51,7 @@ class BatchPredictionJob(_message.Message):
     INSTANCE_CONFIG_FIELD_NUMBER: _ClassVar[int]
     MODEL_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    DEDICATED_RESOURCES_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     MANUAL_BATCH_TUNING_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     GENERATE_EXPLANATION_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +75,7 @@ class BatchPredictionJob(_message.Message):
     instance_config: _batch_service_pb2.InstanceConfig
     model_parameters: _struct_pb2.Value
     output_config: BatchPredictionJob.OutputConfig
+    dedicated_resources: BatchDedicatedResources
     service_account: str
     manual_batch_tuning_parameters: ManualBatchTuningParameters
     generate_explanation: bool
@@ -88,7 +91,17 @@ class BatchPredictionJob(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     labels: _containers.ScalarMap[str, str]
     disable_container_logging: bool
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., model_version_id: _Optional[str] = ..., input_config: _Optional[_Union[BatchPredictionJob.InputConfig, _Mapping]] = ..., instance_config: _Optional[_Union[_batch_service_pb2.InstanceConfig, _Mapping]] = ..., model_parameters: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., output_config: _Optional[_Union[BatchPredictionJob.OutputConfig, _Mapping]] = ..., service_account: _Optional[str] = ..., manual_batch_tuning_parameters: _Optional[_Union[ManualBatchTuningParameters, _Mapping]] = ..., generate_explanation: _Optional[bool] = ..., explanation_spec: _Optional[_Union[_explanation_pb2.ExplanationSpec, _Mapping]] = ..., output_info: _Optional[_Union[BatchPredictionJob.OutputInfo, _Mapping]] = ..., state: _Optional[_Union[_batch_service_pb2.JobState, str]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., partial_failures: _Optional[_Iterable[_Union[_status_pb2.Status, _Mapping]]] = ..., completion_stats: _Optional[_Union[CompletionStats, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., disable_container_logging: _Optional[bool] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., model_version_id: _Optional[str] = ..., input_config: _Optional[_Union[BatchPredictionJob.InputConfig, _Mapping]] = ..., instance_config: _Optional[_Union[_batch_service_pb2.InstanceConfig, _Mapping]] = ..., model_parameters: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., output_config: _Optional[_Union[BatchPredictionJob.OutputConfig, _Mapping]] = ..., dedicated_resources: _Optional[_Union[BatchDedicatedResources, _Mapping]] = ..., service_account: _Optional[str] = ..., manual_batch_tuning_parameters: _Optional[_Union[ManualBatchTuningParameters, _Mapping]] = ..., generate_explanation: _Optional[bool] = ..., explanation_spec: _Optional[_Union[_explanation_pb2.ExplanationSpec, _Mapping]] = ..., output_info: _Optional[_Union[BatchPredictionJob.OutputInfo, _Mapping]] = ..., state: _Optional[_Union[_batch_service_pb2.JobState, str]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., partial_failures: _Optional[_Iterable[_Union[_status_pb2.Status, _Mapping]]] = ..., completion_stats: _Optional[_Union[CompletionStats, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., disable_container_logging: _Optional[bool] = ...) -> None: ...
+
+class BatchDedicatedResources(_message.Message):
+    __slots__ = ("machine_spec", "starting_replica_count", "max_replica_count")
+    MACHINE_SPEC_FIELD_NUMBER: _ClassVar[int]
+    STARTING_REPLICA_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLICA_COUNT_FIELD_NUMBER: _ClassVar[int]
+    machine_spec: _endpoint_service_pb2.MachineSpec
+    starting_replica_count: int
+    max_replica_count: int
+    def __init__(self, machine_spec: _Optional[_Union[_endpoint_service_pb2.MachineSpec, _Mapping]] = ..., starting_replica_count: _Optional[int] = ..., max_replica_count: _Optional[int] = ...) -> None: ...
 
 class GcsDestination(_message.Message):
     __slots__ = ("output_uri_prefix",)

@@ -1,7 +1,9 @@
 """The two ways attribution methods see a model: plain callables over numpy arrays.
 
 Attribution maths never imports TensorFlow; `tf_model.SignatureModel` (or a
-test double) provides these callables.
+test double) provides these callables. Their inputs are one dict: the model's
+inputs and, where a method perturbs tensors inside the model (an embedding),
+those tensors by name, replacing what the model would compute for them.
 """
 from __future__ import annotations
 
@@ -11,17 +13,12 @@ import numpy as np
 
 Inputs = Mapping[str, np.ndarray]
 
-# inputs (batched, keyed by input name) -> outputs of shape (batch, n_outputs)
+# inputs (batched, keyed by name) -> outputs of shape (batch, n_outputs)
 PredictFn = Callable[[Inputs], np.ndarray]
 
 # (inputs, output index per row) -> d outputs[row, index[row]] / d inputs, for the
 # differentiable inputs only, each shaped like its input.
 GradientFn = Callable[[Inputs, np.ndarray], dict]
-
-
-def tile_instance(instance: Inputs, rows: int) -> dict[str, np.ndarray]:
-    """Repeats one instance (no batch dimension) `rows` times along a new batch axis."""
-    return {name: np.repeat(np.asarray(value)[None], rows, axis=0) for name, value in instance.items()}
 
 
 def predict_in_chunks(predict_fn: PredictFn, inputs: Inputs, max_rows: int | None) -> np.ndarray:

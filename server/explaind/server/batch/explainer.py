@@ -4,10 +4,11 @@ explanation and prediction are what Explain and Predict answer for it.
 In the job's process (never the serving one): the published build the job
 started with is loaded from the store into a private cache (a hard link per
 file for a local store), its servable behind a ModelManager, an Engine and a
-DataPlane as a replica has them. A batch of rows is one Explain call and one
-Predict call; a call that fails names the row it failed on (its
-"instances[i]"): that row goes to the errors and the others are asked again.
-A failure no row is named for is asked row by row.
+DataPlane as a replica has them. A batch of rows is one Explain call (whose
+answers carry the predictions), or one Predict call for a job of predictions
+only; a call that fails names the row it failed on (its "instances[i]"): that
+row goes to the errors and the others are asked again. A failure no row is
+named for is asked row by row.
 
 Each row's line is the JSON of Vertex AI's batch output: the instance (or its
 key), the prediction, and the explanation as the REST Explain answer writes it.
@@ -72,7 +73,6 @@ class RowExplainer:
         self.model_id = self.record.model_id
         self.override = task.override_message()
         self.explained = task.explained
-        self.predicts = bool(self.record.model.artifact_uri)   # an index-only model has nothing to predict with
         self._cache = tempfile.mkdtemp(prefix="explaind-batch-")
         loader = PinnedLoader(ModelStore.at(task.store_uri), self._cache, options.use_gpu, self.record)
         self.manager = ModelManager(loader)
@@ -116,13 +116,12 @@ class RowExplainer:
         return self._line(row, prediction, explanation)
 
     def _call(self, values: list) -> list[tuple[Any, Any]]:
-        """(prediction, explanation) per value: one Explain and one Predict of the data plane."""
+        """(prediction, explanation) per value: the data plane's Explain (its answers carry the model's
+        predictions; an index-only model's none), or its Predict for predictions only."""
         async def call():
-            explanations = await self.plane.explain(self.model_id, values, self.override, None) \
-                if self.explained else [None] * len(values)
-            predictions = await self.plane.predict(self.model_id, values, None) \
-                if self.predicts else [None] * len(values)
-            return list(zip(predictions, explanations))
+            if self.explained:
+                return [(e.prediction, e) for e in await self.plane.explain(self.model_id, values, self.override, None)]
+            return [(p, None) for p in await self.plane.predict(self.model_id, values, None)]
         return self.loop.run_until_complete(call())
 
     def _line(self, row: Prepared, prediction, explanation) -> bytes:

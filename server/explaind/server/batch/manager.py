@@ -37,18 +37,6 @@ REQUEST_KEY = "batchExplain"        # the request, as the operation record keeps
 VERTEX_KEY = "vertexJob"            # a Vertex create's own fields, for its answers (vertex/jobs.py)
 
 
-def check_settings(settings) -> None:
-    """ValueError naming the flag when a batch setting is wrong (`explaind serve` checks at start)."""
-    fraction = settings.batch_max_failed_fraction
-    if not 0 <= fraction <= 1:                 # NaN fails too
-        raise ValueError(f"--batch-max-failed-fraction must be between 0 and 1, got {fraction}")
-    for flag, value in (("batch-workers", settings.batch_workers), ("batch-size", settings.batch_size),
-                        ("batch-rows-per-file", settings.batch_rows_per_file),
-                        ("max-concurrent-batch-jobs", settings.max_concurrent_batch_jobs)):
-        if value < 1:
-            raise ValueError(f"--{flag} must be at least 1, got {value}")
-
-
 def is_batch(op: OperationRecord | operations_pb2.Operation) -> bool:
     operation = op.operation if isinstance(op, OperationRecord) else op
     return operation.metadata.Is(batch_service_pb2.BatchExplainOperationMetadata.DESCRIPTOR)
@@ -74,7 +62,6 @@ def output_of(record: OperationRecord) -> JobOutput:
 
 class BatchManager:
     def __init__(self, services: JobServices, runners: dict, settings, metrics=None):
-        check_settings(settings)
         self.services = services
         self.models = services.models
         self.operations = services.operations

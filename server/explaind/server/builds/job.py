@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import tempfile
 import time
@@ -31,6 +30,7 @@ from typing import Callable
 from explaind.v1 import model_pb2, model_service_pb2
 
 from ..errors import FailedPrecondition
+from ..index.meta import META_FILE, IndexMeta
 from ..store.models import ModelRecord
 from ..store.operations import OperationRecord
 from ..store.retry import StoreUnavailable
@@ -195,9 +195,9 @@ class BuildJob(OperationJob):
         """Keeps this build and the one it replaced (replicas may still be loading it)."""
         model_id = self.record.model_id
         segments = set(index.segment_names if index is not None else ())
-        base_meta = self.models.read_build_file(model_id, self.base_build, "meta.json")
+        base_meta = self.models.read_build_file(model_id, self.base_build, META_FILE)
         if base_meta is not None:
-            segments |= {s["name"] for s in json.loads(base_meta).get("segments", [])}
+            segments |= set(IndexMeta.parse(base_meta).segment_names)
         self.models.prune(model_id, {self.build_id, self.base_build}, segments)
 
     def _publish_record(self, record: ModelRecord) -> None:

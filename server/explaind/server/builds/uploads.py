@@ -5,7 +5,6 @@ died."""
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import socket
 import threading
@@ -20,6 +19,7 @@ from explaind.v1 import model_pb2, model_service_pb2
 
 from ..config import use_gpu
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from ..index.meta import META_FILE, IndexMeta
 from ..model_ids import check_new_model_id
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
@@ -263,8 +263,8 @@ class UploadManager:
         update's with its counts from the build's files."""
         if not base_build:
             return model_service_pb2.UploadModelResponse(model=published.model)
-        meta = self.models.read_build_file(published.model_id, published.build_id, "meta.json")
-        added, removed = json.loads(meta).get("last_update", (0, 0)) if meta is not None else (0, 0)
+        meta = self.models.read_build_file(published.model_id, published.build_id, META_FILE)
+        added, removed = IndexMeta.parse(meta).last_update if meta is not None else (0, 0)
         return update_response(published.model, added, removed)
 
     def shutdown(self) -> None:

@@ -8,11 +8,13 @@ from explaind.server.index.config import (
 )
 from explaind.server.index.example_index import ExampleIndex
 from explaind.server.index.restricts import Namespace, and_queries, parse_restricts
+from explaind.server.index.search_params import SearchParams
 
 __all__ = [
     "ExampleIndex",
     "Namespace",
     "SearchConfig",
+    "SearchParams",
     "and_queries",
     "parse_restricts",
     "plan_index",

@@ -25,7 +25,7 @@ selector (`SearchParameters(sel=...)`) and ignore it; only builds with cuVS
 filter on the GPU. So a GPU placement is probed once (`honours_selectors`),
 and filtered searches on a placement that failed the probe run on the CPU
 index. The index also checks every returned position against the request's
-admissible mask (example_index.py), whatever the probe said."""
+admissible mask (filtering.py), whatever the probe said."""
 from __future__ import annotations
 
 import logging
@@ -102,6 +102,14 @@ def build_cpu_index(vectors: np.ndarray, config: SearchConfig, plan: IndexPlan,
     add_rows(index, vectors, 0, prepare)
     return index
 
+
+def flat_storage(cpu_index: faiss.Index) -> np.ndarray | None:
+    """A flat index's vectors as a zero-copy (n, d) float32 view, valid while the
+    index lives (whoever holds the view holds the index too); None for other index types."""
+    if not isinstance(cpu_index, faiss.IndexFlat) or cpu_index.ntotal == 0:
+        return None
+    view = faiss.rev_swig_ptr(cpu_index.get_xb(), cpu_index.ntotal * cpu_index.d)
+    return view.reshape(cpu_index.ntotal, cpu_index.d)
 
 
 def empty_ivf_index(d: int, config: SearchConfig, plan: IndexPlan) -> faiss.Index:

@@ -10,11 +10,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from explaind.server.errors import InvalidArgument
+from explaind.server.errors import DimensionMismatch, InvalidArgument
+from explaind.server.index.kinds import IndexKind
 
 DISTANCES = ("DOT_PRODUCT_DISTANCE", "SQUARED_L2_DISTANCE", "L1_DISTANCE", "COSINE_DISTANCE")
 NORMS = ("NONE", "UNIT_L2_NORM")
-ALGORITHMS = ("brute_force", "tree_ah")
 DEFAULT_DISTANCE = "DOT_PRODUCT_DISTANCE"  # as in Vertex
 DEFAULT_NORM = "NONE"
 DEFAULT_NEIGHBOR_COUNT = 10  # as in Vertex
@@ -105,10 +105,15 @@ class IndexPlan:
         return self.nlist == 0
 
     @property
-    def index_type(self) -> str:
+    def kind(self) -> IndexKind:
         if self.exact:
-            return "Flat"
-        return f"IVF{self.nlist},PQ{self.pq_m}x4fs" if self.pq_m else f"IVF{self.nlist},Flat"
+            return IndexKind.FLAT
+        return IndexKind.IVF_PQ if self.pq_m else IndexKind.IVF_FLAT
+
+    @property
+    def index_type(self) -> str:
+        """The Model's index_type."""
+        return self.kind.faiss_description(self.nlist, self.pq_m)
 
 
 def pq_subvectors(dimensions: int) -> int:
@@ -268,4 +273,8 @@ def search_config_from_presets(query: str, modality: str, neighbor_count: int,
 
 
 def with_dimensions(config: SearchConfig, dimensions: int) -> SearchConfig:
-    return dataclasses.replace(config, dimensions=dimensions)
+    """The config with its dimensions filled in (presets leave them None), or
+    checked against the embeddings' when it gives them."""
+    if config.dimensions is not None and dimensions != config.dimensions:
+        raise DimensionMismatch(f"dimensions is {config.dimensions} but the latent space has {dimensions} dimensions")
+    return config if config.dimensions is not None else dataclasses.replace(config, dimensions=dimensions)

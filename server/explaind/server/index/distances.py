@@ -1,6 +1,12 @@
-"""Distance measures: FAISS metric per measure, normalization, conversion of
-FAISS scores to explaind distances (smaller is nearer for every measure), and
-an exact numpy search over a subset of vectors (selective filters)."""
+"""Distance measures, the one place their formulas live: the FAISS metric of
+each measure, normalization, FAISS scores turned into explaind distances
+(smaller is nearer for every measure), and exact numpy distances (selective
+filters, re-ranks, single-query scans, exhaustive crowded passes).
+
+Every measure but L1 is a function of inner products (`from_inner_products`);
+L1 is the sum of absolute differences (`_l1`). Whoever has inner products or
+vectors in another shape (FAISS scores, a memory-mapped re-rank) comes here
+for the formula."""
 from __future__ import annotations
 
 import faiss
@@ -40,37 +46,72 @@ def prepare(x: np.ndarray, config: SearchConfig) -> np.ndarray:
     return x
 
 
+def squared_norms(x: np.ndarray) -> np.ndarray:
+    """|x|^2 of each vector (the last axis)."""
+    return np.einsum("...d,...d->...", x, x)
+
+
+def from_inner_products(ip: np.ndarray, config: SearchConfig, queries: np.ndarray | None = None,
+                        x_squared: np.ndarray | None = None) -> np.ndarray:
+    """Distances from inner products <q, x> of prepared vectors, row i of `ip`
+    for query i; `ip` is overwritten. SQUARED_L2 also needs the queries and
+    the squared norms of the x (broadcastable to `ip`). L1 has no such form."""
+    measure = config.distance
+    if measure == "DOT_PRODUCT_DISTANCE":
+        return np.subtract(0.0, ip, out=ip)     # not -ip: a zero product would read "-0"
+    if measure == "COSINE_DISTANCE":
+        return np.subtract(1.0, ip, out=ip)
+    if measure == "SQUARED_L2_DISTANCE":        # |q|^2 + |x|^2 - 2<q, x>, kept >= 0 against rounding
+        ip *= -2.0
+        ip += squared_norms(queries)[:, None]
+        ip += x_squared
+        return np.maximum(ip, 0.0, out=ip)
+    raise ValueError(f"{measure} is not a function of inner products")
+
+
 def from_faiss(scores: np.ndarray, config: SearchConfig) -> np.ndarray:
-    """FAISS scores -> distances. Missing results (-1 ids) must be masked by the caller."""
-    if config.distance == "DOT_PRODUCT_DISTANCE":
-        return 0.0 - scores          # not -scores: a zero product would read "-0"
-    if config.distance == "COSINE_DISTANCE":
-        return 1.0 - scores
+    """FAISS scores -> distances (`scores` may be overwritten): inner products go
+    through the measure's formula; L2 and L1 scores already are distances.
+    Missing results (-1 ids) must be masked by the caller."""
+    if faiss_metric(config) == faiss.METRIC_INNER_PRODUCT:
+        return from_inner_products(scores, config)
     return scores
 
 
-def exact_distances(queries: np.ndarray, vectors: np.ndarray, config: SearchConfig) -> np.ndarray:
-    """(q, m) distances between prepared queries and prepared vectors."""
-    d = config.distance
-    if d in ("DOT_PRODUCT_DISTANCE", "COSINE_DISTANCE"):
-        ip = queries @ vectors.T
-        return 0.0 - ip if d == "DOT_PRODUCT_DISTANCE" else 1.0 - ip
-    if d == "SQUARED_L2_DISTANCE":
-        out = queries @ vectors.T
-        out *= -2.0
-        out += np.einsum("ij,ij->i", queries, queries)[:, None]
-        out += np.einsum("ij,ij->i", vectors, vectors)[None, :]
-        return np.maximum(out, 0.0, out=out)
-    # L1: no matrix form; broadcast in blocks of about 8M floats (32 MB).
+def exact_distances(queries: np.ndarray, vectors: np.ndarray, config: SearchConfig,
+                    vectors_squared: np.ndarray | None = None) -> np.ndarray:
+    """(q, m) distances between prepared queries and prepared vectors;
+    `vectors_squared`: their squared norms when the caller keeps them."""
+    if config.distance == "L1_DISTANCE":
+        return _l1_matrix(queries, vectors)
+    ip = queries @ vectors.T
+    if config.distance == "SQUARED_L2_DISTANCE" and vectors_squared is None:
+        vectors_squared = squared_norms(vectors)
+    return from_inner_products(ip, config, queries, None if vectors_squared is None else vectors_squared[None, :])
+
+
+def pair_distances(queries: np.ndarray, rows: np.ndarray, config: SearchConfig) -> np.ndarray:
+    """(r, c) distances between queries (r, d) and each query's own rows (r, c, d), both prepared."""
+    if config.distance == "L1_DISTANCE":
+        return _l1(rows, queries[:, None, :])
+    ip = np.einsum("rcd,rd->rc", rows, queries)
+    return from_inner_products(ip, config, queries, squared_norms(rows))
+
+
+def _l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    diff = a - b
+    return np.abs(diff, out=diff).sum(-1)
+
+
+def _l1_matrix(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """L1 has no matrix form: broadcast in blocks of about L1_BLOCK floats (32 MB)."""
     q, m, dim = len(queries), len(vectors), queries.shape[1]
     out = np.empty((q, m), dtype=np.float32)
-    budget = L1_BLOCK
-    rows = max(1, budget // max(1, m * dim))
-    cols = m if rows > 1 else max(1, budget // dim)
+    rows = max(1, L1_BLOCK // max(1, m * dim))
+    cols = m if rows > 1 else max(1, L1_BLOCK // dim)
     for s in range(0, q, rows):
         for c in range(0, m, cols):
-            block = queries[s:s + rows, None, :] - vectors[None, c:c + cols, :]
-            out[s:s + rows, c:c + cols] = np.abs(block, out=block).sum(-1)
+            out[s:s + rows, c:c + cols] = _l1(queries[s:s + rows, None, :], vectors[None, c:c + cols, :])
     return out
 
 

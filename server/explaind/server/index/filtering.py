@@ -1,6 +1,7 @@
-"""Candidate generation under a restricts mask, by selectivity.
+"""The filtering strategies: which one fetches a search's candidates under a
+restricts mask, chosen by selectivity (`FilterStrategies.choose`).
 
-A provider is called as fetch(queries, k) and returns (distances, positions,
+A strategy is called as fetch(queries, k) and returns (distances, positions,
 exhausted): (r, k) arrays sorted nearest first, position -1 / distance inf
 where fewer than k admissible candidates came back, and per row whether that
 is all this index can reach (so widening k cannot help).
@@ -23,14 +24,14 @@ unfiltered search scans: N for Flat, N * nprobe / nlist for IVF):
                                then computes distances only for selected ids);
                                on IVF, rows left short retry with 4x nprobe up
                                to nlist, so the count is min(k, m) there too.
-Thresholds come from bench/bench_filtered_search.py and probes on
-100k-200k x 128 on 2 CPU cores; the GPU threshold is a guess (unmeasured).
+The thresholds (search_params.FilterPolicy) come from
+bench/bench_filtered_search.py and probes on 100k-200k x 128 on 2 CPU cores;
+the GPU threshold is a guess (unmeasured).
 
-A compressed index (codes in the lists) answers every FAISS search in two
-steps: `approximate` fetches candidates by their codes, `refine` re-ranks
-them against the full vectors and keeps the k nearest. Only admissible
-candidates reach the re-rank (the selector admits nothing else; the
-post-filter drops the others first), so filters stay exact. Removed examples
+On a compressed index (faiss_search.py: candidates by their codes, then an
+exact re-rank) only admissible candidates reach the re-rank (the selector
+admits nothing else; the post-filter drops the others first), so filters stay
+exact. Removed examples
 (an update's tombstones) are out of the FAISS index and out of every mask.
 """
 from __future__ import annotations
@@ -44,81 +45,50 @@ import faiss
 import numpy as np
 
 from explaind.server.index import distances
-from explaind.server.index.backend import Placement
-from explaind.server.index.config import SearchConfig, rerank_count
-from explaind.server.index.vectors import HeldVectors, Vectors
+from explaind.server.index.config import rerank_count
+from explaind.server.index.faiss_search import FaissSearch
+from explaind.server.index.search_params import FilterPolicy
 
 log = logging.getLogger(__name__)
 # rows of queries x subset distances computed at once (~64 MB of float32)
 _SUBSET_CHUNK = 16 << 20
-STRATEGIES = ("subset", "postfilter", "selector")
+
+Fetch = Callable[[np.ndarray, int], tuple]
 
 
 @dataclasses.dataclass(frozen=True)
-class FilterPolicy:
-    """The selectivity bands above (the numbers there are these defaults).
-    `force` names one strategy for every filtered search (tests use it to reach
-    each path on small data)."""
-    subset_min_rows: int = 4096
-    subset_max_rows: int = 65536
-    subset_scan_fraction: float = 0.25
-    gpu_subset_max_rows: int = 2048
-    postfilter_min_fraction: float = 0.2
-    postfilter_max_k: int = 2048
-    # A crowded search that needs more candidates than this scans every admissible
-    # example once instead (a few tags crowd out everything).
-    crowding_max_fetch: int = 4096
-    force: str | None = None
+class Strategy:
+    """The strategy chosen for one admissible mask: fetch(queries, k), and how
+    many examples it can return at most."""
+    fetch: Fetch
+    admissible: int
 
-    def __post_init__(self):
-        if self.force is not None and self.force not in STRATEGIES:
-            raise ValueError(f"force must be one of {STRATEGIES}, got {self.force!r}")
+    def __call__(self, q: np.ndarray, k: int):
+        return self.fetch(q, k)
 
 
-@dataclasses.dataclass(frozen=True)
-class SearchContext:
-    """What the strategies read of an index: never written after the index is made."""
-    placement: Placement
-    vectors: Vectors             # the full vectors, by position
-    config: SearchConfig
-    nlist: int                   # 0 for a flat index
-    nprobe: int
-    compressed: bool = False     # FAISS returns approximate distances: re-rank
-    live: np.ndarray | None = None   # False for removed positions; None: none removed
-
-    @property
-    def size(self) -> int:
-        """Positions, removed ones included."""
-        return self.vectors.size
-
-    @property
-    def live_count(self) -> int:
-        return self.size if self.live is None else int(np.count_nonzero(self.live))
-
-
-class Candidates:
-    def __init__(self, context: SearchContext, policy: FilterPolicy):
-        self.context = context
+class FilterStrategies:
+    def __init__(self, search: FaissSearch, policy: FilterPolicy):
+        self.search = search
         self.policy = policy
-        self._squared_norms: np.ndarray | None = None   # for the batch-1 scan, computed once
 
-    def provider(self, mask: np.ndarray | None, on_violation: Callable[[int], None] | None = None):
+    def choose(self, mask: np.ndarray | None, on_violation: Callable[[int], None] | None = None) -> Strategy:
         """`mask`: admissible positions (removed ones already excluded), None
         for every live one. `on_violation(rows)`: told when a strategy returned
         an inadmissible example (rows answered again by the exact path)."""
-        n = self.context.size
-        live = self.context.live_count
-        m = live if mask is None else int(np.count_nonzero(mask))
+        ctx = self.search.context
+        n = ctx.size
+        m = ctx.live_count if mask is None else int(np.count_nonzero(mask))
         if mask is None or m == n or m == 0:       # m == 0: never called (admissible == 0)
-            return _Provider(self._all, m)
+            return Strategy(self.search.unfiltered, m)
         strategy = self.policy.force or self._strategy(m, n)
         if strategy == "subset":
-            fetch = _Subset(self, np.flatnonzero(mask))
+            fetch = _Subset(self.search, np.flatnonzero(mask))
         elif strategy == "postfilter":
-            fetch = _PostFilter(self, mask, m)
+            fetch = _PostFilter(self.search, self.policy, mask, m)
         else:
-            fetch = _Selector(self, mask, m)
-        return _Provider(_Verified(fetch, self, mask, on_violation), m)
+            fetch = _Selector(self.search, mask, m)
+        return Strategy(_Verified(fetch, self.search, mask, on_violation), m)
 
     def _strategy(self, m: int, n: int) -> str:
         if m <= self._subset_max():
@@ -128,80 +98,11 @@ class Candidates:
         return "selector"
 
     def _subset_max(self) -> float:
-        ctx, policy = self.context, self.policy
+        ctx, policy = self.search.context, self.policy
         if ctx.placement.device == "gpu":
             return policy.gpu_subset_max_rows
         scanned = ctx.size * ctx.nprobe / ctx.nlist if ctx.nlist else ctx.size
         return max(policy.subset_min_rows, min(policy.subset_max_rows, policy.subset_scan_fraction * scanned))
-
-    # --- the plain FAISS search, scores converted and missing results padded
-    def faiss_search(self, q: np.ndarray, k: int, params=None) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest by FAISS, with exact distances (re-ranked when compressed)."""
-        fetch = rerank_count(self.context.config, k) if self.context.compressed else k
-        dist, pos = self.approximate(q, fetch, params)
-        return self.refine(q, dist, pos, k)
-
-    def approximate(self, q: np.ndarray, k: int, params=None) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS's k best: exact distances for exact indexes, code distances for compressed ones."""
-        k = min(k, self.context.size)
-        scores, pos = self.context.placement.search(q, k, params=params)
-        dist = distances.from_faiss(scores, self.context.config).astype(np.float32, copy=False)
-        dist[pos < 0] = np.inf
-        return dist, pos
-
-    def refine(self, q: np.ndarray, dist: np.ndarray, pos: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest of the candidates (pos < 0: none), sorted, padded with -1 / inf:
-        by exact distance on a compressed index, else in FAISS's order."""
-        if self.context.compressed:
-            dist = self.context.vectors.exact(q, pos)
-        else:
-            dist = np.where(pos >= 0, dist, np.inf).astype(np.float32, copy=False)
-        k = min(k, pos.shape[1])
-        if k < pos.shape[1]:      # the k best first (unordered), then only those sorted
-            part = np.argpartition(dist, k - 1, axis=1)[:, :k]
-            dist, pos = np.take_along_axis(dist, part, axis=1), np.take_along_axis(pos, part, axis=1)
-        order = np.argsort(dist, axis=1, kind="stable")
-        dist = np.take_along_axis(dist, order, axis=1)
-        pos = np.take_along_axis(pos, order, axis=1)
-        pos[~np.isfinite(dist)] = -1
-        return dist, pos
-
-    def _all(self, q: np.ndarray, k: int):
-        if self._scan_beats_faiss(len(q)):
-            return self._scan_all(q, k)
-        dist, pos = self.faiss_search(q, k)
-        return dist, pos, (pos >= 0).sum(axis=1) < k
-
-    def _scan_beats_faiss(self, rows: int) -> bool:
-        # FAISS's flat CPU search parallelizes over queries, so a single query scans on
-        # one core; one BLAS matrix-vector product uses them all (1.3-1.7x faster on 2
-        # cores at 100k-400k x 128, more with more cores). Two queries or more: FAISS.
-        return (rows == 1 and not self.context.nlist and self.context.placement.device == "cpu"
-                and self.context.config.distance != "L1_DISTANCE" and isinstance(self.context.vectors, HeldVectors))
-
-    def _scan_all(self, q: np.ndarray, k: int):
-        exhausted = np.full(len(q), k >= self.context.size)   # asked for all there is
-        k = min(k, self.context.size)
-        matrix = self.context.vectors.matrix
-        ip = q @ matrix.T
-        if self.context.config.distance == "SQUARED_L2_DISTANCE":
-            if self._squared_norms is None:
-                self._squared_norms = np.einsum("ij,ij->i", matrix, matrix)
-            dist = self._squared_norms[None, :] - 2.0 * ip + np.einsum("ij,ij->i", q, q)[:, None]
-            np.maximum(dist, 0.0, out=dist)
-        else:
-            dist = 0.0 - ip if self.context.config.distance == "DOT_PRODUCT_DISTANCE" else 1.0 - ip
-        d, pos = distances.top_k(dist, k)
-        return d.astype(np.float32, copy=False), pos.astype(np.int64, copy=False), exhausted
-
-
-class _Provider:
-    def __init__(self, fetch, admissible: int):
-        self._fetch = fetch
-        self.admissible = admissible
-
-    def __call__(self, q: np.ndarray, k: int):
-        return self._fetch(q, k)
 
 
 class _Verified:
@@ -210,9 +111,10 @@ class _Verified:
     GPU build without selector support) is caught here, logged, reported and
     answered again by the exact subset scan."""
 
-    def __init__(self, fetch, cand: Candidates, mask: np.ndarray, on_violation: Callable[[int], None] | None):
+    def __init__(self, fetch: Fetch, search: FaissSearch, mask: np.ndarray,
+                 on_violation: Callable[[int], None] | None):
         self._fetch = fetch
-        self._cand = cand
+        self._search = search
         self._mask = mask
         self._on_violation = on_violation
 
@@ -222,20 +124,20 @@ class _Verified:
         bad = np.flatnonzero((found & ~self._mask[np.where(found, pos, 0)]).any(axis=1))
         if bad.size:
             log.warning("a filtered search returned examples its filter excludes; answered by the exact path",
-                        extra={"rows": int(bad.size), "device": self._cand.context.placement.device,
+                        extra={"rows": int(bad.size), "device": self._search.context.placement.device,
                                "strategy": type(self._fetch).__name__})
             if self._on_violation is not None:
                 self._on_violation(int(bad.size))
-            exact = _Subset(self._cand, np.flatnonzero(self._mask))
+            exact = _Subset(self._search, np.flatnonzero(self._mask))
             dist[bad], pos[bad], exhausted[bad] = exact(q[bad], k)
         return dist, pos, exhausted
 
 
 class _Subset:
-    def __init__(self, cand: Candidates, positions: np.ndarray):
-        self._cand = cand
+    def __init__(self, search: FaissSearch, positions: np.ndarray):
+        self._config = search.context.config
         self._positions = positions
-        self._vectors = cand.context.vectors.prepared(positions)  # gathered once per query group
+        self._vectors = search.context.vectors.prepared(positions)  # gathered once per query group
 
     def __call__(self, q: np.ndarray, k: int):
         m = len(self._positions)
@@ -244,7 +146,7 @@ class _Subset:
         pos = np.empty((len(q), k), dtype=np.int64)
         step = max(1, _SUBSET_CHUNK // max(1, m))
         for s in range(0, len(q), step):
-            full = distances.exact_distances(q[s:s + step], self._vectors, self._cand.context.config)
+            full = distances.exact_distances(q[s:s + step], self._vectors, self._config)
             d, cols = distances.top_k(full, k)
             dist[s:s + step] = d
             pos[s:s + step] = self._positions[cols]
@@ -252,8 +154,8 @@ class _Subset:
 
 
 class _Selector:
-    def __init__(self, cand: Candidates, mask: np.ndarray, m: int):
-        self._cand = cand
+    def __init__(self, search: FaissSearch, mask: np.ndarray, m: int):
+        self._search = search
         self._m = m
         self._bitmap = np.packbits(mask, bitorder="little")  # kept alive for the selector
         self._sel = faiss.IDSelectorBitmap(self._bitmap)
@@ -264,41 +166,42 @@ class _Selector:
         return faiss.SearchParameters(sel=self._sel)
 
     def __call__(self, q: np.ndarray, k: int):
-        cand = self._cand
-        nprobe = cand.context.nprobe
-        dist, pos = cand.faiss_search(q, k, self._params(nprobe))
+        search, nlist = self._search, self._search.context.nlist
+        nprobe = search.context.nprobe
+        dist, pos = search.nearest(q, k, self._params(nprobe))
         want = min(k, self._m)
         # IVF: the probed lists may hold too few admissible examples; probe more.
         short = np.flatnonzero((pos >= 0).sum(axis=1) < want)
-        while short.size and nprobe and nprobe < cand.context.nlist:
-            nprobe = min(cand.context.nlist, nprobe * 4)
-            d2, p2 = cand.faiss_search(q[short], k, self._params(nprobe))
+        while short.size and nprobe and nprobe < nlist:
+            nprobe = min(nlist, nprobe * 4)
+            d2, p2 = search.nearest(q[short], k, self._params(nprobe))
             dist[short], pos[short] = d2, p2
             short = short[(p2 >= 0).sum(axis=1) < want]
         return dist, pos, (pos >= 0).sum(axis=1) < k
 
 
 class _PostFilter:
-    def __init__(self, cand: Candidates, mask: np.ndarray, m: int):
-        self._cand = cand
+    def __init__(self, search: FaissSearch, policy: FilterPolicy, mask: np.ndarray, m: int):
+        self._search = search
+        self._max_k = policy.postfilter_max_k
         self._mask = mask
         self._m = m
         self._selector: _Selector | None = None
 
     def __call__(self, q: np.ndarray, k: int):
-        cand = self._cand
+        search, ctx = self._search, self._search.context
         # A compressed index re-ranks its candidate count of admissible ones.
-        want = rerank_count(cand.context.config, k) if cand.context.compressed else k
-        raw = min(cand.context.size, math.ceil(want * cand.context.size / self._m * 1.5) + 32)
-        if raw > cand.policy.postfilter_max_k:
+        want = rerank_count(ctx.config, k) if ctx.compressed else k
+        raw = min(ctx.size, math.ceil(want * ctx.size / self._m * 1.5) + 32)
+        if raw > self._max_k:
             return self._fallback()(q, k)
-        dist, pos = cand.approximate(q, raw)
+        dist, pos = search.approximate(q, raw)
         ok = (pos >= 0) & self._mask[np.maximum(pos, 0)]
         pos = np.where(ok, pos, -1)
-        dist, pos = cand.refine(q, dist, pos, k)
+        dist, pos = search.refine(q, dist, pos, k)
         count = (pos >= 0).sum(axis=1)
         exhausted = np.zeros(len(q), dtype=bool)
-        if raw >= cand.context.size and not cand.context.nlist:
+        if raw >= ctx.size and not ctx.nlist:
             exhausted[:] = count < k  # an exact scan of everything: nothing more to find
         else:
             short = np.flatnonzero(count < min(k, self._m))
@@ -309,5 +212,5 @@ class _PostFilter:
 
     def _fallback(self) -> _Selector:
         if self._selector is None:
-            self._selector = _Selector(self._cand, self._mask, self._m)
+            self._selector = _Selector(self._search, self._mask, self._m)
         return self._selector

@@ -55,9 +55,6 @@ class ExampleIds:
     def __iter__(self):
         return (self[p] for p in range(self._count))
 
-    def to_list(self) -> list[str]:
-        return list(self)
-
     @property
     def nbytes(self) -> int:
         return 0 if self._blob is None else self._blob.nbytes + self._offsets.nbytes

@@ -42,7 +42,7 @@ class Vectors:
         positions (r, c) (entries < 0 give inf)."""
         valid = positions >= 0
         rows = self.prepared(np.where(valid, positions, 0).ravel()).reshape(*positions.shape, self.dimensions)
-        out = _pair_distances(q, rows, self.config)
+        out = distances.pair_distances(q, rows, self.config)
         out[~valid] = np.inf
         return out
 
@@ -61,6 +61,22 @@ class HeldVectors(Vectors):
         self._originals = originals
         self.config = config
         self.size, self.dimensions = int(prepared.shape[0]), int(prepared.shape[1])
+        self._squared_norms: np.ndarray | None = None     # of the rows, for squared L2; computed once
+
+    def distances_to_all(self, q: np.ndarray) -> np.ndarray:
+        """(len(q), size) exact distances from prepared queries to every row."""
+        if self.config.distance == "SQUARED_L2_DISTANCE" and self._squared_norms is None:
+            self._squared_norms = distances.squared_norms(self.matrix)
+        return distances.exact_distances(q, self.matrix, self.config, self._squared_norms)
+
+    @property
+    def original_matrix(self) -> np.ndarray:
+        return self._originals
+
+    @property
+    def originals_are_prepared(self) -> bool:
+        """The measure does not normalize: one matrix serves both."""
+        return self._originals is self.matrix
 
     def originals(self, positions):
         return self._originals[np.asarray(positions, dtype=np.int64)]
@@ -168,20 +184,13 @@ class MappedVectors(Vectors):
 
     def _from_inner_products(self, q, positions, ip):
         """(r, c) distances from <q, x> with x the original rows at `positions` (q prepared)."""
-        if self._normalizes:
+        x_squared = None
+        if self._normalizes:          # the rows as prepared: divided by their norms
             norms = self.norms[np.maximum(positions, 0)]
             scale = 1.0 / np.maximum(norms, np.float32(1e-30))
             ip = ip * scale
-        measure = self.config.distance
-        if measure == "DOT_PRODUCT_DISTANCE":
-            return 0.0 - ip
-        if measure == "COSINE_DISTANCE":
-            return 1.0 - ip
-        # squared L2 of unit vectors (normalizing measures only): |q|^2 + |x|^2 - 2<q, x>;
-        # a zero vector stays zero, so its squared norm is 0, not 1
-        q_sq = np.einsum("ij,ij->i", q, q)[:, None]
-        x_sq = np.square(norms * scale)
-        return np.maximum(q_sq + x_sq - 2.0 * ip, 0.0).astype(np.float32, copy=False)
+            x_squared = np.square(norms * scale)       # 1, or 0 for a zero vector (it stays zero)
+        return distances.from_inner_products(ip, self.config, q, x_squared).astype(np.float32, copy=False)
 
     @property
     def ram_bytes(self) -> int:
@@ -203,15 +212,3 @@ def row_norms(x: np.ndarray) -> np.ndarray:
         block = np.asarray(x[s:s + SCAN_ROWS], dtype=np.float32)
         out[s:s + len(block)] = np.linalg.norm(block, axis=1)
     return out
-
-
-def _pair_distances(q: np.ndarray, rows: np.ndarray, config: SearchConfig) -> np.ndarray:
-    """(r, c) distances between q (r, d) and rows (r, c, d), both prepared."""
-    measure = config.distance
-    if measure in ("DOT_PRODUCT_DISTANCE", "COSINE_DISTANCE"):
-        ip = np.einsum("rcd,rd->rc", rows, q)
-        return (0.0 - ip) if measure == "DOT_PRODUCT_DISTANCE" else (1.0 - ip)
-    if measure == "SQUARED_L2_DISTANCE":
-        diff = rows - q[:, None, :]
-        return np.einsum("rcd,rcd->rc", diff, diff)
-    return np.abs(rows - q[:, None, :]).sum(-1)

@@ -3,7 +3,7 @@
     tls.py        TLS and mutual TLS from rotating files (gRPC, metrics, HTTP fronts)
     roles.py      the role each gRPC method needs (admin, predict, open)
     identities.py bearer tokens and client-certificate identities -> roles
-    auth.py       the decision (Authorizer) and its gRPC interceptor
+    auth.py       the decision (Authorizer), asked by admission for every call
     decoding.py   undecodable requests -> INVALID_ARGUMENT
     registry.py   which methods the server registers, checked against roles.py
     uris.py       --allowed-uri-prefix, consulted wherever a URI is opened
@@ -18,7 +18,8 @@ import sys
 
 import grpc
 
-from .auth import AuthInterceptor, Authorizer
+from ..config import SettingsError
+from .auth import Authorizer
 from .decoding import DecodeInterceptor
 from .identities import IdentityRoles, TokenRoles
 from .registry import RecordingServer
@@ -30,14 +31,10 @@ log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
-class SettingsError(ValueError):
-    """A security setting that cannot be used: the daemon does not start."""
-
-
 class Security:
     """One per daemon: the settings' TLS, credentials and URI policy, checked at start."""
 
-    def __init__(self, settings, metrics=None):
+    def __init__(self, settings):
         self.settings = settings
         try:
             files = TlsFiles.of(settings)
@@ -55,13 +52,8 @@ class Security:
             raise SettingsError(str(e)) from None
         self.authorizer = Authorizer(tokens, identities, control_disabled=settings.disable_model_uploads)
         uris.install(self.uri_policy)
-        self._metrics = metrics
         self.health_server: grpc.aio.Server | None = None
         self.health_port = 0
-
-    def interceptors(self) -> tuple[list, list]:
-        """(the auth interceptor, to go inside RequestId and Metrics; the decoder, innermost)."""
-        return [AuthInterceptor(self.authorizer, self._metrics)], [DecodeInterceptor()]
 
     def add_port(self, server, address: str) -> int:
         if self.certificates is None:

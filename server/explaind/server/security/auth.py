@@ -10,43 +10,31 @@ A caller holds the highest role its credentials give.
     a method the role table has no entry for          PERMISSION_DENIED (for everyone)
     an admin method with --disable-model-uploads      PERMISSION_DENIED (for everyone)
 
-`Authorizer` decides, for any surface: the gRPC interceptor below, or an
-HTTP front that names the gRPC method a route stands for. `AuthInterceptor`
-sits inside RequestId and Metrics, so refusals are logged and counted like
-any call, and also in explaind_rejected_calls_total{reason="unauthenticated" |
-"permission_denied"}. Messages never quote a token.
+`Authorizer` decides, for any surface: admission (admission.py) asks it
+for every gRPC call, and for every REST call with the gRPC method its route
+stands for. Refusals are logged and counted like any call, and also in
+explaind_rejected_calls_total{reason="unauthenticated" | "permission_denied"}.
+Messages never quote a token.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 from typing import Iterable
 
 import grpc
 
-from ..interceptors import _ScopeInterceptor, wrap_handler
+from ..admission import Refusal
 from .identities import IdentityRoles, TokenRoles
 from .roles import ADMIN, METHOD_ROLES, OPEN, Role, required_role
 
 MAX_TOKEN_CHARS = 4096
 
 
-@dataclasses.dataclass(frozen=True)
-class Refusal:
-    code: grpc.StatusCode
-    message: str
-
-    @property
-    def reason(self) -> str:
-        return "unauthenticated" if self.code == grpc.StatusCode.UNAUTHENTICATED else "permission_denied"
-
-
 def _unauthenticated(message: str) -> Refusal:
-    return Refusal(grpc.StatusCode.UNAUTHENTICATED, message)
+    return Refusal(grpc.StatusCode.UNAUTHENTICATED, message, "unauthenticated")
 
 
 def _denied(message: str) -> Refusal:
-    return Refusal(grpc.StatusCode.PERMISSION_DENIED, message)
+    return Refusal(grpc.StatusCode.PERMISSION_DENIED, message, "permission_denied")
 
 
 class Authorizer:
@@ -150,33 +138,6 @@ def http_certificate_names(peercert: dict | None) -> tuple[set[str], str]:
     names |= {value for _kind, value in peercert.get("subjectAltName", ())}
     names.discard("")
     return names, repr(subject)
-
-
-class AuthInterceptor(_ScopeInterceptor):
-    def __init__(self, authorizer: Authorizer, metrics=None):
-        self.authorizer = authorizer
-        self._metrics = metrics
-
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        wrapped = wrap_handler(handler, handler_call_details, self.scope)
-        if wrapped is handler:      # a sync behaviour the scope cannot wrap: fail closed
-            return refusing_handler(handler, "this method's handler is synchronous, so its caller cannot be "
-                                             "checked; refused")
-        return wrapped
-
-    @contextlib.asynccontextmanager
-    async def scope(self, details, context):
-        authorization = [v for k, v in context.invocation_metadata() or () if k == "authorization"]
-        names, shown = peer_certificate_names(context) if self.authorizer.identities is not None else (set(), "")
-        refusal = self.authorizer.check(details.method, authorization, names, shown)
-        if refusal is not None:
-            if self._metrics is not None:
-                self._metrics.rejected_calls.labels(reason=refusal.reason).inc()
-            await context.abort(refusal.code, refusal.message)
-        yield
 
 
 def refusing_handler(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:

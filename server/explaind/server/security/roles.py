@@ -47,6 +47,12 @@ METHOD_ROLES: dict[str, dict[str, Role]] = {
     # Vertex AI compatibility (vertex/): Vertex's PredictionService under its own names.
     "google.cloud.aiplatform.v1.PredictionService": dict(Explain=PREDICT, Predict=PREDICT),
     "google.cloud.aiplatform.v1beta1.PredictionService": dict(Explain=PREDICT, Predict=PREDICT),
+    **{f"google.cloud.aiplatform.{version}.ModelService": dict(
+        GetModel=PREDICT, ListModels=PREDICT, UploadModel=ADMIN, DeleteModel=ADMIN, UpdateExplanationDataset=ADMIN)
+       for version in ("v1", "v1beta1")},
+    **{f"google.cloud.aiplatform.{version}.EndpointService": dict(
+        GetEndpoint=PREDICT, ListEndpoints=PREDICT, CreateEndpoint=ADMIN, UpdateEndpoint=ADMIN,
+        DeleteEndpoint=ADMIN, DeployModel=ADMIN, UndeployModel=ADMIN) for version in ("v1", "v1beta1")},
     **{f"google.cloud.aiplatform.{version}.JobService": dict(
         CreateBatchPredictionJob=ADMIN, GetBatchPredictionJob=PREDICT, ListBatchPredictionJobs=PREDICT,
         CancelBatchPredictionJob=ADMIN, DeleteBatchPredictionJob=ADMIN) for version in ("v1", "v1beta1")},

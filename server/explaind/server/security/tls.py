@@ -96,7 +96,6 @@ class ReloadingCertificates:
         self._signature = files.signature()
         self._material = load_material(files, alpn)      # bad files fail the start
         self._failed_signature = None
-        self.generation = 0                               # +1 per certificate taken
 
     @property
     def mutual(self) -> bool:
@@ -117,7 +116,6 @@ class ReloadingCertificates:
                         raise OSError(signature[1])
                     self._material = load_material(self.files, self._alpn)
                     self._signature = signature
-                    self.generation += 1
                     log.info("TLS certificate reloaded", extra={"cert": self.files.cert})
                 except (OSError, ValueError, ssl.SSLError) as e:
                     # Often a rotation caught half-way (new cert, old key): the next

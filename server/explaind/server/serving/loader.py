@@ -7,7 +7,7 @@ import os
 import shutil
 import uuid
 
-from ..index.example_index import ExampleIndex
+from ..index.meta import IndexMeta
 from ..store.models import ModelRecord, ModelStore
 from .servables import Servable, load_servable
 
@@ -29,7 +29,7 @@ class BuildLoader:
 
     def load(self, record: ModelRecord) -> Servable:
         build_dir = self._local_build(record) if record.build_id else None
-        segment_names = ExampleIndex.segments_of(build_dir) if build_dir else []
+        segment_names = IndexMeta.read(build_dir).segment_names if build_dir else []
         segments_dir = self._local_segments(record, segment_names) if build_dir else None
         servable = load_servable(record, build_dir, self.use_gpu, segments_dir)
         log.info("model loaded", extra={"model": record.model.name, "build": record.build_id})

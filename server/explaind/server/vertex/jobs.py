@@ -8,47 +8,44 @@ under the caller's project and location (explaind has one namespace).
     input_config           instances_format and gcs_source.uris: any URI the uploads take
     output_config          predictions_format jsonl; gcs_destination.output_uri_prefix
     generate_explanation   false: predictions only
-    explanation_spec       overrides the model's spec field by field, as Vertex does: parameters
-                           as an Explain override's; of the metadata, input_baselines (other
-                           fields equal to the model's, else refused); for example-based models,
-                           parameters.examples.neighbor_count (presets and the search config are
-                           the index's: equal to the model's, else refused)
+    explanation_spec       overrides the model's spec field by field, as Vertex does, by the rule of
+                           a deployment's spec (control/deployments.py): attribution parameters,
+                           input baselines, examples' neighbor_count; any other field it sets must
+                           equal the model's
+    dedicated_resources    accepted and ignored: the job runs on explaind's build runners
     model_parameters       refused unless empty
     manual_batch_tuning_parameters.batch_size   rows per model run
 """
 from __future__ import annotations
 
 import re
-import uuid
 
 import grpc
 from google.longrunning import operations_pb2
-from google.protobuf import any_pb2, empty_pb2, json_format
+from google.protobuf import empty_pb2, json_format
 
-from explaind.v1 import batch_service_pb2, explanation_pb2
+from explaind.v1 import batch_service_pb2
 from explaind.vertex.v1 import job_service_pb2 as js
 
-from ..api import names
 from ..api.status import translate_errors
 from ..batch.manager import VERTEX_KEY, metadata_of, request_of
-from ..control import page_tokens
 from ..control.batch_jobs import BatchJobs
+from ..control.deployments import deployment_override
+from ..control.resource_filter import Listed, page_of, parse_filter, seconds
 from ..errors import ExplaindError, InvalidArgument
-from ..methods import Method, method_of
 from ..serving.requests import reject_parameters
 from ..store.operations import OperationRecord
+from . import names
+from .operations import VertexOperation, VertexOperations
 from .prediction import reject_unknown_fields
 
 VERSIONS = ("v1", "v1beta1")
 SERVICES = tuple(f"google.cloud.aiplatform.{version}.JobService" for version in VERSIONS)
 JOB = "batch_prediction_job"
 State = batch_service_pb2.JobState
-SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-PARENT = re.compile(rf"^projects/(?P<project>{SEGMENT})/locations/(?P<location>{SEGMENT})$")
-JOB_NAME = re.compile(rf"^(?P<parent>projects/{SEGMENT}/locations/{SEGMENT})/batchPredictionJobs/(?P<id>[A-Za-z0-9_-]{{1,128}})$")
-MODEL_VERSIONS = ("1", "default")   # explaind keeps one version of a model
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
+JOB_NAME = re.compile(rf"^(?P<parent>projects/{names.SEGMENT}/locations/{names.SEGMENT})"
+                      r"/batchPredictionJobs/(?P<id>[A-Za-z0-9_-]{1,128})$")
+SPEC = f"{JOB}.explanation_spec"
 # explaind.v1 request fields -> the Vertex field an error names.
 FIELDS = (("uris", f"{JOB}.input_config.gcs_source.uris"),
           ("instances_format", f"{JOB}.input_config.instances_format"),
@@ -62,11 +59,12 @@ FIELDS = (("uris", f"{JOB}.input_config.gcs_source.uris"),
 
 
 class VertexJobs:
-    def __init__(self, jobs: BatchJobs):
+    def __init__(self, jobs: BatchJobs, operations: VertexOperations):
         self.jobs = jobs
+        self.operations = operations       # a delete answers one of Vertex's operations
 
     async def create(self, request: js.CreateBatchPredictionJobRequest) -> js.BatchPredictionJob:
-        parent = parent_of(request.parent)
+        parent = names.parent(request.parent).name
         reject_unknown_fields(request)
         job = request.batch_prediction_job
         explain = explain_request(job)
@@ -74,7 +72,11 @@ class VertexJobs:
         if job.HasField("explanation_spec"):
             model = await self.jobs.published(explain.model.partition("/")[2])
             if model is not None:          # else the job's creation says NOT_FOUND
-                check_against(job.explanation_spec, model.model.explanation_spec)
+                # Over the model's spec field by field, as a deployment's (one rule: control/deployments.py).
+                override = deployment_override(job.explanation_spec, model.model.explanation_spec, SPEC,
+                                               "a batch job")
+                if override is not None:
+                    explain.explanation_spec_override.CopyFrom(override)
             echo["explanationSpec"] = json_format.MessageToDict(job.explanation_spec)
         with vertex_fields():
             record = await self.jobs.create(explain, echo)
@@ -85,42 +87,29 @@ class VertexJobs:
         return job_view(await self.jobs.get(job_id), parent)
 
     async def list(self, request: js.ListBatchPredictionJobsRequest) -> js.ListBatchPredictionJobsResponse:
-        parent = parent_of(request.parent)
-        wanted = parse_filter(request.filter)
-        if request.page_size < 0:
-            raise InvalidArgument(f"must be >= 0, got {request.page_size}", field="page_size")
-        size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
-        after = page_tokens.decode(request.page_token)
-        response = js.ListBatchPredictionJobsResponse()
-        views = [job_view(r, parent) for r in await self.jobs.list() if r.op_id > after]
-        matching = [(view.name.rpartition("/")[2], view) for view in views if wanted(view)]
-        for job_id, view in matching[:size]:
-            response.batch_prediction_jobs.append(view)
-        if len(matching) > size:
-            response.next_page_token = page_tokens.encode(matching[size - 1][0])
-        return response
+        """Oldest first, filtered (resource_filter: display_name, labels and state) and paged as
+        Vertex's other lists."""
+        parent = names.parent(request.parent).name
+        wanted = parse_filter(request.filter, states=tuple(State.keys()))
+        views = [job_view(r, parent) for r in await self.jobs.list()]
+        views.sort(key=lambda view: (seconds(view.create_time), view.name))
+        page, token = page_of([v for v in views if wanted(_listed(v))], request.page_size, request.page_token)
+        return js.ListBatchPredictionJobsResponse(batch_prediction_jobs=page, next_page_token=token)
 
     async def cancel(self, name: str) -> empty_pb2.Empty:
         _, job_id = job_name(name)
         await self.jobs.cancel(job_id)
         return empty_pb2.Empty()
 
-    async def delete(self, name: str, version: str) -> operations_pb2.Operation:
-        """Forgets an ended job; Vertex answers an operation, done at once here."""
+    async def delete(self, name: str, version: str) -> VertexOperation:
+        """Forgets an ended job (FAILED_PRECONDITION while it runs), as a Vertex operation done at once."""
         parent, job_id = job_name(name)
-        await self.jobs.delete(job_id)
-        operation = operations_pb2.Operation(name=f"{parent}/operations/{uuid.uuid4().int % 10**18}", done=True)
-        operation.metadata.CopyFrom(any_pb2.Any(
-            type_url=f"type.googleapis.com/google.cloud.aiplatform.{version}.DeleteOperationMetadata"))
-        operation.response.Pack(empty_pb2.Empty())
-        return operation
+        await self.jobs.get(job_id)
 
-
-def parent_of(name: str) -> str:
-    if PARENT.fullmatch(name) is None:
-        raise InvalidArgument(f"expected 'projects/{{project}}/locations/{{location}}', got {name[:200]!r}",
-                              field="parent")
-    return name
+        async def work():
+            await self.jobs.delete(job_id)
+            return empty_pb2.Empty()
+        return await self.operations.run("delete", version, parent, work())
 
 
 def job_name(name: str) -> tuple[str, str]:
@@ -133,10 +122,8 @@ def job_name(name: str) -> tuple[str, str]:
 
 
 def model_id_of(name: str) -> str:
-    base, _, version = name.partition("@")
-    if version and version not in MODEL_VERSIONS:
-        raise InvalidArgument(f"explaind keeps one version of a model (@1); got @{version[:50]}", field=f"{JOB}.model")
-    return names.model_id(base, field=f"{JOB}.model")
+    """The model id of a model's resource name ("@1" accepted: explaind keeps one version)."""
+    return names.resource(name, "models", field=f"{JOB}.model")[1]
 
 
 def explain_request(job: js.BatchPredictionJob) -> batch_service_pb2.BatchExplainRequest:
@@ -161,65 +148,7 @@ def explain_request(job: js.BatchPredictionJob) -> batch_service_pb2.BatchExplai
         batch_size=job.manual_batch_tuning_parameters.batch_size)
     if job.HasField("instance_config"):
         request.instance_config.CopyFrom(job.instance_config)
-    if job.HasField("explanation_spec"):
-        request.explanation_spec_override.CopyFrom(SpecOverride(job.explanation_spec).override())
     return request
-
-
-class SpecOverride:
-    """A job's explanation_spec as an Explain override. The model's spec is compared where
-    a field cannot be overridden; the job's creation does that (`check_against`)."""
-
-    def __init__(self, spec: explanation_pb2.ExplanationSpec):
-        self.spec = spec
-
-    def override(self) -> explanation_pb2.ExplanationSpecOverride:
-        out = explanation_pb2.ExplanationSpecOverride()
-        parameters = self.spec.parameters
-        if method_of(parameters) is Method.EXAMPLES:
-            for field in ("top_k", "output_indices"):
-                if parameters.HasField(field) if field == "output_indices" else getattr(parameters, field):
-                    raise InvalidArgument("does not apply to example-based explanations",
-                                          field=f"{JOB}.explanation_spec.parameters.{field}")
-            if parameters.examples.neighbor_count:
-                out.examples_override.neighbor_count = parameters.examples.neighbor_count
-        elif self.spec.HasField("parameters"):
-            out.parameters.CopyFrom(parameters)
-        for name, entry in self.spec.metadata.inputs.items():
-            if len(entry.input_baselines):
-                out.metadata.inputs[name].input_baselines.extend(entry.input_baselines)
-        return out
-
-
-def check_against(spec: explanation_pb2.ExplanationSpec, model_spec: explanation_pb2.ExplanationSpec) -> None:
-    """INVALID_ARGUMENT for a part of a job's spec that differs from the model's and no
-    Explain override can change: the index's build settings, the metadata beyond baselines."""
-    field = f"{JOB}.explanation_spec"
-    if method_of(spec.parameters) is Method.EXAMPLES:
-        ours, theirs = spec.parameters.examples, model_spec.parameters.examples
-        for name in ("presets", "nearest_neighbor_search_config", "gcs_source", "example_gcs_source"):
-            if ours.HasField(name) and getattr(ours, name) != getattr(theirs, name):
-                raise InvalidArgument("is the index's, fixed when the model was uploaded: leave it unset (or "
-                                      "as the model's), or upload the model again with it",
-                                      field=f"{field}.parameters.examples.{name}")
-    metadata, model_metadata = spec.metadata, model_spec.metadata
-    for part in ("outputs", "feature_attributions_schema_uri", "latent_space_source"):
-        if _set(metadata, part) and getattr(metadata, part) != getattr(model_metadata, part):
-            raise InvalidArgument("cannot differ from the model's (only input_baselines can be overridden)",
-                                  field=f"{field}.metadata.{part}")
-    for name, entry in metadata.inputs.items():
-        model_entry = model_metadata.inputs.get(name)
-        for descriptor, value in entry.ListFields():
-            if descriptor.name == "input_baselines":
-                continue
-            if model_entry is None or getattr(model_entry, descriptor.name) != value:
-                raise InvalidArgument("cannot differ from the model's (only input_baselines can be overridden)",
-                                      field=f"{field}.metadata.inputs[{name}].{descriptor.name}")
-
-
-def _set(message, name: str) -> bool:
-    value = getattr(message, name)
-    return len(value) > 0 if hasattr(value, "__len__") else bool(value)
 
 
 def job_view(record: OperationRecord, parent: str) -> js.BatchPredictionJob:
@@ -255,69 +184,9 @@ def job_view(record: OperationRecord, parent: str) -> js.BatchPredictionJob:
     return job
 
 
-# --- filter: state, display_name and labels, as Vertex lists jobs ---
-TOKEN = re.compile(r'\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<op>!=|=)|(?P<word>[^\s"=!]+))')
-FIELD = re.compile(r"^(state|display_name|displayName|labels\.[A-Za-z0-9_.-]{1,63})$")
-MAX_FILTER_CHARS = 2000
-
-
-def parse_filter(text: str):
-    """`filter` of ListBatchPredictionJobs: terms `state=JOB_STATE_SUCCEEDED`, `display_name="a job"`,
-    `labels.team=vision` (= or !=; NOT or - before a term), joined by AND, or by OR (not both).
-    Anything else is INVALID_ARGUMENT naming `filter`."""
-    if len(text) > MAX_FILTER_CHARS:
-        raise InvalidArgument(f"at most {MAX_FILTER_CHARS} characters, got {len(text)}", field="filter")
-    tokens = _tokens(text)
-    terms, joins = [], set()
-    while tokens:
-        terms.append(_term(tokens))
-        if tokens:
-            join = tokens.pop(0)
-            if join not in (("word", "AND"), ("word", "OR")) or not tokens:
-                raise InvalidArgument(f"expected AND or OR between two terms, got {join[1][:60]!r}", field="filter")
-            joins.add(join[1])
-    if len(joins) > 1:
-        raise InvalidArgument("join terms by AND or by OR, not both", field="filter")
-    joined = any if joins == {"OR"} else all
-    return lambda job: joined(term(job) for term in terms)
-
-
-def _tokens(text: str) -> list[tuple[str, str]]:
-    out, position = [], 0
-    while text[position:].strip():
-        match = TOKEN.match(text, position)
-        if match is None:
-            raise InvalidArgument(f"cannot read {text[position:position + 40]!r}", field="filter")
-        kind = match.lastgroup
-        out.append((kind, match.group(kind)))
-        position = match.end()
-    return out
-
-
-def _term(tokens: list[tuple[str, str]]):
-    negated = False
-    if tokens and tokens[0] in (("word", "NOT"), ("word", "-")):
-        negated = bool(tokens.pop(0))
-    elif tokens and tokens[0][0] == "word" and tokens[0][1].startswith("-"):
-        negated, tokens[0] = True, ("word", tokens[0][1][1:])
-    if len(tokens) < 3 or tokens[0][0] != "word" or not FIELD.match(tokens[0][1]) or tokens[1][0] != "op" \
-            or tokens[2][0] == "op":
-        shown = " ".join(value for _, value in tokens[:3])
-        raise InvalidArgument(f"cannot read {shown[:100]!r}; filter on state, display_name or labels.KEY with = "
-                              "or !=", field="filter")
-    (_, key), (_, operator), (_, value) = tokens.pop(0), tokens.pop(0), tokens.pop(0)
-    if key == "state":
-        if value not in State.keys():
-            raise InvalidArgument(f"unknown state {value[:60]!r}; one of {', '.join(State.keys())}", field="filter")
-        wanted = State.Value(value)
-        read = lambda job: job.state == wanted  # noqa: E731
-    elif key in ("display_name", "displayName"):
-        read = lambda job: job.display_name == value  # noqa: E731
-    else:
-        label = key.partition(".")[2]
-        read = lambda job: job.labels.get(label) == value  # noqa: E731
-    equal = operator == "="
-    return lambda job: (read(job) == equal) != negated
+def _listed(view: js.BatchPredictionJob) -> Listed:
+    return Listed(view.display_name, dict(view.labels), seconds(view.create_time), seconds(view.update_time),
+                  State.Name(view.state))
 
 
 # --- errors: explaind.v1 fields named as Vertex's ---
@@ -347,8 +216,12 @@ METHODS = {
     "CancelBatchPredictionJob": (js.CancelBatchPredictionJobRequest, empty_pb2.Empty,
                                  lambda jobs, r, v: jobs.cancel(r.name)),
     "DeleteBatchPredictionJob": (js.DeleteBatchPredictionJobRequest, operations_pb2.Operation,
-                                 lambda jobs, r, v: jobs.delete(r.name, v)),
+                                 lambda jobs, r, v: _proto(jobs.delete(r.name, v))),
 }
+
+
+async def _proto(view) -> operations_pb2.Operation:
+    return (await view).to_proto()
 
 
 def _handler(jobs: VertexJobs, behaviour, version: str):

@@ -69,11 +69,7 @@ class JobRoutes:
         return _answer_json({})
 
     async def delete(self, request: web.Request) -> web.Response:
-        operation = await self.jobs.delete(_name(request), request.match_info["version"])
-        # Vertex's DeleteOperationMetadata is not among explaind's messages: its JSON is written here.
-        return _answer_json({"name": operation.name, "done": True,
-                             "metadata": {"@type": operation.metadata.type_url, "genericMetadata": {}},
-                             "response": {"@type": "type.googleapis.com/google.protobuf.Empty"}})
+        return _answer_json((await self.jobs.delete(_name(request), request.match_info["version"])).to_json())
 
 
 def _parent(request: web.Request) -> str:

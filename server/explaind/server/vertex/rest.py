@@ -11,16 +11,17 @@ Bodies and answers are Vertex's JSON (the protobuf JSON mapping, camelCase
 out); errors are Google's REST error objects. aiohttp serves HTTP inside the
 daemon's event loop; handlers only translate and call the control plane or
 VertexPrediction. The port speaks TLS with the gRPC port's certificate when
-one is configured, and each route needs the role of its gRPC twin
-(`GRPC_TWINS`, checked by the same Authorizer: bearer tokens in the
-Authorization header, or the client certificate under mutual TLS).
+one is configured. Every call goes through the daemon's Admission, the one
+the gRPC port uses (request id, access log, auth, drain, the concurrency
+limit shared by both ports); each route needs the role of its gRPC twin
+(`GRPC_TWINS`: bearer tokens in the Authorization header, or the client
+certificate under mutual TLS).
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
-import uuid
 
 import grpc
 from aiohttp import web
@@ -32,21 +33,19 @@ from explaind.v1 import model_service_pb2
 from explaind.vertex.v1 import prediction_service_pb2 as v1
 from explaind.vertex.v1beta1 import prediction_service_pb2 as v1beta1
 
+from ..admission import REQUEST_ID_KEY, Admission, request_id_of
 from ..api.status import status_of
 from ..control.control_plane import ControlPlane
 from ..errors import ExplaindError, InvalidArgument, NotFound
 from ..logging_setup import request_id_var
-from ..metrics import Metrics
 from ..security.auth import http_certificate_names
 from ..store.operations import model_of
 from .prediction import VertexPrediction
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("explaind.access")
 
 PARENT = "/{version:v1|v1beta1}/projects/{project:[^/:]+}/locations/{location:[^/:]+}"
 ID = "[A-Za-z0-9._-]+"
-REQUEST_ID = "x-request-id"
 # Route -> the gRPC method whose role (security/roles.py) it needs.
 GRPC_TWINS = {
     "upload": "/explaind.v1.ModelService/UploadModel",
@@ -71,23 +70,20 @@ HTTP_STATUS = {
 class RestApi:
     """The aiohttp application and its listening site."""
 
-    def __init__(self, vertex: VertexPrediction, control: ControlPlane, metrics: Metrics, *, max_body_bytes: int,
-                 max_concurrent_calls: int, draining=lambda: False, authorizer=None, ssl_context=None,
-                 jobs=None):
-        """`authorizer`: security.auth.Authorizer (None: every call may go ahead);
-        `ssl_context`: TLS for the port (None: plain HTTP); `jobs`: vertex/jobs_rest.JobRoutes
-        (Vertex's JobService: batch prediction jobs)."""
+    def __init__(self, vertex: VertexPrediction, control: ControlPlane, admission: Admission, *,
+                 max_body_bytes: int, ssl_context=None, resources=None, jobs=None):
+        """`admission`: the daemon's, shared with the gRPC port; `ssl_context`: TLS
+        for the port (None: plain HTTP); `resources`: vertex/resources_rest.ResourceRoutes
+        (models, endpoints, operations as Vertex's resources); `jobs`:
+        vertex/jobs_rest.JobRoutes (Vertex's JobService: batch prediction jobs)."""
         self.vertex = vertex
         self.twins = dict(GRPC_TWINS)
+        self.resources = resources
         self.control = control
-        self.authorizer = authorizer
+        self.admission = admission
         self.ssl_context = ssl_context
-        self.max_concurrent_calls = max_concurrent_calls
-        self.draining = draining
-        self._active = 0
         self._runner: web.AppRunner | None = None
-        self.metrics = metrics
-        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._guard])
+        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._admit])
         self.app.router.add_post(PARENT + "/models:upload", self.upload, name="upload")
         self.app.router.add_get(PARENT + "/operations/{operation:" + ID + "}", self.get_operation,
                                 name="get_operation")
@@ -95,6 +91,8 @@ class RestApi:
                                 self.get_operation, name="get_model_operation")
         self.app.router.add_post(PARENT + "/endpoints/{endpoint:" + ID + "}:explain", self.explain, name="explain")
         self.app.router.add_post(PARENT + "/endpoints/{endpoint:" + ID + "}:predict", self.predict, name="predict")
+        if resources is not None:
+            resources.add_to(self)
         if jobs is not None:
             jobs.add_to(self)
 
@@ -117,6 +115,8 @@ class RestApi:
     # --- routes ---
     async def upload(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
+        if self.resources is not None:
+            return await self.resources.upload(request, body)
         try:
             upload = payloads.upload_request(body)
         except payloads.PayloadError as e:
@@ -127,6 +127,8 @@ class RestApi:
         return _json(operation_json(operation, info))
 
     async def get_operation(self, request: web.Request) -> web.Response:
+        if self.resources is not None:
+            return await self.resources.get_operation(request)
         info = request.match_info
         operation = await self.control.get_operation(f"operations/{info['operation']}")
         if "model" in info and _model_id_of(operation) != info["model"]:
@@ -144,40 +146,38 @@ class RestApi:
         predict.endpoint = _endpoint_name(request)
         return _json(json_format.MessageToDict(await self.vertex.predict(predict, None)))
 
-    # --- every call: request id, drain, concurrency bound, errors, log, metrics ---
+    # --- every call: admission (request id, auth, drain, limit, access log), metrics, errors ---
     @web.middleware
-    async def _guard(self, request: web.Request, handler):
-        request_id = (request.headers.get(REQUEST_ID) or uuid.uuid4().hex)[:128]
+    async def _admit(self, request: web.Request, handler):
+        admission, metrics = self.admission, self.admission.metrics
+        request_id = request_id_of(request.headers.get(REQUEST_ID_KEY))
         token = request_id_var.set(request_id)
         route = request.match_info.route.name or "unmatched"
         start = time.perf_counter()
         try:
-            response = await self._answer(request, handler)
+            twin = self.twins.get(route)      # None (no route matched): nothing to authorize, 404 follows
+            method = twin.format(version=request.match_info.get("version", "v1")) if twin else None
+            refusal = admission.admit(method, lambda: _credentials(request))
+            if refusal is not None:
+                response = error_response(refusal.code, refusal.message)
+            else:
+                try:
+                    response = await self._answer(request, handler)
+                finally:
+                    admission.release()
+                    admission.done()
         finally:
             request_id_var.reset(token)
-        response.headers[REQUEST_ID] = request_id
-        elapsed = time.perf_counter() - start
-        self.metrics.http_requests.labels(route, str(response.status)).inc()
-        self.metrics.http_request_seconds.labels(route).observe(elapsed)
-        access_log.log(logging.WARNING if response.status >= 500 else logging.INFO, "%s %s %s",
-                       request.method, request.path, response.status,
-                       extra={"method": f"{request.method} {request.path[:300]}", "code": response.status,
-                              "duration_ms": round(elapsed * 1000, 3), "request_id": request_id,
-                              "peer": request.remote or ""})
+        response.headers[REQUEST_ID_KEY] = request_id
+        seconds = time.perf_counter() - start
+        if metrics is not None:
+            metrics.http_requests.labels(route, str(response.status)).inc()
+            metrics.http_request_seconds.labels(route).observe(seconds)
+        admission.log_call(f"{request.method} {request.path[:300]}", response.status, response.status >= 500,
+                           seconds, request_id, request.remote or "")
         return response
 
     async def _answer(self, request: web.Request, handler) -> web.StreamResponse:
-        refusal = self._refusal(request)
-        if refusal is not None:
-            if self.metrics is not None:
-                self.metrics.rejected_calls.labels(reason=refusal.reason).inc()
-            return error_response(refusal.code, refusal.message)
-        if self.draining():
-            return error_response(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another replica")
-        if self._active >= self.max_concurrent_calls:
-            return error_response(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                  f"server is at its limit of {self.max_concurrent_calls} concurrent calls")
-        self._active += 1
         try:
             return await handler(request)
         except ExplaindError as e:
@@ -190,19 +190,14 @@ class RestApi:
         except Exception as e:  # noqa: BLE001 - a bug still answers a status that says what happened
             log.exception("unexpected error in %s", request.path[:300])
             return error_response(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e} (a server bug; see the log)")
-        finally:
-            self._active -= 1
 
 
-    def _refusal(self, request: web.Request):
-        """The Authorizer's refusal of this call, or None (no route matched: 404 follows)."""
-        twin = self.twins.get(request.match_info.route.name or "")
-        if self.authorizer is None or twin is None:
-            return None
-        names, shown = http_certificate_names(request.transport.get_extra_info("peercert")
-                                              if request.transport is not None else None)
-        return self.authorizer.check(twin.format(version=request.match_info.get("version", "v1")),
-                                     request.headers.getall("Authorization", []), names, shown)
+def _credentials(request: web.Request):
+    """What the Authorizer reads from an HTTP call: the Authorization headers and,
+    under mutual TLS, the verified client certificate."""
+    names, shown = http_certificate_names(request.transport.get_extra_info("peercert")
+                                          if request.transport is not None else None)
+    return request.headers.getall("Authorization", []), names, shown
 
 
 def operation_json(operation: operations_pb2.Operation, info) -> dict:

@@ -40,7 +40,7 @@ class IndexSummary:
     def of(cls, index: ExampleIndex, options: BuildOptions) -> "IndexSummary":
         return cls(size=index.live_count, dimensions=index.dimensions, info=index.info, config=index.config,
                    segment_names=tuple(index.segment_names),
-                   added_since_training=index.lineage.added if index.kind == "ivf_pq" else 0,
+                   added_since_training=index.added_since_training,
                    retrain_recommended=index.retrain_due(options.retrain_added_fraction),
                    last_update=tuple(index.last_update))
 

@@ -1,0 +1,162 @@
+"""Admission: what every call goes through around its handler, whatever the
+surface that received it.
+
+One `Admission` per daemon, shared by the gRPC interceptor (interceptors.py)
+and the REST middleware (vertex/rest.py), so there is one count of calls in
+flight: --max-concurrent-calls bounds gRPC and REST together, the drain waits
+for both, and both write the same access log. Per call, a surface:
+
+1. takes the request id (`request_id_of`: the caller's x-request-id, bounded,
+   or a new one) and sets it for the logs (request_id_var);
+2. asks `admit(method, credentials, exempt)`: auth (the Authorizer, for the
+   gRPC method the call is or stands for), then the drain, then the limit.
+   A refusal is counted in explaind_rejected_calls_total and answered by the
+   surface in its own terms; unauthenticated calls never count as in flight.
+   An admitted call holds a slot of the limit until `release()` (its handler
+   returned) and is in flight until `done()` (its answer went out);
+3. writes one access-log line (`log_call`) and its own metrics.
+
+Health and reflection (`exempt`) are neither refused nor counted by the drain
+and the limit: a NOT_SERVING health answer is how a load balancer learns to
+stop, and probes must keep answering under load.
+
+Counters are plain integers: every surface runs on the daemon's event loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from typing import Callable, Iterable
+
+import grpc
+
+access_log = logging.getLogger("explaind.access")
+
+REQUEST_ID_KEY = "x-request-id"
+MAX_REQUEST_ID_CHARS = 128        # the caller chose it; keep log lines bounded
+EXEMPT_SERVICES = frozenset({
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+})
+
+# (authorization values, client-certificate names, the certificate's subject to show)
+Credentials = tuple[Iterable, set, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """A call refused before any work: its status and explaind_rejected_calls_total's reason."""
+    code: grpc.StatusCode
+    message: str
+    reason: str
+
+
+DRAINING = Refusal(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another replica", "draining")
+
+
+def request_id_of(value) -> str:
+    """The caller's request id (str or bytes), bounded, or a new one."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value[:MAX_REQUEST_ID_CHARS] if value else uuid.uuid4().hex
+
+
+class Admission:
+    def __init__(self, metrics=None, *, max_concurrent_calls: int = 0, authorizer=None,
+                 logger: logging.Logger = access_log):
+        """`metrics`: a Metrics (None: nothing counted); `max_concurrent_calls`: 0 for no
+        limit; `authorizer`: security.auth.Authorizer (None: every caller may call)."""
+        if max_concurrent_calls < 0:
+            raise ValueError(f"max_concurrent_calls must be >= 0, got {max_concurrent_calls}")
+        self.metrics = metrics
+        self.authorizer = authorizer
+        self.max_concurrent_calls = max_concurrent_calls
+        self._log = logger
+        self._at_limit = Refusal(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"server is at its limit of {max_concurrent_calls} concurrent calls; retry with backoff, or raise "
+            "the limit (max_concurrent_calls) or add replicas", "concurrency_limit")
+        self._active = 0          # holding a slot of the limit: until the handler returns
+        self._inflight = 0        # what the drain waits for: until the answer has gone out
+        self._draining = False
+        self._idle: asyncio.Event | None = None     # created on the loop, lazily
+
+    # -- the decision ---------------------------------------------------------
+    def admit(self, method: str | None, credentials: Callable[[], Credentials], exempt: bool = False
+              ) -> Refusal | None:
+        """None: the call goes ahead (unless exempt, it now holds a slot and is in
+        flight: call release() and done()). `method`: the gRPC method path the
+        call is or stands for (None: no such method, nothing to authorize);
+        `credentials()` is asked only when an authorizer needs them."""
+        if method is not None and self.authorizer is not None:
+            refusal = self.authorizer.check(method, *credentials())
+            if refusal is not None:
+                return self._refused(refusal)
+        if exempt:
+            return None
+        if self._draining:
+            return self._refused(DRAINING)
+        if self.max_concurrent_calls and self._active >= self.max_concurrent_calls:
+            return self._refused(self._at_limit)
+        self._active += 1
+        self._inflight += 1
+        if self.metrics is not None:
+            self.metrics.inflight_calls.inc()
+        return None
+
+    def _refused(self, refusal: Refusal) -> Refusal:
+        if self.metrics is not None:
+            self.metrics.rejected_calls.labels(reason=refusal.reason).inc()
+        return refusal
+
+    def release(self) -> None:
+        """An admitted call's handler returned: its slot of the limit is free."""
+        self._active -= 1
+
+    def done(self, *_ignored) -> None:
+        """An admitted call's answer has gone out (usable as a done callback)."""
+        self._inflight -= 1
+        if self.metrics is not None:
+            self.metrics.inflight_calls.dec()
+        if self._inflight == 0 and self._idle is not None:
+            self._idle.set()
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    # -- the drain (GracefulShutdown's `drain`) --------------------------------
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def start_draining(self) -> None:
+        """From now on new calls are refused with UNAVAILABLE; those in flight finish."""
+        self._draining = True
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no call is in flight; False if `timeout` seconds passed first."""
+        if self._inflight == 0:
+            return True
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        self._idle.clear()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return self._inflight == 0
+
+    # -- the access log ---------------------------------------------------------
+    def log_call(self, method: str, code, server_side: bool, seconds: float, request_id: str, peer: str) -> None:
+        """One line per call on "explaind.access"; a warning when the server is at fault."""
+        self._log.log(logging.WARNING if server_side else logging.INFO, "%s %s", method, code,
+                      extra={"method": method, "code": code, "duration_ms": round(seconds * 1000, 3),
+                             "request_id": request_id, "peer": peer})
