@@ -27,7 +27,7 @@ from ..errors import FailedPrecondition, InvalidArgument, PermissionDenied, Reso
 from ..serving.requests import Limits
 from ..store.operations import OperationRecord
 from ..security import uris as allowed_uris
-from .job import ENDED, BatchJob, BatchPlan, State
+from .job import BatchJob, BatchPlan, State
 from .layout import JobOutput, job_folder_name
 from .spec import JobSpec, read_request
 from .task import BatchOptions, BatchTask
@@ -211,7 +211,3 @@ def _recordable(request: batch_service_pb2.BatchExplainRequest) -> dict:
         return json_format.MessageToDict(request)
     except (json_format.SerializeToJsonError, ValueError) as e:
         raise InvalidArgument(f"cannot be recorded: {e}", field="explanation_spec_override") from None
-
-
-def is_ended(meta: batch_service_pb2.BatchExplainOperationMetadata) -> bool:
-    return meta.state in ENDED
