@@ -23,7 +23,7 @@ from explaind.v1 import batch_service_pb2
 from ..builds.operation_job import JobServices, stale_operations
 from ..builds.runners import LOCAL, THREAD, choose_runner
 from ..config import use_gpu
-from ..errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
+from ..errors import ExplaindError, FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
 from ..serving.requests import Limits
 from ..store.operations import OperationRecord
 from ..security import uris as allowed_uris
@@ -81,8 +81,13 @@ class BatchManager:
             raise PermissionDenied("batch jobs are turned off on this read-only server (--disable-model-uploads)")
         spec = read_request(request, self.models, self._limits(), self.settings.batch_max_failed_fraction,
                             self.settings.batch_size, self.settings.max_message_bytes)
-        runner = choose_runner(request.labels, LOCAL if self.settings.build_runner == THREAD
-                               else self.settings.build_runner, self.runners)
+        try:
+            # Never in the serving process: a daemon that builds on a thread runs jobs in a build process.
+            runner = choose_runner(request.labels, LOCAL if self.settings.build_runner == THREAD
+                                   else self.settings.build_runner, self.runners)
+        except ExplaindError as e:
+            e.field = (e.field or "").removeprefix("model.")      # the job's labels, not a model's
+            raise
         request_json = _recordable(request)
         with self._lock:
             if len(self._jobs) >= self.settings.max_concurrent_batch_jobs:
@@ -121,10 +126,13 @@ class BatchManager:
                          staging=output.staging, options=self._options(spec))
         job = BatchJob(self.services, BatchPlan(record, task, output, self.runners[runner]))
         self.operations.put(record)
+        # The caller's copy: the job's own record changes on its thread from now on.
+        answer = dataclasses.replace(record, operation=operations_pb2.Operation.FromString(
+            record.operation.SerializeToString()))
         with self._lock:
             self._jobs[op_id] = job
         self._pool.submit(self._run, job)
-        return record, job
+        return answer, job
 
     def _run(self, job: BatchJob) -> None:
         try:
