@@ -305,6 +305,8 @@ def test_cancel_leaves_no_output(server, data, tmp_path):
     assert os.listdir(tmp_path / "out") == [f".explaind-staging-{job['name'].rpartition('/')[2]}"]
     status, answer = _http(server, "POST", f"/v1beta1/{job['name']}:cancel", {})
     assert (status, answer) == (200, {})
+    _, cancelling = _http(server, "GET", f"/v1beta1/{job['name']}")
+    assert cancelling["state"] in ("JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED")
     done = _wait_rest(server, job["name"], timeout=60)
     assert done["state"] == "JOB_STATE_CANCELLED" and done["error"]["code"] == code_pb2.CANCELLED
     assert int(done["completionStats"]["incompleteCount"]) > 0

@@ -145,6 +145,8 @@ def test_a_job_s_operation_shows_as_vertex_s_resource():
     assert (running.completion_stats.successful_count, running.completion_stats.failed_count,
             running.completion_stats.incomplete_count) == (4, 1, 5)
     assert not running.output_info.gcs_output_directory          # written only once SUCCEEDED
+    assert job_view(_record(State.JOB_STATE_RUNNING), "projects/p/locations/us", cancelling=True).state == \
+        State.JOB_STATE_CANCELLING
     assert running.create_time.seconds == 1_700_000_000
     done = job_view(_record(State.JOB_STATE_SUCCEEDED, done=True, output_directory="gs://b/out/prediction-m-x"),
                     "projects/p/locations/us")

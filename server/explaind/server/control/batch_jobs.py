@@ -34,6 +34,10 @@ class BatchJobs:
             raise NotFound(f"batch job {job_id[:200]!r} not found", field=field)
         return record
 
+    async def cancelling(self, record: OperationRecord) -> bool:
+        """A running job whose cancel was asked (from any replica) and has not ended yet."""
+        return not record.operation.done and await asyncio.to_thread(self.operations.cancel_requested, record.op_id)
+
     async def list(self) -> list[OperationRecord]:
         """Every batch job, by name."""
         return [r for r in await asyncio.to_thread(self.operations.list) if is_batch(r)]

@@ -84,14 +84,15 @@ class VertexJobs:
 
     async def get(self, name: str) -> js.BatchPredictionJob:
         parent, job_id = job_name(name)
-        return job_view(await self.jobs.get(job_id), parent)
+        record = await self.jobs.get(job_id)
+        return job_view(record, parent, await self.jobs.cancelling(record))
 
     async def list(self, request: js.ListBatchPredictionJobsRequest) -> js.ListBatchPredictionJobsResponse:
         """Oldest first, filtered (resource_filter: display_name, labels and state) and paged as
         Vertex's other lists."""
         parent = names.parent(request.parent).name
         wanted = parse_filter(request.filter, states=tuple(State.keys()))
-        views = [job_view(r, parent) for r in await self.jobs.list()]
+        views = [job_view(r, parent, await self.jobs.cancelling(r)) for r in await self.jobs.list()]
         views.sort(key=lambda view: (seconds(view.create_time), view.name))
         page, token = page_of([v for v in views if wanted(_listed(v))], request.page_size, request.page_token)
         return js.ListBatchPredictionJobsResponse(batch_prediction_jobs=page, next_page_token=token)
@@ -151,9 +152,11 @@ def explain_request(job: js.BatchPredictionJob) -> batch_service_pb2.BatchExplai
     return request
 
 
-def job_view(record: OperationRecord, parent: str) -> js.BatchPredictionJob:
-    """The job's operation as Vertex's BatchPredictionJob."""
+def job_view(record: OperationRecord, parent: str, cancelling: bool = False) -> js.BatchPredictionJob:
+    """The job's operation as Vertex's BatchPredictionJob (CANCELLING from the moment a cancel is asked)."""
     meta = metadata_of(record.operation)
+    if cancelling:
+        meta.state = State.JOB_STATE_CANCELLING
     request = request_of(record)
     echo = record.request.get(VERTEX_KEY, {})
     job = js.BatchPredictionJob(
