@@ -164,7 +164,7 @@ class Settings:
                                  at_least(1))
     max_concurrent_batch_jobs: int = setting(16, "batch jobs running or queued on a replica; one more is answered "
                                                  "RESOURCE_EXHAUSTED", "batch", at_least(1))
-    batch_size: int = setting(256, "rows per model run of a batch job (a job's batch size overrides it, up to "
+    batch_size: int = setting(1024, "rows per model run of a batch job (a job's batch size overrides it, up to "
                                    "--max-instances-per-request)", "batch", at_least(1))
     batch_rows_per_file: int = setting(100_000, "rows per results or errors file of a batch job", "batch",
                                        at_least(1))

@@ -16,7 +16,7 @@ from .instances import InstanceShape
 @dataclasses.dataclass(frozen=True)
 class BatchOptions:
     """The daemon's settings a job runs under."""
-    batch_size: int = 256                   # rows per model run (and per Explain call inside the job)
+    batch_size: int = 1024                  # rows per model run (and per Explain call inside the job)
     rows_per_file: int = 100_000            # rows per results or errors file
     max_failed_fraction: float = 0.1        # more failed rows than this fails the job
     limits: Limits = Limits()               # the online Explain's bounds (max_instances_per_request >= batch_size)
