@@ -56,9 +56,10 @@ def test_jsonl_rows_across_files_with_bad_lines_kept_as_errors(tmp_path):
 
 
 def test_csv_rows_are_arrays_of_cells_and_a_short_row_fails(tmp_path):
-    (tmp_path / "d.csv").write_text("a,b,c\n1,2.5,x\n\n4,5\n7,8,9\n")
+    (tmp_path / "d.csv").write_text("a,b,c\n1,2.5,x\n\n4,5\n7,8,9\nnan,inf,-1e999\n")
     rows = _read(InputFiles.expand([str(tmp_path / "d.csv")], "csv", "uris"))
     assert rows[0].value == [1, 2.5, "x"] and rows[0].value.header == ["a", "b", "c"]
+    assert rows[3].value == ["nan", "inf", "-1e999"]             # no JSON numbers: kept as text
     assert rows[1].error.code == grpc.StatusCode.INVALID_ARGUMENT and "2 columns, the header has 3" in rows[1].error.message
     assert rows[2].value == [7, 8, 9]
 

@@ -86,9 +86,14 @@ class RowExplainer:
 
     def answer(self, rows: list[Prepared]) -> list[bytes | RowError]:
         """Per row, its output line or why it failed."""
-        values = [to_value(row.instance) for row in rows]
         out: list[bytes | RowError | None] = [None] * len(rows)
-        pending = list(range(len(rows)))
+        values: list = [None] * len(rows)
+        for i, row in enumerate(rows):
+            try:
+                values[i] = to_value(row.instance)
+            except (ValueError, TypeError) as e:       # a CSV cell of "nan", say: no JSON value
+                out[i] = RowError(grpc.StatusCode.INVALID_ARGUMENT, f"instance: {e}")
+        pending = [i for i in range(len(rows)) if out[i] is None]
         while pending:
             try:
                 answers = self._call([values[i] for i in pending])
@@ -124,15 +129,18 @@ class RowExplainer:
             return [(p, None) for p in await self.plane.predict(self.model_id, values, None)]
         return self.loop.run_until_complete(call())
 
-    def _line(self, row: Prepared, prediction, explanation) -> bytes:
+    def _line(self, row: Prepared, prediction, explanation) -> bytes | RowError:
         line = {row.shown_as: row.shown}
-        if prediction is not None:
-            line["prediction"] = to_python(prediction)
-        if explanation is not None:
-            message = vertex.Explanation()
-            write_vertex_explanation(explanation, message)
-            line["explanation"] = json_format.MessageToDict(message)
-        return json.dumps(line).encode()
+        try:
+            if prediction is not None:
+                line["prediction"] = to_python(prediction)
+            if explanation is not None:
+                message = vertex.Explanation()
+                write_vertex_explanation(explanation, message)
+                line["explanation"] = json_format.MessageToDict(message)
+            return json.dumps(line, allow_nan=False).encode()
+        except ValueError as e:        # a model output of NaN or infinity: JSON has no such number
+            return RowError(grpc.StatusCode.INTERNAL, f"the answer cannot be written as JSON: {e}")
 
     def close(self) -> None:
         self.manager.unload(self.model_id)

@@ -21,6 +21,7 @@ import base64
 import csv
 import dataclasses
 import json
+import math
 from typing import Any, Iterator
 
 import grpc
@@ -134,8 +135,14 @@ def _csv(path: str, first: int) -> Iterator[Row]:
                 yield Row(position, _shown(",".join(cells)), where, RowError(
                     grpc.StatusCode.INVALID_ARGUMENT, f"{where}: {len(cells)} columns, the header has {len(header)}"))
             else:
-                yield Row(position, CsvRow([h.strip() for h in header], [parse_cell(c) for c in cells]), where)
+                yield Row(position, CsvRow([h.strip() for h in header], [_cell(c) for c in cells]), where)
             position += 1
+
+
+def _cell(text: str):
+    """A number when the cell reads as a finite one ("nan" and "inf" stay text: no JSON number)."""
+    value = parse_cell(text)
+    return value if not isinstance(value, float) or math.isfinite(value) else text
 
 
 class CsvRow(list):
