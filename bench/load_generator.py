@@ -7,7 +7,10 @@ daemon's CPU per call (user + system of its whole process tree, read from
 count) and the batches it formed (count, mean size and the share of batches
 of at most 8, 32 and 64 instances, from its own explaind_batch_size
 histogram). Raw FAISS batched search in one process is the ceiling, with its
-CPU per query (this process's CPU time over the timed loop).
+CPU per query (this process's CPU time over the timed loop): with FAISS's
+defaults, and with BLAS from 8 queries as the daemon sets it (FAISS 1.15's
+default keeps every batch on its pairwise kernel, several times the CPU). Both
+run with OMP_WAIT_POLICY=PASSIVE, as the daemon does.
 
     python bench/load_generator.py [--n 100000] [--d 128] [--clients 64] [--requests 20000]
                                    [--distance DOT_PRODUCT_DISTANCE,SQUARED_L2_DISTANCE]
@@ -31,14 +34,16 @@ import os
 import sys
 import time
 
-import faiss
-import grpc
-import numpy as np
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")     # as `explaind serve`; before FAISS loads OpenMP
+import faiss  # noqa: E402
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import ALGORITHMS, MEASURES, Daemon, batch_sizes, explain_requests, gpu_visible, percentiles, \
     raw_index  # noqa: E402
 
+from explaind.server.index.backend import BLAS_FROM_QUERIES  # noqa: E402
 from explaind.v1 import prediction_service_pb2_grpc  # noqa: E402
 
 MODEL = "load"
@@ -127,17 +132,22 @@ def measure(label: str, data, queries, args, distance: str, algorithm: str, *fla
             "cpu_ms": 1000 * cpu / max(1, len(latencies)), "batches": batches}
 
 
-def raw_faiss(data, queries, args, distance: str, algorithm: str) -> dict:
-    """Raw FAISS batched search in this process: queries/s and CPU per query."""
-    index = raw_index(data, algorithm, args.gpu, distance)
-    batch = args.max_batch_size
-    index.search(queries[:batch], 10)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    searched = 0
-    while searched < args.requests:
-        index.search(queries[searched % len(queries):][:batch], 10)
-        searched += batch
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+def raw_faiss(index, queries, args, blas_from: int) -> dict:
+    """Raw FAISS batched search in this process: queries/s and CPU per query, with
+    BLAS from `blas_from` queries a search."""
+    default = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = blas_from
+    try:
+        batch = args.max_batch_size
+        index.search(queries[:batch], 10)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        searched = 0
+        while searched < args.requests:
+            index.search(queries[searched % len(queries):][:batch], 10)
+            searched += batch
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = default
     return {"qps": searched / elapsed, "cpu_ms": 1000 * cpu / searched}
 
 
@@ -149,7 +159,11 @@ def _batches_text(batches: dict) -> str:
 
 
 def run_one(data, queries, args, distance: str, algorithm: str) -> None:
-    raw = raw_faiss(data, queries, args, distance, algorithm)
+    index = raw_index(data, algorithm, args.gpu, distance)
+    raws = [(f"raw FAISS, batches of {args.max_batch_size}",
+             raw_faiss(index, queries, args, faiss.cvar.distance_compute_blas_threshold)),
+            (f"  same, BLAS from {BLAS_FROM_QUERIES}", raw_faiss(index, queries, args, BLAS_FROM_QUERIES))]
+    del index
     batched = measure("daemon, batching", data, queries, args, distance, algorithm,
                       "--max-batch-size", str(args.max_batch_size),
                       "--max-queue-delay-ms", str(args.max_queue_delay_ms))
@@ -167,13 +181,15 @@ def run_one(data, queries, args, distance: str, algorithm: str) -> None:
     for r in rows:
         print(f"{r['label']:28}{r['qps']:8.0f}{r['p50']:9.2f}{r['p99']:9.2f}{r['p99.9']:10.2f}{r['cpu_ms']:13.3f}"
               f"  {_batches_text(r['batches'])}; {r['errors'] or '-'}")
-    print(f"{f'raw FAISS, batches of {args.max_batch_size}':28}{raw['qps']:8.0f}{'':28}{raw['cpu_ms']:13.3f}"
-          "  (CPU per query)")
-    line = (f"{measure_name} {algorithm}: daemon with batching / raw FAISS: QPS {rows[0]['qps'] / raw['qps']:.2f}x, "
-            f"CPU per call - raw CPU per query: {rows[0]['cpu_ms'] - raw['cpu_ms']:+.3f} ms")
+    for label, raw in raws:
+        print(f"{label:28}{raw['qps']:8.0f}{'':28}{raw['cpu_ms']:13.3f}  (CPU per query)")
+    for label, raw in raws:
+        print(f"{measure_name} {algorithm}: daemon with batching / {label.strip()}: "
+              f"QPS {rows[0]['qps'] / raw['qps']:.2f}x, "
+              f"CPU per call - raw CPU per query: {rows[0]['cpu_ms'] - raw['cpu_ms']:+.3f} ms")
     if args.unbatched:
-        line += f"; batching / no batching: {rows[0]['qps'] / rows[1]['qps']:.2f}x"
-    print(line, flush=True)
+        print(f"batching / no batching: {rows[0]['qps'] / rows[1]['qps']:.2f}x")
+    sys.stdout.flush()
 
 
 def _names(text: str, choices, what: str) -> list[str]:

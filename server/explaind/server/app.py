@@ -26,7 +26,7 @@ from .api.prediction import PredictionServicer
 from .builds.uploads import UploadManager
 from .config import Settings, use_gpu
 from .control.control_plane import ControlPlane
-from .index.backend import limit_cpu_threads
+from .index.backend import limit_cpu_threads, use_blas_for_batches
 from .interceptors import AdmissionInterceptor
 from .metrics import Metrics, stop_metrics_server
 from .security import RecordingServer, Security
@@ -72,6 +72,7 @@ class Daemon:
         self.uploads = UploadManager(self.models, self.operations, settings, self.metrics)
         self.uploads.on_update_published = self.manager.load     # an update serves here before its operation ends
         limit_cpu_threads(settings.index_threads)
+        use_blas_for_batches()
         self.engine = Engine(settings, self.metrics)
         self.data_plane = DataPlane(self.manager, self.engine, Limits.of(settings), self.metrics)
         self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager)
