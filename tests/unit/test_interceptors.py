@@ -248,3 +248,28 @@ def test_deadline_and_streams_are_counted_with_their_codes():
             await server.stop(0)
 
     run(main())
+
+
+def test_a_methods_handler_is_wrapped_once_and_again_when_its_service_changes():
+    interceptor = AdmissionInterceptor(Admission(Metrics(gpu_memory=False)), decode=True)
+    handlers = Handlers()
+    current = {"handler": grpc.unary_unary_rpc_method_handler(handlers.echo, request_deserializer=bytes)}
+
+    class Details:
+        method = f"/{SERVICE}/Echo"
+        invocation_metadata = ()
+
+    async def continuation(_details):
+        return current["handler"]
+
+    async def main():
+        first = await interceptor.intercept_service(continuation, Details())
+        again = await interceptor.intercept_service(continuation, Details())
+        current["handler"] = grpc.unary_unary_rpc_method_handler(handlers.hold, request_deserializer=bytes)
+        replaced = await interceptor.intercept_service(continuation, Details())
+        return first, again, replaced
+
+    first, again, replaced = run(main())
+    assert again is first
+    assert replaced is not first and replaced.unary_unary.__name__ == "hold"
+    assert first.request_deserializer is None        # decoded inside the scope, not by grpc

@@ -30,7 +30,6 @@ from .index.backend import limit_cpu_threads, use_blas_for_batches
 from .interceptors import AdmissionInterceptor
 from .metrics import Metrics, stop_metrics_server
 from .security import RecordingServer, Security
-from .security.decoding import DecodeInterceptor
 from .serving.data_plane import DataPlane
 from .serving.engine import Engine
 from .serving.loader import BuildLoader
@@ -107,7 +106,7 @@ class Daemon:
         # The first sync happens before the port opens, so a restarted replica serves at once.
         await asyncio.to_thread(self.source.poll)
         self.server = RecordingServer(grpc.aio.server(
-            interceptors=[AdmissionInterceptor(self.admission), DecodeInterceptor()],   # parsing last, inside it
+            interceptors=[AdmissionInterceptor(self.admission, decode=True)],   # parsing last, inside it
             options=self._server_options(), maximum_concurrent_rpcs=None))
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.control_plane), self.server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
