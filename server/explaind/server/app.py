@@ -77,7 +77,8 @@ class Daemon:
         self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager)
         # Request ids, access log, auth, drain and the concurrency limit: one for every surface.
         self.admission = Admission(self.metrics, max_concurrent_calls=settings.max_concurrent_calls,
-                                   authorizer=self.security.authorizer)
+                                   authorizer=self.security.authorizer,
+                                   access_log_sample=settings.access_log_sample)
         self.vertex = vertex.VertexCompat(settings, self.data_plane, self.control_plane, self.admission,
                                           self.security)
         self.health = health_aio.HealthServicer()

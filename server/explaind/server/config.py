@@ -188,6 +188,11 @@ class Settings:
                              one_of(*LOG_LEVELS, fold_case=True), metavar="LEVEL")
     log_json: bool = setting(True, "one JSON object per log line; false: text for people at a terminal",
                              "observability")
+    access_log_sample: float = setting(1.0, "the share of calls written to the access log, 0 to 1 (one in "
+                                            "round(1/x), each line with its `sample`); calls the server failed "
+                                            "are always written; below 1 saves the event loop's time at "
+                                            "thousands of calls a second (metrics count every call)",
+                                       "observability", between(0, 1))
 
 
 def use_gpu(settings: Settings) -> bool | None:
