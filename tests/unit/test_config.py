@@ -91,7 +91,7 @@ HOSTILE = [
     ("--shutdown-grace-seconds", "inf", "must be a finite number"),
     ("--store-poll-seconds", "0", "must be greater than 0"),
     ("--store-attempts", "0", "must be at least 1"),
-    ("--workers", "0", "must be at least 1"),
+    ("--workers", "-1", "must be at least 0"),
     ("--log-level", "LOUD", "must be one of DEBUG"),
     ("--host", "  ", "must not be empty"),
     ("--store", "", "must not be empty"),
