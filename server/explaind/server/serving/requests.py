@@ -20,6 +20,7 @@ from ..runtime.instances import Instance, parse_instance
 
 OVERRIDE = "explanation_spec_override.examples_override"
 DataFormat = explanation_pb2.ExamplesOverride.DataFormat
+EMBEDDINGS = DataFormat.Value("EMBEDDINGS")     # read once: the enum wrapper's attribute lookup costs per call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +61,7 @@ class ExplainCall:
 
 def wants_embeddings(override: explanation_pb2.ExplanationSpecOverride) -> bool:
     return override.HasField("examples_override") and \
-        override.examples_override.data_format == DataFormat.EMBEDDINGS
+        override.examples_override.data_format == EMBEDDINGS
 
 
 def examples_query(override: explanation_pb2.ExplanationSpecOverride, model_neighbor_count: int,
@@ -85,7 +86,7 @@ def examples_query(override: explanation_pb2.ExplanationSpecOverride, model_neig
         crowding_count=examples.crowding_count,
         restricts=restricts,
         return_embeddings=examples.return_embeddings,
-        embeddings_format=examples.data_format == DataFormat.EMBEDDINGS,
+        embeddings_format=examples.data_format == EMBEDDINGS,
     )
 
 
