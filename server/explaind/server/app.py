@@ -83,7 +83,7 @@ class Daemon:
                                    authorizer=self.security.authorizer,
                                    access_log_sample=settings.access_log_sample)
         self.vertex = vertex.VertexCompat(settings, self.data_plane, self.control_plane, self.admission,
-                                          self.security)
+                                          self.security, objects)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -115,7 +115,8 @@ class Daemon:
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.control_plane), self.server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.data_plane), self.server)
-        operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.control_plane), self.server)
+        operations_pb2_grpc.add_OperationsServicer_to_server(
+            OperationsServicer(self.control_plane, self.vertex.operations_delegate), self.server)
         self.vertex.add_to(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if not s.disable_reflection:

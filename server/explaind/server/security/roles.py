@@ -46,6 +46,12 @@ METHOD_ROLES: dict[str, dict[str, Role]] = {
     # Vertex AI compatibility (vertex/): Vertex's PredictionService under its own names.
     "google.cloud.aiplatform.v1.PredictionService": dict(Explain=PREDICT, Predict=PREDICT),
     "google.cloud.aiplatform.v1beta1.PredictionService": dict(Explain=PREDICT, Predict=PREDICT),
+    **{f"google.cloud.aiplatform.{version}.ModelService": dict(
+        GetModel=PREDICT, ListModels=PREDICT, UploadModel=ADMIN, DeleteModel=ADMIN, UpdateExplanationDataset=ADMIN)
+       for version in ("v1", "v1beta1")},
+    **{f"google.cloud.aiplatform.{version}.EndpointService": dict(
+        GetEndpoint=PREDICT, ListEndpoints=PREDICT, CreateEndpoint=ADMIN, UpdateEndpoint=ADMIN,
+        DeleteEndpoint=ADMIN, DeployModel=ADMIN, UndeployModel=ADMIN) for version in ("v1", "v1beta1")},
     "grpc.health.v1.Health": dict(Check=OPEN, Watch=OPEN, List=OPEN),
     **{service: dict(ServerReflectionInfo=OPEN) for service in REFLECTION_SERVICES},
 }

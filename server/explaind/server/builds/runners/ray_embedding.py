@@ -30,6 +30,7 @@ import pickle
 import numpy as np
 
 from ...errors import ExplaindError, FailedPrecondition, InvalidArgument, Unavailable
+from ...methods import latent_source
 from ...security import uris
 from ...store.objects import ObjectStore
 from .. import readers
@@ -145,7 +146,7 @@ class RayEmbedder:
             EmbedShards, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=self.config.cpus_per_worker, num_gpus=gpus,
             fn_constructor_kwargs={"artifact_uri": artifact,
-                                   "latent_space_source": model.explanation_spec.metadata.latent_space_source,
+                                   "latent_space_source": latent_source(model.explanation_spec.metadata),
                                    "store_url": self.store_url, "prefix": self.shard_prefix, "field": field,
                                    "allowed_uri_prefixes": uris.policy().given})
         log.info("ray embedding started", extra={"ray_job": self.session.job_id, "files": len(files),
