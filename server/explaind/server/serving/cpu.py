@@ -11,8 +11,8 @@ of 100k x 128 about as much a query on one core, in batches. So:
   sleeping waiters, OMP_WAIT_POLICY=PASSIVE, wake up each parallel region):
   0.51 ms of CPU a query with 2 threads against 0.44 with 1 (batches of 64,
   BLAS), and on a 2-core node a team of 2 takes the event loop's core away
-  from it, which is what stretched the batch-1 tail (p99 10 ms against 4.3
-  with one thread, README).
+  from it, which is what stretched the batch-1 tail (measured on 2 cores,
+  100k x 128: p99 about 10 ms with both against 4.3 with one thread).
 - `search_threads` (0: auto) is how many batches (of different models, or
   of calls that cannot share a search) run at once: one per core of the
   process; batches of one model and search shape run one after another
