@@ -4,6 +4,7 @@ graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import tempfile
@@ -29,11 +30,11 @@ from .builds.uploads import UploadManager
 from .config import Settings, use_gpu
 from .control.batch_jobs import BatchJobs
 from .control.control_plane import ControlPlane
-from .index.backend import limit_cpu_threads
 from .interceptors import AdmissionInterceptor
 from .metrics import Metrics, stop_metrics_server
 from .security import RecordingServer, Security
-from .security.decoding import DecodeInterceptor
+from .serving.cpu import apply as apply_threads
+from .serving.cpu import plan_threads, planned_settings
 from .serving.data_plane import DataPlane
 from .serving.engine import Engine
 from .serving.loader import BuildLoader
@@ -63,7 +64,9 @@ class Daemon:
     """One replica. `await start()`, then `await wait()`; `port`/`metrics_port` are the bound ports."""
 
     def __init__(self, settings: Settings):
-        self.settings = settings
+        # This process's threads for its cores (a worker's share arrives as explicit numbers).
+        self.threads = plan_threads(dataclasses.replace(settings, workers=1))
+        settings = self.settings = planned_settings(settings, self.threads)
         self.metrics = Metrics()
         self.security = Security(settings)     # TLS, auth, --allowed-uri-prefix: checked first
         objects = ObjectStore(settings.store, StoreRetry(attempts=settings.store_attempts),
@@ -78,13 +81,14 @@ class Daemon:
         # Batch jobs run on the uploads' runners, as the uploads' jobs do (a process each, or Ray).
         self.batches = BatchManager(self.uploads.services, self.uploads.runners, settings, self.metrics)
         self.batch_jobs = BatchJobs(self.batches, self.operations)
-        limit_cpu_threads(settings.index_threads)
+        apply_threads(self.threads)
         self.engine = Engine(settings, self.metrics)
         self.data_plane = DataPlane(self.manager, self.engine, Limits.of(settings), self.metrics)
         self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager, self.batches)
         # Request ids, access log, auth, drain and the concurrency limit: one for every surface.
         self.admission = Admission(self.metrics, max_concurrent_calls=settings.max_concurrent_calls,
-                                   authorizer=self.security.authorizer)
+                                   authorizer=self.security.authorizer,
+                                   access_log_sample=settings.access_log_sample)
         self.vertex = vertex.VertexCompat(settings, self.data_plane, self.control_plane, self.admission,
                                           self.security, objects, self.batch_jobs)
         self.health = health_aio.HealthServicer()
@@ -113,7 +117,7 @@ class Daemon:
         # The first sync happens before the port opens, so a restarted replica serves at once.
         await asyncio.to_thread(self.source.poll)
         self.server = RecordingServer(grpc.aio.server(
-            interceptors=[AdmissionInterceptor(self.admission), DecodeInterceptor()],   # parsing last, inside it
+            interceptors=[AdmissionInterceptor(self.admission, decode=True)],   # parsing last, inside it
             options=self._server_options(), maximum_concurrent_rpcs=None))
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.control_plane), self.server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
