@@ -103,7 +103,7 @@ def serving_names(model_dir: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def boston(gcs):
     """The tabular notebooks' regression model (13 numeric features -> 1 price), small, untrained
-    (tanh, so the IG oracle's quadrature is tight), at gs://nb-bucket/model; scaled test rows."""
+    (tanh, so the IG oracle's quadrature is tight), at gs://nb-bucket/model; test rows in [0, 1]."""
     k = attr_models.keras()
     k.utils.set_random_seed(11)
     model = k.Sequential([k.Input((13,), name="dense_input"), k.layers.Dense(16, activation="tanh"),
@@ -154,7 +154,7 @@ def sanity_check(boston, response, rows) -> None:
 
 
 def poll_jobs_often(monkeypatch) -> None:
-    """The SDK looks at a batch job every 5 s; the daemon's tiny jobs end in a second or two."""
+    """The SDK looks at a batch job every 5 s; this module's tiny jobs end in seconds."""
     from google.cloud.aiplatform import jobs
     monkeypatch.setattr(jobs, "_JOB_WAIT_TIME", 0.5)
 
