@@ -4,6 +4,7 @@ graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import tempfile
@@ -26,11 +27,11 @@ from .api.prediction import PredictionServicer
 from .builds.uploads import UploadManager
 from .config import Settings, use_gpu
 from .control.control_plane import ControlPlane
-from .index.backend import limit_cpu_threads
 from .interceptors import AdmissionInterceptor
 from .metrics import Metrics, stop_metrics_server
 from .security import RecordingServer, Security
-from .security.decoding import DecodeInterceptor
+from .serving.cpu import apply as apply_threads
+from .serving.cpu import plan_threads, planned_settings
 from .serving.data_plane import DataPlane
 from .serving.engine import Engine
 from .serving.loader import BuildLoader
@@ -59,7 +60,9 @@ class Daemon:
     """One replica. `await start()`, then `await wait()`; `port`/`metrics_port` are the bound ports."""
 
     def __init__(self, settings: Settings):
-        self.settings = settings
+        # This process's threads for its cores (a worker's share arrives as explicit numbers).
+        self.threads = plan_threads(dataclasses.replace(settings, workers=1))
+        settings = self.settings = planned_settings(settings, self.threads)
         self.metrics = Metrics()
         self.security = Security(settings)     # TLS, auth, --allowed-uri-prefix: checked first
         objects = ObjectStore(settings.store, StoreRetry(attempts=settings.store_attempts),
@@ -71,13 +74,14 @@ class Daemon:
         self.source = PublishedModelsSource(self.models, self.manager.set_aspired, settings.store_poll_seconds)
         self.uploads = UploadManager(self.models, self.operations, settings, self.metrics)
         self.uploads.on_update_published = self.manager.load     # an update serves here before its operation ends
-        limit_cpu_threads(settings.index_threads)
+        apply_threads(self.threads)
         self.engine = Engine(settings, self.metrics)
         self.data_plane = DataPlane(self.manager, self.engine, Limits.of(settings), self.metrics)
         self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager)
         # Request ids, access log, auth, drain and the concurrency limit: one for every surface.
         self.admission = Admission(self.metrics, max_concurrent_calls=settings.max_concurrent_calls,
-                                   authorizer=self.security.authorizer)
+                                   authorizer=self.security.authorizer,
+                                   access_log_sample=settings.access_log_sample)
         self.vertex = vertex.VertexCompat(settings, self.data_plane, self.control_plane, self.admission,
                                           self.security, objects)
         self.health = health_aio.HealthServicer()
@@ -106,7 +110,7 @@ class Daemon:
         # The first sync happens before the port opens, so a restarted replica serves at once.
         await asyncio.to_thread(self.source.poll)
         self.server = RecordingServer(grpc.aio.server(
-            interceptors=[AdmissionInterceptor(self.admission), DecodeInterceptor()],   # parsing last, inside it
+            interceptors=[AdmissionInterceptor(self.admission, decode=True)],   # parsing last, inside it
             options=self._server_options(), maximum_concurrent_rpcs=None))
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.control_plane), self.server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(

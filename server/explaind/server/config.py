@@ -84,15 +84,18 @@ class Settings:
     host: str = setting("[::]", "address the gRPC and REST ports listen on; [::] is every interface",
                         "serving", not_empty)
     port: int = setting(8500, "the gRPC port; 0 picks a free port (the chosen one is printed)", "serving", port_number())
-    workers: int = setting(1, "serving processes sharing the ports (SO_REUSEPORT)", "serving", at_least(1))
+    workers: int = setting(1, "serving processes sharing the ports (SO_REUSEPORT); 0: one per 2 cores when "
+                              "serving on the CPU, one with a GPU (each worker loads every model)", "serving",
+                           at_least(0))
     max_batch_size: int = setting(64, "instances per batched model run or index search", "serving", at_least(1))
     max_queue_delay_ms: float = setting(2.0, "how long a batch may wait for more instances before it runs, in "
                                              "milliseconds", "serving", at_least(0))
     max_queued: int = setting(4096, "instances waiting in one batcher; one more is answered RESOURCE_EXHAUSTED",
                               "serving", at_least(1))
-    search_threads: int = setting(0, "batches searched at once; 0: one per core", "serving", at_least(0))
-    index_threads: int = setting(0, "cores one CPU search spreads over (FAISS OpenMP, BLAS); 0: all of them",
-                                 "serving", at_least(0))
+    search_threads: int = setting(0, "batches searched at once; 0: one per core of the process (its share of "
+                                     "the cores with --workers)", "serving", at_least(0))
+    index_threads: int = setting(0, "cores one CPU search spreads over (FAISS OpenMP, BLAS); 0: the process's "
+                                    "cores but one, left to its event loop (at least 1)", "serving", at_least(0))
     use_gpu: str = setting("auto", "where indexes are searched: auto (a GPU when FAISS sees one), yes (a GPU; "
                                    "the CPU with a warning when there is none), no (the CPU)",
                            "serving", one_of("auto", "yes", "no"), metavar="auto|yes|no")
@@ -188,6 +191,11 @@ class Settings:
                              one_of(*LOG_LEVELS, fold_case=True), metavar="LEVEL")
     log_json: bool = setting(True, "one JSON object per log line; false: text for people at a terminal",
                              "observability")
+    access_log_sample: float = setting(1.0, "the share of calls written to the access log, 0 to 1 (one in "
+                                            "round(1/x), each line with its `sample`); calls the server failed "
+                                            "are always written; below 1 saves the event loop's time at "
+                                            "thousands of calls a second (metrics count every call)",
+                                       "observability", between(0, 1))
 
 
 def use_gpu(settings: Settings) -> bool | None:
