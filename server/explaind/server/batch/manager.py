@@ -20,7 +20,7 @@ from google.rpc import code_pb2, status_pb2
 
 from explaind.v1 import batch_service_pb2
 
-from ..builds.operation_job import JobServices, stale_operations
+from ..builds.operation_job import JobServices, end_stale_operations
 from ..builds.runners import LOCAL, THREAD, choose_runner
 from ..config import use_gpu
 from ..errors import ExplaindError, FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
@@ -175,12 +175,8 @@ class BatchManager:
     def fail_stale_jobs(self, operations: list[OperationRecord] | None = None) -> int:
         """Ends the jobs whose worker stopped heart-beating (it died): FAILED, the counts they
         reached kept, their staged output removed. Returns how many."""
-        ended = 0
-        for op in stale_operations(self.operations, operations, self.settings.heartbeat_timeout_seconds,
-                                   self._running_here, is_batch):
-            self._end_stale(op)
-            ended += 1
-        return ended
+        return end_stale_operations(self.operations, operations, self.settings.heartbeat_timeout_seconds,
+                                    self._running_here, is_batch, self._end_stale)
 
     def _running_here(self, op_id: str) -> bool:
         with self._lock:

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
@@ -197,17 +197,21 @@ class OperationJob:
             return False
 
 
-def stale_operations(operations: OperationStore, listing: Iterable[OperationRecord] | None,
-                     timeout_seconds: float, running_here: Callable[[str], bool],
-                     kind: Callable[[OperationRecord], bool]) -> Iterator[OperationRecord]:
-    """Operations of `kind` whose worker stopped heart-beating for `timeout_seconds` (it
-    died), each read again (a listing may be stale), skipping those running here.
-    `listing`: operations the caller already listed (None: the store is listed)."""
+def end_stale_operations(operations: OperationStore, listing: Iterable[OperationRecord] | None,
+                         timeout_seconds: float, running_here: Callable[[str], bool],
+                         kind: Callable[[OperationRecord], bool], end: Callable[[OperationRecord], None]) -> int:
+    """Ends (`end(op)`) the operations of `kind` whose worker stopped heart-beating for
+    `timeout_seconds` (it died), each read again first (a listing may be stale),
+    skipping those running here. `listing`: operations the caller already listed
+    (None: the store is listed). Returns how many it ended."""
     deadline = time.time() - timeout_seconds
+    ended = 0
     for op in operations.list() if listing is None else listing:
         if op.operation.done or op.heartbeat > deadline or not kind(op) or running_here(op.op_id):
             continue
         op = operations.get(op.op_id)
         if op is None or op.operation.done or op.heartbeat > deadline:
             continue
-        yield op
+        end(op)
+        ended += 1
+    return ended

@@ -25,7 +25,7 @@ from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..security import uris as allowed_uris
 from .job import BuildJob, BuildPlan, UpdateOf, new_build_id
-from .operation_job import JobServices, stale_operations
+from .operation_job import JobServices, end_stale_operations
 from .recipes import BuildOptions, Recipe, UpdateRecipe, recipe_for, update_response
 from .runners import choose_runner, close_runners, make_runners
 
@@ -215,12 +215,8 @@ class UploadManager:
     def fail_stale_builds(self, operations: list[OperationRecord] | None = None) -> int:
         """Ends upload and update operations whose worker stopped heart-beating (it died);
         returns how many. `operations`: a listing the caller already has (else the store is listed)."""
-        ended = 0
-        for op in stale_operations(self.operations, operations, self.settings.heartbeat_timeout_seconds,
-                                   self._running_here, _is_build):
-            self._end_stale(op)
-            ended += 1
-        return ended
+        return end_stale_operations(self.operations, operations, self.settings.heartbeat_timeout_seconds,
+                                    self._running_here, _is_build, self._end_stale)
 
     def _running_here(self, op_id: str) -> bool:
         with self._lock:

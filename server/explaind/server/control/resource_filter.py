@@ -129,7 +129,7 @@ class _Parser:
     def comparison(self) -> Predicate:
         kind, name = self._take()
         state = self.states and name == "state"
-        if kind != "word" or not (FIELD.match(name or "") or state):
+        if kind != "word" or not (FIELD.fullmatch(name or "") or state):
             raise InvalidArgument(f"cannot filter on {str(name)[:100]!r}; use display_name"
                                   f"{', state' if self.states else ''} or labels.<key>", field="filter")
         op_kind, op = self._take()
