@@ -20,7 +20,7 @@ from google.rpc import code_pb2, status_pb2
 
 from explaind.v1 import batch_service_pb2
 
-from ..builds.operation_job import JobServices, end_stale_operations
+from ..builds.operation_job import JobServices, callers_copy, end_stale_operations
 from ..builds.runners import LOCAL, THREAD, choose_runner
 from ..config import use_gpu
 from ..errors import ExplaindError, FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
@@ -126,9 +126,7 @@ class BatchManager:
                          staging=output.staging, options=self._options(spec))
         job = BatchJob(self.services, BatchPlan(record, task, output, self.runners[runner]))
         self.operations.put(record)
-        # The caller's copy: the job's own record changes on its thread from now on.
-        answer = dataclasses.replace(record, operation=operations_pb2.Operation.FromString(
-            record.operation.SerializeToString()))
+        answer = callers_copy(record)      # the job's own record changes on its thread from now on
         with self._lock:
             self._jobs[op_id] = job
         self._pool.submit(self._run, job)

@@ -215,3 +215,11 @@ def end_stale_operations(operations: OperationStore, listing: Iterable[Operation
         end(op)
         ended += 1
     return ended
+
+
+def callers_copy(op: OperationRecord) -> OperationRecord:
+    """A job's operation as its caller may keep it: a copy, since the job's own
+    record changes on the job's thread."""
+    operation = type(op.operation)()
+    operation.CopyFrom(op.operation)
+    return dataclasses.replace(op, operation=operation)

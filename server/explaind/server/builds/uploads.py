@@ -25,7 +25,7 @@ from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..security import uris as allowed_uris
 from .job import BuildJob, BuildPlan, UpdateOf, new_build_id
-from .operation_job import JobServices, end_stale_operations
+from .operation_job import JobServices, callers_copy, end_stale_operations
 from .recipes import BuildOptions, Recipe, UpdateRecipe, recipe_for, update_response
 from .runners import choose_runner, close_runners, make_runners
 
@@ -52,9 +52,9 @@ class UploadManager:
 
     # --- UploadModel ---
     def upload(self, request: model_service_pb2.UploadModelRequest) -> OperationRecord:
-        job = self._start(lambda: self._accept(request))
-        log.info("upload started", extra={"model": job.record.model.name, "operation": job.op.operation.name})
-        return job.op
+        job, answer = self._start(lambda: self._accept(request))
+        log.info("upload started", extra={"model": job.record.model.name, "operation": answer.operation.name})
+        return answer
 
     def _accept(self, request: model_service_pb2.UploadModelRequest) -> BuildJob:
         """Validates, claims the id and writes the operation: the job, not yet started."""
@@ -80,10 +80,10 @@ class UploadManager:
     def update(self, model_id: str, request: model_service_pb2.UpdateExplanationDatasetRequest) -> OperationRecord:
         """A new build of a published model from its current one; the published
         version serves until the new one replaces it, and a failure leaves it as it was."""
-        job = self._start(lambda: self._accept_update(model_id, request))
-        log.info("update started", extra={"model": job.record.model.name, "operation": job.op.operation.name,
+        job, answer = self._start(lambda: self._accept_update(model_id, request))
+        log.info("update started", extra={"model": job.record.model.name, "operation": answer.operation.name,
                                           "base_build": job.base_build})
-        return job.op
+        return answer
 
     def _accept_update(self, model_id: str,
                        request: model_service_pb2.UpdateExplanationDatasetRequest) -> BuildJob:
@@ -126,16 +126,19 @@ class UploadManager:
         return op is not None and op.operation.done
 
     # --- both ---
-    def _start(self, accept: Callable[[], BuildJob]) -> BuildJob:
-        """Takes an upload slot, accepts the request (`accept`) and starts its job."""
+    def _start(self, accept: Callable[[], BuildJob]) -> tuple[BuildJob, OperationRecord]:
+        """Takes an upload slot, accepts the request (`accept`) and starts its job;
+        returns the job and the caller's copy of its operation (the job's own
+        record changes on its thread from then on)."""
         self._take_slot()
         try:
             job = accept()
         except BaseException:
             self._release_slot()
             raise
+        answer = callers_copy(job.op)
         self._pool.submit(self._run, job)
-        return job
+        return job, answer
 
     def _record_operation(self, op_name: str, model_id: str, request_json: dict, **meta_fields) -> OperationRecord:
         """The new operation's record, QUEUED; on failure the model's claim is released."""

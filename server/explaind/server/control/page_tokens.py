@@ -12,11 +12,23 @@ def encode(last_name: str) -> str:
     return base64.urlsafe_b64encode(last_name.encode()).decode()
 
 
+# A token holds one resource name (at most a few hundred bytes); anything far
+# longer was not issued here.
+MAX_TOKEN_CHARS = 2048
+
+
 def decode(token: str) -> str:
-    """'' for the first page; INVALID_ARGUMENT for a token this server did not issue."""
+    """'' for the first page; INVALID_ARGUMENT for a token this server did not issue.
+    Strict: base64's lenient decoder drops characters outside its alphabet, which
+    would turn garbage ('%%') into an empty name, the first page, again and again."""
     if not token:
         return ""
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
+        if len(token) > MAX_TOKEN_CHARS:
+            raise ValueError("too long")
+        name = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True).decode()
+        if not name or encode(name) != token:
+            raise ValueError("not canonical")
+        return name
+    except (ValueError, UnicodeError):
         raise InvalidArgument("not a token this server issued", field="page_token") from None
