@@ -322,3 +322,33 @@ def test_a_build_load_prepares_no_outputs_run(built):
     model = LatentModel.load(built["tab_export"], "embedding")
     with pytest.raises(RuntimeError, match="with_outputs"):
         model.embed_and_predict({"features": models.random_inputs(1, (8,))})
+
+
+def test_warm_up_runs_the_model_once_at_load(built, tmp_path):
+    """Serving warms a model up with a row of zeros (TensorFlow's first-call work at load); a model
+    with an input of free shape is left cold, and so is one that refuses the row."""
+    counting = LatentModel.load(built["counting"], "embedding", with_outputs=True)
+    x = models.random_inputs(1, (4,))
+    assert counting.warm_up() is True
+    assert counting.predict({"features": x})["runs"][0] == 2
+    assert LatentModel.load(built["text"], "lengths", with_outputs=True).warm_up() is True
+    free = LatentModel.load(models.variable_length_model(str(tmp_path / "free")), "embedding", with_outputs=True)
+    assert free.warm_up() is False
+    assert LatentModel.load(built["img_export"], "embedding").warm_up() is False      # a build's load: no run
+    assert LatentModel.load(_png_model(str(tmp_path / "png")), "embedding", with_outputs=True).warm_up() is False
+
+
+def _png_model(path: str) -> str:
+    """A SavedModel whose string input must be a PNG picture: an empty string is refused."""
+    import tensorflow as tf
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image")])
+        def serve(self, image):
+            pixels = tf.map_fn(lambda b: tf.reduce_mean(tf.cast(tf.io.decode_png(b, channels=1), tf.float32)),
+                               image, fn_output_signature=tf.float32)
+            return {"embedding": tf.stack([pixels, pixels], axis=1)}
+
+    module = Module()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path

@@ -114,18 +114,42 @@ class LatentModel:
             np.zeros((0, self.latent_dim), np.float32)
         return latents, _joined([outputs for _, outputs in parts])
 
-    def _probe_latent_dim(self) -> int:
-        # The static shape did not say: run one dummy row.
+    def warm_up(self) -> bool:
+        """Run `embed_and_predict` once on a row of zeros (empty strings), so that TensorFlow's
+        first-call work on a function (instantiating and optimizing it: for a frozen graph, whose
+        weights are constants, it grows with their size) happens now, at load, rather than in the
+        first Explain. A model with an input of free shape, or one that refuses the row (bytes to
+        decode, say), is left cold: its first call pays. -> whether it ran."""
+        dummy, _ = self._dummy_row()
+        if dummy is None:
+            return False
+        try:
+            self.embed_and_predict(dummy)
+        except Exception as e:  # noqa: BLE001 - any refusal of the made-up row; real rows may well pass
+            log.info("model not warmed up at load (its first call will be slower): %s", str(e)[:200])
+            return False
+        return True
+
+    def _dummy_row(self) -> tuple[Inputs | None, str]:
+        """One row of zeros (empty strings) for every input; (None, the first input of free shape) when
+        an input's shape is not fixed."""
         dummy = {}
         for name, spec in self.input_specs.items():
             if any(d is None for d in spec.shape[1:]):
-                raise InvalidArgument(
-                    f"the size of latent {self.latent_space_source!r} is not static and input {name!r} "
-                    "has no fixed shape to probe it with",
-                    field=LATENT_FIELD,
-                )
+                return None, name
             shape = (1,) + tuple(spec.shape[1:])
             dummy[name] = np.full(shape, b"", dtype=object) if spec.dtype == "string" else np.zeros(shape, spec.dtype)
+        return dummy, ""
+
+    def _probe_latent_dim(self) -> int:
+        # The static shape did not say: run one dummy row.
+        dummy, free = self._dummy_row()
+        if dummy is None:
+            raise InvalidArgument(
+                f"the size of latent {self.latent_space_source!r} is not static and input {free!r} "
+                "has no fixed shape to probe it with",
+                field=LATENT_FIELD,
+            )
         try:
             return int(np.asarray(self._embed_fn(dummy)).reshape(1, -1).shape[1])
         except Exception as e:  # the model itself rejects the dummy row

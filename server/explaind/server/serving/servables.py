@@ -223,6 +223,7 @@ def load_servable(record: ModelRecord, build_dir: str | None, use_gpu: bool | No
             from ..runtime.saved_model import LatentModel   # TensorFlow: only for models that need it
             latent = LatentModel.load(model.artifact_uri, latent_source(model.explanation_spec.metadata),
                                       with_outputs=True)
+            latent.warm_up()            # TensorFlow's first-call work here, before the model serves
         return ExampleServable(record, index, latent)
     if method is not None:
         require_tensorflow("model.artifact_uri")
