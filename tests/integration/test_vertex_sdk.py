@@ -28,7 +28,7 @@ from google.oauth2.credentials import Credentials as TokenCredentials
 
 from tests import attr_models, oracles
 from tests import models as tfmodels
-from tests.certs import CA
+from tests.certs import default_roots_ca
 from tests.integration.helpers import write_jsonl
 from tests.server_process import ServerProcess, pick_free_port
 
@@ -56,11 +56,11 @@ def bucket(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tls")
-    ca = CA()
+    ca, ca_file = default_roots_ca()          # gRPC reads its default roots once per process
     cert, key = ca.server_files(folder, "localhost")
     tokens = folder / "tokens"
     tokens.write_text("admin a-token\npredict p-token\n")
-    return {"cert": cert, "key": key, "ca": ca.write(folder / "ca.crt"), "tokens": str(tokens)}
+    return {"cert": cert, "key": key, "ca": ca_file, "tokens": str(tokens)}
 
 
 def _daemon(tmp_path_factory, bucket, store=None, **settings) -> ServerProcess:

@@ -18,7 +18,8 @@ if os.environ.get("EXPLAIND_TEST_GCS_ROOT"):
         protocol = "gs"
 
         def __init__(self, *args, **kwargs):
-            super().__init__(path=os.environ["EXPLAIND_TEST_GCS_ROOT"], fs=LocalFileSystem())
+            # auto_mkdir: as in a bucket, a file can be written under a "folder" nobody made.
+            super().__init__(path=os.environ["EXPLAIND_TEST_GCS_ROOT"], fs=LocalFileSystem(auto_mkdir=True))
 
         @classmethod
         def _strip_protocol(cls, path):

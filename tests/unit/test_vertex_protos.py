@@ -9,6 +9,7 @@ from google.protobuf import descriptor_pool, json_format
 
 from explaind.v1 import explanation_pb2
 from explaind.vertex.v1 import endpoint_service_pb2 as endpoints
+from explaind.vertex.v1 import job_service_pb2
 from explaind.vertex.v1 import model_service_pb2 as models
 from explaind.vertex.v1 import prediction_service_pb2 as ours_v1
 from explaind.vertex.v1beta1 import prediction_service_pb2 as ours_v1beta1
@@ -136,3 +137,15 @@ def test_both_packages_in_one_process_and_a_vertex_request_reads_as_ours():
     ours = ours_v1.ExplainRequest.FromString(vertex.SerializeToString())
     assert json_format.MessageToDict(ours) == json_format.MessageToDict(vertex) == body
     assert ours.SerializeToString(deterministic=True) == vertex.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("version", [aiplatform_v1, aiplatform_v1beta1])
+@pytest.mark.parametrize("name", ["BatchPredictionJob", "CreateBatchPredictionJobRequest",
+                                  "GetBatchPredictionJobRequest", "ListBatchPredictionJobsRequest",
+                                  "ListBatchPredictionJobsResponse", "CancelBatchPredictionJobRequest",
+                                  "DeleteBatchPredictionJobRequest"])
+def test_job_service_field_numbers_are_vertex_s(version, name):
+    """JobService's messages (one copy for v1 and v1beta1), the JobState enum and the
+    explaind.v1 InstanceConfig and ExplanationSpec inside them included."""
+    ours = getattr(job_service_pb2, name)
+    assert _same_fields(ours.DESCRIPTOR, _descriptor(getattr(version, name)), name, set()) == []

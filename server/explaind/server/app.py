@@ -16,16 +16,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from explaind.v1 import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2, \
-    prediction_service_pb2_grpc
+from explaind.v1 import batch_service_pb2, batch_service_pb2_grpc, model_service_pb2, model_service_pb2_grpc, \
+    prediction_service_pb2, prediction_service_pb2_grpc
 
 from .admission import Admission
 from .announce import announce
+from .api.batch import BatchServicer
 from .api.model_service import ModelServicer
 from .api.operations import OperationsServicer
 from .api.prediction import PredictionServicer
+from .batch.manager import BatchManager
 from .builds.uploads import UploadManager
 from .config import Settings, use_gpu
+from .control.batch_jobs import BatchJobs
 from .control.control_plane import ControlPlane
 from .interceptors import AdmissionInterceptor
 from .metrics import Metrics, stop_metrics_server
@@ -51,6 +54,7 @@ SERVICES = (
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name,
+    batch_service_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name,
 )
 # Health answers for these too (Vertex's PredictionService has no descriptors here, so no reflection).
 HEALTH_SERVICES = ("",) + SERVICES + vertex.SERVICES
@@ -74,16 +78,19 @@ class Daemon:
         self.source = PublishedModelsSource(self.models, self.manager.set_aspired, settings.store_poll_seconds)
         self.uploads = UploadManager(self.models, self.operations, settings, self.metrics)
         self.uploads.on_update_published = self.manager.load     # an update serves here before its operation ends
+        # Batch jobs run on the uploads' runners, as the uploads' jobs do (a process each, or Ray).
+        self.batches = BatchManager(self.uploads.services, self.uploads.runners, settings, self.metrics)
+        self.batch_jobs = BatchJobs(self.batches, self.operations)
         apply_threads(self.threads)
         self.engine = Engine(settings, self.metrics)
         self.data_plane = DataPlane(self.manager, self.engine, Limits.of(settings), self.metrics)
-        self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager)
+        self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager, self.batches)
         # Request ids, access log, auth, drain and the concurrency limit: one for every surface.
         self.admission = Admission(self.metrics, max_concurrent_calls=settings.max_concurrent_calls,
                                    authorizer=self.security.authorizer,
                                    access_log_sample=settings.access_log_sample)
         self.vertex = vertex.VertexCompat(settings, self.data_plane, self.control_plane, self.admission,
-                                          self.security, objects)
+                                          self.security, objects, self.batch_jobs)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -117,6 +124,7 @@ class Daemon:
             PredictionServicer(self.data_plane), self.server)
         operations_pb2_grpc.add_OperationsServicer_to_server(
             OperationsServicer(self.control_plane, self.vertex.operations_delegate), self.server)
+        batch_service_pb2_grpc.add_BatchServiceServicer_to_server(BatchServicer(self.batch_jobs), self.server)
         self.vertex.add_to(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if not s.disable_reflection:
@@ -147,6 +155,7 @@ class Daemon:
         operations = self.operations.list()
         if not self.settings.disable_model_uploads:     # a read-only replica writes nothing to the store
             self.uploads.fail_stale_builds(operations)   # may end some: counted below as they are now
+            self.batches.fail_stale_jobs(operations)
         counts = {"RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
         for op in operations:
             if not op.operation.done:
@@ -165,6 +174,7 @@ class Daemon:
         await self.vertex.stop()
         await self.engine.close()
         await self.security.stop()
+        await asyncio.to_thread(self.batches.shutdown)
         await asyncio.to_thread(self.uploads.shutdown)
         if self._metrics_server is not None:
             stop_metrics_server(self._metrics_server)

@@ -24,6 +24,7 @@ GROUPS = {
     "limits": "bounds on calls, requests and uploads",
     "store": "where models, indexes and operations are kept",
     "build": "where and how uploads and updates are built",
+    "batch": "batch explanation jobs, run on the build runners (docs/batch.md)",
     "security": "TLS, credentials and what callers may do (docs/security.md)",
     "vertex": "Vertex AI's REST API",
     "observability": "metrics and logs",
@@ -161,6 +162,18 @@ class Settings:
     ray_gpus_per_worker: float = setting(-1.0, "GPUs of one embedding actor; -1: one where the cluster has GPUs, "
                                                "else none", "build")
     ray_batch_size: int = setting(4096, "examples per actor call and per embedding shard", "build")
+    # -- batch --
+    batch_workers: int = setting(1, "batch jobs running at once on a replica (more wait, QUEUED)", "batch",
+                                 at_least(1))
+    max_concurrent_batch_jobs: int = setting(16, "batch jobs running or queued on a replica; one more is answered "
+                                                 "RESOURCE_EXHAUSTED", "batch", at_least(1))
+    batch_size: int = setting(1024, "rows per model run of a batch job (a job's batch size overrides it, up to "
+                                   "--max-instances-per-request)", "batch", at_least(1))
+    batch_rows_per_file: int = setting(100_000, "rows per results or errors file of a batch job", "batch",
+                                       at_least(1))
+    batch_max_failed_fraction: float = setting(0.1, "a batch job fails once more than this fraction of its rows "
+                                                    "failed (a job's own fraction overrides it)", "batch",
+                                               between(0, 1))
     # -- security --
     tls_cert_file: str = setting("", "PEM certificate chain: with --tls-key-file, gRPC and REST over TLS "
                                      "(reloaded when the files change)", "security")

@@ -7,7 +7,8 @@ examples' neighbor_count. Any other field it sets must equal the model's
 (a different data set, index, method or latent space needs a new upload).
 
 `deployment_override` turns a deployment's spec into the override applied to
-each call it serves; `merged` lays a call's own override over it.
+each call it serves (and a batch job's into the override of each of its rows);
+`merged` lays a call's own override over it.
 """
 from __future__ import annotations
 
@@ -21,17 +22,19 @@ from ..methods import method_field
 SPEC_FIELD = "deployed_model.explanation_spec"
 
 
-def deployment_override(spec: explanation_pb2.ExplanationSpec,
-                        model_spec: explanation_pb2.ExplanationSpec) -> explanation_pb2.ExplanationSpecOverride | None:
+def deployment_override(spec: explanation_pb2.ExplanationSpec, model_spec: explanation_pb2.ExplanationSpec,
+                        field: str = SPEC_FIELD, what: str = "a deployment"
+                        ) -> explanation_pb2.ExplanationSpecOverride | None:
     """The override a deployment's spec amounts to (None when it changes nothing);
-    INVALID_ARGUMENT naming the first field it sets that a deployment cannot change."""
+    INVALID_ARGUMENT naming the first field it sets that a deployment cannot change.
+    `field` and `what` name the spec in errors (a batch job's: vertex/jobs.py)."""
     if not spec.ListFields():
         return None
     method = method_field(spec.parameters) if spec.HasField("parameters") else None
     model_method = method_field(model_spec.parameters)
     if method is not None and method != model_method:
-        raise InvalidArgument(f"a deployment cannot change the explanation method ({model_method} -> {method}); "
-                              "upload a model with that spec", field=f"{SPEC_FIELD}.parameters.{method}")
+        raise InvalidArgument(f"{what} cannot change the explanation method ({model_method} -> {method}); "
+                              "upload a model with that spec", field=f"{field}.parameters.{method}")
     override = explanation_pb2.ExplanationSpecOverride()
     fixed = explanation_pb2.ExplanationSpec()
     fixed.CopyFrom(spec)
@@ -47,7 +50,7 @@ def deployment_override(spec: explanation_pb2.ExplanationSpec,
         if parameters.top_k or parameters.HasField("output_indices"):
             if model_method == "examples":
                 raise InvalidArgument("top_k and output_indices apply to attributions; this model explains by "
-                                      "examples", field=f"{SPEC_FIELD}.parameters")
+                                      "examples", field=f"{field}.parameters")
             override.parameters.top_k = parameters.top_k
             if parameters.HasField("output_indices"):
                 override.parameters.output_indices.CopyFrom(parameters.output_indices)
@@ -57,14 +60,14 @@ def deployment_override(spec: explanation_pb2.ExplanationSpec,
         if inputs.input_baselines:
             if model_method == "examples":
                 raise InvalidArgument("input baselines apply to attributions; this model explains by examples",
-                                      field=f"{SPEC_FIELD}.metadata.inputs[{name}].input_baselines")
+                                      field=f"{field}.metadata.inputs[{name}].input_baselines")
             override.metadata.inputs[name].input_baselines.extend(inputs.input_baselines)
             inputs.ClearField("input_baselines")
-    _require_same(fixed, model_spec, SPEC_FIELD)
+    _require_same(fixed, model_spec, field, what)
     return override if override.ListFields() else None
 
 
-def _require_same(mine: Message, model: Message, path: str) -> None:
+def _require_same(mine: Message, model: Message, path: str, what: str) -> None:
     """Every field `mine` sets equals the model's (singular messages compared field by field)."""
     for field, value in mine.ListFields():
         where = f"{path}.{field.name}"
@@ -72,19 +75,19 @@ def _require_same(mine: Message, model: Message, path: str) -> None:
         singular_message = field.message_type is not None and not field.is_repeated \
             and not field.message_type.full_name.startswith("google.protobuf.")
         if singular_message:
-            _require_same(value, theirs, where)
+            _require_same(value, theirs, where, what)
         elif field.message_type is not None and field.message_type.GetOptions().map_entry:
             for key in value:
                 if key not in theirs:
-                    raise InvalidArgument(f"the model has no {key!r} here; a deployment can change only "
+                    raise InvalidArgument(f"the model has no {key!r} here; {what} can change only "
                                           "parameters, input baselines and neighbor_count", field=f"{where}[{key}]")
                 entry = value[key]
                 if isinstance(entry, Message):
-                    _require_same(entry, theirs[key], f"{where}[{key}]")
+                    _require_same(entry, theirs[key], f"{where}[{key}]", what)
                 elif entry != theirs[key]:
                     raise InvalidArgument("differs from the model's", field=f"{where}[{key}]")
         elif value != theirs:
-            raise InvalidArgument("differs from the model's: a deployment can change only attribution "
+            raise InvalidArgument(f"differs from the model's: {what} can change only attribution "
                                   "parameters, input baselines and neighbor_count (upload a model with this spec)",
                                   field=where)
 

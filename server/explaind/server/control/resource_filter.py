@@ -4,6 +4,7 @@ subset Vertex documents for them.
     display_name="flowers"            equal (also displayName; != for not equal)
     display_name:"flow*"              has (a trailing * matches a prefix)
     labels.team="vision"  labels.team:*   a label's value, or its presence
+    state=JOB_STATE_SUCCEEDED         a batch job's state (ListBatchPredictionJobs: `states`)
     NOT term, -term, term AND term, term OR term, parentheses
 
 AND binds tighter than OR. Anything else is INVALID_ARGUMENT naming `filter`,
@@ -35,6 +36,7 @@ class Listed:
     labels: dict
     create_time: float
     update_time: float
+    state: str = ""             # a batch job's JobState name
 
 
 Predicate = Callable[[Listed], bool]
@@ -45,13 +47,14 @@ def seconds(stamp) -> float:
     return stamp.seconds + stamp.nanos / 1e9
 
 
-def parse_filter(text: str) -> Predicate:
+def parse_filter(text: str, states: tuple[str, ...] = ()) -> Predicate:
+    """`states`: the values a `state` term may take (none: no state to filter on)."""
     if len(text) > MAX_FILTER_CHARS:
         raise InvalidArgument(f"at most {MAX_FILTER_CHARS} characters, got {len(text)}", field="filter")
     tokens = _tokens(text)
     if not tokens:
         return lambda _: True
-    parser = _Parser(tokens)
+    parser = _Parser(tokens, states)
     predicate = parser.disjunction()
     if parser.position != len(tokens):
         raise InvalidArgument(f"unexpected {tokens[parser.position][1]!r}", field="filter")
@@ -73,8 +76,9 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    def __init__(self, tokens):
+    def __init__(self, tokens, states: tuple[str, ...] = ()):
         self.tokens = tokens
+        self.states = states
         self.position = 0
         self.depth = 0
 
@@ -124,17 +128,22 @@ class _Parser:
 
     def comparison(self) -> Predicate:
         kind, name = self._take()
-        if kind != "word" or not FIELD.match(name or ""):
-            raise InvalidArgument(f"cannot filter on {str(name)[:100]!r}; use display_name or labels.<key>",
-                                  field="filter")
+        state = self.states and name == "state"
+        if kind != "word" or not (FIELD.match(name or "") or state):
+            raise InvalidArgument(f"cannot filter on {str(name)[:100]!r}; use display_name"
+                                  f"{', state' if self.states else ''} or labels.<key>", field="filter")
         op_kind, op = self._take()
         value_kind, value = self._take()
         if op_kind != "op" or value_kind not in ("string", "word"):
             raise InvalidArgument(f"expected {name} = \"value\", != or :", field="filter")
         if value_kind == "string":
             value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        if state and (op == ":" or value not in self.states):
+            raise InvalidArgument(f"state takes = or != and one of {', '.join(self.states)}; got {op} {value[:60]!r}",
+                                  field="filter")
         label = name.removeprefix("labels.")
-        read = (lambda r: r.display_name) if label == name else (lambda r: r.labels.get(label))
+        read = (lambda r: r.state) if state else (lambda r: r.display_name) if label == name else \
+            (lambda r: r.labels.get(label))
         if op == ":":
             if value == "*":
                 return lambda r: read(r) is not None

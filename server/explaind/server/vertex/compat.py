@@ -1,5 +1,5 @@
 """What Vertex AI compatibility adds to one daemon: Vertex's PredictionService,
-ModelService and EndpointService on the gRPC server, Vertex's operation names
+ModelService, EndpointService and JobService (batch prediction jobs) on the gRPC server, Vertex's operation names
 on google.longrunning.Operations, and Vertex's REST API on --http-port (0 = off).
 The store's endpoints are polled here as the models are by the daemon's source."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..serving.data_plane import DataPlane
 from ..store.endpoints import EndpointStore
 from ..store.retry import StoreUnavailable
 from ..store.vertex_operations import VertexOperationStore
-from . import services
+from . import jobs, services
 from .endpoints import EndpointMap
 from .endpoints_service import VertexEndpoints
 from .models import VertexModels
@@ -27,16 +27,17 @@ from .prediction import VertexPrediction, add_to_server
 from .routing import Router
 
 __all__ = ["SERVICES", "VertexCompat"]
-SERVICES = PREDICTION_SERVICES + tuple(services.SERVICES)
+SERVICES = PREDICTION_SERVICES + tuple(services.SERVICES) + jobs.SERVICES
 log = logging.getLogger(__name__)
 
 
 class VertexCompat:
     def __init__(self, settings: Settings, data_plane: DataPlane, control_plane: ControlPlane, admission: Admission,
-                 security=None, objects=None):
+                 security=None, objects=None, batch_jobs=None):
         """`admission`: the daemon's, shared with the gRPC port; `security`: the
         daemon's security.Security (the REST port's TLS); `objects`: the store
-        (store/objects.ObjectStore), where endpoints and Vertex's operation records live."""
+        (store/objects.ObjectStore), where endpoints and Vertex's operation records live;
+        `batch_jobs`: control/batch_jobs.BatchJobs (None: no JobService)."""
         self.settings = settings
         objects = objects if objects is not None else control_plane.models.objects
         # A mapping that does not parse stops the daemon here, before any port opens.
@@ -52,20 +53,25 @@ class VertexCompat:
         self.models = VertexModels(control_plane, self.endpoint_control, self.operations)
         self.endpoints = VertexEndpoints(self.endpoint_control, control_plane, self.router, self.operations)
         self.operations_delegate = services.OperationsDelegate(self.operations)
+        self.jobs = jobs.VertexJobs(batch_jobs, self.operations) if batch_jobs is not None else None
         self._poll_task: asyncio.Task | None = None
         self.rest = None
         if settings.http_port:
+            from .jobs_rest import JobRoutes
             from .resources_rest import ResourceRoutes
             from .rest import RestApi        # aiohttp: only when the REST port is on
             certificates = security.certificates if security is not None else None
             self.rest = RestApi(self.prediction, control_plane, admission, max_body_bytes=settings.max_message_bytes,
                                 ssl_context=certificates.ssl_context() if certificates is not None else None,
-                                resources=ResourceRoutes(self.models, self.endpoints, self.operations))
+                                resources=ResourceRoutes(self.models, self.endpoints, self.operations),
+                                jobs=JobRoutes(self.jobs) if self.jobs is not None else None)
         self.http_port = 0
 
     def add_to(self, server: grpc.aio.Server) -> None:
         add_to_server(self.prediction, server)
         services.add_to_server(self.models, self.endpoints, server)
+        if self.jobs is not None:
+            jobs.add_to_server(self.jobs, server)
 
     async def start(self) -> None:
         await asyncio.to_thread(self._poll)

@@ -71,10 +71,11 @@ class RestApi:
     """The aiohttp application and its listening site."""
 
     def __init__(self, vertex: VertexPrediction, control: ControlPlane, admission: Admission, *,
-                 max_body_bytes: int, ssl_context=None, resources=None):
+                 max_body_bytes: int, ssl_context=None, resources=None, jobs=None):
         """`admission`: the daemon's, shared with the gRPC port; `ssl_context`: TLS
         for the port (None: plain HTTP); `resources`: vertex/resources_rest.ResourceRoutes
-        (models, endpoints, operations as Vertex's resources)."""
+        (models, endpoints, operations as Vertex's resources); `jobs`:
+        vertex/jobs_rest.JobRoutes (Vertex's JobService: batch prediction jobs)."""
         self.vertex = vertex
         self.twins = dict(GRPC_TWINS)
         self.resources = resources
@@ -92,6 +93,8 @@ class RestApi:
         self.app.router.add_post(PARENT + "/endpoints/{endpoint:" + ID + "}:predict", self.predict, name="predict")
         if resources is not None:
             resources.add_to(self)
+        if jobs is not None:
+            jobs.add_to(self)
 
     async def start(self, host: str, port: int, shutdown_grace_s: float) -> int:
         """Listens (SO_REUSEPORT, like the gRPC port, for --workers); returns the bound port."""
