@@ -9,6 +9,27 @@ the search: gRPC, parsing, batching, response building).
 
 --gpu puts both the raw index and the daemon's (--use-gpu yes) on the GPU.
 Raw FAISS runs under OMP_WAIT_POLICY=PASSIVE, as the daemon does.
+
+--instances: Explain of feature instances (not EMBEDDINGS) of a SavedModel
+example-based model instead, so each call runs the model (embedding and the
+predictions Explain answers beside the neighbors) before its search. A Keras
+MLP (--features inputs, two ReLU layers of --width, a --latent-dim latent,
+10 logits) is exported and --n random examples are uploaded; its latent is a
+layer ("--latent layer": reached through the frozen graph) or one of the
+signature's outputs ("--latent output": Vertex's notebooks, latentSpaceSource
+empty and the metadata's one `outputs` entry naming it). With
+--baseline-source DIR (a checkout of another revision, e.g.
+`git archive main | tar -x -C DIR`), a daemon of that revision serves the same
+store beside this tree's, and the two take turns (--rounds rounds of --calls
+calls each, --clients concurrent callers); per daemon it prints p50/p99, CPU
+per call (user + system of the daemon's process tree from /proc, over the
+timed calls only: other work on a shared machine does not count), batches per
+call (its explaind_batch_size histogram), and over --restarts fresh starts on
+the store: seconds to ready (TensorFlow, the model's load) and the first
+Explain's latency beside the second's.
+
+    python bench/bench_explain_latency.py --instances [--baseline-source DIR] [--latent layer|output]
+        [--n 20000] [--calls 400] [--rounds 4] [--clients 1] [--restarts 2] [--width 512]
 """
 from __future__ import annotations
 
@@ -29,8 +50,8 @@ from explaind.v1 import prediction_service_pb2_grpc  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=100_000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=None, help="examples (default 100000; 20000 with --instances)")
     parser.add_argument("--d", type=int, default=128)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=100)
@@ -38,7 +59,24 @@ def main() -> None:
                         help="the daemon's --index-threads (0: its plan, the cores but one)")
     parser.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="flat")
     parser.add_argument("--gpu", action="store_true", help="raw index and daemon on the GPU (when visible)")
+    parser.add_argument("--instances", action="store_true", help="feature instances of a SavedModel (see above)")
+    parser.add_argument("--baseline-source", default="", help="--instances: a checkout of the baseline revision")
+    parser.add_argument("--latent", choices=("layer", "output"), default="layer")
+    parser.add_argument("--features", type=int, default=32)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--latent-dim", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--restarts", type=int, default=2)
     args = parser.parse_args()
+    if args.instances:
+        from instances_latency import run_instances     # TensorFlow: only this mode needs it
+
+        args.n = args.n or 20_000
+        args.calls = args.calls if args.calls != parser.get_default("calls") else 400
+        run_instances(args)
+        return
+    args.n = args.n or 100_000
     gpu = args.gpu and gpu_visible()
     rng = np.random.default_rng(0)
     data = rng.normal(size=(args.n, args.d)).astype(np.float32)

@@ -20,6 +20,8 @@ SavedModel folder or the .keras file) to pass as `artifact_uri`.
                                          BatchNormalization, Activation, Dropout, UnitNormalization
     slow_embedding_model(path)           tf.Module, "features" -> "embedding", about 50 ms per call
     variable_length_model(path)          tf.Module, "x" (None, None) -> "embedding" (3 values), "length"
+    counting_model(path)                 tf.Module, "features" (None, 4) -> "embedding", "runs": how many
+                                         times this loaded copy has run its signature
 
 Oracles: `keras_layer_latent(model, layer, x)` computes a layer's output
 with Keras itself; the builders return the artifact path and keep the Keras
@@ -239,6 +241,36 @@ def variable_length_model(path: str) -> str:
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     BUILT[path] = module
     return path
+
+
+def counting_model(path: str, n_features: int = 4, latent_dim: int = 3) -> str:
+    """A tf.Module SavedModel that counts its own runs: input "features" (None, n_features),
+    outputs "embedding" = features @ W and "runs" (one per row, float32): a variable the
+    signature adds 1 to before answering, so each row reports the number of runs of its
+    loaded copy so far, its own run included. `counting_oracle(path, x)` is the embedding."""
+    import tensorflow as tf
+
+    w = np.random.default_rng(5).normal(size=(n_features, latent_dim)).astype(np.float32)
+
+    class Module(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(w, name="w")
+            self.runs = tf.Variable(0.0, name="runs")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, n_features], tf.float32, name="features")])
+        def serve(self, features):
+            runs = self.runs.assign_add(1.0)
+            return {"embedding": tf.matmul(features, self.w), "runs": tf.fill([tf.shape(features)[0]], runs)}
+
+    module = Module()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    BUILT[path] = w
+    return path
+
+
+def counting_oracle(path: str, x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32) @ BUILT[path]
 
 
 def variable_length_oracle(x: np.ndarray) -> np.ndarray:

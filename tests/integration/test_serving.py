@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from explaind.v1 import explanation_pb2, prediction_service_pb2, prediction_service_pb2_grpc
-from tests.integration.helpers import model_payload, search_config
+from tests.integration.helpers import brute_force, model_payload, search_config
 
 D = 16
 
@@ -276,6 +276,45 @@ def test_concurrent_calls_with_different_shapes_are_never_stacked_together(start
         out = json_format.MessageToDict(prediction.predictions[0])
         assert out["length"] == q.shape[1]
         np.testing.assert_allclose(out["embedding"], latent, rtol=1e-5)
+
+
+def test_explain_of_model_inputs_runs_the_model_once_per_batch(start_server, tmp_path):
+    """The run that embeds an Explain's instances also answers the model's outputs: per batch of rows,
+    one model run and one search (the daemon's own batch counts), and the answers are the oracle's:
+    the neighbors of Keras' own latent, the predictions of Keras' own model (as Predict answers them)."""
+    from tests import models as tfmodels
+
+    path = tfmodels.tabular_embedding_model(str(tmp_path / "model"))      # the latent: a layer, not an output
+    examples = tfmodels.random_inputs(300, (8,), seed=1)
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"features": r.tolist()}) + "\n" for r in examples))
+    server = start_server()
+    with server.client() as client:
+        client.wait(client.upload_model(model_payload(path, [str(data)], search_config(16, "SQUARED_L2_DISTANCE"),
+                                                      latent="embedding", neighbor_count=4), model_id="load"),
+                    timeout=120)
+        before = _scrape(server.metrics_port)
+        queries = tfmodels.random_inputs(6, (8,), seed=2)
+        answers = [client.explain("load", [{"features": q.tolist()} for q in queries[i:i + 2]]) for i in (0, 2, 4)]
+        predicted = client.predict("load", [{"features": q.tolist()} for q in queries])
+    after = _scrape(server.metrics_port)
+
+    def count(metrics, name):
+        return sum(s.value for s in metrics[name].samples
+                   if s.name == f"{name}_count" and s.labels.get("model") == "load")
+
+    assert count(after, "explaind_embedding_seconds") - count(before, "explaind_embedding_seconds") == 3
+    # Three Explains (a model run and a search each) and one Predict (a model run).
+    assert count(after, "explaind_batch_size") - count(before, "explaind_batch_size") == 3 * 2 + 1
+    latents = tfmodels.keras_layer_latent(path, "embedding", examples)
+    expected, _ = brute_force(latents, tfmodels.keras_layer_latent(path, "embedding", queries), 4,
+                              "SQUARED_L2_DISTANCE")
+    outputs = np.asarray(tfmodels.BUILT[path](queries))
+    explained = [e for answer in answers for e in answer.explanations]
+    assert [[n.neighbor_id for n in e.neighbors] for e in explained] == [[str(i) for i in row] for row in expected]
+    got = [json_format.MessageToDict(p) for answer in answers for p in answer.predictions]
+    np.testing.assert_allclose(got, outputs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, predicted, rtol=1e-5, atol=1e-6)
 
 
 def test_request_id_comes_back_in_the_trailers_also_on_errors(start_server, tmp_path):

@@ -40,6 +40,7 @@ def built(tmp_path_factory):
         "text": models.text_model(str(d / "text")),
         "nested_export": models.nested_model(str(d / "nested_export")),
         "nested_saved": models.nested_model(str(d / "nested_saved"), how="saved_model"),
+        "counting": models.counting_model(str(d / "counting")),
     }
 
 
@@ -234,3 +235,120 @@ def test_scope_path_and_ambiguous_op_names(built):
     np.testing.assert_allclose(model.embed({"features": x}), models.keras_layer_latent(path, "embedding", x), **TOL)
     err = field_of(LatentModel.load, path, "MatMul")
     assert err.field == LATENT and "several" in err.message
+
+
+def inputs_for(model: LatentModel, n: int, seed: int = 4) -> dict[str, np.ndarray]:
+    """n rows of every input of `model`, by its specs: words, small ids, or normal floats."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, spec in model.input_specs.items():
+        shape = (n, *spec.shape[1:])
+        if spec.dtype == "string":
+            out[name] = np.array([("w" * (i + 1)).encode() for i in range(n)], dtype=object)
+        elif spec.dtype.startswith("int"):
+            out[name] = rng.integers(0, 10, size=shape).astype(spec.dtype)
+        else:
+            out[name] = rng.normal(size=shape).astype(spec.dtype)
+    return out
+
+
+# Latents that are layers, tensors of the frozen graph, or one of the signature's outputs.
+ONE_RUN_CASES = [("tab_export", "embedding"), ("tab_saved", "hidden"), ("seq_saved", "dense_1"),
+                 ("img_export", "pool"), ("img_saved", "embedding"), ("keras_file", "embedding"),
+                 ("multi", "joint"), ("nested_export", "bn"), ("nested_saved", "proj"), ("text", "lengths"),
+                 ("signature", "embedding"), ("signature", "probabilities"), ("tab_export", "")]
+
+
+@pytest.mark.parametrize("name,source", ONE_RUN_CASES, ids=[f"{n}:{s or 'empty'}" for n, s in ONE_RUN_CASES])
+def test_one_run_answers_embed_and_predict(built, name, source):
+    """embed_and_predict (serving's Explain) answers what a build's embed and the signature's
+    predict answer apart, for every kind of latent."""
+    path = built[name]
+    serving = LatentModel.load(path, source, with_outputs=True)
+    alone = LatentModel.load(path, source)           # as a build loads it: the latent only
+    inputs = inputs_for(serving, 5)
+    latent, outputs = serving.embed_and_predict(inputs)
+    assert serving.latent_dim == alone.latent_dim
+    assert latent.dtype == np.float32 and latent.shape == (5, alone.latent_dim)
+    np.testing.assert_allclose(latent, alone.embed(inputs), **TOL)
+    np.testing.assert_allclose(serving.embed(inputs), latent, **TOL)
+    expected = alone.predict(inputs)
+    assert sorted(outputs) == sorted(expected) == sorted(serving.output_names)
+    for key, value in expected.items():
+        assert outputs[key].shape == value.shape, key
+        np.testing.assert_allclose(outputs[key], value, **TOL, err_msg=key)
+
+
+def test_one_run_against_keras(built):
+    """The same from an independent oracle: Keras' own layer output and model output."""
+    path = built["img_export"]
+    x = models.random_inputs(4, (8, 8, 1), seed=8)
+    latent, outputs = LatentModel.load(path, "flatten", with_outputs=True).embed_and_predict({"image": x})
+    np.testing.assert_allclose(latent, models.keras_layer_latent(path, "flatten", x), **TOL)
+    np.testing.assert_allclose(outputs["output_0"], np.asarray(models.BUILT[path](x)), **TOL)
+
+
+def test_one_run_is_one_signature_run(built):
+    """A latent that is an output comes from the very run that answers the outputs: the model's
+    own count of its runs goes up by one per call (by two for embed then predict)."""
+    path = built["counting"]
+    model = LatentModel.load(path, "embedding", with_outputs=True)
+    x = models.random_inputs(3, (4,), seed=2)
+    latent, outputs = model.embed_and_predict({"features": x})
+    first = outputs["runs"][0]
+    latent, outputs = model.embed_and_predict({"features": x})
+    assert list(outputs["runs"]) == [first + 1] * 3
+    np.testing.assert_allclose(latent, models.counting_oracle(path, x), **TOL)
+    model.embed({"features": x})
+    assert model.predict({"features": x})["runs"][0] == first + 3
+
+
+def test_one_run_chunks_large_batches(built, monkeypatch):
+    model = LatentModel.load(built["tab_saved"], "hidden", with_outputs=True)
+    inputs = inputs_for(model, 10)
+    whole_latent, whole_outputs = model.embed_and_predict(inputs)
+    monkeypatch.setattr(sm, "MAX_ROWS_PER_CALL", 3)
+    latent, outputs = model.embed_and_predict(inputs)
+    np.testing.assert_allclose(latent, whole_latent, **TOL)
+    assert sorted(outputs) == sorted(whole_outputs)
+    for key in outputs:
+        np.testing.assert_allclose(outputs[key], whole_outputs[key], **TOL)
+    latent, outputs = model.embed_and_predict({k: v[:0] for k, v in inputs.items()})
+    assert latent.shape == (0, 32) and all(len(v) == 0 for v in outputs.values())
+
+
+def test_a_build_load_prepares_no_outputs_run(built):
+    """Builds only embed: without with_outputs there is no run for both, and asking is a program error."""
+    model = LatentModel.load(built["tab_export"], "embedding")
+    with pytest.raises(RuntimeError, match="with_outputs"):
+        model.embed_and_predict({"features": models.random_inputs(1, (8,))})
+
+
+def test_warm_up_runs_the_model_once_at_load(built, tmp_path):
+    """Serving warms a model up with a row of zeros (TensorFlow's first-call work at load); a model
+    with an input of free shape is left cold, and so is one that refuses the row."""
+    counting = LatentModel.load(built["counting"], "embedding", with_outputs=True)
+    x = models.random_inputs(1, (4,))
+    assert counting.warm_up() is True
+    assert counting.predict({"features": x})["runs"][0] == 2
+    assert LatentModel.load(built["text"], "lengths", with_outputs=True).warm_up() is True
+    free = LatentModel.load(models.variable_length_model(str(tmp_path / "free")), "embedding", with_outputs=True)
+    assert free.warm_up() is False
+    assert LatentModel.load(built["img_export"], "embedding").warm_up() is False      # a build's load: no run
+    assert LatentModel.load(_png_model(str(tmp_path / "png")), "embedding", with_outputs=True).warm_up() is False
+
+
+def _png_model(path: str) -> str:
+    """A SavedModel whose string input must be a PNG picture: an empty string is refused."""
+    import tensorflow as tf
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image")])
+        def serve(self, image):
+            pixels = tf.map_fn(lambda b: tf.reduce_mean(tf.cast(tf.io.decode_png(b, channels=1), tf.float32)),
+                               image, fn_output_signature=tf.float32)
+            return {"embedding": tf.stack([pixels, pixels], axis=1)}
+
+    module = Module()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path

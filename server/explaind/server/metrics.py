@@ -68,7 +68,8 @@ class Metrics:
             "explaind_queue_seconds", "Time a call waited in the batcher queue before its batch started.",
             ("model",), buckets=_QUEUE_BUCKETS, registry=r)
         self.embedding_seconds = Histogram(
-            "explaind_embedding_seconds", "Time to compute the latent embeddings of one batch.",
+            "explaind_embedding_seconds",
+            "Time of one model run computing a batch's latent embeddings (and the model's outputs beside).",
             ("model",), buckets=_COMPUTE_BUCKETS, registry=r)
         self.search_seconds = Histogram(
             "explaind_search_seconds", "Time of one nearest-neighbor index search (one batch).",

@@ -8,6 +8,12 @@ Two artifact kinds:
   signature inputs to that tensor (see graph_latent.py for the layer rule);
 - a ".keras" file: loaded with Keras, the latent a sub-model to the layer.
 
+Serving's Explain needs the latent and the model's outputs of the same
+instances: `load(with_outputs=True)` prepares one run that yields both (the
+signature itself when the latent is one of its outputs, else one function of
+the frozen graph fetching the latent tensor and the outputs). Builds only
+embed, and load the latent alone.
+
 TensorFlow is imported inside functions so the server starts fast when no
 model needs it.
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -34,6 +40,9 @@ KERAS_SUFFIXES = (".keras",)
 # over a large batch.
 MAX_ROWS_PER_CALL = 1024
 
+Inputs = dict[str, np.ndarray]
+Outputs = dict[str, np.ndarray]
+
 
 class LatentModel:
     """A loaded model: its signature inputs and outputs, and its latent space."""
@@ -49,29 +58,35 @@ class LatentModel:
         self,
         input_specs: dict[str, InputSpec],
         output_names: list[str],
-        embed_fn: Callable[[dict[str, np.ndarray]], np.ndarray],
-        predict_fn: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+        embed_fn: Callable[[Inputs], np.ndarray],
+        predict_fn: Callable[[Inputs], Outputs],
         latent_dim: int | None,
         latent_space_source: str,
+        embed_and_predict_fn: Optional[Callable[[Inputs], tuple[np.ndarray, Outputs]]] = None,
     ):
         self.input_specs = input_specs
         self.input_names = list(input_specs)
         self.output_names = output_names
         self._embed_fn = embed_fn
         self._predict_fn = predict_fn
+        self._embed_and_predict_fn = embed_and_predict_fn
         self.latent_space_source = latent_space_source
         self.latent_dim = latent_dim if latent_dim else self._probe_latent_dim()
 
     @classmethod
     def load(
-        cls, artifact_uri: str, latent_space_source: str = "", signature_name: str = "serving_default"
+        cls, artifact_uri: str, latent_space_source: str = "", signature_name: str = "serving_default",
+        with_outputs: bool = False,
     ) -> "LatentModel":
+        """`with_outputs`: also prepare `embed_and_predict`, one run for the latent and the outputs
+        (serving); a build, which only embeds, leaves it out."""
         artifact = artifacts.fetch(artifact_uri, ARTIFACT_FIELD)
         try:
             if artifact.path.endswith(KERAS_SUFFIXES) and os.path.isfile(artifact.path):
-                model = _load_keras(artifact.path, artifact_uri, latent_space_source)
+                model = _load_keras(artifact.path, artifact_uri, latent_space_source, with_outputs)
             else:
-                model = _load_saved_model(artifact.path, artifact_uri, latent_space_source, signature_name or "serving_default")
+                model = _load_saved_model(artifact.path, artifact_uri, latent_space_source,
+                                          signature_name or "serving_default", with_outputs)
         except BaseException:
             artifact.cleanup()
             raise
@@ -79,38 +94,62 @@ class LatentModel:
         weakref.finalize(model, artifact.cleanup)
         return model
 
-    def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def embed(self, inputs: Inputs) -> np.ndarray:
         """float32 (B, latent_dim); a latent tensor of rank > 2 is flattened."""
-        n = _batch_size(inputs)
-        if n == 0:
+        if _batch_size(inputs) == 0:
             return np.zeros((0, self.latent_dim), np.float32)
-        parts = []
-        for start in range(0, n, MAX_ROWS_PER_CALL):
-            rows = _rows(inputs, start, start + MAX_ROWS_PER_CALL)
-            parts.append(np.asarray(self._embed_fn(rows)).reshape(_batch_size(rows), -1))
-        out = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return np.ascontiguousarray(out, dtype=np.float32)
+        return _latents([self._embed_fn(rows) for rows in _chunks(inputs)])
 
-    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict(self, inputs: Inputs) -> Outputs:
         """The signature's own outputs, keyed by output name."""
-        n = _batch_size(inputs)
-        parts = [self._predict_fn(_rows(inputs, s, s + MAX_ROWS_PER_CALL)) for s in range(0, max(n, 1), MAX_ROWS_PER_CALL)]
-        if len(parts) == 1:
-            return parts[0]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return _joined([self._predict_fn(rows) for rows in _chunks(inputs)])
 
-    def _probe_latent_dim(self) -> int:
-        # The static shape did not say: run one dummy row.
+    def embed_and_predict(self, inputs: Inputs) -> tuple[np.ndarray, Outputs]:
+        """`embed` and `predict` of the same inputs from one model run per chunk of rows
+        (a model loaded `with_outputs`)."""
+        if self._embed_and_predict_fn is None:
+            raise RuntimeError("the model was loaded without with_outputs: it has no run for both")
+        parts = [self._embed_and_predict_fn(rows) for rows in _chunks(inputs)]
+        latents = _latents([latent for latent, _ in parts]) if _batch_size(inputs) else \
+            np.zeros((0, self.latent_dim), np.float32)
+        return latents, _joined([outputs for _, outputs in parts])
+
+    def warm_up(self) -> bool:
+        """Run `embed_and_predict` once on a row of zeros (empty strings), so that TensorFlow's
+        first-call work on a function (instantiating and optimizing it: for a frozen graph, whose
+        weights are constants, it grows with their size) happens now, at load, rather than in the
+        first Explain. A model with an input of free shape, or one that refuses the row (bytes to
+        decode, say), is left cold: its first call pays. -> whether it ran."""
+        dummy, _ = self._dummy_row()
+        if dummy is None:
+            return False
+        try:
+            self.embed_and_predict(dummy)
+        except Exception as e:  # noqa: BLE001 - any refusal of the made-up row; real rows may well pass
+            log.info("model not warmed up at load (its first call will be slower): %s", str(e)[:200])
+            return False
+        return True
+
+    def _dummy_row(self) -> tuple[Inputs | None, str]:
+        """One row of zeros (empty strings) for every input; (None, the first input of free shape) when
+        an input's shape is not fixed."""
         dummy = {}
         for name, spec in self.input_specs.items():
             if any(d is None for d in spec.shape[1:]):
-                raise InvalidArgument(
-                    f"the size of latent {self.latent_space_source!r} is not static and input {name!r} "
-                    "has no fixed shape to probe it with",
-                    field=LATENT_FIELD,
-                )
+                return None, name
             shape = (1,) + tuple(spec.shape[1:])
             dummy[name] = np.full(shape, b"", dtype=object) if spec.dtype == "string" else np.zeros(shape, spec.dtype)
+        return dummy, ""
+
+    def _probe_latent_dim(self) -> int:
+        # The static shape did not say: run one dummy row.
+        dummy, free = self._dummy_row()
+        if dummy is None:
+            raise InvalidArgument(
+                f"the size of latent {self.latent_space_source!r} is not static and input {free!r} "
+                "has no fixed shape to probe it with",
+                field=LATENT_FIELD,
+            )
         try:
             return int(np.asarray(self._embed_fn(dummy)).reshape(1, -1).shape[1])
         except Exception as e:  # the model itself rejects the dummy row
@@ -119,15 +158,31 @@ class LatentModel:
             ) from None
 
 
-def _batch_size(inputs: dict[str, np.ndarray]) -> int:
+def _batch_size(inputs: Inputs) -> int:
     sizes = {len(v) for v in inputs.values()}
     if len(sizes) > 1:
         raise InvalidArgument(f"inputs have different batch sizes {sorted(sizes)}", field="instances")
     return sizes.pop() if sizes else 0
 
 
-def _rows(inputs: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+def _rows(inputs: Inputs, start: int, stop: int) -> Inputs:
     return {k: v[start:stop] for k, v in inputs.items()}
+
+
+def _chunks(inputs: Inputs) -> list[Inputs]:
+    """The rows in runs of MAX_ROWS_PER_CALL (one empty run for no rows: the outputs' shapes)."""
+    return [_rows(inputs, s, s + MAX_ROWS_PER_CALL) for s in range(0, max(_batch_size(inputs), 1), MAX_ROWS_PER_CALL)]
+
+
+def _latents(parts: list) -> np.ndarray:
+    """Per-chunk latents -> float32 (B, latent_dim), rank > 2 flattened."""
+    parts = [np.asarray(p).reshape(len(p), -1) for p in parts]
+    out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _joined(parts: list[Outputs]) -> Outputs:
+    return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def _static_dim(shape) -> int | None:
@@ -140,7 +195,7 @@ def _static_dim(shape) -> int | None:
 # ---------------------------------------------------------------- SavedModel
 
 
-def _load_saved_model(path: str, uri: str, source: str, signature_name: str) -> LatentModel:
+def _load_saved_model(path: str, uri: str, source: str, signature_name: str, with_outputs: bool) -> LatentModel:
     import tensorflow as tf
 
     if not (os.path.isfile(os.path.join(path, "saved_model.pb")) or os.path.isfile(os.path.join(path, "saved_model.pbtxt"))):
@@ -161,10 +216,10 @@ def _load_saved_model(path: str, uri: str, source: str, signature_name: str) -> 
     outputs = fn.structured_outputs
     output_names = sorted(outputs)
 
-    def call(inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    def call(inputs: Inputs) -> dict[str, Any]:
         return fn(**{k: tf.constant(inputs[k], dtype=arg_specs[k].dtype) for k in input_specs})
 
-    def predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict(inputs: Inputs) -> Outputs:
         return {k: v.numpy() for k, v in call(inputs).items()}
 
     if not source:
@@ -178,20 +233,42 @@ def _load_saved_model(path: str, uri: str, source: str, signature_name: str) -> 
     if source in outputs:
         key = source
 
-        def embed(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        def embed(inputs: Inputs) -> np.ndarray:
             return call(inputs)[key].numpy()
 
-        model = LatentModel(input_specs, output_names, embed, predict, _static_dim(outputs[key].shape), source)
+        def embed_and_predict(inputs: Inputs) -> tuple[np.ndarray, Outputs]:
+            out = predict(inputs)          # the latent is an output: the signature's one run gives both
+            return out[key], out
+
+        model = LatentModel(input_specs, output_names, embed, predict, _static_dim(outputs[key].shape), source,
+                            embed_and_predict)
         model._keepalive = loaded  # noqa: SLF001  the signature's variables live in `loaded`
         return model
 
-    pruned, dim, tensor = _graph_latent(fn, source, output_names)
+    graph, tensor, dim = _graph_latent(fn, source, output_names)
 
-    def embed_graph(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        args = [tf.constant(inputs[k], dtype=arg_specs[k].dtype) for k in input_specs]
-        return pruned(*args).numpy()
+    def args_of(inputs: Inputs) -> list:
+        return [tf.constant(inputs[k], dtype=arg_specs[k].dtype) for k in input_specs]   # sorted, as the graph's
 
-    model = LatentModel(input_specs, output_names, embed_graph, predict, dim, source)
+    if with_outputs:
+        # One function of the frozen graph fetching the latent and every output; embedding alone
+        # (only the probe of an unknown latent size, here) runs it too, so one copy of the graph is held.
+        both = _frozen_function(graph, [tensor] + [graph.output_tensors[k] for k in output_names], source)
+
+        def embed_and_predict(inputs: Inputs) -> tuple[np.ndarray, Outputs]:
+            latent, *values = both(*args_of(inputs))
+            return latent.numpy(), {k: v.numpy() for k, v in zip(output_names, values)}
+
+        def embed_graph(inputs: Inputs) -> np.ndarray:
+            return embed_and_predict(inputs)[0]
+    else:
+        latent_only = _frozen_function(graph, [tensor], source)
+        embed_and_predict = None
+
+        def embed_graph(inputs: Inputs) -> np.ndarray:
+            return latent_only(*args_of(inputs))[0].numpy()
+
+    model = LatentModel(input_specs, output_names, embed_graph, predict, dim, source, embed_and_predict)
     model.latent_tensor = tensor
     model._keepalive = loaded  # noqa: SLF001  the signature's variables live in `loaded`
     return model
@@ -203,10 +280,9 @@ def _input_spec(name: str, spec) -> InputSpec:
     return InputSpec(name=name, shape=shape, dtype=dtype)
 
 
-def _graph_latent(fn, source: str, output_names: list[str]):
-    """Find `source` (a tensor or layer name) in the frozen signature and cut a
-    function from the signature inputs to it.
-    -> (function, static latent size or None, tensor name)."""
+def _graph_latent(fn, source: str, output_names: list[str]) -> tuple[FrozenSignature, str, int | None]:
+    """Find `source` (a tensor or layer name) in the frozen signature.
+    -> (the frozen signature, the tensor's name, its static size or None)."""
     graph = FrozenSignature(fn)
     found = graph.resolve(source)
     if found.tensor is None:
@@ -224,18 +300,28 @@ def _graph_latent(fn, source: str, output_names: list[str]):
         )
     try:
         target = graph.element(found.tensor)
-        pruned = graph.function(list(graph.input_tensors.values()), found.tensor)
     except (ValueError, KeyError, TypeError) as e:
-        raise InvalidArgument(f"cannot compute {source!r} ({found.tensor}) from the signature inputs: {e}",
-                              field=LATENT_FIELD) from None
+        raise _not_computable(source, found.tensor, e) from None
     log.info("latent_space_source %r resolved to tensor %s", source, found.tensor)
-    return pruned, _static_dim(target.shape) if target.shape.rank is not None else None, found.tensor
+    return graph, found.tensor, _static_dim(target.shape) if target.shape.rank is not None else None
+
+
+def _frozen_function(graph: FrozenSignature, fetches: list[str], source: str):
+    try:
+        return graph.function_of_inputs(fetches)
+    except (ValueError, KeyError, TypeError) as e:
+        raise _not_computable(source, fetches[0], e) from None
+
+
+def _not_computable(source: str, tensor: str, error: Exception) -> InvalidArgument:
+    return InvalidArgument(f"cannot compute {source!r} ({tensor}) from the signature inputs: {error}",
+                           field=LATENT_FIELD)
 
 
 # ---------------------------------------------------------------- .keras
 
 
-def _load_keras(path: str, uri: str, source: str) -> LatentModel:
+def _load_keras(path: str, uri: str, source: str, with_outputs: bool) -> LatentModel:
     import keras
 
     try:
@@ -251,13 +337,13 @@ def _load_keras(path: str, uri: str, source: str) -> LatentModel:
     order = [t.name for t in inputs]
     output_names = list(getattr(model, "output_names", None) or [f"output_{i}" for i in range(len(model.outputs))])
 
-    def args(batch: dict[str, np.ndarray]):
+    def args(batch: Inputs):
         # A list in model.inputs order: the structure both wrappers below expect.
         return [batch[n] for n in order]
 
     full = keras.Model(model.inputs, model.outputs)
 
-    def predict(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict(batch: Inputs) -> Outputs:
         out = full(args(batch), training=False)
         if isinstance(out, dict):
             return {k: np.asarray(v) for k, v in out.items()}
@@ -284,7 +370,16 @@ def _load_keras(path: str, uri: str, source: str) -> LatentModel:
         )
     sub = keras.Model(model.inputs, latent)
 
-    def embed(batch: dict[str, np.ndarray]) -> np.ndarray:
+    def embed(batch: Inputs) -> np.ndarray:
         return np.asarray(sub(args(batch), training=False))
 
-    return LatentModel(input_specs, output_names, embed, predict, _static_dim(latent.shape), source)
+    embed_and_predict = None
+    if with_outputs:
+        both = keras.Model(model.inputs, [latent, *model.outputs])     # one run through the shared layers
+
+        def embed_and_predict(batch: Inputs) -> tuple[np.ndarray, Outputs]:
+            first, *outs = both(args(batch), training=False)
+            return np.asarray(first), {n: np.asarray(v) for n, v in zip(output_names, outs)}
+
+    return LatentModel(input_specs, output_names, embed, predict, _static_dim(latent.shape), source,
+                       embed_and_predict)

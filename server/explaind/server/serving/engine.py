@@ -1,7 +1,7 @@
 """Runs the data plane's computations, merging concurrent calls into batches.
 
-Four batchers per replica: embedding runs of calls for the same servable,
-index searches of calls that can share one search (same servable, neighbor
+Four batchers per replica: model runs of Explain calls for the same servable
+(each row gets its latent vector and the model's outputs from one run), index searches of calls that can share one search (same servable, neighbor
 count and crowding count), Predict runs, and feature attributions of calls
 with the same attribution override. Restrictions travel per row, so calls with
 different filters still share a search. Rows of different shapes (a signature
@@ -42,6 +42,7 @@ class BatchKey:
 
 @dataclasses.dataclass(frozen=True)
 class EmbedKey(BatchKey):
+    """Rows an example-based model embeds; the same run answers its outputs beside."""
     shapes: Shapes
 
 
@@ -71,6 +72,12 @@ class SearchRow:
     restricts: list[Namespace]
 
 
+@dataclasses.dataclass(frozen=True)
+class EmbeddedRow:
+    vector: np.ndarray                   # the instance's latent embedding
+    outputs: dict[str, np.ndarray]       # the model's outputs for it (output name -> value)
+
+
 class Engine:
     def __init__(self, settings, metrics=None):
         threads = settings.search_threads or (os.cpu_count() or 2)
@@ -89,9 +96,13 @@ class Engine:
         return DynamicBatcher(run, config, executor=self.executor, name=name, metrics=self.metrics)
 
     # --- what the servables ask for ---
-    async def embed(self, servable: ExampleServable, instances: list[Instance], deadline: float | None) -> np.ndarray:
+    async def embed_and_predict(self, servable: ExampleServable, instances: list[Instance],
+                                deadline: float | None) -> tuple[np.ndarray, list[dict]]:
+        """The instances' latent embeddings (B, d) and the model's own outputs, one dict (output
+        name -> value) per instance, from one model run per batch."""
         rows = _rows(batch_inputs(instances, servable.input_specs()))
-        return np.stack(await self.embed_batcher.submit(EmbedKey(servable, _shapes(rows)), rows, deadline=deadline))
+        embedded = await self.embed_batcher.submit(EmbedKey(servable, _shapes(rows)), rows, deadline=deadline)
+        return np.stack([row.vector for row in embedded]), [row.outputs for row in embedded]
 
     async def search(self, servable: ExampleServable, vectors: np.ndarray, restricts: list[list[Namespace]],
                      neighbor_count: int, crowding_count: int, deadline: float | None):
@@ -119,15 +130,14 @@ class Engine:
         return key.servable.attribute(_stack(rows), key.parsed_override())
 
     def _predict_batch(self, key: PredictKey, rows: list[dict]) -> list[dict]:
-        outputs = key.servable.predict(_stack(rows))
-        return [{name: value[i] for name, value in outputs.items()} for i in range(len(rows))]
+        return _per_row(key.servable.predict(_stack(rows)), len(rows))
 
-    def _embed_batch(self, key: EmbedKey, rows: list[dict]) -> list[np.ndarray]:
+    def _embed_batch(self, key: EmbedKey, rows: list[dict]) -> list[EmbeddedRow]:
         start = time.perf_counter()
-        out = key.servable.embed(_stack(rows))
+        vectors, outputs = key.servable.embed_and_predict(_stack(rows))
         if self.metrics is not None:
             self.metrics.embedding_seconds.labels(model=key.model_id).observe(time.perf_counter() - start)
-        return list(out)
+        return [EmbeddedRow(vector, row) for vector, row in zip(vectors, _per_row(outputs, len(rows)))]
 
     def _search_batch(self, key: SearchKey, rows: list[SearchRow]) -> list:
         servable = key.servable
@@ -159,6 +169,11 @@ def _rows(inputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
 def _shapes(rows: list[dict[str, np.ndarray]]) -> Shapes:
     """One call's rows share their shapes (batch_inputs checks it)."""
     return tuple((name, np.shape(value)) for name, value in rows[0].items()) if rows else ()
+
+
+def _per_row(outputs: dict[str, np.ndarray], count: int) -> list[dict[str, np.ndarray]]:
+    """A batch's outputs (name -> (B, ...)) -> one dict per row."""
+    return [{name: value[i] for name, value in outputs.items()} for i in range(count)]
 
 
 def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

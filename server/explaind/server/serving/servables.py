@@ -8,7 +8,6 @@ predict, close) and never asks which kind it holds.
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from typing import TYPE_CHECKING
@@ -124,9 +123,9 @@ class ExampleServable(Servable):
                                 for i, inst in enumerate(call.instances)])
         else:
             self._require_latent()
-            # The model's own outputs answer beside the neighbors, as Vertex's ExplainResponse.predictions.
-            vectors, rows = await asyncio.gather(engine.embed(self, call.instances, call.deadline),
-                                                 engine.predict(self, call.instances, call.deadline))
+            # The run that embeds also answers the model's own outputs, which go beside the neighbors
+            # as Vertex's ExplainResponse.predictions.
+            vectors, rows = await engine.embed_and_predict(self, call.instances, call.deadline)
             predictions = [prediction_value(row) for row in rows]
         restricts = instance_restricts(call.instances, query, call.limits)
         found = await engine.search(self, vectors, restricts, query.neighbor_count,
@@ -144,8 +143,9 @@ class ExampleServable(Servable):
                 prediction=predictions[i]))
         return out
 
-    def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return self._require_latent().embed(inputs)
+    def embed_and_predict(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The latent embeddings (B, d) and the model's outputs of the same inputs, from one run."""
+        return self._require_latent().embed_and_predict(inputs)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.input_specs()          # an index-only model has nothing to predict with
@@ -221,7 +221,9 @@ def load_servable(record: ModelRecord, build_dir: str | None, use_gpu: bool | No
         if model.artifact_uri:
             require_tensorflow("model.artifact_uri")
             from ..runtime.saved_model import LatentModel   # TensorFlow: only for models that need it
-            latent = LatentModel.load(model.artifact_uri, latent_source(model.explanation_spec.metadata))
+            latent = LatentModel.load(model.artifact_uri, latent_source(model.explanation_spec.metadata),
+                                      with_outputs=True)
+            latent.warm_up()            # TensorFlow's first-call work here, before the model serves
         return ExampleServable(record, index, latent)
     if method is not None:
         require_tensorflow("model.artifact_uri")
