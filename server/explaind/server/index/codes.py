@@ -46,7 +46,8 @@ SUBCELLS = 64
 # The product quantizer's k-means (16 centroids a sub-quantizer): sample rows and iterations.
 PQ_TRAIN_ROWS = 4096
 PQ_ITERATIONS = 20
-ADD_ROWS = segments.SCAN_ROWS
+# Rows encoded at a time (128 MB at d = 128): each block writes into every list it touches.
+ADD_ROWS = 1 << 18
 
 
 @dataclasses.dataclass
@@ -203,6 +204,7 @@ def encode(index: faiss.IndexIVFPQ, space: CodeSpace, embeddings: np.ndarray, co
     rows = np.empty(n, np.int32 if n < 2**31 else np.int64)
     rows[order] = np.arange(n)
     del order
+    fill = _presized(index, np.bincount(lists, minlength=index.nlist))
     writer = segments.SegmentWriter(n, d, segment_path)
     norms = np.empty(n, np.float32) if distances.normalizes(config) else None
     try:
@@ -211,14 +213,42 @@ def encode(index: faiss.IndexIVFPQ, space: CodeSpace, embeddings: np.ndarray, co
             writer.write(rows[s:e], block)
             if norms is not None:
                 norms[s:e] = np.linalg.norm(block, axis=1)
-            coded = space.apply(prepare(block))
-            ids = np.arange(first_position + s, first_position + e, dtype=np.int64)
-            assigned = lists[s:e].astype(np.int64)     # named: swig_ptr keeps no reference
-            index.add_core(len(block), faiss.swig_ptr(coded), faiss.swig_ptr(ids), faiss.swig_ptr(assigned))
+            _add(index, space.apply(prepare(block)), lists[s:e], first_position + s, fill)
     except BaseException:
         writer.abandon()
         raise
+    index.ntotal += n
     return Encoded(writer.finish(), rows, norms)
+
+
+def _presized(index: faiss.IndexIVFPQ, counts: np.ndarray) -> np.ndarray:
+    """Grows each list once to its final size (adding entries one block at a
+    time would grow each list's buffer by doubling: up to twice the codes'
+    memory); returns where each list's new entries start."""
+    invlists = faiss.downcast_InvertedLists(index.invlists)
+    fill = np.array([invlists.list_size(int(i)) for i in range(index.nlist)], np.int64)
+    for i in np.flatnonzero(counts):
+        invlists.resize(int(i), int(fill[i] + counts[i]))
+    return fill
+
+
+def _add(index: faiss.IndexIVFPQ, coded: np.ndarray, lists: np.ndarray, first_id: int, fill: np.ndarray) -> None:
+    """Encodes a block and writes its entries at each list's fill point (advanced)."""
+    n = len(coded)
+    assigned = lists.astype(np.int64)
+    codes = np.empty((n, index.code_size), np.uint8)
+    index.encode_vectors(n, faiss.swig_ptr(coded), faiss.swig_ptr(assigned), faiss.swig_ptr(codes))
+    ids = np.arange(first_id, first_id + n, dtype=np.int64)
+    order = np.argsort(assigned, kind="stable")
+    codes, ids, assigned = np.ascontiguousarray(codes[order]), ids[order], assigned[order]
+    bounds = np.flatnonzero(np.diff(assigned)) + 1
+    invlists = index.invlists
+    for a, b in zip(np.r_[0, bounds], np.r_[bounds, n]):
+        target = int(assigned[a])
+        run_ids, run_codes = ids[a:b], codes[a:b]          # named: swig_ptr keeps no reference
+        invlists.update_entries(target, int(fill[target]), int(b - a), faiss.swig_ptr(run_ids),
+                                faiss.swig_ptr(run_codes))
+        fill[target] += b - a
 
 
 def _assign(index: faiss.IndexIVFPQ, coded: np.ndarray) -> np.ndarray:

@@ -21,7 +21,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from explaind.server.index import persistence, updates
-from explaind.server.index.assembly import build_contents
+from explaind.server.index.assembly import build_contents, contents_of
+from explaind.server.index.attributes import ExampleAttributes
 from explaind.server.index.backend import Placement, fast_scan, flat_storage
 from explaind.server.index.config import CANDIDATES, IndexPlan, SearchConfig, rerank_count, untuned_candidates
 from explaind.server.index.contents import IndexContents
@@ -35,7 +36,7 @@ from explaind.server.index.search_params import DEFAULT, SearchParams
 from explaind.server.index.updates import Additions
 from explaind.server.index.vectors import HeldVectors
 
-__all__ = ["Additions", "ExampleIndex", "IndexInfo", "Lineage", "Neighbor", "SearchParams"]
+__all__ = ["Additions", "ExampleAttributes", "ExampleIndex", "IndexInfo", "Lineage", "Neighbor", "SearchParams"]
 
 
 class ExampleIndex:
@@ -166,6 +167,13 @@ class ExampleIndex:
         config leaves settings open the build measures and picks them; it
         measures the recall of every compressed index (`info.recall`)."""
         return cls(build_contents(embeddings, ids, restricts, crowding_tags, config, plan, segment_path), use_gpu)
+
+    @classmethod
+    def build_from(cls, embeddings: np.ndarray, examples: ExampleAttributes, config: SearchConfig,
+                   use_gpu: bool | None = None, segment_path: str | None = None) -> "ExampleIndex":
+        """build(), the examples' ids, restricts and tags gathered already
+        (attributes.AttributesBuilder: a large build holds no list of them)."""
+        return cls(contents_of(embeddings, examples, config, segment_path=segment_path), use_gpu)
 
     def updated(self, additions: Additions | None, remove: np.ndarray, retrain: bool = False,
                 use_gpu: bool | None = False, segment_path: str | None = None) -> "ExampleIndex":

@@ -113,7 +113,8 @@ class RayEmbedder:
             workers = int(self.session.gpus // gpus) if gpus else int(self.session.cpus // self.config.cpus_per_worker)
         return max(1, workers), gpus
 
-    def embed(self, paths, latent, model, total, field, progress, first_default_id=0) -> EmbeddedExamples:
+    def embed(self, paths, latent, model, total, field, progress, first_default_id=0,
+              matrix_path=None) -> EmbeddedExamples:
         import ray
 
         if total == 0:
@@ -159,7 +160,7 @@ class RayEmbedder:
                     progress.examples(done, total)
             except Exception as e:  # noqa: BLE001 - Ray wraps what the tasks raised
                 raise _explaind_error(e) from None
-            return read_shards(objects, self.shard_prefix, total, field)
+            return read_shards(objects, self.shard_prefix, total, field, matrix_path)
         finally:
             objects.delete_prefix(self.shard_prefix)
 
