@@ -229,7 +229,7 @@ def _algorithm(value: Any, field: str) -> dict:
     """algorithmConfig -> SearchConfig keyword arguments. Absent: treeAh defaults
     (Vertex's default algorithm)."""
     if value is None:
-        return {"algorithm": "tree_ah"}
+        return {"algorithm": "tree_ah", "leaf_nodes_to_search_percent": 10.0, "open_settings": frozenset({LEAVES})}
     algo = _object(value, field)
     chosen = [k for k in ("treeAhConfig", "bruteForceConfig") if k in algo]
     unknown = [k for k in algo if k not in ("treeAhConfig", "bruteForceConfig")]

@@ -226,6 +226,6 @@ class ExampleIndex:
     def load(cls, folder: str, use_gpu: bool | None = None, segments_folder: str | None = None,
              keep_codes: bool = False) -> "ExampleIndex":
         """`keep_codes`: a compressed index keeps its plain codes, to append to
-        and save (an update that only appends), and its vector segments are not
-        opened; otherwise it is loaded for searching."""
+        and save (an update that only appends), and opens its vector segments
+        only where they are; otherwise it is loaded for searching."""
         return cls(persistence.load(folder, segments_folder, keep_codes), use_gpu, keep_codes=keep_codes)

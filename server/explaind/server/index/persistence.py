@@ -76,8 +76,8 @@ def save(c: IndexContents, info: IndexInfo, folder: str, segments_folder: str | 
 
 def load(folder: str, segments_folder: str | None = None, keep_codes: bool = False) -> IndexContents:
     """`keep_codes`: a compressed index keeps its plain codes (to append to and
-    save) and its segments are not opened (an update that only appends reads
-    none); otherwise it is loaded for searching."""
+    save), and opens its segments only if they are there (an update measures
+    recall against them); otherwise it is loaded for searching."""
     meta = IndexMeta.read(folder)
     if not meta.readable:
         raise ValueError(f"unsupported index format {meta.format_version!r} in {folder}: this explaind reads "
@@ -91,7 +91,8 @@ def load(folder: str, segments_folder: str | None = None, keep_codes: bool = Fal
     if meta.kind.compressed:
         names, rows = meta.segment_names, [s.rows for s in meta.segments]
         norms, segment_rows, rotation = (_optional(folder, name) for name in (_NORMS, _SEGMENT_ROWS, _ROTATION))
-        if keep_codes:
+        present = all(os.path.exists(segment_path(segments_folder or folder, n)) for n in names)
+        if keep_codes and not present:
             vectors = MappedVectors([None] * len(names), norms, meta.config, meta.dimensions, rows, segment_rows)
         else:
             vectors = MappedVectors.open(segments_folder or folder, names, rows, norms, meta.config, meta.dimensions,

@@ -142,29 +142,39 @@ def alternatives(probe: Probe, held: HeldOut, config: SearchConfig, nprobe: int,
                  floor: float) -> tuple[Alternative, ...]:
     """What raising each setting the config gives would measure (on `held`):
     for the candidates, the fewest on the grid reaching the floor and 4x (or
-    2x and 4x); for the leaves, 2x and 4x."""
+    2x and 4x); for the leaves, 2x and 4x; and, when neither alone reaches
+    the floor, both raised together."""
     out: list[Alternative] = []
     size, nlist = int(probe.index.ntotal), probe.nlist
     given = config.approximate_neighbors_count
-    if CANDIDATES not in config.open_settings or given:
+    most = min(size - 1, max(MIN_MOST_CANDIDATES, MOST_CANDIDATES_PER_NEIGHBOR * k))
+    candidates_given = CANDIDATES not in config.open_settings or given
+    leaves_given = LEAVES not in config.open_settings and nprobe < nlist
+    if candidates_given:
         now = given or count
-        most = min(size - 1, max(MIN_MOST_CANDIDATES, MOST_CANDIDATES_PER_NEIGHBOR * k))
         grid = [c for c in ladder(now, max(now, most)) if c > now]
         if grid:
-            measured = recall_by_count(probe, held, nprobe, grid, k)
-            reaching = [c for c, r in zip(grid, measured) if r >= floor]
+            measured = dict(zip(grid, recall_by_count(probe, held, nprobe, grid, k)))
+            reaching = [c for c in grid if measured[c] >= floor]
             picks = sorted({reaching[0], min(grid[-1], 4 * reaching[0])} if reaching
                            else {min(grid[-1], 2 * now), min(grid[-1], 4 * now)})
-            by_count = dict(zip(grid, measured))
-            out += [Alternative("approximateNeighborsCount", now, c, float(by_count.get(c, _one(
-                probe, held, nprobe, c, k)))) for c in picks]
-    if LEAVES not in config.open_settings and nprobe < nlist:
+            out += [Alternative("approximateNeighborsCount", now, c, float(measured.get(c) or _one(
+                probe, held, nprobe, c, k))) for c in picks]
+    percent_now = config.leaf_nodes_to_search_percent if LEAVES not in config.open_settings \
+        else round(100 * nprobe / nlist, 2)
+    widest = nprobe
+    if leaves_given:
         for factor in (2, 4):
-            wider = min(nlist, nprobe * factor)
-            out.append(Alternative("leafNodesToSearchPercent", round(100 * nprobe / nlist, 2),
-                                   round(100 * wider / nlist, 2), _one(probe, held, wider, count, k)))
-            if wider == nlist:
+            widest = min(nlist, nprobe * factor)
+            out.append(Alternative("leafNodesToSearchPercent", percent_now, round(100 * widest / nlist, 2),
+                                   _one(probe, held, widest, count, k)))
+            if widest == nlist:
                 break
+    if candidates_given and leaves_given and out and max(a.recall for a in out) < floor:
+        both = max(a.value for a in out if a.setting == "approximateNeighborsCount")
+        out.append(Alternative(f"leafNodesToSearchPercent {percent_now:g} -> {100 * widest / nlist:g} and "
+                               "approximateNeighborsCount", given or count, both,
+                               _one(probe, held, widest, int(both), k)))
     return tuple(out)
 
 
