@@ -249,7 +249,7 @@ class MappedVectors(Vectors):
 
     @property
     def ram_bytes(self) -> int:
-        return 0 if self.norms is None else int(self.norms.nbytes)
+        return sum(int(a.nbytes) for a in (self.norms, self.segment_rows) if a is not None)
 
     @property
     def mapped_bytes(self) -> int:
