@@ -44,12 +44,12 @@ import types
 
 import faiss
 import numpy as np
-import threadpoolctl
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ann_data  # noqa: E402 - the bench's data sets, beside this file
 
 from explaind.server.index import ExampleIndex, search_config_from_json  # noqa: E402
+from explaind.server.index.backend import limit_cpu_threads  # noqa: E402
 from explaind.server.index.search_params import SearchParams  # noqa: E402
 
 K = 10
@@ -186,8 +186,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     scann_ops_pybind = import_scann_pybind()
-    faiss.omp_set_num_threads(args.threads)
-    threadpoolctl.threadpool_limits(args.threads)     # numpy's BLAS too: CPU time counts every thread
+    limit_cpu_threads(args.threads)     # FAISS's OpenMP in each searching thread and numpy's BLAS
     load_before = os.getloadavg()[0]
     rows = [run_shape(shape, args, scann_ops_pybind) for shape in args.shapes.split(",")]
     print(f"\nbest queries per CPU-second at recall@{K} >= {args.target}, {args.threads} thread(s), "

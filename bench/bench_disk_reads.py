@@ -33,14 +33,13 @@ import tempfile
 import time
 from unittest import mock
 
-import faiss
 import numpy as np
-import threadpoolctl
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ann_data  # noqa: E402 - the bench's data sets, beside this file
 
 from explaind.server.index import ExampleIndex, search_config_from_json  # noqa: E402
+from explaind.server.index.backend import limit_cpu_threads  # noqa: E402
 from explaind.server.index import segments as segment_files  # noqa: E402
 from explaind.server.index.meta import IndexMeta  # noqa: E402
 from explaind.server.index.vectors import segment_path  # noqa: E402
@@ -129,8 +128,7 @@ def main() -> None:
     parser.add_argument("--scratch", default=tempfile.gettempdir())
     parser.add_argument("--threads", type=int, default=1, help="FAISS and BLAS threads a search may use")
     args = parser.parse_args()
-    faiss.omp_set_num_threads(args.threads)
-    threadpoolctl.threadpool_limits(args.threads)
+    limit_cpu_threads(args.threads)     # FAISS's OpenMP in each searching thread and numpy's BLAS
     k = 10
     scratch = tempfile.mkdtemp(prefix="explaind-disk-", dir=args.scratch)
     try:

@@ -8,6 +8,7 @@ the search: gRPC, parsing, batching, response building).
                                           [--algorithm flat|ivf] [--gpu]
 
 --gpu puts both the raw index and the daemon's (--use-gpu yes) on the GPU.
+Raw FAISS runs under OMP_WAIT_POLICY=PASSIVE, as the daemon does.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import os
 import sys
 import time
 
-import faiss
-import grpc
-import numpy as np
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")     # as `explaind serve`; before FAISS loads OpenMP
+import faiss  # noqa: E402
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import ALGORITHMS, Daemon, explain_requests, gpu_visible, percentiles, raw_index  # noqa: E402
@@ -33,7 +35,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--index-threads", type=int, default=0,
-                        help="the daemon's --index-threads (0: all cores, as raw FAISS here)")
+                        help="the daemon's --index-threads (0: its plan, the cores but one)")
     parser.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="flat")
     parser.add_argument("--gpu", action="store_true", help="raw index and daemon on the GPU (when visible)")
     args = parser.parse_args()

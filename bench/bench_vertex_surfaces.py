@@ -5,8 +5,11 @@ The same Explain (batch 1, EMBEDDINGS format, k=10, an exact index of
 (the baseline), Vertex's generated client (google-cloud-aiplatform
 PredictionServiceClient over a plain channel), the same Vertex method through
 a raw gRPC stub (explaind's Vertex messages, so the client library's own cost
-is left out), and the REST port (aiohttp client, one kept-alive connection).
-Prints p50/p99 per surface and the ratio of each p50 to explaind.v1's.
+is left out), the REST port (aiohttp client, one kept-alive connection), and
+the raw Vertex stub through an endpoint created and deployed to with
+EndpointService (routing by the traffic split: goal <= 1.05x the raw stub
+naming the model's default endpoint). Prints p50/p99 per surface, the ratio
+of each p50 to explaind.v1's and the deployed endpoint's to the raw stub's.
 
     python bench/bench_vertex_surfaces.py [--n 100000] [--d 128] [--calls 1000]
 """
@@ -27,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemon import Daemon, explain_requests, percentiles  # noqa: E402
 
 from explaind.v1 import prediction_service_pb2_grpc  # noqa: E402
+from explaind.vertex.v1 import endpoint_service_pb2 as endpoints_v1  # noqa: E402
 from explaind.vertex.v1 import prediction_service_pb2 as vertex_v1  # noqa: E402
 
 ENDPOINT = "projects/bench/locations/local/endpoints/bench"
@@ -48,10 +52,28 @@ def _timed(call, requests, warmup: int, calls: int) -> list[float]:
     return out
 
 
-def _vertex_requests(queries) -> list[vertex_v1.ExplainRequest]:
+def _deployed_endpoint(channel) -> str:
+    """An endpoint created and deployed to through Vertex's EndpointService (the model "bench")."""
+    from google.longrunning import operations_pb2
+
+    def call(method, request):
+        return channel.unary_unary(f"/google.cloud.aiplatform.v1.EndpointService/{method}",
+                                   request_serializer=type(request).SerializeToString,
+                                   response_deserializer=operations_pb2.Operation.FromString)(request, timeout=60)
+    parent = ENDPOINT.rpartition("/endpoints/")[0]
+    created = call("CreateEndpoint", endpoints_v1.CreateEndpointRequest(parent=parent, endpoint_id="deployed"))
+    assert created.done and not created.HasField("error"), created
+    name = f"{parent}/endpoints/deployed"
+    deployed = call("DeployModel", endpoints_v1.DeployModelRequest(
+        endpoint=name, deployed_model=endpoints_v1.DeployedModel(model=f"{parent}/models/bench")))
+    assert deployed.done and not deployed.HasField("error"), deployed
+    return name
+
+
+def _vertex_requests(queries, endpoint: str = ENDPOINT) -> list[vertex_v1.ExplainRequest]:
     out = []
     for q in queries:
-        r = vertex_v1.ExplainRequest(endpoint=ENDPOINT)
+        r = vertex_v1.ExplainRequest(endpoint=endpoint)
         r.instances.append(json_format.ParseDict(q.tolist(), struct_pb2.Value()))
         r.explanation_spec_override.examples_override.data_format = 2      # EMBEDDINGS
         out.append(r)
@@ -109,15 +131,25 @@ def main() -> None:
         results["aiplatform_v1 client"] = _timed(lambda r: vertex.explain(request=r, timeout=30), wrapped,
                                                  args.warmup, args.calls)
         results["REST :explain"] = asyncio.run(_rest(http_port, queries, args.warmup, args.calls))
+        deployed = _deployed_endpoint(channel)
+        # Interleaved rounds, so drift on a shared machine reaches both alike.
+        for _ in range(3):
+            results.setdefault("raw stub, model endpoint", []).extend(
+                _timed(lambda r: raw(r, timeout=30), _vertex_requests(queries), args.warmup, args.calls // 3))
+            results.setdefault("raw stub, deployed endpoint", []).extend(
+                _timed(lambda r: raw(r, timeout=30), _vertex_requests(queries, deployed), args.warmup, args.calls // 3))
     finally:
         daemon.stop()
 
     base = percentiles(results["explaind.v1 stub"])["p50"]
     print(f"Explain, batch 1, k=10, exact index {args.n} x {args.d}, {args.calls} sequential calls per surface")
-    print(f"{'surface':<26} {'p50 ms':>8} {'p99 ms':>8} {'p50 / explaind.v1':>18}")
+    print(f"{'surface':<28} {'p50 ms':>8} {'p99 ms':>8} {'p50 / explaind.v1':>18}")
     for name, samples in results.items():
         p = percentiles(samples)
-        print(f"{name:<26} {p['p50']:8.2f} {p['p99']:8.2f} {p['p50'] / base:18.2f}")
+        print(f"{name:<28} {p['p50']:8.2f} {p['p99']:8.2f} {p['p50'] / base:18.2f}")
+    ratio = percentiles(results["raw stub, deployed endpoint"])["p50"] / \
+        percentiles(results["raw stub, model endpoint"])["p50"]
+    print(f"Explain through a deployed endpoint / naming the model (p50): {ratio:.3f} (goal <= 1.05)")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ step 3-latency-flat 75 "$PY" bench/bench_explain_latency.py --gpu --n "$N" --cal
 step 3-latency-ivf 75 "$PY" bench/bench_explain_latency.py --gpu --n "$N" --calls "$CALLS" --algorithm ivf
 for algorithm in flat ivf; do
   step "4-load-$algorithm" 110 "$PY" bench/load_generator.py --gpu --n "$N" --algorithm "$algorithm" \
+    --distance DOT_PRODUCT_DISTANCE \
     --clients "$CLIENTS" --requests "$REQUESTS" --workers "$WORKERS" --client-processes "$PROCS"
 done
 step 5-bands 400 "$PY" bench/bench_filter_thresholds.py --gpu --n "$N" --repeat 3

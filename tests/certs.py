@@ -3,8 +3,10 @@ and client certificates signed by it, written as PEM files."""
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import os
+import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -65,6 +67,15 @@ class CA:
 
     def write(self, path) -> str:
         return write_file(path, self.pem)
+
+
+@functools.lru_cache(maxsize=None)
+def default_roots_ca() -> tuple[CA, str]:
+    """The CA (and its PEM file) of every test whose gRPC clients trust the daemon through
+    GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, as the SDK's and the generated clients' secure channels
+    do: gRPC reads that file once per process, so tests in one run must share it."""
+    ca = CA()
+    return ca, ca.write(os.path.join(tempfile.mkdtemp(prefix="explaind-test-roots-"), "ca.crt"))
 
 
 def write_file(path, data: bytes) -> str:

@@ -364,6 +364,11 @@ def methods() -> list[tuple[str, object]]:
         version = service.split(".")[-2]
         for name, (request, _response) in vertex_methods.items():
             out.append((f"/{service}/{name}", HandRegistered(f"vertex {version} {name}", request.DESCRIPTOR)))
+    from explaind.server.vertex.services import SERVICES as RESOURCE_SERVICES   # Model and EndpointService
+    for service, resource_methods in RESOURCE_SERVICES.items():
+        version = service.split(".")[-2]
+        for name, (request, _response, _behaviour) in resource_methods.items():
+            out.append((f"/{service}/{name}", HandRegistered(f"vertex {version} {name}", request.DESCRIPTOR)))
     return out
 
 
@@ -554,7 +559,31 @@ def seeds(model: dict, operation: str) -> dict[str, list]:
     examples.data_format = explanation_pb2.ExamplesOverride.DataFormat.EMBEDDINGS
     examples.restrictions.add(namespace_name="color", allow=["r", "b"])
     upload = json_format.ParseDict(model, model_pb2.Model())
+    from explaind.vertex.v1 import endpoint_service_pb2 as ves
+    from explaind.vertex.v1 import model_service_pb2 as vms
+    parent = "projects/p/locations/l"
+    vertex_resources = {
+        "UploadModel": [vms.UploadModelRequest(parent=parent, model_id="vfuzzed", model=vms.Model(
+            display_name="f", explanation_spec=upload.explanation_spec))],
+        "GetModel": [vms.GetModelRequest(name=f"{parent}/models/base@1")],
+        "ListModels": [vms.ListModelsRequest(parent=parent, filter='labels.a:* OR display_name="x"', page_size=2)],
+        "DeleteModel": [vms.DeleteModelRequest(name=f"{parent}/models/vfuzzed")],
+        "UpdateExplanationDataset": [vms.UpdateExplanationDatasetRequest(model=f"{parent}/models/base")],
+        "CreateEndpoint": [ves.CreateEndpointRequest(parent=parent, endpoint_id="fuzz",
+                                                     endpoint=ves.Endpoint(display_name="f", labels={"a": "b"}))],
+        "GetEndpoint": [ves.GetEndpointRequest(name=f"{parent}/endpoints/fuzz")],
+        "ListEndpoints": [ves.ListEndpointsRequest(parent=parent, page_size=1)],
+        "UpdateEndpoint": [ves.UpdateEndpointRequest(endpoint=ves.Endpoint(name=f"{parent}/endpoints/fuzz",
+                                                                           display_name="g"),
+                                                     update_mask={"paths": ["display_name"]})],
+        "DeleteEndpoint": [ves.DeleteEndpointRequest(name=f"{parent}/endpoints/fuzz")],
+        "DeployModel": [ves.DeployModelRequest(endpoint=f"{parent}/endpoints/fuzz", traffic_split={"0": 100},
+                                               deployed_model=ves.DeployedModel(model=f"{parent}/models/base"))],
+        "UndeployModel": [ves.UndeployModelRequest(endpoint=f"{parent}/endpoints/fuzz", deployed_model_id="1")],
+    }
     return {
+        **{f"vertex {version} {name}": requests for version in ("v1", "v1beta1")
+           for name, requests in vertex_resources.items()},
         "Explain": [ps.ExplainRequest(name="models/base", instances=[embedding, keyed], explanation_spec_override=override),
                     ps.ExplainRequest(name="models/base", instances=[embedding])],
         "Predict": [ps.PredictRequest(name="models/base", instances=[embedding])],

@@ -63,3 +63,44 @@ def crowded_search(dist: np.ndarray, admissible: np.ndarray, tags: list, k: int,
         if len(out) == k:
             break
     return out
+
+
+# ----- feature attributions -------------------------------------------------------------------
+
+def shapley_by_enumeration(value, players: int) -> np.ndarray:
+    """Exact Shapley values of `players` players: value(coalition as a frozenset) -> float, called
+    once per coalition; the textbook sum over every coalition without the player."""
+    import itertools
+    import math
+
+    worth = {}
+    for size in range(players + 1):
+        for members in itertools.combinations(range(players), size):
+            worth[frozenset(members)] = float(value(frozenset(members)))
+    out = np.zeros(players)
+    for i in range(players):
+        others = [p for p in range(players) if p != i]
+        for size in range(players):
+            weight = math.factorial(size) * math.factorial(players - size - 1) / math.factorial(players)
+            for members in itertools.combinations(others, size):
+                coalition = frozenset(members)
+                out[i] += weight * (worth[coalition | {i}] - worth[coalition])
+    return out
+
+
+def integrated_gradients_tf(function, x, baseline, steps: int = 2000):
+    """IG of a scalar TensorFlow function along the straight path, by the trapezoid rule over
+    `steps` intervals, the gradients from tf.GradientTape (another quadrature than the server's)."""
+    import tensorflow as tf
+
+    x = np.asarray(x, np.float64)
+    baseline = np.asarray(baseline, np.float64)
+    alphas = np.linspace(0.0, 1.0, steps + 1)
+    points = tf.constant(baseline[None] + alphas.reshape((-1,) + (1,) * x.ndim) * (x - baseline)[None])
+    with tf.GradientTape() as tape:
+        tape.watch(points)
+        total = tf.reduce_sum(function(points))
+    gradients = tape.gradient(total, points).numpy()
+    weights = np.full(steps + 1, 1.0 / steps)
+    weights[[0, -1]] /= 2
+    return (x - baseline) * np.tensordot(weights, gradients, axes=1)

@@ -191,3 +191,56 @@ def test_an_update_on_ray_answers_as_a_fresh_build(start_server, ray_address, tm
     assert len(os.listdir(os.path.join(folder, "builds"))) == 2
     assert len(os.listdir(os.path.join(folder, "segments"))) == 2
     assert not [d for d, _, _ in os.walk(folder) if d.endswith("shards")]
+
+
+def test_a_batch_job_on_ray_writes_what_the_local_runner_writes(start_server, ray_address, tmp_path):
+    """The same batch job (feature attributions, two input files, a bad row) on the local runner
+    and on Ray actors: equal rows in the same order, the same errors, and the Ray job's rows
+    split over parts by actor batch."""
+    import json
+
+    from tests import attr_models
+
+    server = start_server(ray_address=ray_address, ray_workers=2, ray_batch_size=16, batch_size=8)
+    x = tfmodels.random_inputs(60, (6,), seed=21)
+    first = write_jsonl(tmp_path / "a.jsonl", [{"features": r.tolist()} for r in x[:25]])
+    (tmp_path / "b.jsonl").write_text("\n".join([json.dumps({"features": r.tolist()}) for r in x[25:40]] +
+                                                ['{"features": [1]}'] +
+                                                [json.dumps({"features": r.tolist()}) for r in x[40:]]) + "\n")
+    model = {"displayName": "mlp", "artifactUri": attr_models.mlp_model(), "explanationSpec": {
+        "parameters": {"integratedGradientsAttribution": {"stepCount": 8}, "topK": 2},
+        "metadata": {"inputs": {"features": {"inputTensorName": "features"}},
+                     "outputs": {"scores": {"outputTensorName": "output_0"}}}}}
+    outputs = {}
+    with server.client() as client:
+        client.wait(client.upload_model(model, model_id="mlp"), timeout=300)
+        for runner in ("local", "ray"):
+            op = client.batch_explain("mlp", [first, str(tmp_path / "b.jsonl")], str(tmp_path / runner),
+                                      labels={RUNNER_LABEL: runner})
+            response = client.wait_batch(op, timeout=600)
+            meta = client.get_operation(op.name)
+            outputs[runner] = (response, [json.loads(line) for name in response.result_files
+                                          for line in open(os.path.join(response.output_directory, name))],
+                               [json.loads(line) for name in response.error_files
+                                for line in open(os.path.join(response.output_directory, name))])
+            assert _batch_runner(meta) == runner
+    (local, local_rows, local_errors), (on_ray, ray_rows, ray_errors) = outputs["local"], outputs["ray"]
+    assert (local.rows_succeeded, local.rows_failed) == (on_ray.rows_succeeded, on_ray.rows_failed) == (60, 1)
+    assert len(on_ray.result_files) > 1                       # parts from several actor batches, in order
+    assert [r["instance"] for r in ray_rows] == [r["instance"] for r in local_rows] == \
+        [{"features": r.tolist()} for r in x]
+    assert ray_errors == local_errors and "b.jsonl line 16" in local_errors[0]["error"]["message"]
+    for a, b in zip(local_rows, ray_rows):
+        assert a["prediction"] == pytest.approx(b["prediction"], rel=1e-5, abs=1e-6)
+        for p, q in zip(a["explanation"]["attributions"], b["explanation"]["attributions"]):
+            assert p["outputIndex"] == q["outputIndex"]
+            np.testing.assert_allclose(p["featureAttributions"]["features"], q["featureAttributions"]["features"],
+                                       rtol=1e-5, atol=1e-6)
+
+
+def _batch_runner(op) -> str:
+    from explaind.v1 import batch_service_pb2
+
+    meta = batch_service_pb2.BatchExplainOperationMetadata()
+    op.metadata.Unpack(meta)
+    return meta.runner

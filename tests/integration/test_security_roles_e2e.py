@@ -15,7 +15,9 @@ from explaind.server.app import Daemon
 from explaind.server.config import Settings
 from explaind.server.security import uris
 from explaind.server.security.roles import ADMIN, OPEN, required_role, uncovered
+from explaind.server.vertex.jobs import SERVICES as VERTEX_JOB_SERVICES
 from explaind.server.vertex.prediction import METHODS as VERTEX_METHODS
+from explaind.server.vertex.services import SERVICES as VERTEX_RESOURCES
 
 AUTH_CODES = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 CREDENTIALS = {"none": None, "bogus": "Bearer not-a-token", "predict": "Bearer p-token", "admin": "Bearer a-token"}
@@ -36,7 +38,7 @@ def expected(role, who: str, control_disabled: bool = False):
 
 def streaming(service: str, method: str) -> tuple[bool, bool]:
     """(client streaming, server streaming); Vertex's hand-registered methods are unary."""
-    if service in VERTEX_METHODS:
+    if service in VERTEX_METHODS or service in VERTEX_RESOURCES or service in VERTEX_JOB_SERVICES:
         return False, False
     descriptor = descriptor_pool.Default().FindServiceByName(service).methods_by_name[method]
     return descriptor.client_streaming, descriptor.server_streaming
@@ -133,7 +135,9 @@ def test_read_only_replica_without_reflection(tmp_path):
     registered, outcomes, _ = walk(tmp_path, disable_model_uploads=True, disable_reflection=True)
     assert not [s for s in registered if "Reflection" in s]
     admin_methods = [p for (p, who) in outcomes if required_role(p) is ADMIN and who == "admin"]
-    assert len(admin_methods) == 5
+    # explaind.v1's five and BatchExplain, and Vertex's ModelService and EndpointService writes (8 in v1 and
+    # v1beta1 each) and JobService's create, cancel and delete (3 each).
+    assert len(admin_methods) == 6 + 2 * 8 + 2 * 3
     for (path, who), code in outcomes.items():
         want = expected(required_role(path), who, control_disabled=True)
         if want is None:

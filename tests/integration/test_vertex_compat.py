@@ -156,7 +156,7 @@ def test_rest_upload_poll_explain_predict(server, data, models):
     done = polls[-1]
     assert done["done"] is True and "error" not in done, done
     assert done["response"] == {"@type": "type.googleapis.com/google.cloud.aiplatform.v1beta1.UploadModelResponse",
-                                "model": f"{PARENT}/models/pets"}
+                                "model": f"{PARENT}/models/pets", "modelVersionId": "1"}    # one version per model
     # The same operation under Vertex's other name for it.
     op_id = operation["name"].rpartition("/")[2]
     assert _http(server, "GET", f"/v1/{PARENT}/operations/{op_id}")[1]["done"] is True
@@ -240,6 +240,24 @@ def test_vertex_client_attributions_equal_explaind_v1(server, models):
             mine.pop("warnings", None)
             mine.pop("images", None)
             assert json_format.MessageToDict(type(vertex_attribution).pb(vertex_attribution)) == mine
+
+
+def test_explain_answers_carry_the_predictions(server, data, models):
+    """ExplainResponse.predictions: the model's outputs as Predict answers them, on every surface and
+    for both kinds of explanation (the Vertex notebooks read them beside the explanations)."""
+    instances = [{"features": q.tolist()} for q in data["queries"][:2]]
+    expected = tfmodels.BUILT[data["path"]](data["queries"][:2]).numpy()
+    status, answer = _http(server, "POST", f"/v1/{PARENT}/endpoints/pets:explain", {"instances": instances})
+    assert status == 200, answer
+    np.testing.assert_allclose(answer["predictions"], expected, rtol=1e-4, atol=1e-5)
+    with server.client() as client:
+        mine = client.explain("pets", instances)
+    np.testing.assert_allclose([json_format.MessageToDict(p) for p in mine.predictions], expected, rtol=1e-4, atol=1e-5)
+    x = np.array([1.0, 2.0, -3.0, 0.5])
+    response = _vertex(server).explain(request=_vertex_request(aiplatform_v1, f"{PARENT}/endpoints/linear",
+                                                               [{"x": x.tolist()}]))
+    np.testing.assert_allclose(list(response.predictions[0]), x @ attr_models.LINEAR_WEIGHTS + attr_models.LINEAR_BIAS,
+                               rtol=1e-5)
 
 
 def test_vertex_client_predict_equals_explaind_v1(server, data, models):

@@ -7,12 +7,15 @@ import asyncio
 import io
 import json
 import logging
+import re
+import subprocess
+import sys
 
 import aiohttp
 import grpc
 import pytest
 
-from explaind.server.admission import Admission
+from explaind.server.admission import Admission, new_request_id, request_id_of
 from explaind.server.interceptors import AdmissionInterceptor
 from explaind.server.logging_setup import JsonFormatter
 from explaind.server.metrics import Metrics
@@ -194,3 +197,16 @@ def test_one_access_log_for_both_surfaces():
     assert refused["code"] == 429
     for line in lines:
         assert line["duration_ms"] >= 0 and "127.0.0.1" in line["peer"]
+
+
+def test_new_request_ids_are_unique_32_hex_digits_in_each_process():
+    ids = [request_id_of(None) for _ in range(5000)] + [request_id_of(b""), new_request_id()]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch("[0-9a-f]{32}", i) for i in ids)
+    code = "from explaind.server.admission import new_request_id; print(new_request_id())"
+    other = subprocess.check_output([sys.executable, "-c", code], text=True).strip()
+    assert re.fullmatch("[0-9a-f]{32}", other) and other[:16] != ids[0][:16]     # another process, another prefix
+    prefix = new_request_id.prefix
+    new_request_id.reset()      # what a forked child runs
+    assert new_request_id.prefix != prefix and new_request_id() not in ids
+    assert request_id_of("caller-id") == "caller-id" and len(request_id_of("x" * 500)) == 128

@@ -9,7 +9,7 @@ from explaind.server.attributions.integrated_gradients import integrated_gradien
 from explaind.server.attributions.interpolation import path_points
 from explaind.server.attributions.segmentation import felzenszwalb
 from explaind.server.attributions.selection import select_outputs
-from explaind.server.attributions.shapley import sampled_shapley
+from explaind.server.attributions.shapley import ShapleyJob, estimate, prefers_exact, sampled_shapley, shapley_values
 from explaind.server.attributions.smoothgrad import smooth_integrated_gradients
 from explaind.server.attributions.xrai import segment_masks, xrai, xrai_regions
 from explaind.server.errors import InvalidArgument
@@ -106,14 +106,51 @@ def test_sampled_shapley_on_interactions_shares_the_credit():
     np.testing.assert_allclose(values["x"], [3.0, 3.0], atol=1.0)
 
 
-def test_select_outputs_orders_by_value_and_honours_top_k_and_indices():
+def _interacting(inputs):
+    """A nonlinear model of 5 features with interactions, 2 outputs."""
+    x = np.asarray(inputs["x"], np.float64)
+    first = np.sin(x[:, 0] * x[:, 1]) + x[:, 2] ** 3 - x[:, 3] * x[:, 4] * x[:, 0]
+    return np.stack([first, np.tanh(x.sum(axis=1)) * x[:, 1]], axis=1)
+
+
+def test_exact_shapley_equals_enumeration_on_a_nonlinear_model():
+    from tests import oracles
+
+    x, base = np.array([0.8, -1.2, 0.5, 1.5, -0.7]), np.array([0.1, 0.2, -0.3, 0.0, 0.4])
+    job = ShapleyJob({"x": x}, [{"x": base}], np.arange(5), [0, 1], path_count=7, exact=True)
+    (values,) = shapley_values(_interacting, [job], max_rows=7)       # 32 coalitions over 5 model calls
+    for index in (0, 1):
+        mean, error = estimate(values.per_path[index], values.exact)
+        oracle = oracles.shapley_by_enumeration(
+            lambda coalition, index=index: _interacting(
+                {"x": np.where(np.isin(np.arange(5), list(coalition)), x, base)[None]})[0, index], 5)
+        np.testing.assert_allclose(mean, oracle, rtol=1e-10, atol=1e-12)
+        assert error is None
+    assert prefers_exact(5, 7) and not prefers_exact(5, 6) and not prefers_exact(20, 50)
+
+
+def test_sampled_shapley_standard_error_matches_the_spread_over_seeds():
+    """The reported standard error is what the estimate really varies by from one set of paths to another."""
+    x, base = np.array([0.8, -1.2, 0.5, 1.5, -0.7]), np.zeros(5)
+    jobs = [ShapleyJob({"x": x}, [{"x": base}], np.arange(5), [0], path_count=8, seed=seed) for seed in range(300)]
+    estimates, errors = zip(*(estimate(v.per_path[0], v.exact) for v in shapley_values(_interacting, jobs, 4096)))
+    spread, reported = np.std(estimates, axis=0, ddof=1), np.mean(errors, axis=0)
+    assert spread[2] == reported[2] == 0.0              # x2 acts alone (additively): every path agrees
+    interacting = [0, 1, 3, 4]
+    assert np.all((0.8 < reported[interacting] / spread[interacting]) &
+                  (reported[interacting] / spread[interacting] < 1.25)), (reported, spread)
+
+
+def test_select_outputs_orders_top_k_by_value_and_output_indices_as_given():
+    """Vertex: top_k highest first, argmax when neither is set, output_indices in the order asked."""
     scores = np.array([0.1, 0.5, 0.3, 0.05])
     assert select_outputs(scores) == [1]
     assert select_outputs(scores, top_k=2) == [1, 2]
     assert select_outputs(scores, top_k=-1) == [1, 2, 0, 3]
     assert select_outputs(scores, top_k=10) == [1, 2, 0, 3]
-    assert select_outputs(scores, output_indices=[3, 0, 2]) == [2, 0, 3]
-    assert select_outputs(np.arange(6.0), output_indices=[[0, 1], [1, 2]], output_shape=(2, 3)) == [5, 1]
+    assert select_outputs(scores, output_indices=[3, 0, 2]) == [3, 0, 2]
+    assert select_outputs(scores, output_indices=[3, 0, 3]) == [3, 0]
+    assert select_outputs(np.arange(6.0), output_indices=[[0, 1], [1, 2]], output_shape=(2, 3)) == [1, 5]
     with pytest.raises(InvalidArgument) as error:
         select_outputs(scores, output_indices=[7], field="explanation_spec_override.parameters")
     assert error.value.field == "explanation_spec_override.parameters.output_indices[0]"

@@ -1,4 +1,6 @@
 """FeatureExplainer on real TensorFlow SavedModels: linear, MLP, non-differentiable, a digits CNN."""
+import base64
+
 import numpy as np
 import pytest
 from google.protobuf import json_format
@@ -201,7 +203,10 @@ def test_masking_top_attributed_pixels_hurts_more_than_random_pixels(digits, met
     top_drops, random_drops = [], []
     for image, attributions in zip(images, explainer.explain({"image": images})):
         (attribution,) = attributions
-        values = _values(attribution, "image")
+        # Modality "image": Vertex's picture in feature_attributions, the values beside it.
+        picture = json_format.MessageToDict(attribution.feature_attributions)["image"]
+        assert list(picture) == ["b64_jpeg"] and base64.b64decode(picture["b64_jpeg"]).startswith(b"\xff\xd8")
+        values = np.array(json_format.MessageToDict(attribution.image_attributions)["image"])
         assert values.shape == image.shape
         assert attribution.images["image"].startswith(b"\x89PNG")
         label = attribution.output_index[0]

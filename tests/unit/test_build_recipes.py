@@ -68,6 +68,26 @@ def test_attribution_recipe_for_a_savedmodel_folder(tmp_path):
     assert isinstance(recipe, AttributionRecipe)
 
 
+def test_attribution_metadata_and_ranges_are_refused_by_the_upload_itself(tmp_path):
+    """What needs no model fails UploadModel at once, from the request's metadata or the file beside
+    the model; what needs the model fails the upload's operation (tests/integration)."""
+    import json
+
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    model = _model(tmp_path, artifact=str(tmp_path), attribution={"integratedGradientsAttribution": {"stepCount": 10}})
+    json_format.ParseDict({"inputs": {"words": {"encoding": "COMBINED_EMBEDDING"}}}, model.explanation_spec.metadata)
+    with pytest.raises(InvalidArgument) as e:
+        recipe_for(model, 1000)
+    assert e.value.field == "model.explanation_spec.metadata.inputs[words].encoded_tensor_name"
+    (tmp_path / "explanation_metadata.json").write_text(json.dumps({"inputs": {"x": {"encoding": "bag_of_features"}}}))
+    with pytest.raises(InvalidArgument) as e:
+        recipe_for(_model(tmp_path, artifact=str(tmp_path), attribution={"integratedGradientsAttribution": {}}), 1000)
+    assert e.value.field == "model.artifact_uri (explanation_metadata.json).inputs[x].index_feature_mapping"
+    with pytest.raises(InvalidArgument) as e:
+        recipe_for(_model(tmp_path, artifact=str(tmp_path), attribution={"xraiAttribution": {"stepCount": 500}}), 1000)
+    assert e.value.field == "model.explanation_spec.parameters.xrai_attribution.step_count"
+
+
 def test_missing_data_fails_at_upload_naming_the_uri(tmp_path):
     model = _model(tmp_path, {"gcsSource": {"uris": [str(tmp_path / "nothing-*.npy")]},
                               "nearestNeighborSearchConfig": _config()})

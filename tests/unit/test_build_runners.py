@@ -22,7 +22,7 @@ from explaind.server.builds.runners.memory import child_pids, parse_memory_limit
 from explaind.server.builds.runners.messages import BuildCrashed, BuildFailed, ChildPayload
 from explaind.server.builds.runners.outcome import BuildOutput, IndexSummary
 from explaind.server.builds.runners.request import BuildTask
-from explaind.server.builds.runners.ray_embedding import RayConfig, _explaind_error
+from explaind.server.builds.runners.ray_embedding import RayConfig, explaind_error
 from explaind.server.builds.runners.shards import read_shards, write_shard
 from explaind.server.config import Settings
 from explaind.server.errors import DimensionMismatch, ExplaindError, FailedPrecondition, InvalidArgument
@@ -191,10 +191,10 @@ def test_the_domain_error_inside_rays_wrappers_comes_back():
     assert inner.field == "examples[3].restricts"       # the field survives the trip through pickle
     dual = type("RayTaskError(InvalidArgument)", (_Wrapper, InvalidArgument), {})
     for error in (_Wrapper(_Wrapper(inner)), dual(inner)):
-        found = _explaind_error(error)
+        found = explaind_error(error)
         assert type(found) is InvalidArgument
         assert (found.message, found.field) == ("bad token", "examples[3].restricts")
-    other = _explaind_error(_Wrapper(KeyError("x")))
+    other = explaind_error(_Wrapper(KeyError("x")))
     assert type(other) is ExplaindError and "the Ray embedding stage failed" in other.message
 
 

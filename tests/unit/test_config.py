@@ -34,7 +34,7 @@ def parsed(*argv: str) -> argparse.Namespace:
 
 def test_every_setting_has_its_help_default_and_variable_in_serve_help(capsys, monkeypatch):
     text = serve_help(capsys, monkeypatch)
-    assert len(FIELDS) == 55
+    assert len(FIELDS) == 61        # 56, and the batch group's 5
     for f in FIELDS:
         help_text = " ".join(f.metadata["help"].split())
         assert len(help_text) > 15, f.name
@@ -91,10 +91,13 @@ HOSTILE = [
     ("--shutdown-grace-seconds", "inf", "must be a finite number"),
     ("--store-poll-seconds", "0", "must be greater than 0"),
     ("--store-attempts", "0", "must be at least 1"),
-    ("--workers", "0", "must be at least 1"),
+    ("--workers", "-1", "must be at least 0"),
     ("--log-level", "LOUD", "must be one of DEBUG"),
     ("--host", "  ", "must not be empty"),
     ("--store", "", "must not be empty"),
+    ("--access-log-sample", "1.5", "must be between 0 and 1"),
+    ("--access-log-sample", "-0.01", "must be between 0 and 1"),
+    ("--access-log-sample", "nan", "must be a finite number"),
 ]
 
 

@@ -277,3 +277,22 @@ def test_a_flat_index_holds_each_vector_once_more_only_when_it_normalizes(data, 
         got = index.search(q[:1], 5)          # the single-query BLAS scan reads the shared storage
         dist = oracles.distances(q[:1], x, distance, "NONE")
         assert_matches_oracle(got[0], dist[0], 5)
+
+
+def test_asking_for_every_example_of_a_compressed_index_returns_every_one():
+    # FAISS's fast-scan codes drop this inner-product case's farthest example
+    # (found by test_index_properties): a call asking for all is answered exactly.
+    from explaind.server.index.config import IndexPlan
+    n = 31
+    rng = np.random.default_rng(67791942)
+    x = rng.standard_normal((n, 4)).astype(np.float32)
+    q = rng.standard_normal((1, 4)).astype(np.float32)
+    c = cfg("DOT_PRODUCT_DISTANCE", "UNIT_L2_NORM", "tree_ah", d=4, leaf_node_embedding_count=8,
+            leaf_nodes_to_search_percent=100, approximate_neighbors_count=64)
+    index = ExampleIndex.build(x, [str(i) for i in range(n)], None, None, c, plan=IndexPlan(4, 4, 2))
+    assert index.kind.compressed
+    want_pos, want_dist = oracles.nearest(x, q, n, "DOT_PRODUCT_DISTANCE", unit_norm=True)
+    for k in (n, n + 5):
+        got = index.search(q, k)[0]
+        assert [g.position for g in got] == want_pos[0].tolist()
+        np.testing.assert_allclose([g.distance for g in got], want_dist[0], rtol=1e-5, atol=1e-5)

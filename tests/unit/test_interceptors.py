@@ -47,13 +47,16 @@ class Handlers:
         await asyncio.sleep(2)
         return b"slow"
 
+    async def broken(self, request, context):
+        await context.abort(grpc.StatusCode.INTERNAL, "a server fault")
+
     async def stream(self, request, context):  # unary-stream, async generator
         for i in range(3):
             yield b"%d" % i
 
     def generic_handler(self):
         unary = {name: grpc.unary_unary_rpc_method_handler(getattr(self, name.lower()))
-                 for name in ("Echo", "Hold", "Invalid", "Slow")}
+                 for name in ("Echo", "Hold", "Invalid", "Slow", "Broken")}
         unary["Stream"] = grpc.unary_stream_rpc_method_handler(self.stream)
         return grpc.method_handlers_generic_handler(SERVICE, unary)
 
@@ -248,3 +251,68 @@ def test_deadline_and_streams_are_counted_with_their_codes():
             await server.stop(0)
 
     run(main())
+
+
+def test_a_methods_handler_is_wrapped_once_and_again_when_its_service_changes():
+    interceptor = AdmissionInterceptor(Admission(Metrics(gpu_memory=False)), decode=True)
+    handlers = Handlers()
+    current = {"handler": grpc.unary_unary_rpc_method_handler(handlers.echo, request_deserializer=bytes)}
+
+    class Details:
+        method = f"/{SERVICE}/Echo"
+        invocation_metadata = ()
+
+    async def continuation(_details):
+        return current["handler"]
+
+    async def main():
+        first = await interceptor.intercept_service(continuation, Details())
+        again = await interceptor.intercept_service(continuation, Details())
+        current["handler"] = grpc.unary_unary_rpc_method_handler(handlers.hold, request_deserializer=bytes)
+        replaced = await interceptor.intercept_service(continuation, Details())
+        return first, again, replaced
+
+    first, again, replaced = run(main())
+    assert again is first
+    assert replaced is not first and replaced.unary_unary.__name__ == "hold"
+    assert first.request_deserializer is None        # decoded inside the scope, not by grpc
+
+
+@pytest.mark.parametrize("sample,every", [(1.0, 1), (0.25, 4), (0.3, 3), (0.0, 0)])
+def test_a_sampled_access_log_keeps_every_field_and_every_server_fault(access_lines, sample, every):
+    metrics = Metrics(gpu_memory=False)
+
+    async def main():
+        server, port = await start_server(Handlers(), [AdmissionInterceptor(Admission(metrics,
+                                                                                      access_log_sample=sample))])
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                for i in range(12):
+                    await call(channel, "Echo")(b"", metadata=(("x-request-id", f"ok-{i}"),), timeout=5)
+                for i in range(4):
+                    with pytest.raises(grpc.aio.AioRpcError):
+                        await call(channel, "Broken")(b"", metadata=(("x-request-id", f"fault-{i}"),), timeout=5)
+        finally:
+            await server.stop(0)
+
+    run(main())
+    lines = access_lines()
+    ok = [line for line in lines if line["code"] == "OK"]
+    faults = [line for line in lines if line["code"] == "INTERNAL"]
+    assert [line["request_id"] for line in ok] == [f"ok-{i}" for i in range(12) if every and (i + 1) % every == 0]
+    assert [line["request_id"] for line in faults] == [f"fault-{i}" for i in range(4)]     # never sampled away
+    for line in ok:
+        assert {"time", "level", "logger", "message", "method", "code", "duration_ms", "request_id", "peer"} <= \
+            set(line)
+        assert line["method"] == f"/{SERVICE}/Echo" and line["level"] == "INFO" and "127.0.0.1" in line["peer"]
+        assert ("sample" in line) == (every != 1) and line.get("sample", 1.0) == pytest.approx(1 / every)
+    assert all(line["level"] == "WARNING" and "sample" not in line for line in faults)
+    # The metrics count every call, sampled or not.
+    assert metrics.registry.get_sample_value("grpc_server_handled_total", {
+        "grpc_type": "unary", "grpc_service": SERVICE, "grpc_method": "Echo", "grpc_code": "OK"}) == 12
+
+
+def test_access_log_sample_outside_zero_to_one_is_refused():
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="access_log_sample"):
+            Admission(access_log_sample=bad)

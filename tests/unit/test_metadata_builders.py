@@ -4,11 +4,8 @@ When the PyPI package explainable-ai-sdk (1.3.3) is importable, its own TF2
 SavedModelMetadataBuilder is the independent writer; a hand-written file in the
 SDK's documented format is checked in every case.
 """
-import importlib.util
 import json
 import shutil
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -18,6 +15,7 @@ from explaind.client.metadata import KerasModelMetadataBuilder, SavedModelMetada
 from explaind.server.attributions import FeatureExplainer, load_metadata_for_model
 from explaind.v1 import explanation_pb2 as pb
 from tests import attr_models
+from tests.xai_sdk import sdk_v2 as _sdk_v2
 
 pytestmark = pytest.mark.slow
 
@@ -32,24 +30,6 @@ EXPECTED_DIGITS_FILE = {
     "framework": "tensorflow2",
     "tags": ["explainable_ai_sdk"],
 }
-
-
-def _sdk_v2():
-    """explainable_ai_sdk.metadata.tf.v2, or None. The package's __init__ imports its Vertex client
-    (google-auth); the metadata builders do not need it, so the package is mounted without running it."""
-    spec = importlib.util.find_spec("explainable_ai_sdk")
-    if spec is None:
-        return None
-    if "explainable_ai_sdk" not in sys.modules:
-        package = types.ModuleType("explainable_ai_sdk")
-        package.__path__ = list(spec.submodule_search_locations)
-        sys.modules["explainable_ai_sdk"] = package
-    try:
-        from explainable_ai_sdk.metadata import parameters
-        from explainable_ai_sdk.metadata.tf import v2
-    except ImportError:
-        return None
-    return v2, parameters
 
 
 def _describe_digits(builder, visualization, domain):
@@ -105,7 +85,9 @@ def _explain_digits(model_dir):
     explainer = FeatureExplainer.load(model_dir, spec)
     images, _ = attr_models.digits_data()
     (attribution,) = explainer.explain({"image": images[:1]})[0]
-    values = np.array(json_format.MessageToDict(attribution.feature_attributions)["digit"])
+    # Modality "image": Vertex's picture in feature_attributions, the values in image_attributions.
+    assert list(json_format.MessageToDict(attribution.feature_attributions)["digit"]) == ["b64_jpeg"]
+    values = np.array(json_format.MessageToDict(attribution.image_attributions)["digit"])
     assert values.shape == (8, 8, 1)
     assert attribution.output_name == "probabilities"
     assert attribution.images["digit"].startswith(b"\x89PNG")
@@ -165,3 +147,47 @@ def test_keras_builder_names_match_the_exported_signature(tmp_path):
         integrated_gradients_attribution=pb.IntegratedGradientsAttribution(step_count=5), top_k=-1))
     explanations = FeatureExplainer.load(target, spec).explain({"measurements": np.ones((1, 3), np.float32) * 2})
     assert len(explanations[0]) == 2 and all(a.approximation_error < 1e-4 for a in explanations[0])
+
+
+def test_the_sdk_writes_encoded_and_bag_inputs_and_the_upload_takes_its_file_unchanged(tmp_path):
+    """explainable-ai-sdk's own builder writes a text model's embedding (encoded_tensor_name,
+    concat_embedding) and a tabular bag (index_feature_mapping); the files drive attributions as
+    the same metadata sent in the request does."""
+    sdk = _sdk_v2()
+    if sdk is None:
+        pytest.skip("explainable-ai-sdk is not importable here")
+    v2, _ = sdk
+    text_path, _ = attr_models.text_classifier()
+    text_dir = tmp_path / "text"
+    shutil.copytree(text_path, text_dir)
+    builder = v2.SavedModelMetadataBuilder(str(text_dir))
+    builder.set_categorical_metadata("tokens", new_name="words", encoded_name="embedding", encoding="concat_embedding")
+    builder.set_output_metadata("output_0", "sentiment")
+    builder.save_metadata(str(text_dir))
+    written = json.loads((text_dir / "explanation_metadata.json").read_text())
+    assert written["inputs"]["words"]["encoded_tensor_name"] == "embedding"
+    assert written["inputs"]["words"]["encoding"] == "concat_embedding"
+    parameters = pb.ExplanationParameters(integrated_gradients_attribution=pb.IntegratedGradientsAttribution(step_count=20))
+    tokens, _ = attr_models.text_data(3, seed=5)
+    from_file = FeatureExplainer.load(str(text_dir), pb.ExplanationSpec(parameters=parameters)).explain({"tokens": tokens})
+    in_request = pb.ExplanationSpec(parameters=parameters)
+    json_format.ParseDict({"inputs": {"words": {"inputTensorName": "tokens", "encodedTensorName": "embedding",
+                                                "encoding": "CONCAT_EMBEDDING"}},
+                           "outputs": {"sentiment": {"outputTensorName": "output_0"}}}, in_request.metadata)
+    expected = FeatureExplainer.load(text_path, in_request).explain({"tokens": tokens})
+    for (got,), (want,) in zip(from_file, expected):
+        assert got.output_name == "sentiment"
+        assert json_format.MessageToDict(got.feature_attributions) == json_format.MessageToDict(want.feature_attributions)
+        assert len(json_format.MessageToDict(got.feature_attributions)["words"]) == attr_models.TEXT_LENGTH
+
+    tabular_path, _ = attr_models.tabular_model()
+    tabular_dir = tmp_path / "tabular"
+    shutil.copytree(tabular_path, tabular_dir)
+    builder = v2.SavedModelMetadataBuilder(str(tabular_dir))
+    builder.set_numeric_metadata("tags", index_feature_mapping=list(attr_models.TAB_TAGS))
+    builder.set_categorical_metadata("color", encoded_name="color_onehot")
+    builder.save_metadata(str(tabular_dir))
+    explainer = FeatureExplainer.load(str(tabular_dir), pb.ExplanationSpec(parameters=parameters))
+    (attribution,) = explainer.explain({"color": np.array([[2]], np.int32), "tags": np.ones((1, 5), np.float32),
+                                        "size": np.ones((1, 1), np.float32)})[0]
+    assert set(json_format.MessageToDict(attribution.feature_attributions)) == {"color", "size", *attr_models.TAB_TAGS}

@@ -95,17 +95,23 @@ def serve_and(interceptors, service, check):
 
 GARBAGE = b"\xff\xff\xff\xff\x0f"
 VALID = Request(service="x").SerializeToString()
+# The two ways to decode: the interceptor alone, or the daemon's admission interceptor decoding itself.
+DECODERS = {"DecodeInterceptor": lambda: [DecodeInterceptor()],
+            "AdmissionInterceptor(decode=True)": lambda: [AdmissionInterceptor(Admission(), decode=True)]}
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("method,kind", [("Check", ""), ("GetModel", ""), ("Watch", "unary_stream"),
                                          ("ListModels", "unary_stream"), ("DeleteModel", "stream_stream")])
-def test_every_kind_of_method_parses_inside_the_call(method, kind):
+def test_every_kind_of_method_parses_inside_the_call(method, kind, decoder):
     async def check(port):
         path = f"/{OPEN}/{method}"
         good = await call(port, path, VALID, kind)
         bad = await call(port, path, GARBAGE, kind)
-        return good, bad
-    (good_code, responses), (bad_code, details) = serve_and([DecodeInterceptor()], OPEN, check)
+        again = await call(port, path, VALID, kind)      # the method's handler is made once, then reused
+        return good, bad, again
+    (good_code, responses), (bad_code, details), again = serve_and(DECODERS[decoder](), OPEN, check)
+    assert again == (good_code, responses)
     assert good_code == grpc.StatusCode.OK and all(r == SERVING for r in responses) and responses
     assert bad_code == grpc.StatusCode.INVALID_ARGUMENT and "grpc.health.v1.HealthCheckRequest" in details
 
@@ -116,22 +122,26 @@ def test_without_the_interceptor_grpc_answers_garbage_with_a_server_fault():
     assert code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
 
-def test_sync_unimplemented_stub_answers_unimplemented():
-    code, _ = serve_and([DecodeInterceptor()], OPEN, lambda port: call(port, f"/{OPEN}/List", VALID))
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_sync_unimplemented_stub_answers_unimplemented(decoder):
+    code, _ = serve_and(DECODERS[decoder](), OPEN, lambda port: call(port, f"/{OPEN}/List", VALID))
     assert code == grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_sync_behaviours_are_checked_or_refused(tmp_path):
+@pytest.mark.parametrize("one_interceptor", [False, True])
+def test_sync_behaviours_are_checked_or_refused(tmp_path, one_interceptor):
     tokens_file = tmp_path / "tokens"
     tokens_file.write_text("predict p\n")
-    auth = AdmissionInterceptor(Admission(authorizer=Authorizer(TokenRoles(str(tokens_file)))))
+    admission = Admission(authorizer=Authorizer(TokenRoles(str(tokens_file))))
+    auth = AdmissionInterceptor(admission)
 
     async def check(port):
         path = f"/{GUARDED}/GetModel"
         return (await call(port, path, VALID), await call(port, path, VALID, token="p"),
                 await call(port, f"/{GUARDED}/ListModels", VALID, "unary_stream", token="p"))
     # Decoded first (innermost), the sync behaviour is async by the time auth wraps it.
-    (anonymous, _), (allowed, responses), (stream, streamed) = serve_and([auth, DecodeInterceptor()], GUARDED, check)
+    chain = [AdmissionInterceptor(admission, decode=True)] if one_interceptor else [auth, DecodeInterceptor()]
+    (anonymous, _), (allowed, responses), (stream, streamed) = serve_and(chain, GUARDED, check)
     assert anonymous == grpc.StatusCode.UNAUTHENTICATED
     assert allowed == grpc.StatusCode.OK and responses == [SERVING]
     assert stream == grpc.StatusCode.OK and streamed == [SERVING, SERVING]

@@ -81,3 +81,21 @@ def test_nan_is_refused_on_decoding_as_json_format_does():
         json_format.MessageToDict(value)
     with pytest.raises(ValueError, match="not a JSON number"):
         values.to_python(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=300))
+def test_number_list_reads_any_flat_list_of_numbers_bit_for_bit(numbers):
+    value = struct_pb2.Value()
+    value.list_value.SetInParent()
+    value.list_value.values.extend(struct_pb2.Value(number_value=x) for x in numbers)
+    got = values.number_list(value)
+    want = np.array([x.number_value for x in value.list_value.values], dtype=np.float64)
+    assert got is not None and got.shape == want.shape
+    assert got.tobytes() == want.tobytes()          # NaN payloads, -0.0 and infinities included
+
+
+@pytest.mark.parametrize("x", [[[1.0, 2.0]], [1.0, "a"], [1.0, None], [True, 1.0], {"a": 1.0}, 1.0, "s", None,
+                               [[1.0] * 70, [1.0] * 70]])
+def test_number_list_is_none_for_anything_but_a_flat_list_of_numbers(x):
+    assert values.number_list(_oracle(x)) is None

@@ -8,12 +8,17 @@ from google.cloud import aiplatform_v1, aiplatform_v1beta1
 from google.protobuf import descriptor_pool, json_format
 
 from explaind.v1 import explanation_pb2
+from explaind.vertex.v1 import endpoint_service_pb2 as endpoints
+from explaind.vertex.v1 import job_service_pb2
+from explaind.vertex.v1 import model_service_pb2 as models
 from explaind.vertex.v1 import prediction_service_pb2 as ours_v1
 from explaind.vertex.v1beta1 import prediction_service_pb2 as ours_v1beta1
 
 
 # explaind.v1 fields Vertex's v1 lacks (v1beta1 has it): a v1 client never sets it.
-EXPLAIND_ONLY = {"explaind.v1.Examples.gcs_source"}
+# Fields v1 has and v1beta1 lacks (our messages serve both): a v1beta1 client never sets them.
+EXPLAIND_ONLY = {"explaind.v1.Examples.gcs_source", "explaind.vertex.v1.ListModelsRequest.order_by",
+                 "explaind.vertex.v1.ListEndpointsRequest.order_by"}
 
 
 def _descriptor(vertex_type):
@@ -35,7 +40,8 @@ def _same_fields(ours, theirs, path: str, seen: set) -> list[str]:
         if other is None:
             problems.append(f"{where}: Vertex has no field {field.number}")
             continue
-        if other.name != field.name or other.type != field.type or other.is_repeated != field.is_repeated:
+        # proto-plus appends "_" to names that are Python keywords or builtins (exec, type): same field.
+        if other.name.rstrip("_") != field.name or other.type != field.type or other.is_repeated != field.is_repeated:
             problems.append(f"{where}: {field.name}/{field.type} vs Vertex's {other.name}/{other.type}")
         if field.message_type is not None and not field.message_type.full_name.startswith("google.protobuf."):
             problems += _same_fields(field.message_type, other.message_type, where, seen)
@@ -61,6 +67,46 @@ def _same_fields(ours, theirs, path: str, seen: set) -> list[str]:
 ])
 def test_field_numbers_are_vertex_s(ours, theirs):
     assert _same_fields(ours.DESCRIPTOR, _descriptor(theirs), ours.DESCRIPTOR.name, set()) == []
+
+
+# ModelService and EndpointService (vertex/models.py, vertex/endpoints_service.py): explaind.vertex.v1's
+# messages serve v1 and v1beta1 alike, so each is compared with both.
+RESOURCE_MESSAGES = [(getattr(module, name), name) for module, names in (
+    (models, ("Model", "UploadModelRequest", "UploadModelResponse", "UploadModelOperationMetadata",
+              "GetModelRequest", "ListModelsRequest", "ListModelsResponse", "DeleteModelRequest",
+              "DeleteOperationMetadata", "UpdateExplanationDatasetRequest", "UpdateExplanationDatasetResponse",
+              "UpdateExplanationDatasetOperationMetadata")),
+    (endpoints, ("Endpoint", "DeployedModel", "CreateEndpointRequest", "CreateEndpointOperationMetadata",
+                 "GetEndpointRequest", "ListEndpointsRequest", "ListEndpointsResponse", "UpdateEndpointRequest",
+                 "DeleteEndpointRequest", "DeployModelRequest", "DeployModelResponse",
+                 "DeployModelOperationMetadata", "UndeployModelRequest", "UndeployModelResponse",
+                 "UndeployModelOperationMetadata"))) for name in names]
+
+
+@pytest.mark.parametrize("vertex", [aiplatform_v1, aiplatform_v1beta1], ids=["v1", "v1beta1"])
+@pytest.mark.parametrize("ours,name", RESOURCE_MESSAGES, ids=[name for _, name in RESOURCE_MESSAGES])
+def test_resource_messages_carry_vertex_s_field_numbers(ours, name, vertex):
+    assert _same_fields(ours.DESCRIPTOR, _descriptor(getattr(vertex, name)), name, set()) == []
+
+
+def test_a_vertex_sdk_deployment_reads_as_ours():
+    """What aiplatform's model.deploy() sends (dedicated resources, an explanation spec) parses field for field."""
+    request = aiplatform_v1.DeployModelRequest(
+        endpoint="projects/p/locations/l/endpoints/1", traffic_split={"0": 100},
+        deployed_model=aiplatform_v1.DeployedModel(
+            model="projects/p/locations/l/models/m@1", display_name="d",
+            dedicated_resources=aiplatform_v1.DedicatedResources(
+                machine_spec=aiplatform_v1.MachineSpec(machine_type="n1-standard-4", accelerator_count=1,
+                                                       accelerator_type="NVIDIA_TESLA_T4"),
+                min_replica_count=1, max_replica_count=2),
+            explanation_spec=aiplatform_v1.ExplanationSpec(parameters=aiplatform_v1.ExplanationParameters(
+                integrated_gradients_attribution=aiplatform_v1.IntegratedGradientsAttribution(step_count=9)))))
+    wire = aiplatform_v1.DeployModelRequest.serialize(request)
+    ours = endpoints.DeployModelRequest.FromString(wire)
+    assert ours.SerializeToString(deterministic=True) == \
+        aiplatform_v1.DeployModelRequest.pb(request).SerializeToString(deterministic=True)
+    assert ours.deployed_model.dedicated_resources.machine_spec.accelerator_type == endpoints.NVIDIA_TESLA_T4
+    assert ours.deployed_model.explanation_spec.parameters.integrated_gradients_attribution.step_count == 9
 
 
 def test_attribution_fields_one_to_seven_are_vertex_s():
@@ -91,3 +137,15 @@ def test_both_packages_in_one_process_and_a_vertex_request_reads_as_ours():
     ours = ours_v1.ExplainRequest.FromString(vertex.SerializeToString())
     assert json_format.MessageToDict(ours) == json_format.MessageToDict(vertex) == body
     assert ours.SerializeToString(deterministic=True) == vertex.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("version", [aiplatform_v1, aiplatform_v1beta1])
+@pytest.mark.parametrize("name", ["BatchPredictionJob", "CreateBatchPredictionJobRequest",
+                                  "GetBatchPredictionJobRequest", "ListBatchPredictionJobsRequest",
+                                  "ListBatchPredictionJobsResponse", "CancelBatchPredictionJobRequest",
+                                  "DeleteBatchPredictionJobRequest"])
+def test_job_service_field_numbers_are_vertex_s(version, name):
+    """JobService's messages (one copy for v1 and v1beta1), the JobState enum and the
+    explaind.v1 InstanceConfig and ExplanationSpec inside them included."""
+    ours = getattr(job_service_pb2, name)
+    assert _same_fields(ours.DESCRIPTOR, _descriptor(getattr(version, name)), name, set()) == []

@@ -1,6 +1,6 @@
 """The `explaind` command: `serve` starts the daemon; every other subcommand
-(upload, update, operations, explain, models, metadata) is a client of it and uses
-only the client SDK."""
+(upload, update, operations, explain, batch, models, metadata) is a client of it
+and uses only the client SDK."""
 from __future__ import annotations
 
 import argparse
@@ -11,9 +11,9 @@ import sys
 import grpc
 from google.protobuf import json_format
 
-from explaind.client import Client, OperationError, PayloadError, upload_metadata
+from explaind.client import Client, OperationError, PayloadError, batch_metadata, upload_metadata
 from explaind.client.client import operation_result
-from explaind.v1 import model_service_pb2
+from explaind.v1 import batch_service_pb2, model_service_pb2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +76,24 @@ def parser() -> argparse.ArgumentParser:
                               "repeat for several (they replace the body's restrictions)")
     explain.add_argument("--embeddings", action="store_true", help="instances are embeddings")
     explain.add_argument("--return-embeddings", action="store_true")
+
+    batch = client_parser("batch", "explain every row of a data set into files (a batch job, as Vertex AI's "
+                                   "batch prediction with explanations)")
+    batch.add_argument("model", help="models/{id} or the id")
+    batch.add_argument("inputs", nargs="+", help="data files, globs or folders the daemon reads (any URI an "
+                                                 "upload takes, under its --allowed-uri-prefix)")
+    batch.add_argument("--output", required=True, help="output prefix: the job writes a new folder under it")
+    batch.add_argument("--format", default="jsonl", choices=["jsonl", "csv", "tf-record", "tf-record-gzip",
+                                                              "file-list"], help="the inputs' format")
+    batch.add_argument("--override", default="", help="a JSON file ('-' for stdin): the ExplanationSpecOverride "
+                                                      "every row gets, as an Explain call's")
+    batch.add_argument("--neighbor-count", type=int, default=0)
+    batch.add_argument("--predictions-only", action="store_true", help="predictions, no explanations")
+    batch.add_argument("--max-failed-fraction", type=float, default=0.0,
+                       help="fail the job once more than this fraction of rows failed (default: the daemon's)")
+    batch.add_argument("--batch-size", type=int, default=0, help="rows per model run (default: the daemon's)")
+    batch.add_argument("--display-name", default="")
+    batch.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")
 
     models = client_parser("models", "list, get or delete models")
     models.add_argument("action", choices=["list", "get", "delete"])
@@ -192,7 +210,7 @@ def _progress_bar(meta: model_service_pb2.UploadModelOperationMetadata) -> None:
 def _operations(client: Client, args) -> int:
     if args.action == "list":
         for op in client.list_operations(filter=args.filter):
-            meta = upload_metadata(op)
+            meta = batch_metadata(op) if _is_batch(op) else upload_metadata(op)
             state = "ERROR" if op.HasField("error") else ("DONE" if op.done else "RUNNING")
             print(f"{op.name}\t{meta.model}\t{state}\t{meta.progress_percent:.0f}%")
         return 0
@@ -212,7 +230,10 @@ def _operations(client: Client, args) -> int:
 
 def _wait_done(client: Client, name: str):
     try:
-        client.wait(name, on_progress=_progress_bar)
+        if _is_batch(client.get_operation(name)):
+            client.wait_batch(name, on_progress=_rows_bar)
+        else:
+            client.wait(name, on_progress=_progress_bar)
     except OperationError:
         pass
     print(file=sys.stderr)
@@ -229,6 +250,41 @@ def _explain(client: Client, args) -> int:
                               return_embeddings=args.return_embeddings, embeddings=args.embeddings)
     _print(response)
     return 0
+
+
+def _batch(client: Client, args) -> int:
+    override = _read_json(args.override) if args.override else None
+    if args.neighbor_count:
+        override = dict(override or {})
+        examples = dict(override.get("examples_override", override.pop("examplesOverride", {})))
+        examples["neighbor_count"] = args.neighbor_count
+        override["examples_override"] = examples
+    op = client.batch_explain(args.model, args.inputs, args.output, instances_format=args.format, override=override,
+                              display_name=args.display_name, predictions_only=args.predictions_only,
+                              max_failed_fraction=args.max_failed_fraction, batch_size=args.batch_size)
+    print(op.name, flush=True)
+    if not args.wait:
+        return 0
+    try:
+        response = client.wait_batch(op, on_progress=_rows_bar)
+    finally:
+        print(file=sys.stderr)
+    _print(response)
+    return 0
+
+
+def _is_batch(op) -> bool:
+    return op.metadata.Is(batch_service_pb2.BatchExplainOperationMetadata.DESCRIPTOR)
+
+
+def _rows_bar(meta: batch_service_pb2.BatchExplainOperationMetadata) -> None:
+    width = 30
+    filled = int(width * meta.progress_percent / 100)
+    state = batch_service_pb2.JobState.Name(meta.state).removeprefix("JOB_STATE_")
+    failed = f" ({meta.rows_failed} failed)" if meta.rows_failed else ""
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {meta.progress_percent:5.1f}% "
+                     f"{meta.rows_succeeded + meta.rows_failed}/{meta.rows_total} rows{failed} {state:<10}")
+    sys.stderr.flush()
 
 
 def _models(client: Client, args) -> int:
@@ -274,7 +330,8 @@ def _update(client: Client, args) -> int:
     return 0
 
 
-COMMANDS = {"upload": _upload, "update": _update, "operations": _operations, "explain": _explain, "models": _models}
+COMMANDS = {"upload": _upload, "update": _update, "operations": _operations, "explain": _explain, "models": _models,
+            "batch": _batch}
 
 
 if __name__ == "__main__":

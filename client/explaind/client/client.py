@@ -19,8 +19,8 @@ from explaind.client import payloads
 from explaind.client.retries import channel_options, same_upload, upload_with_retry
 from explaind.client.channel import MAX_MESSAGE_BYTES, make_channel  # noqa: F401 (re-exported)
 from explaind.client.values import to_python, to_value
-from explaind.v1 import explanation_pb2, model_pb2, model_service_pb2, model_service_pb2_grpc, \
-    prediction_service_pb2, prediction_service_pb2_grpc
+from explaind.v1 import batch_service_pb2, batch_service_pb2_grpc, explanation_pb2, model_pb2, model_service_pb2, \
+    model_service_pb2_grpc, prediction_service_pb2, prediction_service_pb2_grpc
 
 
 class OperationError(Exception):
@@ -48,6 +48,7 @@ class Client:
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.operations = operations_pb2_grpc.OperationsStub(self.channel)
+        self.batches = batch_service_pb2_grpc.BatchServiceStub(self.channel)
 
     def __enter__(self):
         return self
@@ -210,6 +211,48 @@ class Client:
             examples.data_format = explanation_pb2.ExamplesOverride.DataFormat.EMBEDDINGS
         return self.predictions.Explain(request, timeout=timeout)
 
+    # --- batch jobs ---
+    def batch_explain(self, name: str, uris: list[str] | str, output_uri_prefix: str,
+                      instances_format: str = "jsonl", override: dict | None = None, display_name: str = "",
+                      labels: dict | None = None, predictions_only: bool = False, max_failed_fraction: float = 0,
+                      batch_size: int = 0, instance_config: dict | None = None,
+                      timeout: float = 60) -> operations_pb2.Operation:
+        """Starts a batch job explaining every row of `uris` (jsonl, csv, tf-record,
+        tf-record-gzip or file-list) into a new folder under `output_uri_prefix`, as a
+        Vertex AI batch prediction job with explanations does (docs/batch.md). `override`:
+        an ExplanationSpecOverride as JSON, applied to every row. Returns the operation;
+        wait_batch() waits for it. Not retried: a repeat would start a second job."""
+        request = batch_service_pb2.BatchExplainRequest(
+            model=_model_name(name), uris=[uris] if isinstance(uris, str) else list(uris),
+            instances_format=instances_format, output_uri_prefix=output_uri_prefix, display_name=display_name,
+            labels=labels or {}, predictions_only=predictions_only, max_failed_fraction=max_failed_fraction,
+            batch_size=batch_size)
+        if override is not None:
+            payloads.parse(override, request.explanation_spec_override, "explanation_spec_override")
+        if instance_config is not None:
+            payloads.parse(instance_config, request.instance_config, "instance_config")
+        return self.batches.BatchExplain(request, timeout=timeout)
+
+    def wait_batch(self, operation: operations_pb2.Operation | str, timeout: float | None = None,
+                   on_progress=None, poll_seconds: float = 1.0) -> batch_service_pb2.BatchExplainResponse:
+        """Waits for a batch job; its BatchExplainResponse (the output folder, its files and counts),
+        or OperationError (failed or cancelled). `on_progress(metadata)` after every poll."""
+        name = operation if isinstance(operation, str) else operation.name
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = poll_seconds if end is None else max(0.0, min(poll_seconds, end - time.monotonic()))
+            op = self.wait_operation(name, timeout=max(1, int(left)))
+            if on_progress is not None:
+                on_progress(batch_metadata(op))
+            if op.done:
+                if op.HasField("error"):
+                    raise OperationError(op.error)
+                response = batch_service_pb2.BatchExplainResponse()
+                op.response.Unpack(response)
+                return response
+            if end is not None and time.monotonic() >= end:
+                raise TimeoutError(f"batch job {name} not done after {timeout}s")
+
     def predict(self, name: str, instances: list, timeout: float = 30) -> list:
         response = self.predictions.Predict(prediction_service_pb2.PredictRequest(
             name=_model_name(name), instances=[_value(i) for i in instances]), timeout=timeout)
@@ -227,6 +270,14 @@ def operation_result(op: operations_pb2.Operation):
 
 def upload_metadata(op: operations_pb2.Operation) -> model_service_pb2.UploadModelOperationMetadata:
     meta = model_service_pb2.UploadModelOperationMetadata()
+    if op.HasField("metadata"):
+        op.metadata.Unpack(meta)
+    return meta
+
+
+def batch_metadata(op: operations_pb2.Operation) -> batch_service_pb2.BatchExplainOperationMetadata:
+    """A batch job's state and row counts (empty for any other operation)."""
+    meta = batch_service_pb2.BatchExplainOperationMetadata()
     if op.HasField("metadata"):
         op.metadata.Unpack(meta)
     return meta

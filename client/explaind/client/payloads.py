@@ -40,6 +40,16 @@ REFUSED: dict[str, dict[str, str]] = {
     "explaind.v1.UploadModelRequest": {
         "parent_model": "model versions are not supported: upload under a new model id",
     },
+    "explaind.vertex.v1.BatchPredictionJob": {
+        "encryption_spec": "customer-managed encryption keys are not supported: the output is written with "
+                           "the destination's own encryption",
+    },
+    "explaind.vertex.v1.BatchPredictionJob.InputConfig": {
+        "bigquery_source": "explaind reads files (gcsSource: any URI the uploads take), not BigQuery",
+    },
+    "explaind.vertex.v1.BatchPredictionJob.OutputConfig": {
+        "bigquery_destination": "explaind writes files (gcsDestination), not BigQuery",
+    },
 }
 
 

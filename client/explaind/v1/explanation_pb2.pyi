@@ -377,7 +377,15 @@ class Neighbor(_message.Message):
     def __init__(self, neighbor_id: _Optional[str] = ..., neighbor_distance: _Optional[float] = ..., embedding: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Attribution(_message.Message):
-    __slots__ = ("baseline_output_value", "instance_output_value", "feature_attributions", "output_index", "output_display_name", "approximation_error", "output_name", "warnings", "images")
+    __slots__ = ("baseline_output_value", "instance_output_value", "feature_attributions", "output_index", "output_display_name", "approximation_error", "output_name", "warnings", "images", "feature_attribution_errors", "shapley_computation", "image_attributions")
+    class ShapleyComputation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        SHAPLEY_COMPUTATION_UNSPECIFIED: _ClassVar[Attribution.ShapleyComputation]
+        SAMPLED: _ClassVar[Attribution.ShapleyComputation]
+        EXACT: _ClassVar[Attribution.ShapleyComputation]
+    SHAPLEY_COMPUTATION_UNSPECIFIED: Attribution.ShapleyComputation
+    SAMPLED: Attribution.ShapleyComputation
+    EXACT: Attribution.ShapleyComputation
     class ImagesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -394,6 +402,9 @@ class Attribution(_message.Message):
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_ATTRIBUTION_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    SHAPLEY_COMPUTATION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     baseline_output_value: float
     instance_output_value: float
     feature_attributions: _struct_pb2.Value
@@ -403,4 +414,7 @@ class Attribution(_message.Message):
     output_name: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
     images: _containers.ScalarMap[str, bytes]
-    def __init__(self, baseline_output_value: _Optional[float] = ..., instance_output_value: _Optional[float] = ..., feature_attributions: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., output_index: _Optional[_Iterable[int]] = ..., output_display_name: _Optional[str] = ..., approximation_error: _Optional[float] = ..., output_name: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., images: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+    feature_attribution_errors: _struct_pb2.Value
+    shapley_computation: Attribution.ShapleyComputation
+    image_attributions: _struct_pb2.Value
+    def __init__(self, baseline_output_value: _Optional[float] = ..., instance_output_value: _Optional[float] = ..., feature_attributions: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., output_index: _Optional[_Iterable[int]] = ..., output_display_name: _Optional[str] = ..., approximation_error: _Optional[float] = ..., output_name: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., images: _Optional[_Mapping[str, bytes]] = ..., feature_attribution_errors: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., shapley_computation: _Optional[_Union[Attribution.ShapleyComputation, str]] = ..., image_attributions: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...

@@ -4,6 +4,7 @@ graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import tempfile
@@ -15,22 +16,25 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from explaind.v1 import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2, \
-    prediction_service_pb2_grpc
+from explaind.v1 import batch_service_pb2, batch_service_pb2_grpc, model_service_pb2, model_service_pb2_grpc, \
+    prediction_service_pb2, prediction_service_pb2_grpc
 
 from .admission import Admission
 from .announce import announce
+from .api.batch import BatchServicer
 from .api.model_service import ModelServicer
 from .api.operations import OperationsServicer
 from .api.prediction import PredictionServicer
+from .batch.manager import BatchManager
 from .builds.uploads import UploadManager
 from .config import Settings, use_gpu
+from .control.batch_jobs import BatchJobs
 from .control.control_plane import ControlPlane
-from .index.backend import limit_cpu_threads
 from .interceptors import AdmissionInterceptor
 from .metrics import Metrics, stop_metrics_server
 from .security import RecordingServer, Security
-from .security.decoding import DecodeInterceptor
+from .serving.cpu import apply as apply_threads
+from .serving.cpu import plan_threads, planned_settings
 from .serving.data_plane import DataPlane
 from .serving.engine import Engine
 from .serving.loader import BuildLoader
@@ -50,6 +54,7 @@ SERVICES = (
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name,
+    batch_service_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name,
 )
 # Health answers for these too (Vertex's PredictionService has no descriptors here, so no reflection).
 HEALTH_SERVICES = ("",) + SERVICES + vertex.SERVICES
@@ -59,7 +64,9 @@ class Daemon:
     """One replica. `await start()`, then `await wait()`; `port`/`metrics_port` are the bound ports."""
 
     def __init__(self, settings: Settings):
-        self.settings = settings
+        # This process's threads for its cores (a worker's share arrives as explicit numbers).
+        self.threads = plan_threads(dataclasses.replace(settings, workers=1))
+        settings = self.settings = planned_settings(settings, self.threads)
         self.metrics = Metrics()
         self.security = Security(settings)     # TLS, auth, --allowed-uri-prefix: checked first
         objects = ObjectStore(settings.store, StoreRetry(attempts=settings.store_attempts),
@@ -71,15 +78,19 @@ class Daemon:
         self.source = PublishedModelsSource(self.models, self.manager.set_aspired, settings.store_poll_seconds)
         self.uploads = UploadManager(self.models, self.operations, settings, self.metrics)
         self.uploads.on_update_published = self.manager.load     # an update serves here before its operation ends
-        limit_cpu_threads(settings.index_threads)
+        # Batch jobs run on the uploads' runners, as the uploads' jobs do (a process each, or Ray).
+        self.batches = BatchManager(self.uploads.services, self.uploads.runners, settings, self.metrics)
+        self.batch_jobs = BatchJobs(self.batches, self.operations)
+        apply_threads(self.threads)
         self.engine = Engine(settings, self.metrics)
         self.data_plane = DataPlane(self.manager, self.engine, Limits.of(settings), self.metrics)
-        self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager)
+        self.control_plane = ControlPlane(self.uploads, self.models, self.operations, self.manager, self.batches)
         # Request ids, access log, auth, drain and the concurrency limit: one for every surface.
         self.admission = Admission(self.metrics, max_concurrent_calls=settings.max_concurrent_calls,
-                                   authorizer=self.security.authorizer)
+                                   authorizer=self.security.authorizer,
+                                   access_log_sample=settings.access_log_sample)
         self.vertex = vertex.VertexCompat(settings, self.data_plane, self.control_plane, self.admission,
-                                          self.security)
+                                          self.security, objects, self.batch_jobs)
         self.health = health_aio.HealthServicer()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -106,12 +117,14 @@ class Daemon:
         # The first sync happens before the port opens, so a restarted replica serves at once.
         await asyncio.to_thread(self.source.poll)
         self.server = RecordingServer(grpc.aio.server(
-            interceptors=[AdmissionInterceptor(self.admission), DecodeInterceptor()],   # parsing last, inside it
+            interceptors=[AdmissionInterceptor(self.admission, decode=True)],   # parsing last, inside it
             options=self._server_options(), maximum_concurrent_rpcs=None))
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.control_plane), self.server)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.data_plane), self.server)
-        operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.control_plane), self.server)
+        operations_pb2_grpc.add_OperationsServicer_to_server(
+            OperationsServicer(self.control_plane, self.vertex.operations_delegate), self.server)
+        batch_service_pb2_grpc.add_BatchServiceServicer_to_server(BatchServicer(self.batch_jobs), self.server)
         self.vertex.add_to(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if not s.disable_reflection:
@@ -142,6 +155,7 @@ class Daemon:
         operations = self.operations.list()
         if not self.settings.disable_model_uploads:     # a read-only replica writes nothing to the store
             self.uploads.fail_stale_builds(operations)   # may end some: counted below as they are now
+            self.batches.fail_stale_jobs(operations)
         counts = {"RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
         for op in operations:
             if not op.operation.done:
@@ -160,6 +174,7 @@ class Daemon:
         await self.vertex.stop()
         await self.engine.close()
         await self.security.stop()
+        await asyncio.to_thread(self.batches.shutdown)
         await asyncio.to_thread(self.uploads.shutdown)
         if self._metrics_server is not None:
             stop_metrics_server(self._metrics_server)

@@ -24,6 +24,7 @@ GROUPS = {
     "limits": "bounds on calls, requests and uploads",
     "store": "where models, indexes and operations are kept",
     "build": "where and how uploads and updates are built",
+    "batch": "batch explanation jobs, run on the build runners (docs/batch.md)",
     "security": "TLS, credentials and what callers may do (docs/security.md)",
     "vertex": "Vertex AI's REST API",
     "observability": "metrics and logs",
@@ -84,15 +85,18 @@ class Settings:
     host: str = setting("[::]", "address the gRPC and REST ports listen on; [::] is every interface",
                         "serving", not_empty)
     port: int = setting(8500, "the gRPC port; 0 picks a free port (the chosen one is printed)", "serving", port_number())
-    workers: int = setting(1, "serving processes sharing the ports (SO_REUSEPORT)", "serving", at_least(1))
+    workers: int = setting(1, "serving processes sharing the ports (SO_REUSEPORT); 0: one per 2 cores when "
+                              "serving on the CPU, one with a GPU (each worker loads every model)", "serving",
+                           at_least(0))
     max_batch_size: int = setting(64, "instances per batched model run or index search", "serving", at_least(1))
     max_queue_delay_ms: float = setting(2.0, "how long a batch may wait for more instances before it runs, in "
                                              "milliseconds", "serving", at_least(0))
     max_queued: int = setting(4096, "instances waiting in one batcher; one more is answered RESOURCE_EXHAUSTED",
                               "serving", at_least(1))
-    search_threads: int = setting(0, "batches searched at once; 0: one per core", "serving", at_least(0))
-    index_threads: int = setting(0, "cores one CPU search spreads over (FAISS OpenMP, BLAS); 0: all of them",
-                                 "serving", at_least(0))
+    search_threads: int = setting(0, "batches searched at once; 0: one per core of the process (its share of "
+                                     "the cores with --workers)", "serving", at_least(0))
+    index_threads: int = setting(0, "cores one CPU search spreads over (FAISS OpenMP, BLAS); 0: the process's "
+                                    "cores but one, left to its event loop (at least 1)", "serving", at_least(0))
     use_gpu: str = setting("auto", "where indexes are searched: auto (a GPU when FAISS sees one), yes (a GPU; "
                                    "the CPU with a warning when there is none), no (the CPU)",
                            "serving", one_of("auto", "yes", "no"), metavar="auto|yes|no")
@@ -158,6 +162,18 @@ class Settings:
     ray_gpus_per_worker: float = setting(-1.0, "GPUs of one embedding actor; -1: one where the cluster has GPUs, "
                                                "else none", "build")
     ray_batch_size: int = setting(4096, "examples per actor call and per embedding shard", "build")
+    # -- batch --
+    batch_workers: int = setting(1, "batch jobs running at once on a replica (more wait, QUEUED)", "batch",
+                                 at_least(1))
+    max_concurrent_batch_jobs: int = setting(16, "batch jobs running or queued on a replica; one more is answered "
+                                                 "RESOURCE_EXHAUSTED", "batch", at_least(1))
+    batch_size: int = setting(1024, "rows per model run of a batch job (a job's batch size overrides it, up to "
+                                   "--max-instances-per-request)", "batch", at_least(1))
+    batch_rows_per_file: int = setting(100_000, "rows per results or errors file of a batch job", "batch",
+                                       at_least(1))
+    batch_max_failed_fraction: float = setting(0.1, "a batch job fails once more than this fraction of its rows "
+                                                    "failed (a job's own fraction overrides it)", "batch",
+                                               between(0, 1))
     # -- security --
     tls_cert_file: str = setting("", "PEM certificate chain: with --tls-key-file, gRPC and REST over TLS "
                                      "(reloaded when the files change)", "security")
@@ -188,6 +204,11 @@ class Settings:
                              one_of(*LOG_LEVELS, fold_case=True), metavar="LEVEL")
     log_json: bool = setting(True, "one JSON object per log line; false: text for people at a terminal",
                              "observability")
+    access_log_sample: float = setting(1.0, "the share of calls written to the access log, 0 to 1 (one in "
+                                            "round(1/x), each line with its `sample`); calls the server failed "
+                                            "are always written; below 1 saves the event loop's time at "
+                                            "thousands of calls a second (metrics count every call)",
+                                       "observability", between(0, 1))
 
 
 def use_gpu(settings: Settings) -> bool | None:

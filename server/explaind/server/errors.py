@@ -41,6 +41,11 @@ class FailedPrecondition(ExplaindError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Aborted(ExplaindError):
+    """A concurrent change got there first: retry."""
+    code = grpc.StatusCode.ABORTED
+
+
 class PermissionDenied(ExplaindError):
     code = grpc.StatusCode.PERMISSION_DENIED
 

@@ -1,21 +1,26 @@
 """The gRPC side of admission (admission.py): `AdmissionInterceptor` does each
 call's request id, metrics, auth, drain, concurrency limit and access log in
-one scope around the handler (an async context manager), so it sees how the
-call ended: normally, through context.abort(...), by an exception, or
-cancelled.
+one scope around the handler, so it sees how the call ended: normally,
+through context.abort(...), by an exception, or cancelled.
 
 In the scope, in order: the request id (trailers, log context) and the
 metrics' start, so refused calls are still logged and counted; then
 Admission.admit (auth, drain, limit: unauthenticated calls never count as in
-flight); the handler; then the metrics and the access-log line.
-DecodeInterceptor (security/decoding.py) goes inside it, so request bytes are
-parsed last, inside every check.
+flight); the handler; then the metrics and the access-log line. Request
+bytes are parsed last, inside every check: by the same interceptor
+(`decode=True`, the daemon's) or by DecodeInterceptor (security/decoding.py)
+placed inside it.
+
+Each method's wrapped handler is made once, with its labels and metric
+children, and reused while its service hands out the same handler; an async
+unary-unary behaviour (every Explain) runs the scope written out in one
+coroutine, other kinds through the `scope` context manager.
 
 Only async behaviours (what grpc.aio servicers have) are wrapped; a sync
 behaviour passes through unwrapped, since wrapping it in a coroutine would
-hand it the async context it does not expect. (In the daemon DecodeInterceptor,
-innermost, has already made every behaviour async; with an authorizer the
-interceptor refuses a behaviour it could not wrap.)
+hand it the async context it does not expect. (Decoding makes every behaviour
+with a deserializer async first; with an authorizer the interceptor refuses a
+behaviour it could not wrap.)
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from explaind.server.admission import EXEMPT_SERVICES, REQUEST_ID_KEY, Admission
 from explaind.server.logging_setup import request_id_var
 from explaind.server.metrics import split_method
 from explaind.server.security.auth import peer_certificate_names, refusing_handler
+from explaind.server.security.decoding import MAX_CACHED_METHODS, decoding_handler
 
 # Codes that point at the server (logged as warnings); the rest are the caller's business.
 SERVER_SIDE_CODES = frozenset({
@@ -107,6 +113,30 @@ def wrap_handler(handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetail
                 response_serializer=handler.response_serializer)
 
 
+class _Method:
+    """What the scope needs of one method, worked out once: its labels, whether it
+    is exempt, and its metric children (a labels() lookup takes a lock each time)."""
+
+    __slots__ = ("path", "labels", "exempt", "started", "seconds", "_handled", "_metrics")
+
+    def __init__(self, path: str, grpc_type: str, metrics):
+        service, method = split_method(path)
+        self.path = path
+        self.labels = (grpc_type, service, method)
+        self.exempt = service in EXEMPT_SERVICES
+        self._metrics = metrics
+        self._handled: dict[str, object] = {}
+        if metrics is not None:
+            self.started = metrics.grpc_started.labels(*self.labels)
+            self.seconds = metrics.grpc_handling_seconds.labels(*self.labels)
+
+    def handled(self, code: str):
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled[code] = self._metrics.grpc_handled.labels(*self.labels, code)
+        return child
+
+
 class AdmissionInterceptor(aio.ServerInterceptor):
     """Every call through `admission`, in one scope (see the module docstring).
 
@@ -114,71 +144,148 @@ class AdmissionInterceptor(aio.ServerInterceptor):
     it also goes out in the response headers at the start of the call (so a
     handler must not send initial metadata itself); that costs one more write
     per call, about a quarter of a millisecond, so the server leaves it off.
+
+    With `decode`, request bytes are parsed inside the scope as
+    security/decoding.py's DecodeInterceptor would (the daemon's one interceptor:
+    one wrapping per method instead of two per call). A method's wrapped handler
+    is made once and kept while its service returns the same handler.
     """
 
-    def __init__(self, admission: Admission, send_initial_metadata: bool = False):
+    def __init__(self, admission: Admission, send_initial_metadata: bool = False, decode: bool = False):
         self.admission = admission
         self._send_initial = send_initial_metadata
+        self._decode = decode
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself (uncounted, as in go-grpc-prometheus)
             return None
-        grpc_type = grpc_type_of(handler)
-        wrapped = wrap_handler(handler, handler_call_details,
-                               lambda details, context: self.scope(details, context, grpc_type))
-        if wrapped is handler and self.admission.authorizer is not None:
+        path = handler_call_details.method
+        cached = self._wrapped.get(path)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self.wrap(handler, path)
+        if len(self._wrapped) >= MAX_CACHED_METHODS:
+            self._wrapped.clear()
+        self._wrapped[path] = (handler, wrapped)
+        return wrapped
+
+    def wrap(self, handler: grpc.RpcMethodHandler, path: str) -> grpc.RpcMethodHandler:
+        """`handler` (of method `path`) with every call through the scope."""
+        inner = decoding_handler(handler) if self._decode and handler.request_deserializer is not None else handler
+        method = _Method(path, grpc_type_of(handler), self.admission.metrics)
+        if inner.unary_unary is not None and inspect.iscoroutinefunction(inner.unary_unary) \
+                and hasattr(inner, "_replace"):
+            wrapped = inner._replace(unary_unary=self._unary(inner.unary_unary, method))
+        else:
+            details = _Details(path)
+            wrapped = wrap_handler(inner, details, lambda _details, context: self.scope(method, context))
+        if wrapped is inner and self.admission.authorizer is not None:
             # a sync behaviour the scope cannot wrap, so its caller cannot be checked: fail closed
             return refusing_handler(handler, "this method's handler is synchronous, so its caller cannot be "
                                              "checked; refused")
         return wrapped
 
+    def _unary(self, behaviour, method: _Method):
+        """The scope written out for an async unary-unary behaviour (the hot path:
+        no context-manager generator per call)."""
+        @functools.wraps(behaviour)
+        async def wrapped(request, context):
+            call = self._begin(method, context)
+            exc: BaseException | None = None
+            try:
+                await self._admit(method, context, call)
+                if method.exempt:
+                    return await behaviour(request, context)
+                try:
+                    return await behaviour(request, context)
+                finally:
+                    self.admission.release()
+            except BaseException as e:
+                exc = e
+                raise
+            finally:
+                self._end(method, context, call, exc)
+        return wrapped
+
     @contextlib.asynccontextmanager
-    async def scope(self, details: grpc.HandlerCallDetails, context: aio.ServicerContext, grpc_type: str):
-        admission, metrics = self.admission, self.admission.metrics
-        service, method = split_method(details.method)
-        labels = (grpc_type, service, method)
-        exempt = service in EXEMPT_SERVICES
-        request_id = request_id_of(_metadata_value(context.invocation_metadata(), REQUEST_ID_KEY))
-        peer = _peer(context)     # now: after a client cancels a stream, context.peer() crashes the process
-        token = request_id_var.set(request_id)
-        if metrics is not None:
-            metrics.grpc_started.labels(*labels).inc()
-        start = time.perf_counter()
+    async def scope(self, method: _Method, context: aio.ServicerContext):
+        call = self._begin(method, context)
         exc: BaseException | None = None
         try:
-            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
-            if self._send_initial:
-                await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
-            refusal = admission.admit(details.method, lambda: _credentials(context, admission.authorizer), exempt)
-            if refusal is not None:
-                await context.abort(refusal.code, refusal.message)
-            if exempt:
+            await self._admit(method, context, call)
+            if method.exempt:
                 yield
             else:
-                # In flight until its status has gone out, after the handler returns: the
-                # shutdown closes the connections once idle, and must not cut a response.
-                context.add_done_callback(admission.done)
                 try:
                     yield
                 finally:
-                    admission.release()
+                    self.admission.release()
         except BaseException as e:
             exc = e
             raise
         finally:
-            if exc is None and not context.done():
-                _keep_request_id_trailer(context, request_id)
-            code = status_of(context, exc)
-            seconds = time.perf_counter() - start
-            if metrics is not None:
-                metrics.grpc_handling_seconds.labels(*labels).observe(seconds)
-                metrics.grpc_handled.labels(*labels, code.name).inc()
-            admission.log_call(details.method, code.name, code in SERVER_SIDE_CODES, seconds, request_id, peer)
-            try:
-                request_id_var.reset(token)
-            except ValueError:    # a cancelled stream's generator is closed from another context
-                pass
+            self._end(method, context, call, exc)
+
+    # -- the scope's steps ------------------------------------------------------
+    def _begin(self, method: _Method, context) -> "_Call":
+        """The request id (log context, trailers) and the metrics' start: before
+        anything can refuse the call, so refused calls are logged and counted too."""
+        request_id = request_id_of(_metadata_value(context.invocation_metadata(), REQUEST_ID_KEY))
+        peer = _peer(context)     # now: after a client cancels a stream, context.peer() crashes the process
+        call = _Call(request_id, peer, request_id_var.set(request_id))
+        if self.admission.metrics is not None:
+            method.started.inc()
+        return call
+
+    async def _admit(self, method: _Method, context, call: "_Call") -> None:
+        """Auth, drain, limit; an admitted (not exempt) call is in flight until its
+        status has gone out: the shutdown closes the connections once idle, and must
+        not cut a response."""
+        context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
+        if self._send_initial:
+            await context.send_initial_metadata(((REQUEST_ID_KEY, call.request_id),))
+        admission = self.admission
+        refusal = admission.admit(method.path, lambda: _credentials(context, admission.authorizer), method.exempt)
+        if refusal is not None:
+            await context.abort(refusal.code, refusal.message)
+        if not method.exempt:
+            context.add_done_callback(admission.done)
+
+    def _end(self, method: _Method, context, call: "_Call", exc: BaseException | None) -> None:
+        if exc is None and not context.done():
+            _keep_request_id_trailer(context, call.request_id)
+        code = status_of(context, exc)
+        seconds = time.perf_counter() - call.start
+        if self.admission.metrics is not None:
+            method.seconds.observe(seconds)
+            method.handled(code.name).inc()
+        self.admission.log_call(method.path, code.name, code in SERVER_SIDE_CODES, seconds, call.request_id,
+                                call.peer)
+        try:
+            request_id_var.reset(call.token)
+        except ValueError:    # a cancelled stream's generator is closed from another context
+            pass
+
+
+class _Call:
+    """One call's state between _begin and _end."""
+
+    __slots__ = ("request_id", "peer", "token", "start")
+
+    def __init__(self, request_id: str, peer: str, token):
+        self.request_id, self.peer, self.token = request_id, peer, token
+        self.start = time.perf_counter()
+
+
+class _Details:
+    """The part of grpc.HandlerCallDetails wrap_handler's scope reads."""
+
+    __slots__ = ("method",)
+
+    def __init__(self, method: str):
+        self.method = method
 
 
 def _metadata_value(metadata, key: str):

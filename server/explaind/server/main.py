@@ -4,6 +4,7 @@ or several worker processes. The rest of the `explaind` command is the client's
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 
@@ -25,6 +26,10 @@ def serve_command(args) -> int:
         return 2
     from .app import serve
     from .logging_setup import configure_logging
+    if settings.workers != 1:
+        from .serving.cpu import plan_threads, serving_on_gpu
+        workers = plan_threads(settings, gpu=serving_on_gpu(settings)).workers     # 0: from the cores
+        settings = dataclasses.replace(settings, workers=workers)
     if settings.workers > 1:
         from .workers import run_workers
         return run_workers(settings)

@@ -37,3 +37,15 @@ def method_field(parameters) -> str | None:
 def method_of(parameters) -> Method | None:
     """The method an ExplanationParameters selects, or None when it selects none."""
     return FIELDS.get(method_field(parameters))
+
+
+def latent_source(metadata) -> str:
+    """Where an example-based model's embedding is: `latent_space_source`, else, as
+    Vertex reads its notebooks' metadata, the output the metadata's one `outputs`
+    entry names (its output_tensor_name, else its key); "" when neither says."""
+    if metadata.latent_space_source:
+        return metadata.latent_space_source
+    if len(metadata.outputs) == 1:
+        key, output = next(iter(metadata.outputs.items()))
+        return output.output_tensor_name or key
+    return ""

@@ -27,7 +27,16 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def worker_settings(settings: Settings) -> Settings:
+    """The machine planned once (serving/cpu.py): each worker gets its share of
+    the cores as explicit thread counts, rather than planning for all of them."""
+    from .serving.cpu import planned_settings, plan_threads, serving_on_gpu
+
+    return planned_settings(settings, plan_threads(settings, gpu=serving_on_gpu(settings)))
+
+
 def worker_command(settings: Settings, index: int) -> list[str]:
+    """The command of worker `index` (settings as worker_settings made them)."""
     cmd = [sys.executable, "-m", "explaind.server.main", "serve"]
     for field in dataclasses.fields(Settings):
         value = getattr(settings, field.name)
@@ -41,6 +50,7 @@ def worker_command(settings: Settings, index: int) -> list[str]:
 
 def run_workers(settings: Settings) -> int:
     """Starts the workers, forwards SIGTERM/SIGINT, returns the worst exit code."""
+    settings = worker_settings(settings)
     if settings.port == 0:
         settings = dataclasses.replace(settings, port=_free_port(settings.host))
     children = [subprocess.Popen(worker_command(settings, i)) for i in range(settings.workers)]

@@ -12,11 +12,19 @@ MAX_WAIT_SECONDS = 24 * 3600     # a Duration may hold 10,000 years; the wait it
 
 
 class OperationsServicer(operations_pb2_grpc.OperationsServicer):
-    def __init__(self, control: ControlPlane):
+    def __init__(self, control: ControlPlane, foreign=None):
+        """`foreign`: another surface's operation names (Vertex's
+        projects/.../operations/{id}): `handles(name)`, then get/wait/cancel/delete."""
         self.control = control
+        self.foreign = foreign
+
+    def _foreign(self, name: str):
+        return self.foreign if self.foreign is not None and self.foreign.handles(name) else None
 
     @translate_errors
     async def GetOperation(self, request, context):
+        if foreign := self._foreign(request.name):
+            return await foreign.get(request.name)
         return await self.control.get_operation(request.name)
 
     @translate_errors
@@ -36,14 +44,20 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         remaining = context.time_remaining()
         if remaining is not None:
             limits.append(max(0.0, remaining - 0.1))   # answer before the caller gives up
+        if foreign := self._foreign(request.name):
+            return await foreign.wait(request.name, min(limits) if limits else None)
         return await self.control.wait_operation(request.name, min(limits) if limits else None)
 
     @translate_errors
     async def CancelOperation(self, request, context):
+        if foreign := self._foreign(request.name):
+            return await foreign.cancel(request.name)
         await self.control.cancel_operation(request.name)
         return empty_pb2.Empty()
 
     @translate_errors
     async def DeleteOperation(self, request, context):
+        if foreign := self._foreign(request.name):
+            return await foreign.delete(request.name)
         await self.control.delete_operation(request.name)
         return empty_pb2.Empty()

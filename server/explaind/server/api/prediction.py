@@ -29,6 +29,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = prediction_service_pb2.ExplainResponse(deployed_model_id=model_id)
         for explanation in explanations:
             write_explanation(explanation, response.explanations.add())
+        write_predictions(explanations, response.predictions)
         return response
 
     @translate_errors
@@ -56,6 +57,13 @@ def write_explanation(result: InstanceExplanation, out) -> None:
     if result.embedding is not None:
         out.embedding.extend(result.embedding.tolist())
     out.attributions.extend(result.attributions)
+
+
+def write_predictions(results: list[InstanceExplanation], out) -> None:
+    """ExplainResponse.predictions: every instance's model outputs, as Predict answers them;
+    none when the model has no outputs to give (an index-only model, embeddings sent)."""
+    if results and all(result.prediction is not None for result in results):
+        out.extend(result.prediction for result in results)
 
 
 def deadline_of(context) -> float | None:

@@ -1,8 +1,10 @@
 """FeatureExplainer: the server's entry point for feature attributions of one model.
 
-It ties a model (predict and gradient callables), the explanation spec and the
-metadata to the attribution functions, and turns results into Attribution
-messages. Everything numeric lives in the sibling modules.
+It ties a model (tf_model.SignatureModel: predict, gradients, values of inner
+tensors), the explanation spec and the metadata to the attribution functions,
+and turns results into Attribution messages. Everything numeric lives in the
+sibling modules: which tensor each input perturbs (explained_inputs.py), how
+its attributions map back to Vertex's keys (layout.py), the methods.
 """
 from __future__ import annotations
 
@@ -20,46 +22,63 @@ from . import parameters as params
 from .approximation import approximation_error, approximation_warning
 from .baselines import build_baselines, values_to_python
 from .blur import blurred_baseline
+from .explained_inputs import ExplainedInput, explained_inputs
 from .integrated_gradients import PathJob, baseline_pairs, path_integrals
-from .metadata import DEFAULT_FIELD, load_metadata_for_model, signature_name_of, validate_metadata
+from .layout import build_layout
+from .metadata import DEFAULT_FIELD, check_noise_names, load_metadata_for_model, signature_name_of, validate_metadata
 from .model_fn import predict_in_chunks
 from .selection import select_outputs
-from .shapley import sampled_shapley
-from .smoothgrad import noisy_pairs
-from .visualization import attribution_png, settings_for
+from .shapley import ShapleyJob, estimate, prefers_exact, shapley_values
+from .visualization import attribution_b64_jpeg, attribution_png, settings_for
 from .xrai import segment_masks, xrai
 
 OVERRIDE_METADATA_FIELD = "explanation_spec_override.metadata"
-# Rows per gradient call: all steps of a path always share one call; beyond that,
+# Rows per model call: all steps of a path always share one call; beyond that,
 # bound the batch to about this many input elements to cap memory.
 MAX_BATCH_ELEMENTS = 1 << 25
+MAX_SHAPLEY_ROWS = 1 << 16
+Attribution = explanation_pb2.Attribution
 
 
 @dataclass(frozen=True)
-class ExplainedInput:
-    name: str            # the metadata's name: the key in feature_attributions and images
-    signature_name: str  # the signature input it reads
-    is_image: bool
-    metadata: "explanation_pb2.ExplanationMetadata.InputMetadata | None"
+class ExplainedBatch:
+    attributions: list[list[explanation_pb2.Attribution]]   # per instance, per explained output
+    predictions: dict[str, np.ndarray]                        # the serving signature's outputs, batched
+
+
+@dataclass(frozen=True)
+class _Result:
+    """One instance's attribution of one output, as features (Vertex's keys)."""
+    features: dict[str, np.ndarray]
+    errors: dict[str, np.ndarray] | None = None
+    computation: int = Attribution.SHAPLEY_COMPUTATION_UNSPECIFIED
 
 
 class FeatureExplainer:
     def __init__(self, model, spec: explanation_pb2.ExplanationSpec,
                  metadata: explanation_pb2.ExplanationMetadata | None = None,
                  metadata_field: str = DEFAULT_FIELD):
-        """`model` has predict(inputs) -> (batch, n), gradients(inputs, index) -> dict,
-        `inputs` (name -> TensorInfo), `outputs` (name -> per-instance shape) and `output_name`."""
+        """`model`: tf_model.SignatureModel (or one with its interface: inputs, model_inputs,
+        outputs, resolve, tensor_info, bind, preprocess, values, predict, predict_all, gradients)."""
         self.method = self.method_of(spec)
         if self.method is None:
             raise InvalidArgument("the explanation spec has no feature attribution method", field=params.SPEC_FIELD)
         self._spec = spec
-        self._settings = params.resolve(spec.parameters)  # validates the model's own ranges once
+        params.resolve(spec.parameters)  # the model's own ranges: refused when it loads, not per call
         self._metadata = metadata or explanation_pb2.ExplanationMetadata()
-        validate_metadata(self._metadata, model.inputs, model.outputs, field=metadata_field, method=self.method)
+        validate_metadata(self._metadata, model.model_inputs, model.outputs, field=metadata_field, method=self.method,
+                          resolve=model.resolve)
         self._model = model
         self.output_name, self._output_label = self._choose_output(model, metadata_field)
         model.output_name = self.output_name
-        self.inputs = self._explained_inputs(model, metadata_field)
+        self._gradients = self.method != params.SAMPLED_SHAPLEY
+        self.inputs = explained_inputs(model, self._metadata, self.method, metadata_field)
+        check_noise_names(spec.parameters, self._names(), params.SPEC_FIELD)
+        graph = [s for s in self._spaces() if model.is_graph_tensor(s)]
+        fetched = graph + [t for t in self._auxiliary() if model.is_graph_tensor(t) and t not in graph]
+        model.bind(fed=graph, fetched=fetched)
+        if graph:
+            self._probe(graph)
 
     @property
     def model(self):
@@ -103,70 +122,87 @@ class FeatureExplainer:
         name = next(iter(model.outputs))
         return name, name
 
-    def _explained_inputs(self, model, field: str) -> list[ExplainedInput]:
-        needs_gradients = self.method != params.SAMPLED_SHAPLEY
-        chosen = []
-        if len(self._metadata.inputs):
-            for name, entry in self._metadata.inputs.items():
-                signature_name = signature_name_of(entry.input_tensor_name or name, model.inputs)
-                info = model.inputs[signature_name]
-                if not self._explainable(info, needs_gradients):
-                    raise InvalidArgument(
-                        f"input {name!r} has dtype {info.dtype}; {self.method} needs "
-                        f"{'floating-point' if needs_gradients else 'numeric'} inputs",
-                        field=f"{field}.inputs[{name}].input_tensor_name")
-                chosen.append(ExplainedInput(name, signature_name, entry.modality.lower() == "image", entry))
-        else:
-            for name, info in model.inputs.items():
-                if self._explainable(info, needs_gradients):
-                    looks_like_image = len(info.shape) == 3 and info.shape[-1] in (1, 3, 4)
-                    chosen.append(ExplainedInput(name, name, looks_like_image, None))
-        if not chosen:
-            raise InvalidArgument("the model has no input that can be attributed", field=f"{field}.inputs")
-        if self.method == params.XRAI and not any(i.is_image for i in chosen):
-            raise InvalidArgument("XRAI needs an image input", field=f"{field}.inputs")
-        return chosen
+    def _names(self) -> set[str]:
+        return {i.name for i in self.inputs}
 
-    @staticmethod
-    def _explainable(info, needs_gradients: bool) -> bool:
-        if needs_gradients:
-            return info.is_floating
-        return np.issubdtype(info.dtype, np.number) or np.issubdtype(info.dtype, np.bool_)
+    def _spaces(self) -> list[str]:
+        return [i.space(self._gradients) for i in self.inputs]
+
+    def _auxiliary(self) -> list[str]:
+        """Tensors read beside the perturbed ones: an encoded input's own tensor (its shape), a
+        sparse input's indices and dense shape."""
+        return [t for i in self.inputs for t in (i.tensor, i.indices, i.dense_shape) if t]
+
+    def _probe(self, graph: list[str]) -> None:
+        """One row of zeros through the cut graph, when the model inputs allow one: a graph
+        that cannot be cut there, or gradients that cannot flow through it, are refused now
+        (at upload) rather than at the first Explain."""
+        infos = self._model.model_inputs
+        if not all(info.is_numeric and None not in info.shape for info in infos.values()):
+            return
+        row = {name: np.zeros((1, *info.shape), info.dtype) for name, info in infos.items()}
+        explained = next(i for i in self.inputs if i.space(self._gradients) in graph)
+        key = "encoded_tensor_name" if explained.reduces(self._gradients) else "input_tensor_name"
+        try:
+            row |= self._model.values(row, graph + [t for t in self._auxiliary() if t not in row])
+            if self._gradients:
+                self._model.gradients(row, np.zeros(1, np.int64))
+            else:
+                self._model.predict(row)
+        except Exception as error:  # noqa: BLE001 - TensorFlow raises many kinds; all mean the same here
+            raise InvalidArgument(f"the model cannot be explained through {explained.space(self._gradients)!r}: "
+                                  f"{str(error).splitlines()[0][:300]}", field=f"{explained.field}.{key}") from None
 
     # ----- explaining ----------------------------------------------------------------
 
     def explain(self, inputs: Mapping[str, np.ndarray],
                 override: explanation_pb2.ExplanationSpecOverride | None = None
                 ) -> list[list[explanation_pb2.Attribution]]:
-        """Attributions for a batch of instances, one list per instance. The batch
-        shares its model passes: one prediction over the instances, one over all
-        their baselines, and gradient calls shared by every instance and output."""
+        """Attributions for a batch of instances, one list per instance."""
+        return self.explain_batch(inputs, override).attributions
+
+    def explain_batch(self, inputs: Mapping[str, np.ndarray],
+                      override: explanation_pb2.ExplanationSpecOverride | None = None) -> ExplainedBatch:
+        """Attributions and predictions for a batch of instances. The batch shares its
+        model passes: one prediction over the instances, one over all their baselines,
+        and gradient (or Shapley) calls shared by every instance and output."""
         override_parameters = override.parameters if override is not None and override.HasField("parameters") else None
         settings = params.resolve(self._spec.parameters, override_parameters)
-        baseline_values = self._baseline_values(override)
+        if override_parameters is not None:
+            check_noise_names(override_parameters, self._names(), params.OVERRIDE_FIELD)
+        baseline_values, to_encode = self._baseline_values(override)
         batch = self._batch(inputs)
         count = len(next(iter(batch.values())))
-        overridden_indices = override_parameters is not None and len(override_parameters.output_indices.values) > 0
-        selection_field = params.OVERRIDE_FIELD if overridden_indices else params.SPEC_FIELD
         if count == 0:
-            return []
-        instances = [{k: v[i] for k, v in batch.items()} for i in range(count)]
-        baselines = [self._baselines_of(instance, settings, baseline_values) for instance in instances]
-        scores = np.asarray(self._model.predict(batch))
+            return ExplainedBatch([], {})
+        predictions = self._model.predict_all(batch)
+        model_inputs = self._model.preprocess(batch)
+        values = self._model.values(model_inputs, list(dict.fromkeys(self._spaces() + self._auxiliary())))
+        if self._model.preprocesses:
+            scores = self._model.predict(model_inputs)
+        else:
+            scores = np.asarray(predictions[self.output_name], np.float64).reshape(count, -1)
+        instances = [{name: value[i] for name, value in (model_inputs | values).items()} for i in range(count)]
+        baselines = self._baselines(instances, model_inputs, settings, baseline_values, to_encode)
         baseline_scores = self._baseline_scores(instances, baselines)
         output_shape = tuple(self._model.outputs.get(self.output_name) or ()) or (scores.shape[1],)
         if int(np.prod(output_shape)) != scores.shape[1]:
             output_shape = (scores.shape[1],)
-        jobs = [(i, index) for i in range(count)
-                for index in select_outputs(scores[i], settings.top_k, settings.output_indices, output_shape,
-                                            field=selection_field)]
-        raws = self._raw_attributions([(instances[i], baselines[i], index) for i, index in jobs], settings)
+        overridden = override_parameters is not None and len(override_parameters.output_indices.values) > 0
+        selections = [select_outputs(scores[i], settings.top_k, settings.output_indices, output_shape,
+                                     field=params.OVERRIDE_FIELD if overridden else params.SPEC_FIELD)
+                      for i in range(count)]
+        layouts = [build_layout(self.inputs, instance, self._gradients, f"instances[{i}]")
+                   for i, instance in enumerate(instances)]
+        if settings.method == params.SAMPLED_SHAPLEY:
+            results = self._shapley(instances, baselines, selections, layouts, settings)
+        else:
+            results = self._integrated(instances, baselines, selections, layouts, settings)
         masks: list[dict] = [{} for _ in range(count)]   # one segmentation per instance, shared by outputs
-        out: list[list[explanation_pb2.Attribution]] = [[] for _ in range(count)]
-        for (i, index), raw in zip(jobs, raws):
-            out[i].append(self._attribution(instances[i], raw, index, scores[i], baseline_scores[i], output_shape,
-                                            settings, masks[i]))
-        return out
+        out = [[self._attribution(instances[i], results[i][index], index, scores[i], baseline_scores[i],
+                                  output_shape, settings, masks[i])
+                for index in selections[i]] for i in range(count)]
+        return ExplainedBatch(out, predictions)
 
     def _batch(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = {}
@@ -179,118 +215,182 @@ class FeatureExplainer:
             raise InvalidArgument("every input needs the same batch size", field="instances")
         return batch
 
-    def _baseline_values(self, override) -> dict[str, tuple[list, str]]:
-        """signature input name -> (baseline values, field), the override's replacing the metadata's."""
-        values = {}
+    # ----- baselines -----------------------------------------------------------------
+
+    def _baseline_values(self, override) -> tuple[dict[str, tuple[list, str]], dict[str, ExplainedInput]]:
+        """(perturbed or input tensor -> (baseline values, field), input tensor -> the encoded input whose
+        input baselines must be encoded). The override's input baselines replace the metadata's."""
+        given: dict[str, tuple[list, str]] = {}
         for explained in self.inputs:
-            if explained.metadata is not None and len(explained.metadata.input_baselines):
-                values[explained.signature_name] = (values_to_python(explained.metadata.input_baselines),
-                                                    f"{DEFAULT_FIELD}.inputs[{explained.name}].input_baselines")
+            entry = explained.metadata
+            if entry is not None and len(entry.input_baselines):
+                given[explained.name] = (values_to_python(entry.input_baselines), f"{DEFAULT_FIELD}.inputs[{explained.name}].input_baselines")
         if override is not None and override.HasField("metadata"):
-            by_name = {i.name: i for i in self.inputs} | {i.signature_name: i for i in self.inputs}
+            by_name = {i.name: i for i in self.inputs} | {i.tensor: i for i in self.inputs}
             for name, entry in override.metadata.inputs.items():
                 if name not in by_name:
-                    raise InvalidArgument(f"{name!r} is not an explained input ({sorted(i.name for i in self.inputs)})",
+                    raise InvalidArgument(f"{name!r} is not an explained input ({sorted(self._names())})",
                                           field=f"{OVERRIDE_METADATA_FIELD}.inputs[{name}]")
                 if len(entry.input_baselines):
-                    values[by_name[name].signature_name] = (values_to_python(entry.input_baselines),
-                                                            f"{OVERRIDE_METADATA_FIELD}.inputs[{name}].input_baselines")
-        return values
+                    given[by_name[name].name] = (values_to_python(entry.input_baselines),
+                                                 f"{OVERRIDE_METADATA_FIELD}.inputs[{name}].input_baselines")
+        values, to_encode = {}, {}
+        for explained in self.inputs:
+            entry = explained.metadata
+            if explained.reduces(self._gradients):
+                if explained.name in given:
+                    values[explained.tensor] = given[explained.name]
+                    to_encode[explained.tensor] = explained
+                elif entry is not None and len(entry.encoded_baselines):
+                    values[explained.encoded] = (values_to_python(entry.encoded_baselines),
+                                                 f"{DEFAULT_FIELD}.inputs[{explained.name}].encoded_baselines")
+            elif explained.name in given:
+                values[explained.tensor] = given[explained.name]
+        return values, to_encode
 
-    def _baselines_of(self, instance, settings, baseline_values) -> list[dict[str, np.ndarray]]:
-        names = [i.signature_name for i in self.inputs]
-        baselines = build_baselines({n: instance[n].shape for n in names}, {n: instance[n].dtype for n in names},
-                                    baseline_values)
-        if settings.max_blur_sigma > 0:
-            for explained in self.inputs:
-                if explained.is_image:
-                    blurred = blurred_baseline(instance[explained.signature_name], settings.max_blur_sigma)
-                    for baseline in baselines:
-                        baseline[explained.signature_name] = blurred
-        return baselines
+    def _baselines(self, instances, model_inputs, settings, baseline_values, to_encode) -> list[list[dict]]:
+        """Per instance, its baselines over the perturbed tensors (default zeros): encoded
+        baselines as given, input baselines of encoded inputs run through the model's encoder."""
+        keys = [t for t in to_encode] + [s for s in self._spaces() if s not in
+                                          {i.encoded for i in to_encode.values()}]
+        per_instance = [build_baselines({k: np.shape(instance[k]) for k in keys},
+                                        {k: np.asarray(instance[k]).dtype for k in keys}, baseline_values)
+                        for instance in instances]
+        if to_encode:
+            self._encode_baselines(per_instance, model_inputs, to_encode)
+        for instance, baselines in zip(instances, per_instance):
+            for baseline in baselines:
+                for tensor in to_encode:
+                    del baseline[tensor]
+            if settings.max_blur_sigma > 0:
+                for explained in self.inputs:
+                    if explained.looks_like_image and not explained.reduces(self._gradients):
+                        blurred = blurred_baseline(instance[explained.tensor], settings.max_blur_sigma)
+                        for baseline in baselines:
+                            baseline[explained.tensor] = blurred
+        return per_instance
+
+    def _encode_baselines(self, per_instance, model_inputs, to_encode) -> None:
+        """One model call for every instance's and baseline's encoded tensors."""
+        counts = [len(b) for b in per_instance]
+        rows = np.repeat(np.arange(len(per_instance)), counts)
+        context = {name: np.asarray(value)[rows] for name, value in model_inputs.items()}
+        replaced = {tensor: np.stack([b[tensor] for baselines in per_instance for b in baselines])
+                    for tensor in to_encode}
+        encoded_names = [explained.encoded for explained in to_encode.values()]
+        encoded = self._model.values(context, encoded_names, replaced)
+        flat = [b for baselines in per_instance for b in baselines]
+        for position, baseline in enumerate(flat):
+            for name in encoded_names:
+                baseline[name] = encoded[name][position]
 
     def _baseline_scores(self, instances, baselines) -> np.ndarray:
         """(instances, outputs): each instance's outputs averaged over its baselines, in one pass."""
         rows = [self._with_baselines(instance, b) for instance, b in zip(instances, baselines)]
         stacked = {name: np.concatenate([r[name] for r in rows]) for name in rows[0]}
-        elements = sum(int(np.prod(np.shape(v)[1:])) for v in stacked.values()) or 1
-        scores = predict_in_chunks(self._model.predict, stacked, max(1, MAX_BATCH_ELEMENTS // elements))
+        scores = predict_in_chunks(self._model.predict, stacked, self._max_rows(instances[0]))
         bounds = np.cumsum([0] + [len(b) for b in baselines])
         return np.stack([scores[bounds[i]:bounds[i + 1]].mean(axis=0) for i in range(len(instances))])
 
     def _with_baselines(self, instance, baselines) -> dict[str, np.ndarray]:
         return {name: (np.stack([b[name] for b in baselines]) if name in baselines[0]
-                       else np.repeat(value[None], len(baselines), axis=0))
+                       else np.repeat(np.asarray(value)[None], len(baselines), axis=0))
                 for name, value in instance.items()}
 
-    def _raw_attributions(self, items, settings) -> list[dict[str, np.ndarray]]:
-        """items: (instance, baselines, output index) -> attributions per explained input.
-        Each uses its own seed 0, so the same request always gets the same answer."""
-        if settings.method == params.SAMPLED_SHAPLEY:
-            return [sampled_shapley(self._model.predict, instance, baselines, index, settings.path_count,
-                                    np.random.default_rng(0))
-                    for instance, baselines, index in items]
-        jobs = []
-        for instance, baselines, index in items:
-            if settings.smooth_grad is not None:
-                pairs = noisy_pairs(instance, baselines, self._noise_sigmas(settings.smooth_grad, instance),
-                                    settings.smooth_grad.noisy_sample_count, np.random.default_rng(0))
-            else:
-                pairs = baseline_pairs(instance, baselines)
-            jobs.append(PathJob(instance, pairs, index))
-        instance, baselines, _ = items[0]
-        elements = sum(int(np.prod(instance[n].shape)) for n in baselines[0]) or 1
-        max_rows = max(settings.step_count, MAX_BATCH_ELEMENTS // elements)
-        return path_integrals(self._model.gradients, jobs, settings.step_count, max_rows=max_rows)
+    def _max_rows(self, instance) -> int:
+        elements = sum(int(np.size(v)) for v in instance.values()) or 1
+        return max(1, MAX_BATCH_ELEMENTS // elements)
 
-    def _noise_sigmas(self, smooth, instance) -> dict[str, float]:
-        sigmas = {}
-        for explained in self.inputs:
-            sigma = smooth.feature_noise_sigma.get(explained.name,
-                                                   smooth.feature_noise_sigma.get(explained.signature_name, smooth.noise_sigma))
-            domain = explained.metadata.feature_value_domain if explained.metadata is not None else None
-            if domain is not None and domain.max_value > domain.min_value:
-                sigma *= domain.max_value - domain.min_value  # sigma is a fraction of the feature's range
-            sigmas[explained.signature_name] = sigma
-        return sigmas
+    # ----- methods -------------------------------------------------------------------
 
-    def _attribution(self, instance, raw, index, scores, baseline_scores, output_shape, settings, masks
+    def _integrated(self, instances, baselines, selections, layouts, settings) -> list[dict[int, _Result]]:
+        """Integrated gradients (with SmoothGrad's noise when configured) of every instance and
+        output in shared gradient calls. Each job seeds its own noise, so the same request always
+        gets the same answer, alone or in a batch."""
+        smooth = settings.smooth_grad
+        noise = {i.space(True): smooth.sigma_of(i.name) for i in self.inputs} if smooth is not None else {}
+        samples = smooth.noisy_sample_count if smooth is not None else 1
+        jobs = [PathJob(instance, baseline_pairs(instance, b), index, noise, samples, seed=0)
+                for instance, b, chosen in zip(instances, baselines, selections) for index in chosen]
+        max_rows = max(settings.step_count, self._max_rows(instances[0]))
+        raws = iter(path_integrals(self._model.gradients, jobs, settings.step_count, max_rows=max_rows))
+        results = []
+        for layout, chosen in zip(layouts, selections):
+            results.append({index: _Result(layout.as_dict(layout.features(layout.flatten(next(raws)))))
+                            for index in chosen})
+        return results
+
+    def _shapley(self, instances, baselines, selections, layouts, settings) -> list[dict[int, _Result]]:
+        """Shapley values of every instance, exact where enumerating every coalition costs no more
+        than the paths asked for; the outputs of one instance share its model rows."""
+        jobs = [ShapleyJob(instance, b, layout.players, chosen, settings.path_count,
+                           prefers_exact(layout.player_count, settings.path_count), seed=0)
+                for instance, b, layout, chosen in zip(instances, baselines, layouts, selections)]
+        max_rows = min(MAX_SHAPLEY_ROWS, self._max_rows(instances[0]))
+        results = []
+        for values, layout in zip(shapley_values(self._model.predict, jobs, max_rows), layouts):
+            computation = Attribution.EXACT if values.exact else Attribution.SAMPLED
+            per_output = {}
+            for index, per_path in values.per_path.items():
+                mean, error = estimate(layout.player_features(per_path), values.exact)
+                per_output[index] = _Result(layout.as_dict(mean), layout.as_dict(error) if error is not None else None,
+                                            computation)
+            results.append(per_output)
+        return results
+
+    # ----- answers -------------------------------------------------------------------
+
+    def _attribution(self, instance, result: _Result, index, scores, baseline_scores, output_shape, settings, masks
                      ) -> explanation_pb2.Attribution:
-        error = approximation_error(raw, scores[index], baseline_scores[index])
-        shown = dict(raw)
+        features = dict(result.features)
+        error = approximation_error(features, scores[index], baseline_scores[index])
         if settings.method == params.XRAI:
-            for explained in self.inputs:
-                if explained.is_image:
-                    name = explained.signature_name
-                    image = instance[name]
-                    if name not in masks:
-                        masks[name] = segment_masks(image)  # one segmentation per instance, shared by outputs
-                    pixels = raw[name].sum(axis=-1) if raw[name].ndim == 3 else raw[name]
-                    regions = xrai(pixels, image, masks[name])
-                    shown[name] = np.broadcast_to(regions[..., None] if raw[name].ndim == 3 else regions, raw[name].shape)
-        attribution = explanation_pb2.Attribution(
+            for explained in self._pictured(features):
+                image = instance[explained.tensor]
+                if explained.name not in masks:
+                    masks[explained.name] = segment_masks(image)  # one segmentation per instance, shared by outputs
+                raw = features[explained.name]
+                pixels = raw.sum(axis=-1) if raw.ndim == 3 else raw
+                regions = xrai(pixels, image, masks[explained.name])
+                features[explained.name] = np.broadcast_to(regions[..., None] if raw.ndim == 3 else regions, raw.shape)
+        attribution = Attribution(
             baseline_output_value=float(baseline_scores[index]),
             instance_output_value=float(scores[index]),
             output_index=[int(i) for i in np.unravel_index(index, output_shape)],
             output_display_name=self._display_name(index),
             approximation_error=error if np.isfinite(error) else 0.0,
             output_name=self._output_label,
+            shapley_computation=result.computation,
         )
+        pictures = {i.name: i for i in self._pictured(features) if i.shows_picture}
         fields = attribution.feature_attributions.struct_value.fields
-        for i in self.inputs:
-            fields[i.name].CopyFrom(to_value(np.asarray(shown[i.signature_name], np.float64)))
+        for key, value in features.items():
+            if key in pictures:
+                config = pictures[key].metadata.visualization if pictures[key].metadata.HasField("visualization") else None
+                fields[key].struct_value.fields["b64_jpeg"].string_value = attribution_b64_jpeg(
+                    value, instance[pictures[key].tensor], settings_for(config, settings.method))
+                attribution.image_attributions.struct_value.fields[key].CopyFrom(_value(value))
+            else:
+                fields[key].CopyFrom(_value(value))
+        if result.errors is not None:
+            for key, value in result.errors.items():
+                attribution.feature_attribution_errors.struct_value.fields[key].CopyFrom(_value(value))
         warning = approximation_warning(error, settings.method)
         if warning:
             attribution.warnings.append(warning)
         if not np.isfinite(error):
             attribution.warnings.append("the baseline output equals the instance output, so attributions cannot add up to a change")
-        for explained in self.inputs:
-            if explained.is_image and instance[explained.signature_name].ndim in (2, 3):
-                config = explained.metadata.visualization if (
-                    explained.metadata is not None and explained.metadata.HasField("visualization")) else None
-                attribution.images[explained.name] = attribution_png(
-                    shown[explained.signature_name], instance[explained.signature_name], settings_for(config, settings.method))
+        for explained in self._pictured(features):
+            config = explained.metadata.visualization if (
+                explained.metadata is not None and explained.metadata.HasField("visualization")) else None
+            attribution.images[explained.name] = attribution_png(
+                features[explained.name], instance[explained.tensor], settings_for(config, settings.method))
         return attribution
+
+    def _pictured(self, features) -> list[ExplainedInput]:
+        """Image inputs answered pixel by pixel (not merged into a group, not encoded)."""
+        return [i for i in self.inputs if i.looks_like_image and not i.reduces(self._gradients)
+                and i.name in features and np.ndim(features[i.name]) in (2, 3)]
 
     def _display_name(self, index: int) -> str:
         for entry in self._metadata.outputs.values():
@@ -299,3 +399,8 @@ class FeatureExplainer:
                 if names.WhichOneof("kind") == "list_value" and index < len(names.list_value.values):
                     return str(names.list_value.values[index].string_value or "")
         return ""
+
+
+def _value(array: np.ndarray):
+    array = np.asarray(array, np.float64)
+    return to_value(float(array) if array.ndim == 0 else array)

@@ -1,13 +1,18 @@
 """Integrated gradients: (x - b) * integral over alpha of grad f(b + alpha (x - b)).
 
-Every interpolation point (for every baseline, every noisy copy under
+Every interpolation point (for every baseline, every noisy sample under
 SmoothGrad, every output explained and every instance of a batch) goes into
 one batched gradient computation, so a 50-step attribution costs one model
 pass over a batch of 50, not 50 passes, and a batch of instances shares it.
+
+SmoothGrad, as Vertex defines it, adds Gaussian noise to the interpolated
+inputs before taking gradients: each of `samples` noisy copies of every path
+point gets its own noise, of the sigma given per perturbed tensor (none for a
+tensor without one), and the gradients are averaged over the copies.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -24,10 +29,19 @@ class PathJob:
     """One attribution to integrate: the mean over (start, baseline) `pairs` of the
     IG of `start` against `baseline`, for output `output_index`. `instance` holds
     every model input (no batch axis); starts and baselines hold only the explained
-    (differentiable) inputs; the other inputs stay at the instance's value."""
+    (differentiable) tensors; the other inputs stay at the instance's value.
+    `noise` (tensor name -> sigma, in the tensor's own units) and `samples` make it
+    SmoothGrad; `seed` makes its noise the same at every call."""
     instance: Inputs
     pairs: Pairs
     output_index: int
+    noise: Mapping[str, float] = field(default_factory=dict)
+    samples: int = 1
+    seed: int = 0
+
+    @property
+    def rows(self) -> int:
+        return len(self.pairs) * self.samples
 
 
 def path_integrals(
@@ -47,7 +61,7 @@ def path_integrals(
     group: list[PathJob] = []
     group_rows = 0
     for job in jobs:
-        rows = len(alphas) * len(job.pairs)
+        rows = len(alphas) * job.rows
         if group and max_rows and group_rows + rows > max_rows:
             results.extend(_integrate_group(gradient_fn, group, alphas, weights, max_rows))
             group, group_rows = [], 0
@@ -61,7 +75,7 @@ def path_integrals(
 def _integrate_group(gradient_fn, jobs, alphas, weights, max_rows) -> list[dict[str, np.ndarray]]:
     rows = [_path_rows(job, alphas) for job in jobs]
     batch = {name: np.concatenate([r[name] for r in rows], axis=0) for name in rows[0]}
-    counts = [len(alphas) * len(job.pairs) for job in jobs]
+    counts = [len(alphas) * job.rows for job in jobs]
     indices = np.concatenate([np.full(n, job.output_index, dtype=np.int64) for n, job in zip(counts, jobs)])
     gradients = _gradients(gradient_fn, batch, indices, max_rows)
     results, offset = [], 0
@@ -73,17 +87,23 @@ def _integrate_group(gradient_fn, jobs, alphas, weights, max_rows) -> list[dict[
 
 
 def _path_rows(job: PathJob, alphas: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows ordered pair, then noisy sample, then step."""
     explained = list(job.pairs[0][0])
+    rng = np.random.default_rng(job.seed) if job.noise else None
     rows = {}
-    for name, value in job.instance.items():
+    for name in job.instance.keys() | set(explained):
+        value = job.instance[name] if name in job.instance else job.pairs[0][0][name]
         if name in explained:
-            paths = [
-                np.asarray(b)[None] + alphas.reshape((-1,) + (1,) * np.ndim(b)) * (np.asarray(x) - np.asarray(b))[None]
-                for x, b in ((start[name], base[name]) for start, base in job.pairs)
-            ]
+            paths = []
+            for start, base in job.pairs:
+                x, b = np.asarray(start[name], np.float64), np.asarray(base[name], np.float64)
+                points = b[None] + alphas.reshape((-1,) + (1,) * b.ndim) * (x - b)[None]
+                for _ in range(job.samples):
+                    sigma = job.noise.get(name, 0.0)
+                    paths.append(points + rng.normal(0.0, sigma, points.shape) if sigma > 0 else points)
             rows[name] = np.concatenate(paths, axis=0).astype(np.asarray(value).dtype, copy=False)
         else:
-            rows[name] = np.repeat(np.asarray(value)[None], len(alphas) * len(job.pairs), axis=0)
+            rows[name] = np.repeat(np.asarray(value)[None], len(alphas) * job.rows, axis=0)
     return rows
 
 
@@ -91,8 +111,9 @@ def _integrate(job: PathJob, gradients: dict[str, np.ndarray], weights: np.ndarr
     pairs = job.pairs
     result = {}
     for name in pairs[0][0]:
-        grads = np.asarray(gradients[name], dtype=np.float64).reshape((len(pairs), len(weights)) + np.shape(pairs[0][0][name]))
-        averaged = np.tensordot(weights, grads, axes=([0], [1]))  # (pairs, *shape)
+        shape = np.shape(pairs[0][0][name])
+        grads = np.asarray(gradients[name], dtype=np.float64).reshape((len(pairs), job.samples, len(weights)) + shape)
+        averaged = np.tensordot(weights, grads, axes=([0], [2])).mean(axis=1)  # (pairs, *shape)
         diffs = np.stack([np.asarray(s[name], np.float64) - np.asarray(b[name], np.float64) for s, b in pairs])
         result[name] = (diffs * averaged).mean(axis=0)
     return result

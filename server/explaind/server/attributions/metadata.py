@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from google.protobuf import json_format, struct_pb2
 
@@ -35,7 +35,11 @@ _VISUALIZATION_ALIASES = {
 # The SDK's overlay values -> the proto's enum names.
 _OVERLAY_ALIASES = {"none": "NONE", "original": "ORIGINAL", "grayscale": "GRAYSCALE", "mask": "MASK_BLACK"}
 _OUTPUT_ALIASES = {"index_name_mapping": "index_display_name_mapping", "index_name_mapping_key": "display_name_mapping_key"}
-_BAG_ENCODINGS = ("BAG_OF_FEATURES", "BAG_OF_FEATURES_SPARSE", "INDICATOR")
+BAG_ENCODINGS = ("BAG_OF_FEATURES", "BAG_OF_FEATURES_SPARSE", "INDICATOR")
+EMBEDDING_ENCODINGS = ("COMBINED_EMBEDDING", "CONCAT_EMBEDDING")
+MAX_FEATURE_NAMES = 100_000
+MAX_NAME_LENGTH = 1024
+PARAMETERS_FIELD = "model.explanation_spec.parameters"
 
 
 def _snake(key: str) -> str:
@@ -177,40 +181,121 @@ def validate_metadata(
     output_names: Iterable[str],
     field: str = DEFAULT_FIELD,
     method: str | None = None,
+    resolve: Callable[[str], str] | None = None,
 ) -> None:
-    """Raises InvalidArgument (naming the field) when metadata does not fit the model's signature.
+    """Raises InvalidArgument (naming the field) when metadata does not fit the model.
 
-    `method` ("xrai", ...) enables the method-specific checks.
+    The model-free rules of check_metadata first; then every input tensor must be a
+    signature input, or a graph tensor `resolve` finds (it raises LookupError saying why
+    not), and the output an output of the signature. `method` ("xrai", ...) enables the
+    method-specific checks.
     """
+    check_metadata(metadata, field, method)
     input_names, output_names = list(input_names), list(output_names)
-    counts = {}
     for name, entry in metadata.inputs.items():
         prefix = f"{field}.inputs[{name}]"
-        tensor = entry.input_tensor_name or name
-        if signature_name_of(tensor, input_names) is None:
-            raise InvalidArgument(f"input tensor {tensor!r} is not an input of the signature {sorted(input_names)}",
-                                  field=f"{prefix}.input_tensor_name")
-        if len(entry.input_baselines) > MAX_BASELINES:
-            raise InvalidArgument(f"at most {MAX_BASELINES} baselines per input, got {len(entry.input_baselines)}",
-                                  field=f"{prefix}.input_baselines")
-        if len(entry.input_baselines):
-            counts[name] = len(entry.input_baselines)
-        encoding = enum_name(InputMetadata.Encoding, entry.encoding, f"{prefix}.encoding")
-        if entry.HasField("visualization"):     # read again at every explanation: refused now, not then
-            for name, enum in (("type", Visualization.Type), ("polarity", Visualization.Polarity),
-                               ("color_map", Visualization.ColorMap), ("overlay_type", Visualization.OverlayType)):
-                enum_name(enum, getattr(entry.visualization, name), f"{prefix}.visualization.{name}")
-        if encoding in _BAG_ENCODINGS and not len(entry.index_feature_mapping):
-            raise InvalidArgument(f"encoding {encoding} needs index_feature_mapping", field=f"{prefix}.index_feature_mapping")
-    if len(set(counts.values())) > 1:
-        raise InvalidArgument(f"every input needs the same number of baselines, got {counts}",
-                              field=f"{field}.inputs[{sorted(counts)[-1]}].input_baselines")
-    if len(metadata.outputs) > 1:
-        raise InvalidArgument("explanation metadata names exactly one output", field=f"{field}.outputs")
+        for key in ("input_tensor_name", "encoded_tensor_name", "indices_tensor_name", "dense_shape_tensor_name"):
+            tensor = getattr(entry, key) or (name if key == "input_tensor_name" else "")
+            if not tensor or signature_name_of(tensor, input_names) is not None:
+                continue
+            if resolve is None:
+                raise InvalidArgument(f"input tensor {tensor!r} is not an input of the signature {sorted(input_names)}",
+                                      field=f"{prefix}.{key}")
+            try:
+                resolve(tensor)
+            except LookupError as error:
+                raise InvalidArgument(str(error).strip("'\""), field=f"{prefix}.{key}") from None
     for name, entry in metadata.outputs.items():
         tensor = entry.output_tensor_name or name
         if signature_name_of(tensor, output_names) is None:
             raise InvalidArgument(f"output tensor {tensor!r} is not an output of the signature {sorted(output_names)}",
                                   field=f"{field}.outputs[{name}].output_tensor_name")
+
+
+def check_metadata(metadata: explanation_pb2.ExplanationMetadata, field: str = DEFAULT_FIELD,
+                   method: str | None = None, parameters=None) -> None:
+    """The rules that need no model, so an upload is refused at once (INVALID_ARGUMENT
+    naming the field) rather than when its model loads. `parameters` (the spec's
+    ExplanationParameters) adds the check of SmoothGrad's feature names."""
+    counts = {}
+    keys: dict[str, str] = {}       # attribution key -> the field that claims it
+    groups = {entry.group_name for entry in metadata.inputs.values() if entry.group_name}
+    for name, entry in sorted(metadata.inputs.items()):     # sorted: the same error whatever the map's order
+        prefix = f"{field}.inputs[{name}]"
+        encoding = enum_name(InputMetadata.Encoding, entry.encoding, f"{prefix}.encoding")
+        if entry.HasField("visualization"):     # read again at every explanation: refused now, not then
+            for key, enum in (("type", Visualization.Type), ("polarity", Visualization.Polarity),
+                              ("color_map", Visualization.ColorMap), ("overlay_type", Visualization.OverlayType)):
+                enum_name(enum, getattr(entry.visualization, key), f"{prefix}.visualization.{key}")
+        for key in ("input_baselines", "encoded_baselines"):
+            count = len(getattr(entry, key))
+            if count > MAX_BASELINES:
+                raise InvalidArgument(f"at most {MAX_BASELINES} baselines per input, got {count}", field=f"{prefix}.{key}")
+            if count:
+                counts[name] = (count, f"{prefix}.{key}")
+        _check_encoding(entry, encoding, prefix)
+        if entry.group_name:
+            claims = {entry.group_name: f"{prefix}.group_name"}
+        elif encoding in BAG_ENCODINGS:
+            claims = {feature: f"{prefix}.index_feature_mapping" for feature in entry.index_feature_mapping}
+        else:
+            claims = {name: f"{prefix}"}
+        for key, claimed_by in claims.items():
+            if key in keys and not (entry.group_name and key == entry.group_name and keys[key].endswith(".group_name")):
+                raise InvalidArgument(f"the attribution key {key!r} is claimed twice (also by {keys[key]})", field=claimed_by)
+            if key in groups and not entry.group_name:
+                raise InvalidArgument(f"{key!r} is also the name of a group", field=claimed_by)
+            keys[key] = claimed_by
+    if len({count for count, _ in counts.values()}) > 1:
+        raise InvalidArgument(f"every input needs the same number of baselines, got "
+                              f"{ {name: count for name, (count, _) in counts.items()} }",
+                              field=counts[sorted(counts)[-1]][1])
+    if len(metadata.outputs) > 1:
+        raise InvalidArgument("explanation metadata names exactly one output", field=f"{field}.outputs")
     if method == "xrai" and len(metadata.inputs) and not any(entry.modality.lower() == "image" for entry in metadata.inputs.values()):
         raise InvalidArgument("XRAI needs an input with modality 'image'", field=f"{field}.inputs")
+    if parameters is not None and len(metadata.inputs):
+        check_noise_names(parameters, set(metadata.inputs), PARAMETERS_FIELD)
+
+
+def _check_encoding(entry: InputMetadata, encoding: str, prefix: str) -> None:
+    mapping = list(entry.index_feature_mapping)
+    if encoding in BAG_ENCODINGS and not mapping:
+        raise InvalidArgument(f"encoding {encoding} needs index_feature_mapping", field=f"{prefix}.index_feature_mapping")
+    if len(mapping) > MAX_FEATURE_NAMES:
+        raise InvalidArgument(f"at most {MAX_FEATURE_NAMES} names, got {len(mapping)}",
+                              field=f"{prefix}.index_feature_mapping")
+    seen = set()
+    for position, feature in enumerate(mapping):
+        if not feature or len(feature) > MAX_NAME_LENGTH or feature in seen:
+            problem = "is empty" if not feature else "is too long" if len(feature) > MAX_NAME_LENGTH else "repeats a name"
+            raise InvalidArgument(f"the name {feature[:64]!r} {problem}", field=f"{prefix}.index_feature_mapping[{position}]")
+        seen.add(feature)
+    if encoding in EMBEDDING_ENCODINGS and not entry.encoded_tensor_name:
+        raise InvalidArgument(f"encoding {encoding} needs the embedding tensor's name",
+                              field=f"{prefix}.encoded_tensor_name")
+    if len(entry.encoded_baselines) and not entry.encoded_tensor_name:
+        raise InvalidArgument("encoded baselines need encoded_tensor_name", field=f"{prefix}.encoded_baselines")
+    if len(entry.encoded_baselines) and len(entry.input_baselines):
+        raise InvalidArgument("give input_baselines or encoded_baselines, not both", field=f"{prefix}.encoded_baselines")
+    if entry.dense_shape_tensor_name and not entry.indices_tensor_name:
+        raise InvalidArgument("a sparse input's dense shape needs its indices tensor",
+                              field=f"{prefix}.indices_tensor_name")
+    for key in ("input_tensor_name", "encoded_tensor_name", "indices_tensor_name", "dense_shape_tensor_name",
+                "group_name", "modality"):
+        if len(getattr(entry, key)) > MAX_NAME_LENGTH:
+            raise InvalidArgument(f"at most {MAX_NAME_LENGTH} characters", field=f"{prefix}.{key}")
+
+
+def check_noise_names(parameters, feature_names: set[str], field: str) -> None:
+    """SmoothGrad's feature_noise_sigma names must be explained features (Vertex adds no noise
+    to the others, so a misspelt name would silently mean no noise)."""
+    method = parameters.WhichOneof("method")
+    if method not in ("integrated_gradients_attribution", "xrai_attribution"):
+        return
+    config = getattr(parameters, method).smooth_grad_config
+    for position, entry in enumerate(config.feature_noise_sigma.noise_sigma):
+        if entry.name not in feature_names:
+            raise InvalidArgument(f"{entry.name[:MAX_NAME_LENGTH]!r} is not an explained input "
+                                  f"({sorted(feature_names)[:20]})",
+                                  field=f"{field}.{method}.smooth_grad_config.feature_noise_sigma.noise_sigma[{position}].name")

@@ -1,7 +1,9 @@
 """The two ways attribution methods see a model: plain callables over numpy arrays.
 
 Attribution maths never imports TensorFlow; `tf_model.SignatureModel` (or a
-test double) provides these callables.
+test double) provides these callables. Their inputs are one dict: the model's
+inputs and, where a method perturbs tensors inside the model (an embedding),
+those tensors by name, replacing what the model would compute for them.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 
 Inputs = Mapping[str, np.ndarray]
 
-# inputs (batched, keyed by input name) -> outputs of shape (batch, n_outputs)
+# inputs (batched, keyed by name) -> outputs of shape (batch, n_outputs)
 PredictFn = Callable[[Inputs], np.ndarray]
 
 # (inputs, output index per row) -> d outputs[row, index[row]] / d inputs, for the

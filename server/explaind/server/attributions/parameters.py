@@ -6,7 +6,7 @@ the field where the bad value came from.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dataclass_field, replace
+from dataclasses import dataclass, replace
 
 from google.protobuf import json_format
 
@@ -29,9 +29,16 @@ OVERRIDE_FIELD = "explanation_spec_override.parameters"
 @dataclass(frozen=True)
 class SmoothGradSettings:
     noisy_sample_count: int = DEFAULT_NOISY_SAMPLE_COUNT
+    # One sigma for every explained input, in the inputs' own units (Vertex's noise_sigma).
     noise_sigma: float = DEFAULT_NOISE_SIGMA
-    # Per-feature sigma (input name -> sigma); inputs not named use noise_sigma.
-    feature_noise_sigma: dict = dataclass_field(default_factory=dict)
+    # Vertex's feature_noise_sigma, when given (input name -> sigma): it replaces noise_sigma,
+    # and an input it does not name gets no noise.
+    feature_noise_sigma: dict | None = None
+
+    def sigma_of(self, name: str) -> float:
+        if self.feature_noise_sigma is None:
+            return self.noise_sigma
+        return self.feature_noise_sigma.get(name, 0.0)
 
 
 @dataclass(frozen=True)
@@ -98,12 +105,13 @@ def _smooth_grad(config, prefix: str) -> SmoothGradSettings:
     count = config.noisy_sample_count or DEFAULT_NOISY_SAMPLE_COUNT
     _in_range(count, 1, 50, f"{prefix}.noisy_sample_count")
     which = config.WhichOneof("GradientNoiseSigma")
-    sigma, per_feature = DEFAULT_NOISE_SIGMA, {}
+    sigma, per_feature = DEFAULT_NOISE_SIGMA, None
     if which == "noise_sigma":
         sigma = float(config.noise_sigma)
         if sigma < 0:
             raise InvalidArgument("noise_sigma must be >= 0", field=f"{prefix}.noise_sigma")
     elif which == "feature_noise_sigma":
+        per_feature = {}
         for position, entry in enumerate(config.feature_noise_sigma.noise_sigma):
             if entry.sigma < 0 or not entry.name:
                 raise InvalidArgument("each feature noise sigma needs a name and sigma >= 0",

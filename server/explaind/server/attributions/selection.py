@@ -1,4 +1,5 @@
-"""Which outputs to explain: top_k (default 1, -1 = all) or explicit output_indices."""
+"""Which outputs to explain, in Vertex's order: output_indices as given; else the top_k
+highest outputs (-1: all), highest first; else the argmax."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -15,7 +16,8 @@ def select_outputs(
     output_shape: tuple[int, ...] | None = None,
     field: str = "parameters",
 ) -> list[int]:
-    """Flat output indices to explain, ordered by score (instance output value), highest first.
+    """Flat output indices to explain: output_indices in their order (a repeat is dropped),
+    else top_k ordered by score (instance output value), highest first.
 
     `scores` is one instance's flattened output. output_indices entries are
     ints, or lists of ints (multi-indices into output_shape for a multi-axis
@@ -27,14 +29,11 @@ def select_outputs(
         chosen = []
         for position, entry in enumerate(output_indices):
             chosen.append(_flat_index(entry, shape, f"{field}.output_indices[{position}]"))
-        chosen = list(dict.fromkeys(chosen))
-    else:
-        if top_k < -1:
-            raise InvalidArgument(f"top_k must be -1 (all outputs) or positive, got {top_k}", field=f"{field}.top_k")
-        count = len(scores) if top_k == -1 else min(top_k or 1, len(scores))
-        chosen = list(range(len(scores)))
-        chosen = sorted(chosen, key=lambda i: -scores[i])[:count]
-    return sorted(chosen, key=lambda i: -scores[i])
+        return list(dict.fromkeys(chosen))
+    if top_k < -1:
+        raise InvalidArgument(f"top_k must be -1 (all outputs) or positive, got {top_k}", field=f"{field}.top_k")
+    count = len(scores) if top_k == -1 else min(top_k or 1, len(scores))
+    return sorted(range(len(scores)), key=lambda i: -scores[i])[:count]
 
 
 def _flat_index(entry, shape: tuple[int, ...], field: str) -> int:

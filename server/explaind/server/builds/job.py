@@ -23,46 +23,28 @@ import dataclasses
 import functools
 import logging
 import tempfile
-import threading
 import time
 import uuid
-from typing import Callable, TypeVar
-
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from typing import Callable
 
 from explaind.v1 import model_pb2, model_service_pb2
 
-from ..errors import ExplaindError, FailedPrecondition
+from ..errors import FailedPrecondition
 from ..index.meta import META_FILE, IndexMeta
-from ..store.models import ModelRecord, ModelStore
-from ..store.operations import OperationRecord, OperationStore
+from ..store.models import ModelRecord
+from ..store.operations import OperationRecord
 from ..store.retry import StoreUnavailable
+from .operation_job import JobServices, OperationJob, StoreLost  # noqa: F401 (StoreLost re-exported)
 from .recipes import BuildOptions, Recipe
 from .runners.outcome import BuildOutput, IndexSummary, index_folders
-from .runners.request import BuildCancelled, BuildRequest, BuildTask, Runner
+from .runners.request import BuildRequest, BuildTask, Runner
 
 log = logging.getLogger(__name__)
 Stage = model_service_pb2.UploadModelOperationMetadata.Stage
-T = TypeVar("T")
-
-
-class StoreLost(Exception):
-    """The operation record could not be written for longer than the heartbeat timeout."""
 
 
 def new_build_id() -> str:
     return "b" + uuid.uuid4().hex[:12]
-
-
-@dataclasses.dataclass(frozen=True)
-class JobServices:
-    """What every build job of a replica shares."""
-    models: ModelStore
-    operations: OperationStore
-    worker: str                              # this replica, as operation records name it
-    heartbeat_seconds: float = 2.0           # how often a job writes its progress (the heartbeat)
-    heartbeat_timeout_seconds: float = 30.0  # the silence after which other replicas take a build for dead
-    metrics: object | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,30 +68,18 @@ class UpdateOf:
     on_published: Callable[[str], None] | None = None
 
 
-class BuildJob:
+class BuildJob(OperationJob):
     def __init__(self, services: JobServices, plan: BuildPlan, update: UpdateOf | None = None):
-        self.services = services
+        super().__init__(services, plan.op, model_service_pb2.UploadModelOperationMetadata())
         self.plan = plan
         self.update = update
         self.models = services.models
-        self.operations = services.operations
-        self.op = plan.op
         self.record = plan.record
         self.build_id = plan.build_id
         self.base_build = update.base_build if update is not None else ""
-        self.cancel_event = threading.Event()
-        # Set when another replica already ended this operation (it took our silence
-        # for death): we then publish nothing and write nothing, not even the claim.
-        self.taken_over = threading.Event()
         self.current_stage = Stage.QUEUED
         self._stage_started = time.monotonic()
-        self._record_lock = threading.Lock()
-        self._stop_beating = threading.Event()
-        self._last_beat = time.monotonic()            # the record's last successful write
-        self._store_error: StoreUnavailable | None = None   # why writes failed since then
         self._publish_unknown = False                 # the model record's write may have landed
-        self.meta = model_service_pb2.UploadModelOperationMetadata()
-        self.op.operation.metadata.Unpack(self.meta)
 
     # --- progress (the recipe's Progress) and heartbeats ---
     def stage(self, stage: int) -> None:
@@ -131,74 +101,10 @@ class BuildJob:
             self.meta.progress_percent = 100.0 * embedded / total if total else 0.0
         self._check()
 
-    def _check(self) -> None:
-        if self.cancel_event.is_set():
-            raise BuildCancelled()
-        silent = time.monotonic() - self._last_beat
-        if self._store_error is not None and silent > self.services.heartbeat_timeout_seconds:
-            raise StoreLost(f"the operation record could not be written for {silent:.0f}s, longer than the "
-                            f"heartbeat timeout: {self._store_error}")
+    def _where(self) -> str:
+        return f"stage {Stage.Name(self.current_stage)}"
 
-    def _beat(self) -> None:
-        """Writes progress and the heartbeat; an unreachable store is noted, not fatal (see _check)."""
-        try:
-            self._sync_record()
-        except StoreUnavailable as e:
-            self._store_error = e
-            log.warning("operation record not written: %s", e, extra={"operation": self.op.operation.name})
-        else:
-            self._last_beat = time.monotonic()
-            self._store_error = None
-
-    def _sync_record(self) -> None:
-        """Writes progress and the heartbeat; reads a cancel (or a takeover) from the store."""
-        with self._record_lock:
-            if self._stop_beating.is_set():
-                return            # the outcome is being written; a late beat must not undo it
-            stored = self.operations.get(self.op.op_id)
-            if stored is None:
-                return            # DeleteOperation forgets the record; it does not cancel
-            if stored.operation.done:
-                self.taken_over.set()
-                self.cancel_event.set()
-                return
-            if self.operations.cancel_requested(self.op.op_id):
-                self.cancel_event.set()   # a cancel asked on another replica arrives through the store
-            self.meta.update_time.GetCurrentTime()
-            self.meta.worker = self.services.worker
-            self.op.operation.metadata.Pack(self.meta)
-            self.op.worker = self.services.worker
-            self.operations.put(self.op)
-
-    def _heartbeat(self) -> None:
-        # Its own thread: a long model load or index build must not look like a dead worker.
-        while not self._stop_beating.wait(self.services.heartbeat_seconds):
-            try:
-                self._beat()
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the build goes on
-                log.exception("heartbeat failed", extra={"operation": self.op.operation.name})
-
-    # --- the job ---
-    def run(self) -> None:
-        """Never raises: the outcome is written into the operation record."""
-        self._last_beat = time.monotonic()        # queued time does not count
-        beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.op.op_id[:8]}", daemon=True)
-        beat.start()
-        try:
-            self._run()
-        except BuildCancelled:
-            self._fail(code_pb2.CANCELLED, f"cancelled by CancelOperation during stage {Stage.Name(self.current_stage)}")
-        except StoreLost as e:
-            self._fail(code_pb2.UNAVAILABLE, f"stage {Stage.Name(self.current_stage)}: {e}")
-        except ExplaindError as e:
-            self._fail(e.code.value[0], f"stage {Stage.Name(self.current_stage)}: {e}", e.field, e.message)
-        except Exception as e:  # noqa: BLE001 - any failure must end the operation, not kill the worker
-            log.exception("build failed", extra={"operation": self.op.operation.name})
-            self._fail(code_pb2.INTERNAL, f"stage {Stage.Name(self.current_stage)}: {type(e).__name__}: {e}")
-        finally:
-            self._stop_beating.set()
-            beat.join()
-
+    # --- the job (OperationJob.run runs it, heart-beating) ---
     def _abandon(self) -> None:
         """Another replica ended the operation and freed the id: drop only our own staging."""
         self._best_effort("discard the staged build", self._discard_build)
@@ -328,46 +234,5 @@ class BuildJob:
         # Released before the final record is written: a failed operation leaves its id free.
         if not self._release_own_claim():
             return     # the record stays RUNNING: housekeeping frees the id and ends it
-        status = status_pb2.Status(code=code, message=message)
-        if field:
-            detail = error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=field, description=description or message)])
-            status.details.add().Pack(detail)
-        self.meta.update_time.GetCurrentTime()
-        self.op.operation.metadata.Pack(self.meta)
-        self.op.operation.error.CopyFrom(status)
-        self.op.operation.done = True
-        self._store_final()
+        self._end_with_error(code, message, field, description)
         log.info("build ended with an error", extra={"operation": self.op.operation.name, "error": message})
-
-    def _store_final(self) -> None:
-        def write() -> None:
-            with self._record_lock:
-                stored = self.operations.get(self.op.op_id)
-                # A DeleteOperation during the build forgets the record: do not resurrect it.
-                # One already ended (by a replica that took our silence for death) stays as it is.
-                if stored is not None and not stored.operation.done:
-                    self.operations.put(self.op)
-        self._best_effort("write the operation's outcome", lambda: self._patiently(write))
-
-    def _patiently(self, step: Callable[[], T]) -> T:
-        """`step()`, again while the store is unreachable, for up to the heartbeat timeout;
-        then its StoreUnavailable."""
-        deadline = time.monotonic() + self.services.heartbeat_timeout_seconds
-        while True:
-            try:
-                return step()
-            except StoreUnavailable:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(min(self.services.heartbeat_seconds, max(0.0, deadline - time.monotonic())))
-
-    def _best_effort(self, what: str, step: Callable[[], object]) -> bool:
-        """For the build's ending: a failure is logged (housekeeping finishes the job later)."""
-        try:
-            step()
-            return True
-        except Exception as e:  # noqa: BLE001 - the ending goes on; what is left behind is cleaned later
-            log.error("could not %s: %s", what, e, extra={"operation": self.op.operation.name})
-            return False
-

@@ -25,7 +25,7 @@ from ..index.config import DEFAULT_NEIGHBOR_COUNT, SearchConfig, search_config_f
     search_config_from_presets
 from ..index.example_index import Additions, ExampleIndex
 from ..index.meta import IndexMeta
-from ..methods import Method, method_of
+from ..methods import Method, latent_source, method_of
 from ..runtime.tensorflow_check import require_tensorflow
 from ..security import uris as allowed_uris
 from . import readers
@@ -91,11 +91,26 @@ def recipe_for(model: model_pb2.Model, max_neighbor_count: int) -> Recipe:
         raise InvalidArgument("feature attributions need the SavedModel", field=ARTIFACT)
     if method is Method.EXAMPLES:
         return ExamplesRecipe.validated(params.examples, max_neighbor_count)
-    return AttributionRecipe()
+    return AttributionRecipe.validated(model, method)
 
 
 class AttributionRecipe(Recipe):
     """Nothing to build: loading the model validates its signature and metadata."""
+
+    @classmethod
+    def validated(cls, model: model_pb2.Model, method: Method) -> "AttributionRecipe":
+        """What needs no model is refused now, by UploadModel itself: the parameters' ranges and
+        the metadata's own rules (the request's, else the file beside the model)."""
+        from ..attributions import metadata, parameters
+        spec = model.explanation_spec
+        parameters.resolve(spec.parameters)
+        if spec.HasField("metadata"):
+            metadata.check_metadata(spec.metadata, metadata.DEFAULT_FIELD, method.value, spec.parameters)
+        else:
+            found = metadata.load_metadata_for_model(model.artifact_uri)
+            if found is not None:
+                metadata.check_metadata(found, f"{ARTIFACT} ({metadata.METADATA_FILE})", method.value, spec.parameters)
+        return cls()
 
     def build(self, model, progress, options):
         progress.stage(Stage.LOADING_MODEL)
@@ -271,11 +286,11 @@ def _latent_model(model: model_pb2.Model, dimensions: int | None, dimensions_fie
         return None
     from ..runtime.saved_model import LatentModel  # TensorFlow loads only when a build needs it
     metadata = model.explanation_spec.metadata
-    latent = LatentModel.load(model.artifact_uri, metadata.latent_space_source)
+    latent = LatentModel.load(model.artifact_uri, latent_source(metadata))
     if dimensions not in (None, latent.latent_dim):
         raise InvalidArgument(
             f"dimensions is {dimensions} but the latent space "
-            f"{metadata.latent_space_source or '(the only output)'} has {latent.latent_dim} values",
+            f"{latent_source(metadata) or '(the only output)'} has {latent.latent_dim} values",
             field=dimensions_field)
     return latent
 

@@ -8,7 +8,6 @@ import concurrent.futures
 import logging
 import socket
 import threading
-import time
 import uuid
 from typing import Callable
 
@@ -25,7 +24,8 @@ from ..model_ids import check_new_model_id
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..security import uris as allowed_uris
-from .job import BuildJob, BuildPlan, JobServices, UpdateOf, new_build_id
+from .job import BuildJob, BuildPlan, UpdateOf, new_build_id
+from .operation_job import JobServices, stale_operations
 from .recipes import BuildOptions, Recipe, UpdateRecipe, recipe_for, update_response
 from .runners import choose_runner, close_runners, make_runners
 
@@ -213,22 +213,18 @@ class UploadManager:
             job.cancel_event.set()
 
     def fail_stale_builds(self, operations: list[OperationRecord] | None = None) -> int:
-        """Ends operations whose worker stopped heart-beating (it died); returns how many.
-        `operations`: a listing the caller already has (else the store is listed)."""
-        deadline = time.time() - self.settings.heartbeat_timeout_seconds
+        """Ends upload and update operations whose worker stopped heart-beating (it died);
+        returns how many. `operations`: a listing the caller already has (else the store is listed)."""
         ended = 0
-        for op in self.operations.list() if operations is None else operations:
-            if op.operation.done or op.heartbeat > deadline:
-                continue
-            with self._lock:
-                if op.op_id in self._jobs:
-                    continue
-            op = self.operations.get(op.op_id)    # a listing may be stale: the build may just have ended
-            if op is None or op.operation.done or op.heartbeat > deadline:
-                continue
+        for op in stale_operations(self.operations, operations, self.settings.heartbeat_timeout_seconds,
+                                   self._running_here, _is_build):
             self._end_stale(op)
             ended += 1
         return ended
+
+    def _running_here(self, op_id: str) -> bool:
+        with self._lock:
+            return op_id in self._jobs
 
     def _end_stale(self, op: OperationRecord) -> None:
         meta = model_service_pb2.UploadModelOperationMetadata()
@@ -286,6 +282,10 @@ def _recordable(request, field: str) -> dict:
         return json_format.MessageToDict(request)
     except (json_format.SerializeToJsonError, ValueError) as e:
         raise InvalidArgument(f"cannot be recorded: {e}", field=field) from None
+
+
+def _is_build(op: OperationRecord) -> bool:
+    return op.operation.metadata.Is(model_service_pb2.UploadModelOperationMetadata.DESCRIPTOR)
 
 
 def _operation(name: str, meta) -> operations_pb2.Operation:

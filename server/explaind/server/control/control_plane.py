@@ -14,6 +14,7 @@ from google.longrunning import operations_pb2
 
 from explaind.v1 import model_pb2, model_service_pb2
 
+from ..batch.manager import is_batch
 from ..builds.uploads import UploadManager
 from ..errors import FailedPrecondition, InvalidArgument
 from ..store.models import ModelStore
@@ -34,11 +35,13 @@ class Page:
 
 
 class ControlPlane:
-    def __init__(self, uploads: UploadManager, models: ModelStore, operations: OperationStore, manager):
+    def __init__(self, uploads: UploadManager, models: ModelStore, operations: OperationStore, manager,
+                 batches=None):
         self.uploads = uploads
         self.models = models
         self.operations = operations
         self.manager = manager          # serving.ModelManager: a deleted model is unloaded at once
+        self.batches = batches          # batch.manager.BatchManager: cancels its jobs at once
 
     # --- models ---
     async def upload_model(self, request: model_service_pb2.UploadModelRequest) -> operations_pb2.Operation:
@@ -108,6 +111,10 @@ class ControlPlane:
 
     async def cancel_operation(self, name: str) -> None:
         record = await asyncio.to_thread(self.operations.require, name)
+        if self.batches is not None and is_batch(record):
+            if not record.operation.done:       # as for an upload, cancelling an ended job does nothing
+                await asyncio.to_thread(self.batches.cancel, record)
+            return
         await asyncio.to_thread(self.uploads.cancel, record)
 
     async def delete_operation(self, name: str) -> None:

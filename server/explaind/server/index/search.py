@@ -2,7 +2,7 @@
 identical restricts share one FAISS call), each group's candidates fetched by
 the filtering strategy its selectivity gets (filtering.py), and crowding
 applied: over-fetching, or one exact pass over every admissible example where
-a few tags crowd out everything.
+a few tags crowd out everything or the call asks for all of them.
 
 Errors name no request field: callers attach the field (errors.attach_fields)."""
 from __future__ import annotations
@@ -124,13 +124,16 @@ class _Group:
         k_fetch = min(admissible, k if crowding == 0 else 2 * k)
         pending = np.arange(len(q))
         while pending.size:
-            if crowding and k_fetch > self._strategies.policy.crowding_max_fetch:
+            # Asked for every admissible example: the exact pass costs what the answer
+            # holds, and FAISS's fast-scan codes can drop the farthest one (its
+            # saturated inner-product score loses to the empty slot it should fill).
+            if k_fetch >= admissible or crowding and k_fetch > self._strategies.policy.crowding_max_fetch:
                 for row, (d, p) in zip(pending, self._exhaustive(q[pending], mask)):
                     out_pos[row, :len(p)], out_dist[row, :len(p)] = p, d
                 break
             dist, pos, exhausted = fetch(q if pending.size == len(q) else q[pending], k_fetch)
             keep = keep_mask(pos, tags, crowding, k)
-            done = (keep.sum(axis=1) >= k) | exhausted | (k_fetch >= admissible)
+            done = (keep.sum(axis=1) >= k) | exhausted
             rows = np.flatnonzero(done)
             # Each row's kept candidates (at most k, in order) moved to its front.
             order = np.argsort(~keep[rows], axis=1, kind="stable")[:, :k]

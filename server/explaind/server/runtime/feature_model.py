@@ -3,10 +3,13 @@ package's FeatureExplainer plus what serving needs around it (a local copy
 of a remote SavedModel, the signature's input specs, plain predictions)."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from explaind.v1 import explanation_pb2
 
+from ..errors import InvalidArgument
 from .artifacts import LocalArtifact, fetch
 from .instances import InputSpec
 
@@ -33,12 +36,36 @@ class FeatureModel:
             raise
 
     def explain(self, inputs: dict[str, np.ndarray], override=None):
-        return self.explainer.explain(inputs, override)
+        """attributions.explainer.ExplainedBatch: attributions per instance, and the predictions."""
+        with _model_refusals():
+            return self.explainer.explain_batch(inputs, override)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.explainer.model.predict_all(inputs)
+        with _model_refusals():
+            return self.explainer.model.predict_all(inputs)
 
     def close(self) -> None:
         if self._artifact is not None:
             self._artifact.cleanup()
             self._artifact = None
+
+
+@contextlib.contextmanager
+def _model_refusals():
+    """The model's own refusal of a value (a token id past its vocabulary, a picture it cannot
+    decode) is the request's fault: INVALID_ARGUMENT with TensorFlow's reason, not INTERNAL."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        raise InvalidArgument(f"the model refused the instances: {_reason(error.message)[:300]}",
+                              field="instances") from None
+
+
+def _reason(message: str) -> str:
+    """TensorFlow's reason among its graph execution report (the traceback lines are indented)."""
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and not line.startswith((" ", "\t"))
+             and not line.startswith(("Graph execution error", "Detected at node", "[["))]
+    return lines[-1] if lines else message.strip()

@@ -21,7 +21,8 @@ from typing import Any, Callable
 import numpy as np
 
 from explaind.server.errors import InvalidArgument
-from explaind.server.runtime import artifacts, graph_latent
+from explaind.server.runtime import artifacts
+from explaind.server.runtime.frozen_graph import FrozenSignature
 from explaind.server.runtime.instances import InputSpec
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def _load_saved_model(path: str, uri: str, source: str, signature_name: str) -> 
         model._keepalive = loaded  # noqa: SLF001  the signature's variables live in `loaded`
         return model
 
-    pruned, dim, tensor = _graph_latent(tf, fn, source, output_names)
+    pruned, dim, tensor = _graph_latent(fn, source, output_names)
 
     def embed_graph(inputs: dict[str, np.ndarray]) -> np.ndarray:
         args = [tf.constant(inputs[k], dtype=arg_specs[k].dtype) for k in input_specs]
@@ -202,86 +203,33 @@ def _input_spec(name: str, spec) -> InputSpec:
     return InputSpec(name=name, shape=shape, dtype=dtype)
 
 
-def _graph_latent(tf, fn, source: str, output_names: list[str]):
-    """Freeze the signature, find `source` (a tensor or layer name) in it and
-    prune a function from the signature inputs to it.
+def _graph_latent(fn, source: str, output_names: list[str]):
+    """Find `source` (a tensor or layer name) in the frozen signature and cut a
+    function from the signature inputs to it.
     -> (function, static latent size or None, tensor name)."""
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2_as_graph,
-    )
-
-    frozen, graph_def = convert_variables_to_constants_v2_as_graph(fn)
-    index = graph_latent.GraphIndex.build(graph_def)
-
-    # Frozen capture constants keep the names of the capture placeholders.
-    handle_names = {id(v.handle): v.name for v in fn.variables}
-    capture_layers = {}
-    for external, internal in fn.graph.captures:
-        var_name = handle_names.get(id(external))
-        if var_name and "/" in var_name:
-            capture_layers[internal.op.name] = var_name.split(":")[0].rsplit("/", 2)[-2]
-    var_scopes = graph_latent.variable_scopes(index, capture_layers)
-
-    # Order: a layer with variables (the surest rule), a tensor or op name,
-    # a name scope path, a layer without variables.
-    tensor, ambiguous = None, []
-    if source in var_scopes:
-        tensor = graph_latent.scope_output(index, var_scopes[source][0])
-    if tensor is None:
-        tensor, ambiguous = graph_latent.find_tensor(index, source)
-    if tensor is None and ":" not in source:
-        if "/" in source:
-            scope = graph_latent.find_scope(index, source)
-        else:
-            scope = graph_latent.layer_scope(index, source, var_scopes)
-        if scope is not None:
-            tensor = graph_latent.scope_output(index, scope)
-            ambiguous = [] if tensor else ambiguous
-    if tensor is None:
-        if ambiguous:
+    graph = FrozenSignature(fn)
+    found = graph.resolve(source)
+    if found.tensor is None:
+        if found.ambiguous:
             raise InvalidArgument(
-                f"latent_space_source {source!r} matches several tensors: {ambiguous[:10]}; give the full name",
+                f"latent_space_source {source!r} matches several tensors: {found.ambiguous[:10]}; give the full name",
                 field=LATENT_FIELD,
             )
         raise InvalidArgument(
             f"latent_space_source {source!r} is neither an output of the signature ({output_names}), "
-            f"a layer (those with weights: {graph_latent.layer_names(var_scopes)}; others are found by "
+            f"a layer (those with weights: {graph.layer_names()}; others are found by "
             "their ops, and a layer that computes nothing at inference such as Dropout has none: name "
             "the layer before it) nor a tensor of the graph",
             field=LATENT_FIELD,
         )
-
-    feed_names = _feed_names(fn, frozen)
-
-    def import_graph():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-
-    wrapped = tf.compat.v1.wrap_function(import_graph, [])
-    g = wrapped.graph
     try:
-        target = g.as_graph_element(tensor)
-        pruned = wrapped.prune([g.as_graph_element(n) for n in feed_names], target)
+        target = graph.element(found.tensor)
+        pruned = graph.function(list(graph.input_tensors.values()), found.tensor)
     except (ValueError, KeyError, TypeError) as e:
-        raise InvalidArgument(f"cannot compute {source!r} ({tensor}) from the signature inputs: {e}", field=LATENT_FIELD) from None
-    log.info("latent_space_source %r resolved to tensor %s", source, tensor)
-    return pruned, _static_dim(target.shape) if target.shape.rank is not None else None, tensor
-
-
-def _feed_names(fn, frozen) -> list[str]:
-    """Placeholder tensor names of the signature's inputs, in sorted input-name
-    order (the order LatentModel passes them in)."""
-    import tensorflow as tf
-
-    arg_specs = fn.structured_input_signature[1]
-    flat_names = sorted(arg_specs)  # nest.flatten orders dict keys so
-    placeholders = [t.name for t in frozen.inputs]
-    by_name = {p.split(":")[0]: p for p in placeholders}
-    if all(n in by_name for n in flat_names):
-        return [by_name[n] for n in flat_names]
-    flat = tf.nest.flatten(fn.structured_input_signature)
-    if len(flat) != len(placeholders):
-        raise InvalidArgument("cannot match the signature's inputs to its graph placeholders", field=LATENT_FIELD)
-    return placeholders
+        raise InvalidArgument(f"cannot compute {source!r} ({found.tensor}) from the signature inputs: {e}",
+                              field=LATENT_FIELD) from None
+    log.info("latent_space_source %r resolved to tensor %s", source, found.tensor)
+    return pruned, _static_dim(target.shape) if target.shape.rank is not None else None, found.tensor
 
 
 # ---------------------------------------------------------------- .keras

@@ -21,14 +21,29 @@ import grpc
 from grpc import aio
 
 KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+# Methods whose decoding handler is kept; bounds what callers naming methods can grow.
+MAX_CACHED_METHODS = 1024
 
 
 class DecodeInterceptor(aio.ServerInterceptor):
+    """decoding_handler for every method (made once per method and handler)."""
+
+    def __init__(self):
+        self._decoding: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        return decoding_handler(handler)
+        path = handler_call_details.method
+        cached = self._decoding.get(path)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        decoding = decoding_handler(handler)
+        if len(self._decoding) >= MAX_CACHED_METHODS:
+            self._decoding.clear()
+        self._decoding[path] = (handler, decoding)
+        return decoding
 
 
 def decoding_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
@@ -41,12 +56,15 @@ def decoding_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     type_name = type_name.full_name if type_name is not None else "request"
     streaming_request = kind.startswith("stream_")
 
+    async def refuse(error: Exception, context):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"the request is not a valid {type_name} message: {_short(error)}")
+
     async def decode(raw, context):
         try:
             return parse(raw)
         except Exception as e:  # noqa: BLE001 - DecodeError, or anything a parser raises on hostile bytes
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"the request is not a valid {type_name} message: {_short(e)}")
+            await refuse(e, context)
 
     async def decoded_stream(raw_iterator, context):
         async for raw in raw_iterator:
@@ -60,6 +78,14 @@ def decoding_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         async def wrapped(raw, context):
             async for response in behaviour(await request_of(raw, context), context):
                 yield response
+    elif inspect.iscoroutinefunction(behaviour) and not streaming_request:
+        @functools.wraps(behaviour)
+        async def wrapped(raw, context):      # every Explain: parsed in line
+            try:
+                request = parse(raw)
+            except Exception as e:  # noqa: BLE001 - as decode()
+                await refuse(e, context)
+            return await behaviour(request, context)
     elif inspect.iscoroutinefunction(behaviour):
         @functools.wraps(behaviour)
         async def wrapped(raw, context):

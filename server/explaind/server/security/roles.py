@@ -41,11 +41,21 @@ METHOD_ROLES: dict[str, dict[str, Role]] = {
     "explaind.v1.PredictionService": dict(Explain=PREDICT, Predict=PREDICT),
     "explaind.v1.ModelService": dict(GetModel=PREDICT, ListModels=PREDICT, UploadModel=ADMIN, DeleteModel=ADMIN,
                                      UpdateExplanationDataset=ADMIN),
+    "explaind.v1.BatchService": dict(BatchExplain=ADMIN),
     "google.longrunning.Operations": dict(GetOperation=PREDICT, ListOperations=PREDICT, WaitOperation=PREDICT,
                                           CancelOperation=ADMIN, DeleteOperation=ADMIN),
     # Vertex AI compatibility (vertex/): Vertex's PredictionService under its own names.
     "google.cloud.aiplatform.v1.PredictionService": dict(Explain=PREDICT, Predict=PREDICT),
     "google.cloud.aiplatform.v1beta1.PredictionService": dict(Explain=PREDICT, Predict=PREDICT),
+    **{f"google.cloud.aiplatform.{version}.ModelService": dict(
+        GetModel=PREDICT, ListModels=PREDICT, UploadModel=ADMIN, DeleteModel=ADMIN, UpdateExplanationDataset=ADMIN)
+       for version in ("v1", "v1beta1")},
+    **{f"google.cloud.aiplatform.{version}.EndpointService": dict(
+        GetEndpoint=PREDICT, ListEndpoints=PREDICT, CreateEndpoint=ADMIN, UpdateEndpoint=ADMIN,
+        DeleteEndpoint=ADMIN, DeployModel=ADMIN, UndeployModel=ADMIN) for version in ("v1", "v1beta1")},
+    **{f"google.cloud.aiplatform.{version}.JobService": dict(
+        CreateBatchPredictionJob=ADMIN, GetBatchPredictionJob=PREDICT, ListBatchPredictionJobs=PREDICT,
+        CancelBatchPredictionJob=ADMIN, DeleteBatchPredictionJob=ADMIN) for version in ("v1", "v1beta1")},
     "grpc.health.v1.Health": dict(Check=OPEN, Watch=OPEN, List=OPEN),
     **{service: dict(ServerReflectionInfo=OPEN) for service in REFLECTION_SERVICES},
 }

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 from google.protobuf import struct_pb2
 
-from explaind.client.values import to_value
 from explaind.v1 import explanation_pb2
 
 from ..errors import attach_fields
 from .engine import Engine
 from .manager import ModelManager
 from .requests import ExplainCall, Limits, parse_instances, wants_embeddings
-from .results import InstanceExplanation
+from .results import InstanceExplanation, prediction_value
 
 
 class DataPlane:
@@ -56,24 +54,4 @@ class DataPlane:
             rows = await self.engine.predict(servable, parsed, deadline)
             if self.metrics is not None:
                 self.metrics.instances.labels(model=model_id, method="Predict").inc(len(parsed))
-            return [_prediction(row) for row in rows]
-
-
-def _prediction(row: dict[str, np.ndarray]) -> struct_pb2.Value:
-    values = {name: _jsonable(np.asarray(value)) for name, value in row.items()}
-    if len(values) == 1:
-        values = next(iter(values.values()))
-    return to_value(values)
-
-
-def _jsonable(value):
-    """Numeric arrays stay arrays (to_value writes them in one pass); bytes become text."""
-    if isinstance(value, np.ndarray):
-        return value if value.dtype.kind in "biuf" else _jsonable(value.tolist())
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
+            return [prediction_value(row) for row in rows]

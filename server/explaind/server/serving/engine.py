@@ -106,7 +106,7 @@ class Engine:
 
     async def attribute(self, servable: AttributionServable, instances: list[Instance],
                         override: explanation_pb2.ExplanationSpecOverride, deadline: float | None) -> list:
-        """Feature attributions, one list of Attribution messages per instance."""
+        """Feature attributions and the model's outputs, one servables.AttributedRow per instance."""
         rows = _rows(batch_inputs(instances, servable.input_specs()))
         relevant = explanation_pb2.ExplanationSpecOverride()
         relevant.CopyFrom(override)

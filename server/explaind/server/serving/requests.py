@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 
-from explaind.client.values import to_array, to_python
+from explaind.client.values import number_list, to_python
 from explaind.v1 import explanation_pb2
 
 from ..errors import InvalidArgument
@@ -20,6 +20,7 @@ from ..runtime.instances import Instance, parse_instance
 
 OVERRIDE = "explanation_spec_override.examples_override"
 DataFormat = explanation_pb2.ExamplesOverride.DataFormat
+EMBEDDINGS = DataFormat.Value("EMBEDDINGS")     # read once: the enum wrapper's attribute lookup costs per call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +61,7 @@ class ExplainCall:
 
 def wants_embeddings(override: explanation_pb2.ExplanationSpecOverride) -> bool:
     return override.HasField("examples_override") and \
-        override.examples_override.data_format == DataFormat.EMBEDDINGS
+        override.examples_override.data_format == EMBEDDINGS
 
 
 def examples_query(override: explanation_pb2.ExplanationSpecOverride, model_neighbor_count: int,
@@ -85,7 +86,7 @@ def examples_query(override: explanation_pb2.ExplanationSpecOverride, model_neig
         crowding_count=examples.crowding_count,
         restricts=restricts,
         return_embeddings=examples.return_embeddings,
-        embeddings_format=examples.data_format == DataFormat.EMBEDDINGS,
+        embeddings_format=examples.data_format == EMBEDDINGS,
     )
 
 
@@ -108,16 +109,15 @@ def parse_instances(values, input_names: list[str] | None, embeddings: bool, lim
 
 def _instance(value: struct_pb2.Value, index: int, input_names, embeddings: bool) -> Instance:
     if embeddings:
-        # The hot path of EMBEDDINGS requests: a plain list of numbers, read without the
-        # generic JSON conversion (which costs several times the search on small indexes).
-        array = to_array(value)     # one numpy pass over the wire bytes (64 numbers or more)
-        with np.errstate(over="ignore"):    # beyond float32 becomes inf, refused below
-            if array is not None and array.ndim == 1:
-                return _embedding_instance(array.astype(np.float32), index)
-            if _is_number_list(value):
-                values = value.list_value.values
-                return _embedding_instance(
-                    np.fromiter((x.number_value for x in values), dtype=np.float32, count=len(values)), index)
+        # The hot path of EMBEDDINGS requests: a plain list of numbers, read from its wire
+        # bytes in one numpy pass (the generic JSON conversion costs more than the search).
+        numbers = number_list(value)
+        if numbers is None and _is_number_list(value):      # numbers, with unknown fields beside them
+            numbers = np.fromiter((x.number_value for x in value.list_value.values), dtype=np.float64,
+                                  count=len(value.list_value.values))
+        if numbers is not None:
+            with np.errstate(over="ignore"):    # beyond float32 becomes inf, refused below
+                return _embedding_instance(numbers.astype(np.float32), index)
     field = f"instances[{index}]"
     return parse_instance(_python(value, field), input_names, embeddings, field=field)
 

@@ -8,6 +8,8 @@ predict, close) and never asks which kind it holds.
 """
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -17,11 +19,11 @@ from explaind.v1 import explanation_pb2, model_pb2
 
 from ..errors import FailedPrecondition, InvalidArgument
 from ..index.example_index import ExampleIndex
-from ..methods import Method, method_of
+from ..methods import Method, latent_source, method_of
 from ..runtime.tensorflow_check import require_tensorflow
 from ..store.models import ModelRecord
 from .requests import ExplainCall, examples_query, instance_restricts
-from .results import InstanceExplanation, NeighborResult
+from .results import InstanceExplanation, NeighborResult, prediction_value
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -116,12 +118,16 @@ class ExampleServable(Servable):
 
     async def explain(self, call: ExplainCall, engine: "Engine") -> list[InstanceExplanation]:
         query = examples_query(call.override, self.default_neighbor_count, call.limits)
+        predictions = [None] * len(call.instances)
         if query.embeddings_format:
             vectors = np.stack([_embedding_of(inst, i, self._index.dimensions)
                                 for i, inst in enumerate(call.instances)])
         else:
             self._require_latent()
-            vectors = await engine.embed(self, call.instances, call.deadline)
+            # The model's own outputs answer beside the neighbors, as Vertex's ExplainResponse.predictions.
+            vectors, rows = await asyncio.gather(engine.embed(self, call.instances, call.deadline),
+                                                 engine.predict(self, call.instances, call.deadline))
+            predictions = [prediction_value(row) for row in rows]
         restricts = instance_restricts(call.instances, query, call.limits)
         found = await engine.search(self, vectors, restricts, query.neighbor_count,
                                     query.crowding_count, call.deadline)
@@ -134,7 +140,8 @@ class ExampleServable(Servable):
                 input=label,
                 neighbors=[NeighborResult(n.id, n.distance, embeddings[j] if embeddings is not None else None)
                            for j, n in enumerate(neighbors)],
-                embedding=np.asarray(vectors[i], dtype=np.float32) if query.return_embeddings else None))
+                embedding=np.asarray(vectors[i], dtype=np.float32) if query.return_embeddings else None,
+                prediction=predictions[i]))
         return out
 
     def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -157,6 +164,12 @@ class ExampleServable(Servable):
         self.latent = None
 
 
+@dataclasses.dataclass(frozen=True)
+class AttributedRow:
+    attributions: list[explanation_pb2.Attribution]
+    outputs: dict[str, np.ndarray]        # the serving signature's outputs for this instance
+
+
 class AttributionServable(Servable):
     """Feature attributions (integrated gradients, sampled Shapley, XRAI) of a SavedModel."""
 
@@ -177,11 +190,15 @@ class AttributionServable(Servable):
 
     async def explain(self, call: ExplainCall, engine: "Engine") -> list[InstanceExplanation]:
         per_instance = await engine.attribute(self, call.instances, call.override, call.deadline)
-        return [InstanceExplanation(input=label, attributions=list(attributions))
-                for label, attributions in zip(call.labels, per_instance)]
+        return [InstanceExplanation(input=label, attributions=list(row.attributions),
+                                    prediction=prediction_value(row.outputs))
+                for label, row in zip(call.labels, per_instance)]
 
-    def attribute(self, inputs: dict[str, np.ndarray], override) -> list[list[explanation_pb2.Attribution]]:
-        return self.features.explain(inputs, override)
+    def attribute(self, inputs: dict[str, np.ndarray], override) -> list["AttributedRow"]:
+        """Per instance: its attributions and the model's outputs (one pass serves both)."""
+        explained = self.features.explain(inputs, override)
+        return [AttributedRow(attributions, {name: value[i] for name, value in explained.predictions.items()})
+                for i, attributions in enumerate(explained.attributions)]
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.features.predict(inputs)
@@ -204,7 +221,7 @@ def load_servable(record: ModelRecord, build_dir: str | None, use_gpu: bool | No
         if model.artifact_uri:
             require_tensorflow("model.artifact_uri")
             from ..runtime.saved_model import LatentModel   # TensorFlow: only for models that need it
-            latent = LatentModel.load(model.artifact_uri, model.explanation_spec.metadata.latent_space_source)
+            latent = LatentModel.load(model.artifact_uri, latent_source(model.explanation_spec.metadata))
         return ExampleServable(record, index, latent)
     if method is not None:
         require_tensorflow("model.artifact_uri")

@@ -40,6 +40,10 @@ class Target:
     deployed_model_id: str
     project: str
     location: str
+    # An endpoint of the store (vertex/routing.py): its deployment's explanation spec as an
+    # override beneath each call's own, and the model's display name for the answers.
+    override: object = None
+    model_display_name: str = ""
 
     @property
     def model_name(self) -> str:

@@ -18,13 +18,15 @@ from google.protobuf.message import Message
 from explaind.vertex.v1 import prediction_service_pb2 as v1
 from explaind.vertex.v1beta1 import prediction_service_pb2 as v1beta1
 
-from ..api.prediction import deadline_of
+from ..api.prediction import deadline_of, write_predictions
 from ..api.status import translate_errors
+from ..control.deployments import merged
 from ..errors import ExplaindError, InvalidArgument, NotFound
 from ..serving.data_plane import DataPlane
 from ..serving.requests import reject_parameters
 from ..serving.results import InstanceExplanation
 from .endpoints import EndpointMap, Target
+from .routing import Router
 
 V1_SERVICE = "google.cloud.aiplatform.v1.PredictionService"
 V1BETA1_SERVICE = "google.cloud.aiplatform.v1beta1.PredictionService"
@@ -35,16 +37,22 @@ OVERRIDE = "explanation_spec_override"
 
 
 class VertexPrediction:
-    def __init__(self, plane: DataPlane, endpoints: EndpointMap):
+    def __init__(self, plane: DataPlane, endpoints: Router | EndpointMap):
+        """`endpoints`: a Router (store endpoints, the mapping, the default), or just a mapping."""
         self.plane = plane
         self.endpoints = endpoints
+
+    async def _target(self, name: str, deployed_model_id: str) -> Target:
+        if isinstance(self.endpoints, Router):
+            return await self.endpoints.lookup(name, deployed_model_id)
+        return self.endpoints.resolve(name, deployed_model_id)
 
     async def explain(self, request, deadline: float | None):
         """A v1 or v1beta1 ExplainRequest -> the ExplainResponse of the same version."""
         beta = isinstance(request, v1beta1.ExplainRequest)
         reject_unknown_fields(request)
         reject_parameters(request.parameters if request.HasField("parameters") else None, "parameters")
-        target = self.endpoints.resolve(request.endpoint, request.deployed_model_id)
+        target = await self._target(request.endpoint, request.deployed_model_id)
         overrides = {"": request.explanation_spec_override}
         if beta:
             extra = request.concurrent_explanation_spec_override
@@ -62,7 +70,7 @@ class VertexPrediction:
                 raise InvalidArgument("Vertex's Explanation message has no place for embeddings; ask "
                                       "explaind.v1's Explain for them", field=f"{where}.examples_override"
                                                                                ".return_embeddings")
-        calls = [self.plane.explain(target.model_id, request.instances, override, deadline)
+        calls = [self.plane.explain(target.model_id, request.instances, merged(target.override, override), deadline)
                  for override in overrides.values()]
         with _named_by_endpoint(request.endpoint):
             # One override (the usual case) is awaited here: a task per call would cost a loop hop.
@@ -73,23 +81,26 @@ class VertexPrediction:
             out = response.explanations if not key else response.concurrent_explanations[key].explanations
             for explanation in explanations:
                 write_vertex_explanation(explanation, out.add())
+        write_predictions(results[0], response.predictions)
         return response
 
     async def predict(self, request: v1.PredictRequest, deadline: float | None) -> v1.PredictResponse:
         reject_unknown_fields(request)
         reject_parameters(request.parameters if request.HasField("parameters") else None, "parameters")
-        target: Target = self.endpoints.resolve(request.endpoint, "")
+        target = await self._target(request.endpoint, "")
         with _named_by_endpoint(request.endpoint):
             predictions = await self.plane.predict(target.model_id, request.instances, deadline)
         return v1.PredictResponse(predictions=predictions, deployed_model_id=target.deployed_model_id,
-                                  model=target.model_name)
+                                  model=target.model_name, model_display_name=target.model_display_name,
+                                  model_version_id="1")     # explaind keeps one version per model
 
 
 def write_vertex_explanation(result: InstanceExplanation, out: v1.Explanation) -> None:
     for found in result.neighbors:
         out.neighbors.add(neighbor_id=found.neighbor_id, neighbor_distance=found.distance)
     for attribution in result.attributions:
-        # Fields 1 to 7 are Vertex's (tests/unit/test_vertex_protos.py); warnings and images are not.
+        # Fields 1 to 7 are Vertex's (tests/unit/test_vertex_protos.py); warnings, images, standard
+        # errors and the rest are explaind's.
         vertex = out.attributions.add()
         vertex.MergeFromString(attribution.SerializeToString())
         vertex.DiscardUnknownFields()

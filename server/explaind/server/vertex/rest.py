@@ -71,10 +71,14 @@ class RestApi:
     """The aiohttp application and its listening site."""
 
     def __init__(self, vertex: VertexPrediction, control: ControlPlane, admission: Admission, *,
-                 max_body_bytes: int, ssl_context=None):
+                 max_body_bytes: int, ssl_context=None, resources=None, jobs=None):
         """`admission`: the daemon's, shared with the gRPC port; `ssl_context`: TLS
-        for the port (None: plain HTTP)."""
+        for the port (None: plain HTTP); `resources`: vertex/resources_rest.ResourceRoutes
+        (models, endpoints, operations as Vertex's resources); `jobs`:
+        vertex/jobs_rest.JobRoutes (Vertex's JobService: batch prediction jobs)."""
         self.vertex = vertex
+        self.twins = dict(GRPC_TWINS)
+        self.resources = resources
         self.control = control
         self.admission = admission
         self.ssl_context = ssl_context
@@ -87,6 +91,10 @@ class RestApi:
                                 self.get_operation, name="get_model_operation")
         self.app.router.add_post(PARENT + "/endpoints/{endpoint:" + ID + "}:explain", self.explain, name="explain")
         self.app.router.add_post(PARENT + "/endpoints/{endpoint:" + ID + "}:predict", self.predict, name="predict")
+        if resources is not None:
+            resources.add_to(self)
+        if jobs is not None:
+            jobs.add_to(self)
 
     async def start(self, host: str, port: int, shutdown_grace_s: float) -> int:
         """Listens (SO_REUSEPORT, like the gRPC port, for --workers); returns the bound port."""
@@ -107,6 +115,8 @@ class RestApi:
     # --- routes ---
     async def upload(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
+        if self.resources is not None:
+            return await self.resources.upload(request, body)
         try:
             upload = payloads.upload_request(body)
         except payloads.PayloadError as e:
@@ -117,6 +127,8 @@ class RestApi:
         return _json(operation_json(operation, info))
 
     async def get_operation(self, request: web.Request) -> web.Response:
+        if self.resources is not None:
+            return await self.resources.get_operation(request)
         info = request.match_info
         operation = await self.control.get_operation(f"operations/{info['operation']}")
         if "model" in info and _model_id_of(operation) != info["model"]:
@@ -143,7 +155,7 @@ class RestApi:
         route = request.match_info.route.name or "unmatched"
         start = time.perf_counter()
         try:
-            twin = GRPC_TWINS.get(route)      # None (no route matched): nothing to authorize, 404 follows
+            twin = self.twins.get(route)      # None (no route matched): nothing to authorize, 404 follows
             method = twin.format(version=request.match_info.get("version", "v1")) if twin else None
             refusal = admission.admit(method, lambda: _credentials(request))
             if refusal is not None:

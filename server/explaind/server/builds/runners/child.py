@@ -22,7 +22,8 @@ from multiprocessing.connection import Connection
 from ...errors import ExplaindError
 # With these come the build code, FAISS and the readers (recipes.py, index/): a spare has
 # them imported before its payload comes.
-from .messages import BuildCrashed, BuildDone, BuildFailed, ChildPayload, ExamplesProgress, StageReached
+from .messages import BuildCrashed, BuildDone, BuildFailed, ChildPayload, ExamplesProgress, RowsProgress, \
+    StageReached
 from .outcome import BuildOutput, run_recipe
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,26 @@ class ChildProgress:
         self.conn.send(StageReached(int(stage)))
 
     def examples(self, embedded: int, total: int) -> None:
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_SECONDS or embedded >= total:
-            self._last = now
+        if self._due(embedded >= total):
             self.conn.send(ExamplesProgress(int(embedded), int(total)))
+
+    def rows(self, done: int, failed: int, total: int) -> None:
+        if self._due(done == 0 or done >= total):
+            self.conn.send(RowsProgress(int(done), int(failed), int(total)))
+
+    def _due(self, always: bool) -> bool:
+        now = time.monotonic()
+        if always or now - self._last >= PROGRESS_SECONDS:
+            self._last = now
+            return True
+        return False
 
 
 def run(payload: ChildPayload, progress) -> BuildOutput:
     task = payload.task
+    run_here = getattr(task, "run_in_process", None)
+    if run_here is not None:
+        return run_here(progress, payload.ray)       # a task of its own kind (a batch job's)
     if payload.ray is None:
         return run_recipe(task, progress)
     from .ray_embedding import RayEmbedder, ray_session

@@ -24,7 +24,7 @@ from ...errors import ExplaindError, ResourceExhausted
 from ..recipes import Progress
 from .memory import format_bytes, tree_rss
 from .messages import BuildCrashed, BuildDone, BuildFailed, ChildMessage, ChildPayload, ExamplesProgress, \
-    StageReached
+    RowsProgress, StageReached
 from .outcome import BuildOutput
 from .ray_embedding import RayConfig
 from .request import BuildCancelled, BuildRequest
@@ -146,6 +146,8 @@ class BuildProcess:
                 progress.stage(stage)
             case ExamplesProgress(embedded, total):
                 progress.examples(embedded, total)
+            case RowsProgress(done, failed, total):
+                progress.rows(done, failed, total)
             case BuildDone(output):
                 self._wait(self.stop_grace_seconds)       # it exits right after: let it close its sessions
                 return output

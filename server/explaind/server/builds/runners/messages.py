@@ -2,8 +2,9 @@
 other over their socket, by pickle:
 
   serving -> build   ChildPayload, once
-  build -> serving   StageReached and ExamplesProgress while the recipe runs, then one of
-                     BuildDone (the index is in the task's out_dir), BuildFailed (an
+  build -> serving   StageReached and ExamplesProgress while the recipe runs (RowsProgress
+                     while a batch job's task runs), then one of BuildDone (the index is in
+                     the task's out_dir; a batch task's BatchOutput), BuildFailed (an
                      ExplaindError, by its class in errors.py) or BuildCrashed (any other exception)
 """
 from __future__ import annotations
@@ -37,8 +38,16 @@ class ExamplesProgress:
 
 
 @dataclasses.dataclass(frozen=True)
+class RowsProgress:
+    """A batch job's rows: read and answered (`done`, failures included), failed, and in all."""
+    done: int
+    failed: int
+    total: int
+
+
+@dataclasses.dataclass(frozen=True)
 class BuildDone:
-    output: BuildOutput
+    output: BuildOutput           # or a batch task's BatchOutput (batch/task.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,4 +80,4 @@ class BuildCrashed:
         return ExplaindError(f"{self.exception_type}: {self.message}")
 
 
-ChildMessage = StageReached | ExamplesProgress | BuildDone | BuildFailed | BuildCrashed
+ChildMessage = StageReached | ExamplesProgress | RowsProgress | BuildDone | BuildFailed | BuildCrashed

@@ -30,6 +30,7 @@ import pickle
 import numpy as np
 
 from ...errors import ExplaindError, FailedPrecondition, InvalidArgument, Unavailable
+from ...methods import latent_source
 from ...security import uris
 from ...store.objects import ObjectStore
 from .. import readers
@@ -94,6 +95,17 @@ def ray_session(config: RayConfig, operation: str):
         ray.shutdown()
 
 
+def actor_pool(config: RayConfig, session: RaySession) -> tuple[int, float]:
+    """(actors, GPUs per actor) from the settings and what the cluster has."""
+    gpus = config.gpus_per_worker
+    if gpus < 0:
+        gpus = 1.0 if session.gpus >= 1 else 0.0
+    workers = config.workers
+    if workers == 0:
+        workers = int(session.gpus // gpus) if gpus else int(session.cpus // config.cpus_per_worker)
+    return max(1, workers), gpus
+
+
 class RayEmbedder:
     """The embedding stage on the cluster (the recipe's Embedder)."""
 
@@ -104,14 +116,7 @@ class RayEmbedder:
         self.shard_prefix = shard_prefix
 
     def pool(self) -> tuple[int, float]:
-        """(actors, GPUs per actor) from the settings and what the cluster has."""
-        gpus = self.config.gpus_per_worker
-        if gpus < 0:
-            gpus = 1.0 if self.session.gpus >= 1 else 0.0
-        workers = self.config.workers
-        if workers == 0:
-            workers = int(self.session.gpus // gpus) if gpus else int(self.session.cpus // self.config.cpus_per_worker)
-        return max(1, workers), gpus
+        return actor_pool(self.config, self.session)
 
     def embed(self, paths, latent, model, total, field, progress, first_default_id=0,
               matrix_path=None) -> EmbeddedExamples:
@@ -146,7 +151,7 @@ class RayEmbedder:
             EmbedShards, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=self.config.cpus_per_worker, num_gpus=gpus,
             fn_constructor_kwargs={"artifact_uri": artifact,
-                                   "latent_space_source": model.explanation_spec.metadata.latent_space_source,
+                                   "latent_space_source": latent_source(model.explanation_spec.metadata),
                                    "store_url": self.store_url, "prefix": self.shard_prefix, "field": field,
                                    "allowed_uri_prefixes": uris.policy().given})
         log.info("ray embedding started", extra={"ray_job": self.session.job_id, "files": len(files),
@@ -159,7 +164,7 @@ class RayEmbedder:
                     done += int(row["rows"])
                     progress.examples(done, total)
             except Exception as e:  # noqa: BLE001 - Ray wraps what the tasks raised
-                raise _explaind_error(e) from None
+                raise explaind_error(e) from None
             return read_shards(objects, self.shard_prefix, total, field, matrix_path)
         finally:
             objects.delete_prefix(self.shard_prefix)
@@ -196,7 +201,7 @@ class EmbedShards:
         uris.install(uris.UriPolicy(allowed_uri_prefixes))
         self.latent = None
         if artifact_uri:
-            _limit_tensorflow_threads()
+            limit_tensorflow_threads()
             from ...runtime.saved_model import LatentModel
             self.latent = LatentModel.load(artifact_uri, latent_space_source)
         self.objects = ObjectStore(store_url)
@@ -213,7 +218,7 @@ class EmbedShards:
         return {"rows": np.array(rows, dtype=np.int64), "shard": np.array(keys, dtype=object)}
 
 
-def _limit_tensorflow_threads() -> None:
+def limit_tensorflow_threads() -> None:
     """TensorFlow sizes its thread pools to the machine; an actor gets only its share of it."""
     import ray
 
@@ -227,7 +232,7 @@ def _limit_tensorflow_threads() -> None:
             pass   # TensorFlow already initialized in this worker
 
 
-def _explaind_error(error: BaseException) -> ExplaindError:
+def explaind_error(error: BaseException) -> ExplaindError:
     """What a Ray task raised, as the domain error it was. Ray wraps it (sometimes twice, in a
     class that also subclasses the cause's): the innermost domain error is the original."""
     found = None

@@ -38,8 +38,11 @@ class BuildTask:
 
 @dataclasses.dataclass(frozen=True)
 class BuildRequest:
+    # A BuildTask, or a task of its own kind that runs itself in the build process
+    # (run_in_process(progress, ray); a batch job's, batch/task.py).
     task: BuildTask
-    progress: Progress           # the job: stages and example counts; each call may raise BuildCancelled
+    progress: Progress           # the job: stages and example counts (a batch job's rows);
+                                 # each call may raise BuildCancelled
     cancel: threading.Event      # set when the build must stop
 
 
