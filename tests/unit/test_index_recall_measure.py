@@ -134,6 +134,12 @@ def test_an_update_measures_again(data, tmp_path):
     updated.save(str(tmp_path / "updated"), str(tmp_path / "base"), segment_name="update")
     loaded = ExampleIndex.load(str(tmp_path / "updated"), segments_folder=str(tmp_path / "base"))
     assert loaded.info.recall == report                                # saved with the build
+    # A retrain stages the vectors beside its new segment, then measures as a build does.
+    segment = str(tmp_path / "retrained.npy")
+    retrained = loaded.updated(None, np.array([], np.int64), retrain=True, segment_path=segment)
+    assert os.listdir(tmp_path).count("retrained.npy") == 1 and not os.path.exists(segment + ".rebuild")
+    assert retrained.info.recall.queries > 0 and retrained.size == updated.live_count
+    np.testing.assert_array_equal(retrained.embeddings_of(np.array([0, 4000])), x[[1, 6000]])
 
 
 PRESET_SHAPES = {"clustered": lambda n, s: clustered(n, 32, s, clusters=30, spread=1.5),

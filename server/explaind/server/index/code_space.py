@@ -27,6 +27,9 @@ import numpy as np
 VARIANCE_KEPT = (0.9, 0.95, 0.99)
 # A rotation keeping more than this share of the dimensions saves too little to try.
 MAX_KEPT_SHARE = 0.8
+# Kept dimensions come in multiples of 4: fast-scan packs codes in pairs, and a
+# GPU twin needs its 8-bit sub-quantizers to divide them (gpu_codes.py).
+ROUND_DIMS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,12 +92,13 @@ class Spectrum:
         return cls(components[:, order].astype(np.float32), np.maximum(variance[order], 0.0))
 
     def dims_keeping(self, share: float) -> int:
-        """Fewest components (rounded up to even) whose variance is `share` of the total."""
+        """Fewest components whose variance is `share` of the total, rounded up
+        to a multiple of ROUND_DIMS."""
         total = float(self.variance.sum())
         if total <= 0:
-            return 2
+            return ROUND_DIMS
         k = int(np.searchsorted(np.cumsum(self.variance) / total, share - 1e-12)) + 1
-        return min(len(self.variance), k + (k % 2))
+        return min(len(self.variance), -(-k // ROUND_DIMS) * ROUND_DIMS)
 
 
 def candidate_shapes(d: int, spectrum: Spectrum | None) -> list[CodeShape]:
@@ -106,5 +110,5 @@ def candidate_shapes(d: int, spectrum: Spectrum | None) -> list[CodeShape]:
         shapes.append(CodeShape(d, dims_per_code=2))
     if spectrum is not None:
         kept = sorted({spectrum.dims_keeping(share) for share in VARIANCE_KEPT})
-        shapes += [CodeShape(k, rotated=True) for k in kept if 2 <= k <= MAX_KEPT_SHARE * d]
+        shapes += [CodeShape(k, rotated=True) for k in kept if k <= MAX_KEPT_SHARE * d]
     return shapes

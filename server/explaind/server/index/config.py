@@ -27,19 +27,17 @@ EXACT_BELOW = 5000
 # centroids (and a warning), so nlist is capped at N // 39.
 MIN_POINTS_PER_LIST = 39
 
-# Presets (Vertex's `presets {query, modality}`), chosen by measuring recall@10
-# against brute force on Gaussian mixtures (30k-40k points, 32-64 dims; see
-# tests/unit/test_index_recall.py and test_index_updates.py): PRECISE probes
-# 30% of the lists and re-ranks 400 candidates exactly (recall >= 0.99 unless
-# clusters overlap heavily), FAST 5% and 128 candidates (>= 0.90, 6x fewer
-# probes). The candidate counts are what 4-bit codes of 2 dimensions each (the
-# earlier code shape; about the GPU twin's 8-bit codes of 4) need on that
-# (deliberately overlapping) data: for FAST 100 gave 0.91 (cosine, 32
-# dimensions); for PRECISE 200 gave 0.97 (16 dimensions) and 400 0.999. Codes
-# of one dimension each clear the floors with room (FAST 0.98-0.995 where 2
-# dimensions gave 0.977-0.984, same test).
-# Unstructured data (one isotropic Gaussian) defeats any IVF setting; real
-# latent spaces are clustered.
+# Presets (Vertex's `presets {query, modality}`). A preset's leaves searched
+# and candidates are open: a treeAh build picks them, with the codes' shape, to
+# reach the preset's floor on the uploaded data (tuning.py, PRESET_FLOORS). The
+# values below are what a build starts from and what an index uses where it
+# cannot measure (a GPU twin re-ranks at least this many: gpu_codes.py's
+# 8-bit codes of 4 dimensions are coarser than the CPU's). They were chosen on
+# deliberately overlapping Gaussian mixtures (30k-40k points, 32-64 dims;
+# tests/unit/test_index_recall.py) with 4-bit codes of 2 dimensions each:
+# PRECISE probes 30% of the lists and re-ranks 400 candidates (recall >= 0.99),
+# FAST 5% and 128 (>= 0.90). Unstructured data (one isotropic Gaussian) needs
+# far more of the lists: the build measures it.
 PRESETS = {
     "PRECISE": {"leaf_node_embedding_count": 500, "leaf_nodes_to_search_percent": 30.0,
                 "approximate_neighbors_count": 400},

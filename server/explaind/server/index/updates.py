@@ -8,6 +8,7 @@ config leaves open, as a build does)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import faiss
 import numpy as np
@@ -107,17 +108,26 @@ def _rebuilt(c: IndexContents, a: Additions | None, remove: np.ndarray, segment_
     if remove.size:
         keep = np.setdiff1d(keep, remove, assume_unique=True)
     added = 0 if a is None else len(a.ids)
-    emb = np.empty((len(keep) + added, c.dimensions), dtype=np.float32)
+    # The kept and added embeddings, in memory, or beside the new segment when it goes to a file
+    # (a retrain of a large model then holds the codes, not the vectors).
+    staged = None if segment_path is None else segment_path + ".rebuild"
+    writer = segments.SegmentWriter(len(keep) + added, c.dimensions, staged)
     for s in range(0, len(keep), SCAN_ROWS):
         block = keep[s:s + SCAN_ROWS]
-        emb[s:s + len(block)] = c.vectors.originals(block)
+        writer.write(np.arange(s, s + len(block)), c.vectors.originals(block))
     ids, postings = c.ids.taken(keep), c.postings.taken(keep)
     tag_codes, vocab = c.tag_codes[keep], c.tag_vocab
     if added:
-        emb[len(keep):] = a.embeddings
+        for s, block in segments.blocks(a.embeddings):
+            writer.write(np.arange(len(keep) + s, len(keep) + s + len(block)), block)
         ids, postings = ids.extended(a.ids), postings.extended(a.restricts)
         new_codes, vocab = encode_tags(a.tags, vocab)
         tag_codes = np.concatenate([tag_codes, new_codes])
+    emb = writer.finish()
     lineage = Lineage(trained=len(emb), next_default_id=c.lineage.next_default_id + added)
-    return assemble(c.config, emb, ids, postings, tag_codes, vocab, plan=None, lineage=lineage,
-                    segment_path=segment_path)
+    try:
+        return assemble(c.config, emb, ids, postings, tag_codes, vocab, plan=None, lineage=lineage,
+                        segment_path=segment_path)
+    finally:
+        if staged is not None:
+            os.unlink(staged)         # read by now: the new segment holds the vectors
