@@ -1,10 +1,11 @@
 """A treeAh model's measured recall reaches the user through a real daemon:
 the upload operation's metadata (with a warning naming the setting to raise
 when it is below the floor, none when it is not), the Model's IndexInfo, the
-`explaind models get` command and the explaind_index_recall gauge; an update
-measures it again."""
+`explaind models get` and `explaind upload --wait` commands and the
+explaind_index_recall gauge; an update measures it again."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -65,9 +66,20 @@ def test_recall_in_the_operation_the_model_the_cli_and_the_gauge(start_server, t
     line = next(s for s in metrics.splitlines() if s.startswith("explaind_index_recall{") and 'model="starved"' in s)
     assert abs(float(line.split()[-1]) - updated.recall.recall) < 1e-9
 
-    cli = subprocess.run([sys.executable, "-m", "explaind.server.main", "models", "get", "starved", "--target",
-                          server.target], capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    assert cli.returncode == 0, cli.stderr
+    cli = _cli("models", "get", "starved", "--target", server.target)
     assert f"recall@10 {updated.recall.recall:.3f} on {updated.recall.queries} held-out examples" in cli.stderr
     assert '"recall"' in cli.stdout
+
+    # `explaind upload --wait` prints the build's warning, naming the setting to raise.
+    (tmp_path / "starved.json").write_text(json.dumps(model_payload("", data, tree_ah(10))))
+    up = _cli("upload", str(tmp_path / "starved.json"), "--model-id", "starved-cli", "--wait", "--target", server.target)
+    warned = [s for s in up.stderr.splitlines() if s.startswith("warning: ")]
+    assert len(warned) == 1 and "approximateNeighborsCount 10 ->" in warned[0], up.stderr
+    assert json.loads(up.stdout[up.stdout.index("{"):])["indexInfo"]["recall"]["recall"] < 0.9
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    cli = subprocess.run([sys.executable, "-m", "explaind.server.main", *args], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert cli.returncode == 0, cli.stderr
+    return cli
