@@ -1,31 +1,37 @@
-"""explaind's compressed treeAh index against ScaNN, same data, same queries.
+"""explaind's compressed treeAh index against ScaNN, same data, same queries,
+on data sets of several shapes (bench/ann_data.py).
 
     .venv/bin/pip install ".[bench]"      # scann (its pybind API; no TensorFlow ops needed)
-    .venv/bin/python bench/bench_ann.py [--n 200000] [--d 128] [--nq 2000] [--repeat 5]
+    .venv/bin/python bench/bench_ann.py [--shapes mixture,lowdim,relu,model] [--n 200000] [--d 128]
+                                        [--nq 2000] [--repeat 5] [--target 0.95]
 
-N x d float32 from a Gaussian mixture (1000 clusters, fixed seed), nq held-out
-queries from the same mixture, k = 10, squared L2; recall@10 against exact
-search (numpy brute force, tests/oracles.py). Both indexes get the same
-partition (N / 1000 leaves, as treeAh's default leafNodeEmbeddingCount 1000
+For each shape: N x d float32 examples and nq held-out queries drawn the same
+way, k = 10, squared L2, recall@10 against exact search (FAISS's exhaustive
+float32 k-NN, independent of both indexes' code paths). Both indexes get the
+same partition (N / 1000 leaves, as treeAh's leafNodeEmbeddingCount 1000
 gives) and 4-bit codes, then an exact re-rank of the best candidates in
-float32. explaind's codes have one dimension each (PQ{d}x4fs, its default);
-ScaNN runs twice, with its default 2 dimensions a code (score_ah(2)) and with
-one (score_ah(1), explaind's shape), and the comparison takes ScaNN's better
-figure. The sweep varies the leaves searched and the candidates re-ranked, the
-same values for every index. explaind is timed through
-ExampleIndex.search_arrays (positions and exact distances, as ScaNN returns
-them; search() adds the Python Neighbor objects, timed too), ScaNN through
-search_batched; each call answers all nq queries. Everything runs on one
-thread (--threads: FAISS's OpenMP and every BLAS pool, ScaNN's batched search
-or search_batched_parallel), and the primary figure is queries per
-CPU-second (time.process_time): on a machine that other processes load, wall
-time measures the load as much as the search, CPU time does not. Wall-clock
-queries/s are printed too. Every setting of every index is timed round robin
-(one call of each in turn, best of --repeat); the load average before and
-after is printed.
+float32. explaind is uploaded as a user would leave it: a treeAhConfig with
+neither leafNodesToSearchPercent nor approximateNeighborsCount, so its build
+picks the codes' shape on this data (index/tuning.py; printed); ScaNN runs
+with 2 dimensions a code (score_ah(2), its default) and with one
+(score_ah(1)), and the comparison takes ScaNN's better figure.
 
-Prints queries/s and recall@10 per setting, then the best queries/s of each
-at recall@10 >= --target (0.95) and their ratio. Goal: explaind >= 1.3x ScaNN.
+Both are swept over the same leaves searched; at each, the fewest candidates
+re-ranked reaching recall@10 >= --target are found (by recall alone, then
+timed). explaind is timed through ExampleIndex.search_arrays (positions and
+exact distances, as ScaNN returns them) with per-call SearchParams, ScaNN
+through search_batched; each call answers all nq queries. Everything runs on
+one thread (--threads: FAISS's OpenMP and every BLAS pool, ScaNN's batched
+search or search_batched_parallel), and the figure is queries per CPU-second
+(time.process_time): on a machine that other processes load, wall time
+measures the load as much as the search, CPU time does not. The settings of
+a shape are timed round robin (one call of each in turn, best of --repeat).
+The load average before and after is printed.
+
+Prints, per shape, the best queries per CPU-second of each index at recall@10
+>= --target with its setting, then a table of the ratios. Goal: explaind >=
+1.3x ScaNN's best on every shape. Also printed: what explaind's build picked
+for the model's own neighborCount (its defaults) and the recall it measured.
 """
 from __future__ import annotations
 
@@ -38,19 +44,17 @@ import types
 
 import faiss
 import numpy as np
-import threadpoolctl
 
-from explaind.server.index import ExampleIndex, SearchConfig
-from explaind.server.index.search_params import SearchParams
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ann_data  # noqa: E402 - the bench's data sets, beside this file
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests import oracles  # noqa: E402 - the repository's numpy oracle, from the repository root
+from explaind.server.index import ExampleIndex, search_config_from_json  # noqa: E402
+from explaind.server.index.backend import limit_cpu_threads  # noqa: E402
+from explaind.server.index.search_params import SearchParams  # noqa: E402
 
 K = 10
-# One grid for every index: fine where 1-dimension codes reach the target (16-30
-# candidates), coarser where 2-dimension codes do (60-100).
-SETTINGS = [(probe, rerank) for probe in (1, 2, 4, 8)
-            for rerank in (16, 18, 20, 22, 25, 30, 35, 40, 50, 60, 70, 80, 90, 100)]
+LEAVES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+RERANKS = (10, 12, 14, 16, 18, 20, 22, 25, 30, 35, 40, 50, 60, 70, 80, 100, 120, 150, 200, 250, 300, 400, 500)
 SCANN_DIMS_PER_CODE = (2, 1)
 
 
@@ -67,18 +71,8 @@ def import_scann_pybind():
     return scann_ops_pybind
 
 
-def mixture(n: int, nq: int, d: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((1000, d)).astype(np.float32) * 2
-    labels = rng.integers(0, 1000, n + nq)
-    points = centers[labels] + rng.standard_normal((n + nq, d)).astype(np.float32)
-    return points[:n], points[n:]
-
-
-def exact_neighbors(x: np.ndarray, q: np.ndarray, block: int = 100) -> np.ndarray:
-    """The oracle's k nearest (float64 numpy brute force), a block of queries at a time."""
-    return np.concatenate([oracles.nearest(x, q[s:s + block], K, "SQUARED_L2_DISTANCE")[0]
-                           for s in range(0, len(q), block)])
+def exact_neighbors(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return faiss.knn(q, x, K)[1]
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
@@ -101,8 +95,89 @@ def best_of(calls, repeat: int) -> tuple[list[float], list[float]]:
     return cpu, wall
 
 
+def fewest_reranks(search, truth: np.ndarray, leaves: int, target: float):
+    """(rerank, recall) of the fewest candidates reaching target at these leaves, or None."""
+    for rerank in RERANKS:
+        got = recall(search(leaves, rerank), truth)
+        if got >= target:
+            return rerank, got
+    return None
+
+
+def sweep(name: str, search, truth: np.ndarray, nlist: int, target: float) -> list[tuple]:
+    """(name, leaves, rerank, recall) of each leaves' cheapest setting reaching the target."""
+    found = []
+    for leaves in LEAVES:
+        if leaves > nlist:
+            break
+        hit = fewest_reranks(search, truth, leaves, target)
+        if hit is not None:
+            if found and hit[0] >= found[-1][2]:
+                break       # more leaves no longer re-rank fewer: they only cost more
+            found.append((name, leaves, hit[0], hit[1]))
+    return found
+
+
+def run_shape(shape: str, args, scann_ops_pybind) -> dict:
+    x, q = ann_data.make(shape, args.n, args.nq, args.d)
+    truth = exact_neighbors(x, q)
+    nlist = max(1, args.n // 1000)
+    t = time.process_time()
+    config = search_config_from_json({"dimensions": args.d, "distanceMeasureType": "SQUARED_L2_DISTANCE",
+                                      "algorithmConfig": {"treeAhConfig": {"leafNodeEmbeddingCount": 1000}}},
+                                     K, "config")
+    index = ExampleIndex.build(x, [str(i) for i in range(args.n)], None, None, config, use_gpu=False)
+    ours_build = time.process_time() - t
+    info = index.info
+    searchers, builds = {}, []
+    for dims in SCANN_DIMS_PER_CODE:
+        t = time.process_time()
+        searchers[dims] = (scann_ops_pybind.builder(x, K, "squared_l2")
+                           .tree(num_leaves=nlist, num_leaves_to_search=8, training_sample_size=args.n)
+                           .score_ah(dims, anisotropic_quantization_threshold=0.2)
+                           .reorder(100).build())
+        builds.append(f"AH({dims}) {time.process_time() - t:.0f}s")
+    print(f"\n== {shape}: N={args.n} d={args.d} queries={args.nq}; explaind {info.index_type} "
+          f"built in {ours_build:.0f} CPU-s; ScaNN tree({nlist}) + {', '.join(builds)}")
+    print(f"   explaind's build picked: {info.tuning.code_shape}, {info.tuning.leaves} leaves, "
+          f"{info.tuning.candidates} candidates; measured recall@{info.recall.neighbor_count} "
+          f"{info.recall.recall:.3f} on {info.recall.queries} held-out examples")
+
+    def ours(leaves, rerank):
+        return index.search_arrays(q, K, params=SearchParams(leaves_to_search=leaves,
+                                                             approximate_neighbors_count=rerank))[0]
+
+    def theirs(dims):
+        def search(leaves, rerank):
+            s = searchers[dims]
+            if args.threads > 1:
+                return s.search_batched_parallel(q, leaves_to_search=leaves, pre_reorder_num_neighbors=rerank)[0]
+            return s.search_batched(q, leaves_to_search=leaves, pre_reorder_num_neighbors=rerank)[0]
+        return search
+
+    methods = {"explaind": ours, **{f"ScaNN AH({d})": theirs(d) for d in SCANN_DIMS_PER_CODE}}
+    settings = [s for name, method in methods.items() for s in sweep(name, method, truth, nlist, args.target)]
+    defaults = recall(index.search_arrays(q, K)[0], truth)
+    calls = [(lambda m=methods[name], leaves=leaves, rerank=rerank: m(leaves, rerank))
+             for name, leaves, rerank, _ in settings] + [lambda: index.search_arrays(q, K)]
+    cpu, wall = best_of(calls, args.repeat)
+    best: dict[str, tuple] = {}
+    for (name, leaves, rerank, r), c, w in zip(settings, cpu, wall):
+        rate = args.nq / c
+        print(f"   {name:>14}: {leaves:3d} leaves {rerank:4d} re-ranked  recall {r:.3f}  "
+              f"{rate:7.0f} q/CPU-s ({args.nq / w:6.0f} q/s wall)")
+        if rate > best.get(name, (0,))[0]:
+            best[name] = (rate, leaves, rerank, r)
+    print(f"   explaind's own defaults: recall {defaults:.3f}, {args.nq / cpu[-1]:.0f} q/CPU-s")
+    scann = max((v for k, v in best.items() if k.startswith("ScaNN")), default=None, key=lambda v: v[0])
+    scann_name = next((k for k, v in best.items() if v is scann), "")
+    return {"shape": shape, "codes": info.tuning.code_shape, "ours": best.get("explaind"), "scann": scann,
+            "scann_name": scann_name}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default=",".join(ann_data.SHAPES))
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--d", type=int, default=128)
     parser.add_argument("--nq", type=int, default=2000)
@@ -111,68 +186,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     scann_ops_pybind = import_scann_pybind()
-    faiss.omp_set_num_threads(args.threads)
-    threadpoolctl.threadpool_limits(args.threads)     # numpy's BLAS too: CPU time counts every thread
-    load_before = os.getloadavg()
-    x, q = mixture(args.n, args.nq, args.d)
-    truth = exact_neighbors(x, q)
-    leaves = max(1, args.n // 1000)
+    limit_cpu_threads(args.threads)     # FAISS's OpenMP in each searching thread and numpy's BLAS
+    load_before = os.getloadavg()[0]
+    rows = [run_shape(shape, args, scann_ops_pybind) for shape in args.shapes.split(",")]
+    print(f"\nbest queries per CPU-second at recall@{K} >= {args.target}, {args.threads} thread(s), "
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print(f"{'shape':>8} | {'explaind codes':>16} | {'explaind q/CPU-s':>34} | {'ScaNN best q/CPU-s':>46} | ratio")
+    for row in rows:
+        ours, scann = row["ours"], row["scann"]
+        ratio = ours[0] / scann[0] if ours and scann else float("nan")
+        print(f"{row['shape']:>8} | {row['codes']:>16} | {_cell(ours):>34} | "
+              f"{row['scann_name'] + ' ' + _cell(scann):>46} | {ratio:.2f}")
 
-    t = time.perf_counter()
-    config = SearchConfig(dimensions=args.d, distance="SQUARED_L2_DISTANCE", algorithm="tree_ah",
-                          leaf_node_embedding_count=1000, neighbor_count=K)
-    index = ExampleIndex.build(x, [str(i) for i in range(args.n)], None, None, config, use_gpu=False)
-    ours_build = time.perf_counter() - t
-    searchers, scann_builds = {}, []
-    for dims in SCANN_DIMS_PER_CODE:
-        t = time.perf_counter()
-        searchers[dims] = (scann_ops_pybind.builder(x, K, "squared_l2")
-                           .tree(num_leaves=leaves, num_leaves_to_search=8, training_sample_size=args.n)
-                           .score_ah(dims, anisotropic_quantization_threshold=0.2)
-                           .reorder(100).build())
-        scann_builds.append(f"AH({dims}) {time.perf_counter() - t:.1f}s")
-    print(f"N={args.n} d={args.d} queries={args.nq} k={K}; explaind {index.info.index_type} built in "
-          f"{ours_build:.1f}s, ScaNN tree({leaves}) + {', '.join(scann_builds)}; "
-          f"{args.threads} thread(s); load average before: {load_before[0]:.2f}")
 
-    def tuned(probe, rerank, method):
-        params = SearchParams(leaves_to_search=probe, approximate_neighbors_count=rerank)
-        return lambda: method(q, K, params=params)
-
-    def theirs(searcher, probe, rerank):
-        if args.threads > 1:
-            return lambda: searcher.search_batched_parallel(q, leaves_to_search=probe,
-                                                            pre_reorder_num_neighbors=rerank)
-        return lambda: searcher.search_batched(q, leaves_to_search=probe, pre_reorder_num_neighbors=rerank)
-
-    # columns: explaind search_arrays, explaind search, then ScaNN per code shape
-    labels = ["explaind", "+Neighbors"] + [f"ScaNN AH({dims})" for dims in SCANN_DIMS_PER_CODE]
-    best = {label: (0.0, None) for label in labels}         # (q/s, setting) at recall >= target
-    print("queries/s per CPU-second (wall-clock queries/s in brackets); +Neighbors: search() instead of "
-          "search_arrays(), same recall")
-    print(f"{'leaves':>6} {'rerank':>6} | {labels[0]:>16} {labels[1]:>16} {'recall':>7} | "
-          + " | ".join(f"{label:>16} {'recall':>7}" for label in labels[2:]))
-    for probe, rerank in SETTINGS:
-        calls = [tuned(probe, rerank, index.search_arrays), tuned(probe, rerank, index.search)]
-        calls += [theirs(searchers[dims], probe, rerank) for dims in SCANN_DIMS_PER_CODE]
-        recalls = [recall(calls[0]()[0], truth)] * 2 + [recall(call()[0], truth) for call in calls[2:]]
-        cpu, wall = best_of(calls, args.repeat)
-        cells = [f"{args.nq / c:7.0f} ({args.nq / w:6.0f})" for c, w in zip(cpu, wall)]
-        for label, c, r in zip(labels, cpu, recalls):
-            if r >= args.target and args.nq / c > best[label][0]:
-                best[label] = (args.nq / c, (probe, rerank, r))
-        print(f"{probe:6d} {rerank:6d} | {cells[0]:>16} {cells[1]:>16} {recalls[0]:7.3f} | "
-              + " | ".join(f"{cell:>16} {r:7.3f}" for cell, r in zip(cells[2:], recalls[2:])), flush=True)
-    print(f"best at recall@10 >= {args.target}, per CPU-second (leaves, rerank, recall):")
-    for label in labels:
-        rate, setting = best[label]
-        where = f"at {setting[0]}, {setting[1]}, {setting[2]:.3f}" if setting else "(target not reached)"
-        print(f"  {label:>16}: {rate:7.0f} q/s {where}")
-    scann_best = max(best[label][0] for label in labels[2:])
-    for label in labels[:2]:
-        ratio = best[label][0] / scann_best if scann_best else float("nan")
-        print(f"ratio {label} / best ScaNN: {ratio:.2f}")
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+def _cell(best) -> str:
+    return f"{best[0]:7.0f} ({best[1]} leaves, {best[2]} re-ranked)" if best else "target not reached"
 
 
 if __name__ == "__main__":

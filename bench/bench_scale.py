@@ -9,11 +9,14 @@ index-only model (treeAhConfig with leafNodeEmbeddingCount --leaf, or
 bruteForceConfig), waits for the operation, then loads the model with a first
 Explain. Prints the build's stage durations, the peak RSS of the build process
 (the daemon's default runner builds in a child process; its VmHWM is read at
-every poll) and of the daemon, the daemon's RSS once serving, the Model's index_bytes
-and mapped_bytes, bytes per example, and recall@10 of 100 queries against an
-exact scan of the file. Needs free disk for the .npy, the store and a staging
-copy (about 3 x N x d x 4 bytes) and free memory for N x d x 4 bytes plus the
-index: check `free -g` first on a shared machine.
+every poll) against its budget (the codes and ids it keeps, about 80 bytes an
+example, plus 2 GiB: a build's memory must not grow with N beyond them) and
+the daemon's, the daemon's RSS once serving, the Model's index_bytes and
+mapped_bytes, bytes per example, the recall the build measured, and recall@10
+of 100 queries against an exact scan of the file. Needs free disk for the
+.npy, the build's scratch copy of the embeddings and its segment (linked into
+the store): about 3 x N x d x 4 bytes. --keep DIR keeps the store there (for
+bench_disk_reads.py --index).
 """
 from __future__ import annotations
 
@@ -108,12 +111,15 @@ def main() -> None:
     parser.add_argument("--algorithm", choices=["tree_ah", "brute_force"], default="tree_ah")
     parser.add_argument("--scratch", default=tempfile.gettempdir())
     parser.add_argument("--data", default="", help="reuse (or keep) the data set at this path")
+    parser.add_argument("--keep", default="", help="keep the store in this folder (created)")
     args = parser.parse_args()
-    scratch = tempfile.mkdtemp(prefix="explaind-scale-", dir=args.scratch)
+    scratch = args.keep or tempfile.mkdtemp(prefix="explaind-scale-", dir=args.scratch)
+    os.makedirs(scratch, exist_ok=True)
     try:
         run(args, scratch)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run(args, scratch: str) -> None:
@@ -188,9 +194,15 @@ def run(args, scratch: str) -> None:
         recall = np.mean([len(set(g) & set(t.tolist())) / 10 for g, t in zip(got, truth)])
         print(f"N={args.n} d={args.d} {info.index_type}: build {build_s:.0f}s ({build_s / args.n * 1e6:.1f} us "
               f"per example); stages " + ", ".join(f"{k} {v:.0f}s" for k, v in stages.items()))
-        print(f"peak RSS of the build process {build_peak_kb / 2**20:.2f} GiB, of the daemon "
+        budget = args.n * 80 + 2**31
+        print(f"peak RSS of the build process {build_peak_kb / 2**20:.2f} GiB ({build_peak_kb * 1024 / args.n:.0f} B "
+              f"per example; budget N x 80 B + 2 GiB = {budget / 2**30:.2f} GiB: "
+              f"{'within' if build_peak_kb * 1024 <= budget else 'OVER'}), of the daemon "
               f"{peak_build_kb / 2**20:.2f} GiB (RSS before {rss_before / 2**20:.2f} GiB; the embeddings alone are "
               f"{args.n * args.d * 4 / 2**30:.2f} GiB)")
+        if info.HasField("recall"):
+            print(f"the build measured recall@{info.recall.neighbor_count} {info.recall.recall:.3f} on "
+                  f"{info.recall.queries} held-out examples (floor {info.recall.floor:g})")
         print(f"serving: first Explain (loads the index) {load_s:.1f}s, RSS {serving_kb / 2**20:.2f} GiB; "
               f"index_bytes {info.index_bytes / 2**30:.2f} GiB ({info.index_bytes / args.n:.1f} B per example), "
               f"mapped_bytes {info.mapped_bytes / 2**30:.2f} GiB ({info.mapped_bytes / args.n:.0f} B per example)")

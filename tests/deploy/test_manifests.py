@@ -69,6 +69,8 @@ COUNTERS_AND_GAUGES = {
     "explaind_index_vectors": {"model", "device"},
     "explaind_index_bytes": {"model", "device"},
     "explaind_index_mapped_bytes": {"model", "device"},
+    "explaind_index_recall": {"model", "device"},
+    "explaind_index_recall_floor": {"model", "device"},
     "explaind_filter_violations_total": {"model", "device"},
     "explaind_operations": {"state"},
     "explaind_gpu_memory_used_bytes": {"gpu"},

@@ -167,6 +167,25 @@ def _print(message) -> None:
     print(json_format.MessageToJson(message, indent=2))
 
 
+def _recall_line(model) -> str | None:
+    """The index's measured recall (and what its build picked) in one line; None when not measured."""
+    info = model.index_info
+    if not info.HasField("recall"):
+        return None
+    r = info.recall
+    line = (f"recall@{r.neighbor_count} {r.recall:.3f}" + (f" on {r.queries} held-out examples" if r.queries
+                                                              else " (exact index)") + f", floor {r.floor:g}")
+    if info.HasField("tuning"):
+        t = info.tuning
+        line += f"; picked: {t.code_shape} codes, {t.leaves_searched} of {info.nlist} leaves, {t.candidates} candidates"
+    return line
+
+
+def _print_warnings(client: Client, op_name: str) -> None:
+    for warning in upload_metadata(client.get_operation(op_name)).warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def _upload(client: Client, args) -> int:
     op = client.upload_model(_read_json(args.model), model_id=args.model_id)
     print(op.name, flush=True)
@@ -174,6 +193,7 @@ def _upload(client: Client, args) -> int:
         return 0
     model = client.wait(op, on_progress=_progress_bar)
     print(file=sys.stderr)
+    _print_warnings(client, op.name)
     _print(model)
     return 0
 
@@ -277,7 +297,11 @@ def _models(client: Client, args) -> int:
         print("error: give the model name", file=sys.stderr)
         return 2
     if args.action == "get":
-        _print(client.get_model(args.name))
+        model = client.get_model(args.name)
+        line = _recall_line(model)
+        if line:
+            print(line, file=sys.stderr)
+        _print(model)
     else:
         client.delete_model(args.name)
     return 0
@@ -301,6 +325,7 @@ def _update(client: Client, args) -> int:
         return 0
     client.wait(op, on_progress=_progress_bar)
     print(file=sys.stderr)
+    _print_warnings(client, op.name)
     _print(operation_result(client.get_operation(op.name)))
     return 0
 

@@ -65,7 +65,7 @@ class Model(_message.Message):
     def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., container_spec: _Optional[_Union[ModelContainerSpec, _Mapping]] = ..., explanation_spec: _Optional[_Union[_explanation_pb2.ExplanationSpec, _Mapping]] = ..., state: _Optional[_Union[Model.State, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., index_info: _Optional[_Union[IndexInfo, _Mapping]] = ...) -> None: ...
 
 class IndexInfo(_message.Message):
-    __slots__ = ("example_count", "dimensions", "index_type", "index_bytes", "device", "distance_measure_type", "feature_norm_type", "nlist", "nprobe", "mapped_bytes", "examples_added_since_training", "retrain_recommended")
+    __slots__ = ("example_count", "dimensions", "index_type", "index_bytes", "device", "distance_measure_type", "feature_norm_type", "nlist", "nprobe", "mapped_bytes", "examples_added_since_training", "retrain_recommended", "recall", "tuning")
     EXAMPLE_COUNT_FIELD_NUMBER: _ClassVar[int]
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,8 @@ class IndexInfo(_message.Message):
     MAPPED_BYTES_FIELD_NUMBER: _ClassVar[int]
     EXAMPLES_ADDED_SINCE_TRAINING_FIELD_NUMBER: _ClassVar[int]
     RETRAIN_RECOMMENDED_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    TUNING_FIELD_NUMBER: _ClassVar[int]
     example_count: int
     dimensions: int
     index_type: str
@@ -90,4 +92,46 @@ class IndexInfo(_message.Message):
     mapped_bytes: int
     examples_added_since_training: int
     retrain_recommended: bool
-    def __init__(self, example_count: _Optional[int] = ..., dimensions: _Optional[int] = ..., index_type: _Optional[str] = ..., index_bytes: _Optional[int] = ..., device: _Optional[str] = ..., distance_measure_type: _Optional[str] = ..., feature_norm_type: _Optional[str] = ..., nlist: _Optional[int] = ..., nprobe: _Optional[int] = ..., mapped_bytes: _Optional[int] = ..., examples_added_since_training: _Optional[int] = ..., retrain_recommended: _Optional[bool] = ...) -> None: ...
+    recall: IndexRecall
+    tuning: IndexTuning
+    def __init__(self, example_count: _Optional[int] = ..., dimensions: _Optional[int] = ..., index_type: _Optional[str] = ..., index_bytes: _Optional[int] = ..., device: _Optional[str] = ..., distance_measure_type: _Optional[str] = ..., feature_norm_type: _Optional[str] = ..., nlist: _Optional[int] = ..., nprobe: _Optional[int] = ..., mapped_bytes: _Optional[int] = ..., examples_added_since_training: _Optional[int] = ..., retrain_recommended: _Optional[bool] = ..., recall: _Optional[_Union[IndexRecall, _Mapping]] = ..., tuning: _Optional[_Union[IndexTuning, _Mapping]] = ...) -> None: ...
+
+class IndexRecall(_message.Message):
+    __slots__ = ("recall", "neighbor_count", "queries", "floor", "alternatives")
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    NEIGHBOR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    FLOOR_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
+    recall: float
+    neighbor_count: int
+    queries: int
+    floor: float
+    alternatives: _containers.RepeatedCompositeFieldContainer[RecallAlternative]
+    def __init__(self, recall: _Optional[float] = ..., neighbor_count: _Optional[int] = ..., queries: _Optional[int] = ..., floor: _Optional[float] = ..., alternatives: _Optional[_Iterable[_Union[RecallAlternative, _Mapping]]] = ...) -> None: ...
+
+class RecallAlternative(_message.Message):
+    __slots__ = ("setting", "current_value", "value", "recall")
+    SETTING_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    setting: str
+    current_value: float
+    value: float
+    recall: float
+    def __init__(self, setting: _Optional[str] = ..., current_value: _Optional[float] = ..., value: _Optional[float] = ..., recall: _Optional[float] = ...) -> None: ...
+
+class IndexTuning(_message.Message):
+    __slots__ = ("leaves_searched", "candidates", "code_shape", "target", "reason")
+    LEAVES_SEARCHED_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    CODE_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    leaves_searched: int
+    candidates: int
+    code_shape: str
+    target: float
+    reason: str
+    def __init__(self, leaves_searched: _Optional[int] = ..., candidates: _Optional[int] = ..., code_shape: _Optional[str] = ..., target: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -29,7 +29,7 @@ from explaind.v1 import explanation_pb2 as explaind_dot_v1_dot_explanation__pb2
 from explaind.v1 import model_pb2 as explaind_dot_v1_dot_model__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65xplaind/v1/model_service.proto\x12\x0b\x65xplaind.v1\x1a#google/longrunning/operations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1d\x65xplaind/v1/explanation.proto\x1a\x17\x65xplaind/v1/model.proto\"Y\n\x12UploadModelRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.explaind.v1.Model\x12\x10\n\x08model_id\x18\x05 \x01(\t\"8\n\x13UploadModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.explaind.v1.Model\"\xe9\x03\n\x1cUploadModelOperationMetadata\x12/\n\x0b\x63reate_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12>\n\x05stage\x18\x03 \x01(\x0e\x32/.explaind.v1.UploadModelOperationMetadata.Stage\x12\x19\n\x11\x65xamples_embedded\x18\x04 \x01(\x03\x12\x16\n\x0e\x65xamples_total\x18\x05 \x01(\x03\x12\x18\n\x10progress_percent\x18\x06 \x01(\x01\x12\r\n\x05model\x18\x07 \x01(\t\x12\x0e\n\x06worker\x18\x08 \x01(\t\x12\x14\n\x0c\x62uild_runner\x18\t \x01(\t\x12\x12\n\nbase_build\x18\n \x01(\t\"\x90\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x11\n\rLOADING_MODEL\x10\x02\x12\x14\n\x10READING_EXAMPLES\x10\x03\x12\r\n\tEMBEDDING\x10\x04\x12\x12\n\x0e\x42UILDING_INDEX\x10\x05\x12\x0e\n\nPUBLISHING\x10\x06\x12\x08\n\x04\x44ONE\x10\x07\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x11ListModelsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Q\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.explaind.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x86\x01\n\x1fUpdateExplanationDatasetRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x08\x65xamples\x18\x02 \x01(\x0b\x32\x15.explaind.v1.Examples\x12\x1a\n\x12remove_example_ids\x18\x03 \x03(\t\x12\x0f\n\x07retrain\x18\x04 \x01(\x08\"\x94\x01\n UpdateExplanationDatasetResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.explaind.v1.Model\x12\x16\n\x0e\x65xamples_added\x18\x02 \x01(\x03\x12\x18\n\x10\x65xamples_removed\x18\x03 \x01(\x03\x12\x1b\n\x13retrain_recommended\x18\x04 \x01(\x08\x32\x9a\x04\n\x0cModelService\x12\x85\x01\n\x0bUploadModel\x12\x1f.explaind.v1.UploadModelRequest\x1a\x1d.google.longrunning.Operation\"6\xca\x41\x33\n\x13UploadModelResponse\x12\x1cUploadModelOperationMetadata\x12<\n\x08GetModel\x12\x1c.explaind.v1.GetModelRequest\x1a\x12.explaind.v1.Model\x12M\n\nListModels\x12\x1e.explaind.v1.ListModelsRequest\x1a\x1f.explaind.v1.ListModelsResponse\x12\x46\n\x0b\x44\x65leteModel\x12\x1f.explaind.v1.DeleteModelRequest\x1a\x16.google.protobuf.Empty\x12\xac\x01\n\x18UpdateExplanationDataset\x12,.explaind.v1.UpdateExplanationDatasetRequest\x1a\x1d.google.longrunning.Operation\"C\xca\x41@\n UpdateExplanationDatasetResponse\x12\x1cUploadModelOperationMetadataB;P\x01Z7github.com/explaind/explaind/gen/explaind/v1;explaindv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65xplaind/v1/model_service.proto\x12\x0b\x65xplaind.v1\x1a#google/longrunning/operations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1d\x65xplaind/v1/explanation.proto\x1a\x17\x65xplaind/v1/model.proto\"Y\n\x12UploadModelRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12!\n\x05model\x18\x02 \x01(\x0b\x32\x12.explaind.v1.Model\x12\x10\n\x08model_id\x18\x05 \x01(\t\"8\n\x13UploadModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.explaind.v1.Model\"\xa5\x04\n\x1cUploadModelOperationMetadata\x12/\n\x0b\x63reate_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12>\n\x05stage\x18\x03 \x01(\x0e\x32/.explaind.v1.UploadModelOperationMetadata.Stage\x12\x19\n\x11\x65xamples_embedded\x18\x04 \x01(\x03\x12\x16\n\x0e\x65xamples_total\x18\x05 \x01(\x03\x12\x18\n\x10progress_percent\x18\x06 \x01(\x01\x12\r\n\x05model\x18\x07 \x01(\t\x12\x0e\n\x06worker\x18\x08 \x01(\t\x12\x14\n\x0c\x62uild_runner\x18\t \x01(\t\x12\x12\n\nbase_build\x18\n \x01(\t\x12(\n\x06recall\x18\x0b \x01(\x0b\x32\x18.explaind.v1.IndexRecall\x12\x10\n\x08warnings\x18\x0c \x03(\t\"\x90\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x11\n\rLOADING_MODEL\x10\x02\x12\x14\n\x10READING_EXAMPLES\x10\x03\x12\r\n\tEMBEDDING\x10\x04\x12\x12\n\x0e\x42UILDING_INDEX\x10\x05\x12\x0e\n\nPUBLISHING\x10\x06\x12\x08\n\x04\x44ONE\x10\x07\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x11ListModelsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Q\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.explaind.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x86\x01\n\x1fUpdateExplanationDatasetRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x08\x65xamples\x18\x02 \x01(\x0b\x32\x15.explaind.v1.Examples\x12\x1a\n\x12remove_example_ids\x18\x03 \x03(\t\x12\x0f\n\x07retrain\x18\x04 \x01(\x08\"\x94\x01\n UpdateExplanationDatasetResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.explaind.v1.Model\x12\x16\n\x0e\x65xamples_added\x18\x02 \x01(\x03\x12\x18\n\x10\x65xamples_removed\x18\x03 \x01(\x03\x12\x1b\n\x13retrain_recommended\x18\x04 \x01(\x08\x32\x9a\x04\n\x0cModelService\x12\x85\x01\n\x0bUploadModel\x12\x1f.explaind.v1.UploadModelRequest\x1a\x1d.google.longrunning.Operation\"6\xca\x41\x33\n\x13UploadModelResponse\x12\x1cUploadModelOperationMetadata\x12<\n\x08GetModel\x12\x1c.explaind.v1.GetModelRequest\x1a\x12.explaind.v1.Model\x12M\n\nListModels\x12\x1e.explaind.v1.ListModelsRequest\x1a\x1f.explaind.v1.ListModelsResponse\x12\x46\n\x0b\x44\x65leteModel\x12\x1f.explaind.v1.DeleteModelRequest\x1a\x16.google.protobuf.Empty\x12\xac\x01\n\x18UpdateExplanationDataset\x12,.explaind.v1.UpdateExplanationDatasetRequest\x1a\x1d.google.longrunning.Operation\"C\xca\x41@\n UpdateExplanationDatasetResponse\x12\x1cUploadModelOperationMetadataB;P\x01Z7github.com/explaind/explaind/gen/explaind/v1;explaindv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,21 +46,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADMODELRESPONSE']._serialized_start=294
   _globals['_UPLOADMODELRESPONSE']._serialized_end=350
   _globals['_UPLOADMODELOPERATIONMETADATA']._serialized_start=353
-  _globals['_UPLOADMODELOPERATIONMETADATA']._serialized_end=842
-  _globals['_UPLOADMODELOPERATIONMETADATA_STAGE']._serialized_start=698
-  _globals['_UPLOADMODELOPERATIONMETADATA_STAGE']._serialized_end=842
-  _globals['_GETMODELREQUEST']._serialized_start=844
-  _globals['_GETMODELREQUEST']._serialized_end=875
-  _globals['_LISTMODELSREQUEST']._serialized_start=877
-  _globals['_LISTMODELSREQUEST']._serialized_end=951
-  _globals['_LISTMODELSRESPONSE']._serialized_start=953
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1034
-  _globals['_DELETEMODELREQUEST']._serialized_start=1036
-  _globals['_DELETEMODELREQUEST']._serialized_end=1070
-  _globals['_UPDATEEXPLANATIONDATASETREQUEST']._serialized_start=1073
-  _globals['_UPDATEEXPLANATIONDATASETREQUEST']._serialized_end=1207
-  _globals['_UPDATEEXPLANATIONDATASETRESPONSE']._serialized_start=1210
-  _globals['_UPDATEEXPLANATIONDATASETRESPONSE']._serialized_end=1358
-  _globals['_MODELSERVICE']._serialized_start=1361
-  _globals['_MODELSERVICE']._serialized_end=1899
+  _globals['_UPLOADMODELOPERATIONMETADATA']._serialized_end=902
+  _globals['_UPLOADMODELOPERATIONMETADATA_STAGE']._serialized_start=758
+  _globals['_UPLOADMODELOPERATIONMETADATA_STAGE']._serialized_end=902
+  _globals['_GETMODELREQUEST']._serialized_start=904
+  _globals['_GETMODELREQUEST']._serialized_end=935
+  _globals['_LISTMODELSREQUEST']._serialized_start=937
+  _globals['_LISTMODELSREQUEST']._serialized_end=1011
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1013
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1094
+  _globals['_DELETEMODELREQUEST']._serialized_start=1096
+  _globals['_DELETEMODELREQUEST']._serialized_end=1130
+  _globals['_UPDATEEXPLANATIONDATASETREQUEST']._serialized_start=1133
+  _globals['_UPDATEEXPLANATIONDATASETREQUEST']._serialized_end=1267
+  _globals['_UPDATEEXPLANATIONDATASETRESPONSE']._serialized_start=1270
+  _globals['_UPDATEEXPLANATIONDATASETRESPONSE']._serialized_end=1418
+  _globals['_MODELSERVICE']._serialized_start=1421
+  _globals['_MODELSERVICE']._serialized_end=1959
 # @@protoc_insertion_point(module_scope)

@@ -31,7 +31,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ...) -> None: ...
 
 class UploadModelOperationMetadata(_message.Message):
-    __slots__ = ("create_time", "update_time", "stage", "examples_embedded", "examples_total", "progress_percent", "model", "worker", "build_runner", "base_build")
+    __slots__ = ("create_time", "update_time", "stage", "examples_embedded", "examples_total", "progress_percent", "model", "worker", "build_runner", "base_build", "recall", "warnings")
     class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STAGE_UNSPECIFIED: _ClassVar[UploadModelOperationMetadata.Stage]
@@ -60,6 +60,8 @@ class UploadModelOperationMetadata(_message.Message):
     WORKER_FIELD_NUMBER: _ClassVar[int]
     BUILD_RUNNER_FIELD_NUMBER: _ClassVar[int]
     BASE_BUILD_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     stage: UploadModelOperationMetadata.Stage
@@ -70,7 +72,9 @@ class UploadModelOperationMetadata(_message.Message):
     worker: str
     build_runner: str
     base_build: str
-    def __init__(self, create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage: _Optional[_Union[UploadModelOperationMetadata.Stage, str]] = ..., examples_embedded: _Optional[int] = ..., examples_total: _Optional[int] = ..., progress_percent: _Optional[float] = ..., model: _Optional[str] = ..., worker: _Optional[str] = ..., build_runner: _Optional[str] = ..., base_build: _Optional[str] = ...) -> None: ...
+    recall: _model_pb2.IndexRecall
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage: _Optional[_Union[UploadModelOperationMetadata.Stage, str]] = ..., examples_embedded: _Optional[int] = ..., examples_total: _Optional[int] = ..., progress_percent: _Optional[float] = ..., model: _Optional[str] = ..., worker: _Optional[str] = ..., build_runner: _Optional[str] = ..., base_build: _Optional[str] = ..., recall: _Optional[_Union[_model_pb2.IndexRecall, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
     __slots__ = ("name",)

@@ -102,6 +102,15 @@ class Metrics:
             "explaind_index_mapped_bytes",
             "Full vectors a loaded compressed index reads through a memory map (page cache, not held).",
             ("model", "device"), registry=r)
+        self.index_recall = Gauge(
+            "explaind_index_recall",
+            "Recall@neighborCount of a loaded model's index as configured, measured by its build (or last "
+            "update) on held-out examples against exact search; 1 for an exact index.",
+            ("model", "device"), registry=r)
+        self.index_recall_floor = Gauge(
+            "explaind_index_recall_floor",
+            "The recall floor a loaded model's index is held to (its preset's, or 0.9).",
+            ("model", "device"), registry=r)
         self.filter_violations = Counter(
             "explaind_filter_violations_total",
             "Query rows whose filtered search returned an example the filter excludes (answered again "
@@ -148,7 +157,8 @@ class Metrics:
 
     def forget_model(self, model: str) -> None:
         """Drop a model's per-model gauge series when it is unloaded."""
-        for gauge in (self.index_vectors, self.index_bytes, self.index_mapped_bytes):
+        for gauge in (self.index_vectors, self.index_bytes, self.index_mapped_bytes, self.index_recall,
+                      self.index_recall_floor):
             for labels in _label_sets(gauge):
                 if labels.get("model") == model:
                     try:

@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import InvalidArgument, ResourceExhausted
+from ..index.attributes import AttributesBuilder, ExampleAttributes
 from ..index.restricts import Namespace, parse_restricts
 from ..runtime.instances import Instance, InputSpec, ShapeMismatch, batch_inputs
 from . import readers
@@ -25,20 +26,36 @@ ARTIFACT = "model.artifact_uri"
 
 @dataclasses.dataclass
 class EmbeddedExamples:
+    """The embeddings (in memory, or a memory-mapped file in the build's
+    scratch folder) and each example's id, restricts and tag, held compactly."""
     embeddings: np.ndarray
-    ids: list[str]
-    restricts: list
-    tags: list[str | None]
+    attributes: ExampleAttributes
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.attributes.ids)
+
+    @property
+    def restricts(self) -> list[list[Namespace]]:
+        return self.attributes.restricts()
+
+    @property
+    def tags(self) -> list[str | None]:
+        return self.attributes.tags()
+
+    def __len__(self) -> int:
+        return len(self.attributes)
 
 
 class Embedder(Protocol):
     """Runs the embedding stage of a build. `latent` is the loaded model (None
     for index-only models), `model` the upload's Model (its artifact_uri and
     latent space source, for embedders that load the model elsewhere). A record
-    without an id gets str(first_default_id + its position in the data set)."""
+    without an id gets str(first_default_id + its position in the data set).
+    `matrix_path`: a file for the embeddings (None: memory)."""
 
     def embed(self, paths: list[str], latent, model, total: int, field: str, progress,
-              first_default_id: int = 0) -> EmbeddedExamples: ...
+              first_default_id: int = 0, matrix_path: str | None = None) -> EmbeddedExamples: ...
 
 
 @dataclasses.dataclass
@@ -107,25 +124,24 @@ class LocalEmbedder:
         self.max_examples = max_examples      # --max-examples-per-model; 0: no bound
         self.held = held                      # examples the model keeps beside these (an update's)
 
-    def embed(self, paths, latent, model, total, field, progress, first_default_id=0) -> EmbeddedExamples:
+    def embed(self, paths, latent, model, total, field, progress, first_default_id=0,
+              matrix_path=None) -> EmbeddedExamples:
         input_specs = latent.input_specs if latent is not None else None
         input_names = latent.input_names if latent is not None else None
-        matrix = EmbeddingMatrix(total, field)
-        ids, restricts, tags = [], [], []
+        matrix = EmbeddingMatrix(total, field, matrix_path)
+        examples = AttributesBuilder()
         position = 0
         for batch in readers.iter_batches(readers.iter_records(paths, input_names, field), self.batch_size):
             # the count may have been short
             check_example_count(position + len(batch), self.max_examples, field, self.held)
             prepared = prepare_batch(batch, input_specs, position, field, first_default_id)
             matrix.append(finish_batch(prepared, latent, field))
-            ids += prepared.ids
-            restricts += prepared.restricts
-            tags += prepared.tags
+            examples.add(prepared.ids, prepared.restricts, prepared.tags)
             position += prepared.size
             progress.examples(position, max(total, position))
         if position == 0:
             raise InvalidArgument("the data set has no examples", field=field)
-        return EmbeddedExamples(matrix.result(), ids, restricts, tags)
+        return EmbeddedExamples(matrix.result(), examples.result(field))
 
 
 def _same_shape_groups(records, members: list[int], input_specs, position: int):

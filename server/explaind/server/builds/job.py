@@ -143,6 +143,11 @@ class BuildJob(OperationJob):
             model.index_info.CopyFrom(index.index_info(size))
             record.build_id = self.build_id
             record.search_config = index.config.to_json()
+            with self._record_lock:
+                self.meta.recall.CopyFrom(index.recall_message())
+                self.meta.warnings.extend(index.warnings())
+            for warning in index.warnings():
+                log.warning("build warning: %s", warning, extra={"operation": self.op.operation.name})
         self._patiently(self._sync_record)      # last look: cancelled or taken over while we built?
         self._check()
         if self.base_build:

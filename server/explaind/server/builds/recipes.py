@@ -59,6 +59,13 @@ class BuildOptions:
     # --allowed-uri-prefix, for the processes a build runs in (they install it: runners/outcome.py)
     allowed_uri_prefixes: tuple[str, ...] = ()
     retrain_added_fraction: float = 0.3   # a compressed index's retrain is due past this share of added examples
+    # A local folder for a build's large files (the embeddings, a compressed index's
+    # segment), kept until the index is saved; "" keeps them in memory (runners/outcome.py sets it).
+    scratch_dir: str = ""
+
+    def scratch(self, name: str) -> str | None:
+        """A file of the scratch folder (None without one)."""
+        return os.path.join(self.scratch_dir, name) if self.scratch_dir else None
 
 
 class Recipe:
@@ -162,8 +169,8 @@ class ExamplesRecipe(Recipe):
         if config.dimensions is None:
             config = dataclasses.replace(config, dimensions=int(examples.embeddings.shape[1]))
         with attach_fields(EXAMPLES, {DimensionMismatch: f"{SEARCH_CONFIG}.config.dimensions"}):
-            return ExampleIndex.build(examples.embeddings, examples.ids, examples.restricts, examples.tags, config,
-                                      use_gpu=options.use_gpu)
+            return ExampleIndex.build_from(examples.embeddings, examples.attributes, config, use_gpu=options.use_gpu,
+                                           segment_path=options.scratch("segment.npy"))
 
 
 UPDATE_EXAMPLES = "examples"
@@ -223,14 +230,15 @@ class UpdateRecipe(Recipe):
             base_dir, segments_dir = os.path.join(scratch, "base"), os.path.join(scratch, "segments")
             store.download_build(self.model_id, self.base_build, base_dir)
             saved = IndexMeta.read(base_dir)
-            needs_vectors = saved.kind.compressed and self.retrain   # other kinds keep theirs in the build files
-            if needs_vectors:
+            # A compressed index's vectors: a retrain encodes them again, any update measures the recall
+            # against them (other kinds keep theirs in the build files). A local store links them.
+            if saved.kind.compressed:
                 os.makedirs(segments_dir)
                 for name in saved.segment_names:
                     store.download_segment(self.model_id, name, os.path.join(segments_dir, f"{name}.npy"))
             # Mapped segments stay readable after the scratch folder goes (the files are only unlinked).
             base = ExampleIndex.load(base_dir, use_gpu=False, segments_folder=segments_dir,
-                                     keep_codes=saved.kind.compressed and not needs_vectors)
+                                     keep_codes=saved.kind.compressed and not self.retrain)
         additions = None
         if self.source is not None:
             _metadata_beside_model(model)
@@ -245,7 +253,8 @@ class UpdateRecipe(Recipe):
             self._check_new_ids(base, additions.ids, set(self.remove_ids))
         with attach_fields(self.source.field if self.source else UPDATE_EXAMPLES,
                            {DimensionMismatch: self.source.field if self.source else UPDATE_EXAMPLES}):
-            return base.updated(additions, remove, retrain=self.retrain, use_gpu=False)
+            return base.updated(additions, remove, retrain=self.retrain, use_gpu=False,
+                                segment_path=options.scratch("segment.npy"))
 
     def _removed_positions(self, base: ExampleIndex) -> np.ndarray:
         found = base.positions_of(list(self.remove_ids))
@@ -303,8 +312,9 @@ def read_and_embed(source: DataSource, latent, model: model_pb2.Model, progress:
         progress.stage(Stage.EMBEDDING)
         embedder = options.embedder or LocalEmbedder(options.embed_batch_size, options.max_examples, held)
         with read_budget(options.max_data_bytes, source.field):
-            examples = embedder.embed(local_paths, latent, model, total, source.field, progress, first_default_id)
-        check_example_count(len(examples.ids), options.max_examples, source.field, held)
+            examples = embedder.embed(local_paths, latent, model, total, source.field, progress, first_default_id,
+                                      matrix_path=options.scratch("embeddings.npy"))
+        check_example_count(len(examples), options.max_examples, source.field, held)
     return examples
 
 

@@ -1,20 +1,17 @@
 """FAISS index construction and placement (CPU, or GPU when asked and able).
 
 treeAhConfig builds IVF with 4-bit product-quantizer codes (FAISS fast-scan,
-`IVF{nlist},PQ{d}x4fs`: one dimension a code, encoded as is, not as the residual
-to its list's centroid, so a query's lookup table serves every list it probes):
-the lists hold d/2 bytes a vector, and the approximateNeighborsCount best
-candidates are re-ranked exactly against the full vectors, which stay in
-memory-mapped files (index/vectors.py). Many queries are searched in order of
-their nearest list (`search_by_list`). Indexes saved with other code shapes
-(format 2 before: d/2 sub-vectors, residuals) load, search and update with
-the shape they were saved with. The codes
-are built, saved and updated as a plain IndexIVFPQ (4 bits) and searched as its
-fast-scan copy (`fast_scan`): FAISS 1.15's fast-scan lists lose entries added
-after a remove_ids, the plain lists do not, and the conversion only repacks. L1 has
-no product quantizer in FAISS: its codes are trained for L2, whose
-candidates the exact L1 re-rank then orders. Format 1 indexes (IVF-Flat,
-full vectors in the lists) still load and search as before.
+`IVF{nlist},PQ{m}x4fs`, built by codes.py in a shape the build measures:
+code_space.py): the approximateNeighborsCount best candidates by code are
+re-ranked exactly against the full vectors, which stay in memory-mapped files
+(index/vectors.py). Many queries are searched in order of their nearest list
+(`search_by_list`). Indexes saved with other code shapes (format 2 before:
+d/2 sub-vectors, residuals) load, search and update with the shape they were
+saved with. The codes are built, saved and updated as a plain IndexIVFPQ (4
+bits) and searched as its fast-scan copy (`fast_scan`): FAISS 1.15's
+fast-scan lists lose entries added after a remove_ids, the plain lists do
+not, and the conversion only repacks. Format 1 indexes (IVF-Flat, full
+vectors in the lists) still load and search as before.
 
 The CPU index is always kept: it is what gets saved, and it answers what a
 GPU index cannot (L1, k or nprobe above the GPU limit of 2048, and filters a
@@ -34,7 +31,9 @@ import threading
 import faiss
 import numpy as np
 
-from explaind.server.index.config import MIN_POINTS_PER_LIST, IndexPlan, SearchConfig
+from explaind.server.index.code_space import CodeShape
+from explaind.server.index.codes import COARSE_ITERATIONS, codes_index, train_codes, train_coarse, training_rows
+from explaind.server.index.config import IndexPlan, SearchConfig
 from explaind.server.index.distances import faiss_metric
 from explaind.server.index.gpu_codes import gpu_codes_index
 
@@ -42,10 +41,6 @@ log = logging.getLogger(__name__)
 
 # FAISS GPU k-selection handles k (and nprobe) up to 2048.
 GPU_MAX_K = 2048
-# k-means samples at most this many points per list (FAISS's own default cap),
-# drawn here with a fixed seed so builds are reproducible.
-TRAIN_POINTS_PER_LIST = 256
-TRAIN_SEED = 1234
 
 
 # --index-threads (0: OpenMP's default). OpenMP keeps its thread count per
@@ -102,15 +97,6 @@ def gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-# Training samples at most this many points in all: k-means costs
-# points x nlist x d per iteration, and past a million points the centroids
-# barely move (each list still gets >= 39 points up to nlist = 26k).
-TRAIN_MAX_POINTS = 1 << 20
-# k-means iterations of the coarse centroids (FAISS's IVF default is 10): on
-# bench/bench_ann.py's data (one list probed) 15 raise recall@10 from 0.950 to
-# 0.956 at 22 re-ranked candidates, and from 0.979 to 0.986 when every candidate
-# of the list is re-ranked; 20 add 0.001. Costs 1.5x the coarse training.
-COARSE_ITERATIONS = 15
 ADD_ROWS = 1 << 16                  # vectors encoded per add() call: bounds the prepared copy
 FAST_SCAN_IMPLEMENTATION = 11
 # Vectors per fast-scan block: 64 scanned 3-5% faster than FAISS's default 32 on
@@ -123,9 +109,11 @@ FAST_SCAN_BATCH = 256
 
 def build_cpu_index(vectors: np.ndarray, config: SearchConfig, plan: IndexPlan,
                     prepare=None) -> faiss.Index:
-    """`vectors` (n, d) may be memory-mapped; `prepare(block)` turns rows into
-    what the index compares (normalized where the measure asks). IVF indexes
-    hold ids = positions."""
+    """The plan's index over `vectors` in position order: flat, IVF-Flat, or
+    4-bit codes of the vectors' own dimensions (a treeAh build writes its codes
+    in list order, in the shape it measures: compressed.py). `vectors` (n, d)
+    may be memory-mapped; `prepare(block)` turns rows into what the index
+    compares (normalized where the measure asks). IVF indexes hold ids = positions."""
     n, d = vectors.shape
     prepare = prepare or (lambda block: np.ascontiguousarray(block, dtype=np.float32))
     metric = faiss_metric(config)
@@ -133,10 +121,15 @@ def build_cpu_index(vectors: np.ndarray, config: SearchConfig, plan: IndexPlan,
         index = faiss.IndexFlat(d, metric)
         index.add(prepare(vectors))
         return index
-    index = empty_ivf_index(d, config, plan)
-    cap = min(n, max(plan.nlist * MIN_POINTS_PER_LIST, min(plan.nlist * TRAIN_POINTS_PER_LIST, TRAIN_MAX_POINTS)))
-    rows = np.sort(np.random.default_rng(TRAIN_SEED).choice(n, cap, replace=False)) if n > cap else slice(None)
-    index.train(prepare(vectors[rows]))
+    rows = training_rows(n, plan.nlist)
+    sample = prepare(vectors[rows if rows is not None else slice(None)])
+    if plan.pq_m:
+        index = codes_index(train_coarse(sample, plan.nlist, config), CodeShape(d, max(1, d // plan.pq_m)), config,
+                            plan.nprobe)
+        train_codes(index, sample)
+    else:
+        index = empty_ivf_index(d, config, plan)
+        index.train(sample)
     add_rows(index, vectors, 0, prepare)
     return index
 
@@ -151,14 +144,10 @@ def flat_storage(cpu_index: faiss.Index) -> np.ndarray | None:
 
 
 def empty_ivf_index(d: int, config: SearchConfig, plan: IndexPlan) -> faiss.Index:
+    """An untrained IVF-Flat index (format 1's kind, and tests')."""
     metric = faiss_metric(config)
-    code_metric = faiss.METRIC_L2 if metric == faiss.METRIC_L1 else metric
-    quantizer = faiss.IndexFlat(d, code_metric)
-    if plan.pq_m:
-        index = faiss.IndexIVFPQ(quantizer, d, plan.nlist, plan.pq_m, 4, code_metric)
-        index.by_residual = False
-    else:
-        index = faiss.IndexIVFFlat(quantizer, d, plan.nlist, metric)
+    quantizer = faiss.IndexFlat(d, faiss.METRIC_L2 if metric == faiss.METRIC_L1 else metric)
+    index = faiss.IndexIVFFlat(quantizer, d, plan.nlist, metric)
     quantizer.this.disown()  # the IVF index owns and frees its quantizer
     index.own_fields = True
     index.cp.niter = COARSE_ITERATIONS

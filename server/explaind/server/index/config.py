@@ -27,19 +27,17 @@ EXACT_BELOW = 5000
 # centroids (and a warning), so nlist is capped at N // 39.
 MIN_POINTS_PER_LIST = 39
 
-# Presets (Vertex's `presets {query, modality}`), chosen by measuring recall@10
-# against brute force on Gaussian mixtures (30k-40k points, 32-64 dims; see
-# tests/unit/test_index_recall.py and test_index_updates.py): PRECISE probes
-# 30% of the lists and re-ranks 400 candidates exactly (recall >= 0.99 unless
-# clusters overlap heavily), FAST 5% and 128 candidates (>= 0.90, 6x fewer
-# probes). The candidate counts are what 4-bit codes of 2 dimensions each (the
-# earlier code shape; about the GPU twin's 8-bit codes of 4) need on that
-# (deliberately overlapping) data: for FAST 100 gave 0.91 (cosine, 32
-# dimensions); for PRECISE 200 gave 0.97 (16 dimensions) and 400 0.999. Codes
-# of one dimension each clear the floors with room (FAST 0.98-0.995 where 2
-# dimensions gave 0.977-0.984, same test).
-# Unstructured data (one isotropic Gaussian) defeats any IVF setting; real
-# latent spaces are clustered.
+# Presets (Vertex's `presets {query, modality}`). A preset's leaves searched
+# and candidates are open: a treeAh build picks them, with the codes' shape, to
+# reach the preset's floor on the uploaded data (tuning.py, PRESET_FLOORS). The
+# values below are what a build starts from and what an index uses where it
+# cannot measure (a GPU twin re-ranks at least this many: gpu_codes.py's
+# 8-bit codes of 4 dimensions are coarser than the CPU's). They were chosen on
+# deliberately overlapping Gaussian mixtures (30k-40k points, 32-64 dims;
+# tests/unit/test_index_recall.py) with 4-bit codes of 2 dimensions each:
+# PRECISE probes 30% of the lists and re-ranks 400 candidates (recall >= 0.99),
+# FAST 5% and 128 (>= 0.90). Unstructured data (one isotropic Gaussian) needs
+# far more of the lists: the build measures it.
 PRESETS = {
     "PRECISE": {"leaf_node_embedding_count": 500, "leaf_nodes_to_search_percent": 30.0,
                 "approximate_neighbors_count": 400},
@@ -47,8 +45,18 @@ PRESETS = {
              "approximate_neighbors_count": 128},
 }
 # treeAh without approximateNeighborsCount re-ranks this many candidates per
-# neighbor asked (200 for the default 10 neighbors, as PRECISE).
+# neighbor asked (200 for the default 10 neighbors, as PRECISE) until the build
+# has measured what the data needs (tuning.py).
 DEFAULT_CANDIDATES_PER_NEIGHBOR = 20
+# Recall@neighborCount a build measures its index against (recall.py): below the
+# floor the operation warns. A preset's open settings are tuned to reach its
+# floor; a full config's to CONFIG_TARGET, what its default of 20 candidates per
+# neighbor gave on clustered data, warned below CONFIG_FLOOR.
+PRESET_FLOORS = {"PRECISE": 0.99, "FAST": 0.90}
+CONFIG_FLOOR = 0.9
+CONFIG_TARGET = 0.99
+# Settings a config may leave to the build (SearchConfig.open_settings).
+LEAVES, CANDIDATES = "leaves", "candidates"
 _UNSPECIFIED = ("", None, "QUERY_UNSPECIFIED", "MODALITY_UNSPECIFIED")
 
 
@@ -62,6 +70,21 @@ class SearchConfig:
     leaf_nodes_to_search_percent: float = 10.0
     approximate_neighbors_count: int = 0
     neighbor_count: int = DEFAULT_NEIGHBOR_COUNT
+    preset: str = ""            # PRECISE or FAST when the model asked a preset
+    # What the request left to the build (LEAVES, CANDIDATES): a treeAh build
+    # measures its data and picks them, with the codes' shape (tuning.py). A
+    # config made in code leaves nothing open: its values are used as given.
+    open_settings: frozenset = frozenset()
+
+    @property
+    def recall_floor(self) -> float:
+        """Below this measured recall the build warns."""
+        return PRESET_FLOORS.get(self.preset, CONFIG_FLOOR)
+
+    @property
+    def recall_target(self) -> float:
+        """What the build tunes open settings to reach."""
+        return PRESET_FLOORS.get(self.preset, CONFIG_TARGET)
 
     def to_json(self) -> dict:
         return {
@@ -73,6 +96,8 @@ class SearchConfig:
             "leafNodesToSearchPercent": self.leaf_nodes_to_search_percent,
             "approximateNeighborsCount": self.approximate_neighbors_count,
             "neighborCount": self.neighbor_count,
+            "preset": self.preset,
+            "openSettings": sorted(self.open_settings),
         }
 
     @classmethod
@@ -86,6 +111,8 @@ class SearchConfig:
             leaf_nodes_to_search_percent=float(d["leafNodesToSearchPercent"]),
             approximate_neighbors_count=int(d["approximateNeighborsCount"]),
             neighbor_count=int(d["neighborCount"]),
+            preset=str(d.get("preset") or ""),
+            open_settings=frozenset(str(s) for s in d.get("openSettings") or ()),
         )
 
 
@@ -94,11 +121,14 @@ class IndexPlan:
     """What FAISS index a config gives for N examples. nlist == 0: exact flat.
     pq_m > 0: the lists hold 4-bit product-quantizer codes of pq_m
     sub-vectors (FAISS fast-scan), re-ranked exactly against the full vectors;
-    pq_m == 0 with lists: IVF-Flat (only indexes saved by format 1)."""
+    pq_m == 0 with lists: IVF-Flat (only indexes saved by format 1).
+    code_dims > 0: the codes (and the lists) are of the vectors' first
+    code_dims principal components (code_space.py), not of the vectors."""
 
     nlist: int
     nprobe: int
     pq_m: int = 0
+    code_dims: int = 0
 
     @property
     def exact(self) -> bool:
@@ -113,17 +143,17 @@ class IndexPlan:
     @property
     def index_type(self) -> str:
         """The Model's index_type."""
-        return self.kind.faiss_description(self.nlist, self.pq_m)
+        return self.kind.faiss_description(self.nlist, self.pq_m, self.code_dims)
 
 
 def pq_subvectors(dimensions: int) -> int:
-    """Sub-vectors of the 4-bit codes: one a dimension (d/2 bytes a vector, 8x
-    smaller than float32). Measured against 2 dimensions a code (d/4 bytes, what
-    ScaNN's asymmetric hashing uses by default) on bench/bench_ann.py's data: the
-    codes' order is so much closer to the exact one that 22 re-ranked candidates
-    reach recall@10 0.95 where 2-dimension codes need 70-80, and the re-rank's
-    random reads of full vectors cost more than scanning the extra code bytes
-    (1.4x the queries/s at that recall, for 32 more bytes an example)."""
+    """Sub-vectors of the 4-bit codes of a config whose settings are all given:
+    one a dimension (d/2 bytes a vector, 8x smaller than float32), the most
+    faithful shape. Measured against 2 dimensions a code (d/4 bytes, what
+    ScaNN's asymmetric hashing uses by default) on bench/bench_ann.py's mixture:
+    22 re-ranked candidates reach recall@10 0.95 where 2-dimension codes need
+    70-80. Where settings are open the build measures other shapes too
+    (tuning.py)."""
     return dimensions
 
 
@@ -137,6 +167,14 @@ def plan_index(config: SearchConfig, n: int) -> IndexPlan:
         return IndexPlan(0, 0)
     nprobe = min(nlist, max(1, math.ceil(nlist * config.leaf_nodes_to_search_percent / 100.0 - 1e-9)))
     return IndexPlan(nlist, nprobe, pq_subvectors(config.dimensions or 0))
+
+
+def untuned_candidates(config: SearchConfig) -> int:
+    """approximateNeighborsCount before a build tuned it: the preset's, the
+    config's own, or 0 (20 per neighbor)."""
+    if CANDIDATES not in config.open_settings:
+        return config.approximate_neighbors_count
+    return PRESETS[config.preset]["approximate_neighbors_count"] if config.preset in PRESETS else 0
 
 
 def rerank_count(config: SearchConfig, k: int) -> int:
@@ -189,7 +227,7 @@ def _algorithm(value: Any, field: str) -> dict:
     """algorithmConfig -> SearchConfig keyword arguments. Absent: treeAh defaults
     (Vertex's default algorithm)."""
     if value is None:
-        return {"algorithm": "tree_ah"}
+        return {"algorithm": "tree_ah", "leaf_nodes_to_search_percent": 10.0, "open_settings": frozenset({LEAVES})}
     algo = _object(value, field)
     chosen = [k for k in ("treeAhConfig", "bruteForceConfig") if k in algo]
     unknown = [k for k in algo if k not in ("treeAhConfig", "bruteForceConfig")]
@@ -218,9 +256,10 @@ def _algorithm(value: Any, field: str) -> dict:
         out["leaf_nodes_to_search_percent"] = 100.0 * _number(
             fraction, f"{tree_field}.fractionLeafNodesToSearch", 0, 1)
     else:
-        # Only the newer field has a documented default (0.05); the older
-        # percent field defaults to 10 (docs/semantics.md).
+        # Neither given: the build picks the leaves searched (tuning.py); 10%
+        # (the older percent field's default, docs/semantics.md) until it has.
         out["leaf_nodes_to_search_percent"] = 10.0
+        out["open_settings"] = frozenset({LEAVES})
     return out
 
 
@@ -241,6 +280,10 @@ def search_config_from_json(value: dict, neighbor_count: int, field: str) -> Sea
     dims = _int(cfg["dimensions"], f"{cfg_field}.dimensions", 1)
     ann = cfg.get("approximateNeighborsCount")
     ann = 0 if ann is None else _int(ann, f"{cfg_field}.approximateNeighborsCount", 0)
+    algorithm = _algorithm(cfg.get("algorithmConfig"), f"{cfg_field}.algorithmConfig")
+    open_settings = set(algorithm.pop("open_settings", ()))
+    if ann == 0:
+        open_settings.add(CANDIDATES)
     return SearchConfig(
         dimensions=dims,
         distance=_enum(cfg.get("distanceMeasureType"), f"{cfg_field}.distanceMeasureType",
@@ -248,7 +291,8 @@ def search_config_from_json(value: dict, neighbor_count: int, field: str) -> Sea
         feature_norm=_enum(cfg.get("featureNormType"), f"{cfg_field}.featureNormType", NORMS, DEFAULT_NORM),
         approximate_neighbors_count=ann,
         neighbor_count=int(neighbor_count),
-        **_algorithm(cfg.get("algorithmConfig"), f"{cfg_field}.algorithmConfig"),
+        open_settings=frozenset(open_settings) if algorithm["algorithm"] == "tree_ah" else frozenset(),
+        **algorithm,
     )
 
 
@@ -269,7 +313,8 @@ def search_config_from_presets(query: str, modality: str, neighbor_count: int,
         raise InvalidArgument(f"unknown preset modality {modality!r}; expected IMAGE, TEXT or TABULAR",
                               field=f"{field}.modality")
     return SearchConfig(dimensions=None, distance=distance, feature_norm="NONE", algorithm="tree_ah",
-                        neighbor_count=neighbor_count, **PRESETS[query])
+                        neighbor_count=neighbor_count, preset=query, open_settings=frozenset({LEAVES, CANDIDATES}),
+                        **PRESETS[query])
 
 
 def with_dimensions(config: SearchConfig, dimensions: int) -> SearchConfig:

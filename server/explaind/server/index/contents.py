@@ -13,10 +13,11 @@ import functools
 import faiss
 import numpy as np
 
+from explaind.server.index.code_space import CodeSpace
 from explaind.server.index.config import SearchConfig
 from explaind.server.index.ids import ExampleIds
 from explaind.server.index.kinds import IndexKind
-from explaind.server.index.meta import Lineage
+from explaind.server.index.meta import Lineage, RecallReport, Tuning
 from explaind.server.index.postings import RestrictPostings
 from explaind.server.index.vectors import SCAN_ROWS, MappedVectors, Vectors
 
@@ -38,6 +39,12 @@ class IndexContents:
     live: np.ndarray | None = None       # False for removed positions; None: none removed
     segment_names: tuple[str | None, ...] = ()   # a compressed index's segments; None: not saved yet
     last_update: tuple[int, int] = (0, 0)        # (added, removed) by the update that made this index
+    code_space: CodeSpace = dataclasses.field(default_factory=CodeSpace)   # what the codes are of
+    recall: RecallReport | None = None           # measured by the build or update that made it
+    tuning: Tuning | None = None                 # settings that build picked where the config left them open
+    # The fast-scan copy of a compressed kind's codes where its build made one (to
+    # measure recall); ExampleIndex searches it instead of making another, then drops it here.
+    search_index: faiss.Index | None = None
 
     @property
     def size(self) -> int:
@@ -77,11 +84,11 @@ class IndexContents:
         found = np.flatnonzero(self.live[:1 << 20])
         return int(found[0]) if found.size else (int(np.flatnonzero(self.live)[0]) if self.live_count else -1)
 
-    def live_blocks(self):
-        """(positions, prepared vectors) of every live example, in blocks."""
-        for s in range(0, self.size, SCAN_ROWS):
-            positions = np.arange(s, min(s + SCAN_ROWS, self.size))
+    def code_blocks(self):
+        """(positions, the codes' input: prepared vectors in the code space) of every live example, in blocks."""
+        for positions, block in self.vectors.prepared_blocks(SCAN_ROWS):
             if self.live is not None:
-                positions = positions[self.live[s:s + SCAN_ROWS]]
+                keep = self.live[positions]
+                positions, block = positions[keep], block[keep]
             if positions.size:
-                yield positions, self.vectors.prepared(positions)
+                yield positions, self.code_space.apply(block)

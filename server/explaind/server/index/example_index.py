@@ -21,9 +21,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from explaind.server.index import persistence, updates
-from explaind.server.index.assembly import build_contents
+from explaind.server.index.assembly import build_contents, contents_of
+from explaind.server.index.attributes import ExampleAttributes
 from explaind.server.index.backend import Placement, fast_scan, flat_storage
-from explaind.server.index.config import IndexPlan, SearchConfig
+from explaind.server.index.config import CANDIDATES, IndexPlan, SearchConfig, rerank_count, untuned_candidates
 from explaind.server.index.contents import IndexContents
 from explaind.server.index.faiss_search import SearchContext
 from explaind.server.index.ids import ExampleIds
@@ -35,7 +36,7 @@ from explaind.server.index.search_params import DEFAULT, SearchParams
 from explaind.server.index.updates import Additions
 from explaind.server.index.vectors import HeldVectors
 
-__all__ = ["Additions", "ExampleIndex", "IndexInfo", "Lineage", "Neighbor", "SearchParams"]
+__all__ = ["Additions", "ExampleAttributes", "ExampleIndex", "IndexInfo", "Lineage", "Neighbor", "SearchParams"]
 
 
 class ExampleIndex:
@@ -45,24 +46,37 @@ class ExampleIndex:
         it drops them."""
         search_index = contents.faiss_index
         if contents.kind.compressed:
-            search_index = fast_scan(contents.faiss_index)
-            if not keep_codes:
-                contents = dataclasses.replace(contents, faiss_index=None)
+            # the fast-scan copy its build measured with, else a new one
+            search_index = contents.search_index if contents.search_index is not None \
+                else fast_scan(contents.faiss_index)
+            contents = dataclasses.replace(contents, search_index=None,
+                                           faiss_index=contents.faiss_index if keep_codes else None)
         self.contents = contents
+        space = contents.code_space
         probe = contents.first_live_position()
         self._placement = Placement(
             search_index, contents.config, use_gpu,
-            probe_vector=contents.vectors.prepared(np.array([probe]))[0] if probe >= 0 else None,
+            probe_vector=space.apply(contents.vectors.prepared(np.array([probe])))[0] if probe >= 0 else None,
             probe_id=max(probe, 0),
-            vector_blocks=contents.live_blocks if contents.kind.compressed and probe >= 0 else None)
+            vector_blocks=contents.code_blocks if contents.kind.compressed and probe >= 0 else None)
         nlist = int(getattr(search_index, "nlist", 0))
         nprobe = int(getattr(search_index, "nprobe", 0)) if nlist else 0
-        self._context = SearchContext(self._placement, contents.vectors, contents.config, nlist, nprobe,
-                                      live_count=contents.live_count, compressed=contents.kind.compressed)
+        config = contents.config
+        if self._placement.device == "gpu" and contents.kind.compressed and CANDIDATES in config.open_settings:
+            # candidates were tuned for the CPU's codes; the GPU twin's are coarser (gpu_codes.py)
+            config = dataclasses.replace(config, approximate_neighbors_count=max(
+                rerank_count(config, config.neighbor_count), rerank_count(dataclasses.replace(
+                    config, approximate_neighbors_count=untuned_candidates(config)), config.neighbor_count)))
+        self._context = SearchContext(self._placement, contents.vectors, config, nlist, nprobe,
+                                      live_count=contents.live_count, compressed=contents.kind.compressed,
+                                      space=space)
         pq_m = int(search_index.pq.M) if contents.kind.compressed else 0
-        self.info = IndexInfo(index_type=contents.kind.faiss_description(nlist, pq_m), nlist=nlist, nprobe=nprobe,
-                              device=self._placement.device, index_bytes=self._index_bytes(nlist, pq_m),
-                              metric=contents.config.distance, mapped_bytes=contents.vectors.mapped_bytes)
+        code_dims = space.dims(contents.dimensions) if space.rotated else 0
+        self.info = IndexInfo(index_type=contents.kind.faiss_description(nlist, pq_m, code_dims), nlist=nlist,
+                              nprobe=nprobe, device=self._placement.device,
+                              index_bytes=self._index_bytes(nlist, pq_m, space.dims(contents.dimensions)),
+                              metric=contents.config.distance, mapped_bytes=contents.vectors.mapped_bytes,
+                              recall=contents.recall, tuning=contents.tuning)
 
     # ------------------------------------------------------------- what it is
 
@@ -120,15 +134,16 @@ class ExampleIndex:
         live = 0 if c.live is None else c.live.nbytes
         return c.ids.nbytes + c.postings.nbytes + c.tag_codes.nbytes + live
 
-    def _index_bytes(self, nlist: int, pq_m: int) -> int:
+    def _index_bytes(self, nlist: int, pq_m: int, code_dims: int) -> int:
         """Host memory held: FAISS's part (float32 vectors or 4-bit codes, the IVF
         ids and centroids), each copy of the vectors held beside it, and the
         examples' ids, restricts and tags. Memory-mapped vectors are not held."""
         c = self.contents
         n, d = c.live_count, c.dimensions
-        lists = nlist * d * 4 + (n * 8 if nlist else 0)
-        if c.kind.compressed:       # 4-bit codes, and 16 centroids a sub-vector
-            faiss_part = lists + n * ((pq_m + 1) // 2) + 16 * d * 4
+        lists = nlist * code_dims * 4 + (n * 8 if nlist else 0)
+        if c.kind.compressed:       # 4-bit codes, 16 centroids a sub-vector, the codes' rotation
+            rotation = c.code_space.rotation.nbytes if c.code_space.rotated else 0
+            faiss_part = lists + n * ((pq_m + 1) // 2) + 16 * code_dims * 4 + rotation
         else:
             faiss_part = lists + c.size * d * 4
         held = 0
@@ -144,14 +159,28 @@ class ExampleIndex:
     @classmethod
     def build(cls, embeddings: np.ndarray, ids: list[str], restricts: list[list[Namespace]] | None,
               crowding_tags: list[str | None] | None, config: SearchConfig,
-              use_gpu: bool | None = None, plan: IndexPlan | None = None) -> "ExampleIndex":
-        """`embeddings` (n, d) float32 may be memory-mapped (a retrain): it is read in blocks."""
-        return cls(build_contents(embeddings, ids, restricts, crowding_tags, config, plan), use_gpu)
+              use_gpu: bool | None = None, plan: IndexPlan | None = None,
+              segment_path: str | None = None) -> "ExampleIndex":
+        """`embeddings` (n, d) float32 may be memory-mapped: it is read in
+        blocks. A compressed index writes its vector segment into
+        `segment_path` (None: keeps it in memory until saved). Where the
+        config leaves settings open the build measures and picks them; it
+        measures the recall of every compressed index (`info.recall`)."""
+        return cls(build_contents(embeddings, ids, restricts, crowding_tags, config, plan, segment_path), use_gpu)
+
+    @classmethod
+    def build_from(cls, embeddings: np.ndarray, examples: ExampleAttributes, config: SearchConfig,
+                   use_gpu: bool | None = None, segment_path: str | None = None) -> "ExampleIndex":
+        """build(), the examples' ids, restricts and tags gathered already
+        (attributes.AttributesBuilder: a large build holds no list of them)."""
+        return cls(contents_of(embeddings, examples, config, segment_path=segment_path), use_gpu)
 
     def updated(self, additions: Additions | None, remove: np.ndarray, retrain: bool = False,
-                use_gpu: bool | None = False) -> "ExampleIndex":
-        """A new index: these examples less the positions `remove`, plus `additions` (updates.py)."""
-        return ExampleIndex(updates.updated(self.contents, additions, remove, retrain), use_gpu)
+                use_gpu: bool | None = False, segment_path: str | None = None) -> "ExampleIndex":
+        """A new index: these examples less the positions `remove`, plus
+        `additions` (updates.py), its recall measured again; a compressed
+        index's new segment is written into `segment_path` (None: memory)."""
+        return ExampleIndex(updates.updated(self.contents, additions, remove, retrain, segment_path), use_gpu)
 
     def positions_of(self, ids: list[str]) -> dict[str, int]:
         """id -> position of the live examples among `ids`."""
@@ -197,6 +226,6 @@ class ExampleIndex:
     def load(cls, folder: str, use_gpu: bool | None = None, segments_folder: str | None = None,
              keep_codes: bool = False) -> "ExampleIndex":
         """`keep_codes`: a compressed index keeps its plain codes, to append to
-        and save (an update that only appends), and its vector segments are not
-        opened; otherwise it is loaded for searching."""
+        and save (an update that only appends), and opens its vector segments
+        only where they are; otherwise it is loaded for searching."""
         return cls(persistence.load(folder, segments_folder, keep_codes), use_gpu, keep_codes=keep_codes)

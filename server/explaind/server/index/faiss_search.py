@@ -14,6 +14,7 @@ import numpy as np
 
 from explaind.server.index import distances
 from explaind.server.index.backend import Placement
+from explaind.server.index.code_space import CodeSpace
 from explaind.server.index.config import SearchConfig, rerank_count
 from explaind.server.index.vectors import HeldVectors, Vectors
 
@@ -30,6 +31,7 @@ class SearchContext:
     nprobe: int
     live_count: int              # examples not removed
     compressed: bool = False     # FAISS returns approximate distances: re-rank
+    space: CodeSpace = dataclasses.field(default_factory=CodeSpace)   # what FAISS's vectors are (code_space.py)
 
     @property
     def size(self) -> int:
@@ -52,7 +54,7 @@ class FaissSearch:
         compressed ones. `faiss_params` (a selector's) carry their own nprobe."""
         k = min(k, self.context.size)
         params = faiss_params if faiss_params is not None else self._probe_params()
-        scores, pos = self.context.placement.search(q, k, params=params)
+        scores, pos = self.context.placement.search(self.context.space.apply(q), k, params=params)
         dist = distances.from_faiss(scores, self.context.config).astype(np.float32, copy=False)
         dist[pos < 0] = np.inf
         return dist, pos

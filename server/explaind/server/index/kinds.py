@@ -26,7 +26,10 @@ class IndexKind(str, enum.Enum):
         (which an update appends to instead of rebuilding)."""
         return self is IndexKind.IVF_PQ
 
-    def faiss_description(self, nlist: int, pq_m: int) -> str:
+    def faiss_description(self, nlist: int, pq_m: int, code_dims: int = 0) -> str:
+        """In FAISS's factory order; code_dims: codes of that many principal components."""
         if self is IndexKind.FLAT:
             return "Flat"
-        return f"IVF{nlist},PQ{pq_m}x4fs" if self is IndexKind.IVF_PQ else f"IVF{nlist},Flat"
+        if self is IndexKind.IVF_FLAT:
+            return f"IVF{nlist},Flat"
+        return f"{f'PCA{code_dims},' if code_dims else ''}IVF{nlist},PQ{pq_m}x4fs"

@@ -21,6 +21,73 @@ READABLE_FORMATS = (1, 2)
 
 
 @dataclasses.dataclass(frozen=True)
+class Alternative:
+    """A setting the model could raise, and the recall it measured with it."""
+    setting: str            # the search config's name: approximateNeighborsCount, leafNodesToSearchPercent
+    now: float
+    value: float
+    recall: float
+
+    def describe(self) -> str:
+        return f"{self.setting} {self.now:g} -> {self.value:g} gives {self.recall:.3f}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RecallReport:
+    """Recall@neighbor_count of an index as configured, measured on `queries`
+    held-out examples against exact search (recall.py), and the floor it is
+    held to; below it, the alternatives measured."""
+    recall: float
+    neighbor_count: int
+    queries: int            # 0: an exact index, not measured (recall 1 by construction)
+    floor: float
+    alternatives: tuple[Alternative, ...] = ()
+    floor_of: str = "a treeAhConfig"    # whose floor: "the PRECISE preset", ...
+
+    @property
+    def below_floor(self) -> bool:
+        return self.recall < self.floor
+
+    def warning(self) -> str | None:
+        """The operation's warning, when below the floor."""
+        if not self.below_floor:
+            return None
+        text = (f"recall@{self.neighbor_count} is {self.recall:.3f} (measured on {self.queries} held-out examples "
+                f"against exact search), below the {self.floor:g} floor of {self.floor_of}")
+        if self.alternatives:
+            text += "; raise " + "; ".join(a.describe() for a in self.alternatives)
+        return text
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RecallReport":
+        return cls(recall=float(d["recall"]), neighbor_count=int(d["neighbor_count"]), queries=int(d["queries"]),
+                   floor=float(d["floor"]), floor_of=str(d.get("floor_of") or ""),
+                   alternatives=tuple(Alternative(str(a["setting"]), float(a["now"]), float(a["value"]),
+                                                  float(a["recall"])) for a in d.get("alternatives") or ()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """What a build picked where the config left settings open (tuning.py), and why."""
+    leaves: int             # lists searched (nprobe)
+    candidates: int         # re-ranked for the model's neighborCount
+    code_shape: str         # CodeShape.describe()
+    target: float           # the recall it aimed at
+    reason: str             # what was measured
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Tuning":
+        return cls(leaves=int(d["leaves"]), candidates=int(d["candidates"]), code_shape=str(d["code_shape"]),
+                   target=float(d["target"]), reason=str(d["reason"]))
+
+
+@dataclasses.dataclass(frozen=True)
 class IndexInfo:
     """What was built and where it lives; saved in meta.json and shown in the Model."""
     index_type: str         # the Model's name for it: IndexKind.faiss_description
@@ -30,6 +97,8 @@ class IndexInfo:
     index_bytes: int        # host memory the loaded index holds
     metric: str
     mapped_bytes: int = 0   # full vectors read through a memory map (page cache, not held)
+    recall: RecallReport | None = None      # measured by the build (or update) that made it
+    tuning: Tuning | None = None            # what that build picked, where the config left it open
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -39,7 +108,9 @@ class IndexInfo:
         return cls(index_type=str(d.get("index_type", "")), nlist=int(d.get("nlist") or 0),
                    nprobe=int(d.get("nprobe") or 0), device=str(d.get("device", "cpu")),
                    index_bytes=int(d.get("index_bytes") or 0), metric=str(d.get("metric", "")),
-                   mapped_bytes=int(d.get("mapped_bytes") or 0))
+                   mapped_bytes=int(d.get("mapped_bytes") or 0),
+                   recall=RecallReport.from_json(d["recall"]) if d.get("recall") else None,
+                   tuning=Tuning.from_json(d["tuning"]) if d.get("tuning") else None)
 
 
 @dataclasses.dataclass(frozen=True)

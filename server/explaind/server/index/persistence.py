@@ -1,8 +1,10 @@
 """An index's contents to and from plain files in a local folder (no pickle):
 index.faiss, meta.json (meta.py), ids, restricts, crowding tags, the live mask,
 and the full vectors where the kind keeps them outside FAISS. A compressed
-index's vectors live in segment files (`{name}.npy`) beside the build's files
-or in a folder its builds share.
+index's vectors live in segment files (`{name}.npy`, segments.py) beside the
+build's files or in a folder its builds share; the build's files hold each
+position's row in its segment (segments are in list order) and the rotation
+its codes are of, if any (code_space.py).
 
 Format 1 folders (Flat or IVF-Flat, ids.json, embeddings.npy) still load;
 an update rebuilds them, and they are saved in format 2."""
@@ -14,8 +16,9 @@ import os
 import faiss
 import numpy as np
 
-from explaind.server.index import distances
+from explaind.server.index import distances, segments
 from explaind.server.index.backend import flat_storage
+from explaind.server.index.code_space import CodeSpace
 from explaind.server.index.config import SearchConfig
 from explaind.server.index.contents import IndexContents
 from explaind.server.index.ids import ExampleIds
@@ -27,6 +30,8 @@ from explaind.server.index.vectors import HeldVectors, MappedVectors, Vectors, s
 _FAISS_FILE = "index.faiss"
 _EMBEDDINGS = "embeddings.npy"      # a held index's originals, when FAISS does not hold them
 _NORMS = "norms.npy"                # a compressed index's row norms (normalizing measures)
+_SEGMENT_ROWS = "segment_rows.npy"  # ... each position's row in its segment (in list order)
+_ROTATION = "rotation.npy"          # ... the principal components its codes are of
 _LIVE = "live.npy"
 _TAG_CODES = "crowding_codes.npy"
 _TAG_VOCAB = "crowding_tags.json"
@@ -45,10 +50,14 @@ def save(c: IndexContents, info: IndexInfo, folder: str, segments_folder: str | 
         if len(pending) > 1:
             raise ValueError("at most one new segment per saved build")
         for i in pending:
-            _save_npy(segment_path(segments_folder or folder, segment_name), vectors.segments[i])
+            _save_segment(segment_path(segments_folder or folder, segment_name), vectors.segments[i])
             names[i] = segment_name
         if vectors.norms is not None:
             np.save(os.path.join(folder, _NORMS), vectors.norms, allow_pickle=False)
+        if vectors.segment_rows is not None:
+            np.save(os.path.join(folder, _SEGMENT_ROWS), vectors.segment_rows, allow_pickle=False)
+        if c.code_space.rotated:
+            np.save(os.path.join(folder, _ROTATION), c.code_space.rotation, allow_pickle=False)
     elif isinstance(vectors, HeldVectors) and not (c.kind is IndexKind.FLAT and vectors.originals_are_prepared):
         # a flat index's FAISS storage holds its vectors, unless the measure normalized them
         np.save(os.path.join(folder, _EMBEDDINGS), vectors.original_matrix, allow_pickle=False)
@@ -67,8 +76,8 @@ def save(c: IndexContents, info: IndexInfo, folder: str, segments_folder: str | 
 
 def load(folder: str, segments_folder: str | None = None, keep_codes: bool = False) -> IndexContents:
     """`keep_codes`: a compressed index keeps its plain codes (to append to and
-    save) and its segments are not opened (an update that only appends reads
-    none); otherwise it is loaded for searching."""
+    save), and opens its segments only if they are there (an update measures
+    recall against them); otherwise it is loaded for searching."""
     meta = IndexMeta.read(folder)
     if not meta.readable:
         raise ValueError(f"unsupported index format {meta.format_version!r} in {folder}: this explaind reads "
@@ -81,19 +90,28 @@ def load(folder: str, segments_folder: str | None = None, keep_codes: bool = Fal
     vectors: Vectors
     if meta.kind.compressed:
         names, rows = meta.segment_names, [s.rows for s in meta.segments]
-        norms_file = os.path.join(folder, _NORMS)
-        norms = np.load(norms_file, allow_pickle=False) if os.path.exists(norms_file) else None
-        if keep_codes:
-            vectors = MappedVectors([None] * len(names), norms, meta.config, meta.dimensions, rows)
+        norms, segment_rows, rotation = (_optional(folder, name) for name in (_NORMS, _SEGMENT_ROWS, _ROTATION))
+        present = all(os.path.exists(segment_path(segments_folder or folder, n)) for n in names)
+        if keep_codes and not present:
+            vectors = MappedVectors([None] * len(names), norms, meta.config, meta.dimensions, rows, segment_rows)
         else:
-            vectors = MappedVectors.open(segments_folder or folder, names, rows, norms, meta.config, meta.dimensions)
+            vectors = MappedVectors.open(segments_folder or folder, names, rows, norms, meta.config, meta.dimensions,
+                                         segment_rows)
+        space = CodeSpace(rotation)
+        if space.dims(meta.dimensions) != cpu_index.d:
+            raise ValueError(f"{folder}: the codes have {cpu_index.d} dimensions, the rotation gives "
+                             f"{space.dims(meta.dimensions)}")
     else:
-        names, vectors = [], _held_vectors(folder, cpu_index, meta.config)
-    live_file = os.path.join(folder, _LIVE)
+        names, vectors, space = [], _held_vectors(folder, cpu_index, meta.config), CodeSpace()
     return IndexContents(config=meta.config, kind=meta.kind, ids=ExampleIds.load(folder, meta.ids), vectors=vectors,
                          faiss_index=cpu_index, lineage=meta.lineage, segment_names=tuple(names),
-                         live=np.load(live_file, allow_pickle=False) if os.path.exists(live_file) else None,
-                         last_update=meta.last_update, **_attributes(folder))
+                         live=_optional(folder, _LIVE), last_update=meta.last_update, code_space=space,
+                         recall=meta.info.recall, tuning=meta.info.tuning, **_attributes(folder))
+
+
+def _optional(folder: str, name: str) -> np.ndarray | None:
+    path = os.path.join(folder, name)
+    return np.load(path, allow_pickle=False) if os.path.exists(path) else None
 
 
 def _load_v1(folder: str, meta: IndexMeta, cpu_index: faiss.Index) -> IndexContents:
@@ -126,9 +144,23 @@ def _held_vectors(folder: str, cpu_index: faiss.Index, config: SearchConfig) -> 
     return HeldVectors(prepared, originals, config)
 
 
-def _save_npy(path: str, array: np.ndarray) -> None:
+def _save_segment(path: str, array: np.ndarray) -> None:
+    """A segment already in a file (written by the build: segments.SegmentWriter)
+    is linked there, else copied block by block; one in memory is written with
+    its data on a page boundary."""
+    source = getattr(array, "filename", None)
+    if source and os.path.exists(source):
+        if os.path.exists(path) and os.path.samefile(source, path):
+            return
+        try:
+            os.link(source, path)
+            return
+        except OSError:
+            pass            # another file system: copied below
     with open(path, "wb") as f:
-        np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
+        f.write(segments.npy_header(array.shape))
+        for _, block in segments.blocks(array):
+            f.write(block.tobytes())
 
 
 def _write_json(path: str, value) -> None:

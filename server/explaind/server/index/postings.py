@@ -90,6 +90,20 @@ class RestrictPostings:
         allow, deny = _lists(restricts, 0)
         return cls(len(restricts), _Postings.from_lists(allow), _Postings.from_lists(deny))
 
+    @classmethod
+    def from_lists(cls, size: int, allow: dict, deny: dict) -> "RestrictPostings":
+        """(namespace, token) -> ascending positions, for allow and deny tokens."""
+        return cls(size, _Postings.from_lists(allow), _Postings.from_lists(deny))
+
+    def per_example(self) -> list[list[Namespace]]:
+        """Each example's restricts, as RestrictPostings.build takes them."""
+        tokens: list[dict[str, tuple[list[str], list[str]]]] = [{} for _ in range(self.size)]
+        for side, postings in ((0, self.allow), (1, self.deny)):
+            for (ns, token), positions in postings.lists().items():
+                for p in positions.tolist():
+                    tokens[p].setdefault(ns, ([], []))[side].append(token)
+        return [[Namespace(ns, tuple(allow), tuple(deny)) for ns, (allow, deny) in sorted(t.items())] for t in tokens]
+
     def extended(self, restricts: Sequence[Sequence[Namespace]]) -> "RestrictPostings":
         """These postings followed by the restricts of positions size, size + 1, ..."""
         allow, deny = _lists(restricts, self.size)

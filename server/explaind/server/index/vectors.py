@@ -8,20 +8,23 @@
   for compressed indexes. The page cache holds what searches touch; host memory
   holds only each row's norm (normalizing measures). Segments are immutable: an
   update adds one, and a removal only hides rows (the index's live mask), so
-  an update never rewrites the vectors of the examples it keeps.
+  an update never rewrites the vectors of the examples it keeps. How a segment
+  is laid out and read from disk: segments.py.
 """
 from __future__ import annotations
 
 import os
+from typing import Iterator
 
 import faiss
 import numpy as np
 
 from explaind.server.index import distances
+from explaind.server.index import segments as segment_files
 from explaind.server.index.config import SearchConfig
+from explaind.server.index.segments import SCAN_ROWS
 
-# rows gathered at once by scans over many positions (~32 MB at d = 128)
-SCAN_ROWS = 1 << 16
+__all__ = ["SCAN_ROWS", "HeldVectors", "MappedVectors", "Vectors", "row_norms", "segment_path"]
 
 
 class Vectors:
@@ -45,6 +48,12 @@ class Vectors:
         out = distances.pair_distances(q, rows, self.config)
         out[~valid] = np.inf
         return out
+
+    def prepared_blocks(self, rows: int = SCAN_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions, their prepared rows) in blocks, every position once."""
+        for s in range(0, self.size, rows):
+            positions = np.arange(s, min(self.size, s + rows))
+            yield positions, self.prepared(positions)
 
     @property
     def ram_bytes(self) -> int:
@@ -84,14 +93,20 @@ class HeldVectors(Vectors):
     def prepared(self, positions):
         return self.matrix[np.asarray(positions, dtype=np.int64)]
 
+    def prepared_blocks(self, rows: int = SCAN_ROWS):
+        for s in range(0, self.size, rows):
+            yield np.arange(s, min(self.size, s + rows)), self.matrix[s:s + rows]
+
 
 class MappedVectors(Vectors):
     def __init__(self, segments: list[np.ndarray | None], norms: np.ndarray | None, config: SearchConfig,
-                 dimensions: int, rows: list[int] | None = None):
-        """segments: (rows_i, d) float32 arrays in position order, usually
-        np.memmap; None for a segment not present here (an update reads only
-        the codes of its base). norms: each row's L2 norm, for normalizing
-        measures (None otherwise)."""
+                 dimensions: int, rows: list[int] | None = None, segment_rows: np.ndarray | None = None):
+        """segments: (rows_i, d) float32 arrays, usually np.memmap; None for a
+        segment not present here (an update that only appends reads none of
+        its base's). norms: each position's L2 norm, for normalizing measures
+        (None otherwise). segment_rows: the row of each position within its
+        segment (segments are written in list order, codes.py); None: the
+        segments are in position order."""
         self.segments = segments
         self.config = config
         self.dimensions = int(dimensions)
@@ -100,38 +115,61 @@ class MappedVectors(Vectors):
         np.cumsum(counts, out=self.starts[1:])
         self.size = int(self.starts[-1])
         self.norms = norms
+        self.segment_rows = segment_rows
         self._normalizes = distances.normalizes(config)
         if self._normalizes and (norms is None or len(norms) != self.size):
             raise ValueError("a normalizing measure needs every row's norm")
+        if segment_rows is not None and len(segment_rows) != self.size:
+            raise ValueError("segment_rows needs one row a position")
 
     @classmethod
-    def open(cls, folder: str, names: list[str], rows: list[int], norms, config, dimensions) -> "MappedVectors":
-        segments = []
+    def open(cls, folder: str, names: list[str], rows: list[int], norms, config, dimensions,
+             segment_rows: np.ndarray | None = None) -> "MappedVectors":
+        opened = []
         for name, count in zip(names, rows):
             path = segment_path(folder, name)
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            array = segment_files.open_segment(path)
             if array.dtype != np.float32 or array.shape != (count, dimensions) or not array.flags.c_contiguous:
                 raise ValueError(f"{path}: expected a C-ordered float32 ({count}, {dimensions}) matrix, "
                                  f"found {array.dtype} {array.shape}")
-            segments.append(array)
-        return cls(segments, norms, config, dimensions, rows)
+            opened.append(array)
+        return cls(opened, norms, config, dimensions, rows, segment_rows)
 
-    def with_segment(self, array: np.ndarray, norms: np.ndarray | None) -> "MappedVectors":
-        """These rows followed by `array` (a new segment), norms extended."""
+    def with_segment(self, array: np.ndarray, norms: np.ndarray | None,
+                     segment_rows: np.ndarray | None = None) -> "MappedVectors":
+        """These positions followed by those of `array` (a new segment; its row of
+        each new position: `segment_rows`, None for in order), norms extended."""
         joined = None if norms is None else np.concatenate([self.norms, norms])
         counts = list(np.diff(self.starts)) + [len(array)]
-        return MappedVectors(self.segments + [array], joined, self.config, self.dimensions, counts)
+        rows = None
+        if self.segment_rows is not None or segment_rows is not None:
+            rows = np.concatenate([self._rows_or_order(), np.arange(len(array)) if segment_rows is None
+                                   else segment_rows]).astype(_row_type(max(counts, default=0)))
+        return MappedVectors(self.segments + [array], joined, self.config, self.dimensions, counts, rows)
+
+    def _rows_or_order(self) -> np.ndarray:
+        """The segment row of every position (in order where there is no map)."""
+        if self.segment_rows is not None:
+            return self.segment_rows
+        return np.concatenate([np.arange(int(n)) for n in np.diff(self.starts)]) if self.size \
+            else np.zeros(0, np.int64)
+
+    def _local(self, positions: np.ndarray, segment: int) -> np.ndarray:
+        """Rows within `segment` of positions in it (-1 stays -1)."""
+        if self.segment_rows is not None:
+            return np.where(positions >= 0, self.segment_rows[np.maximum(positions, 0)], -1).astype(np.int64)
+        return np.where(positions >= 0, positions - self.starts[segment], -1)
 
     def _split(self, positions: np.ndarray):
         """(segment index, rows in it, where in `positions`) per segment touched."""
         positions = np.asarray(positions, dtype=np.int64)
         if len(self.segments) == 1:
-            yield 0, positions, slice(None)
+            yield 0, self._local(positions, 0), slice(None)
             return
         seg = np.searchsorted(self.starts, positions, side="right") - 1
         for s in np.unique(seg):
             where = np.flatnonzero(seg == s)
-            yield int(s), positions[where] - self.starts[s], where
+            yield int(s), self._local(positions[where], int(s)), where
 
     def _segment(self, s: int) -> np.ndarray:
         array = self.segments[s]
@@ -152,6 +190,22 @@ class MappedVectors(Vectors):
             rows /= np.maximum(self.norms[np.asarray(positions, dtype=np.int64)], np.float32(1e-30))[:, None]
         return rows
 
+    def prepared_blocks(self, rows: int = SCAN_ROWS):
+        """Each segment read in file order, in blocks whose mapped pages are
+        given back (segment_files.blocks); a block's positions are those of its rows."""
+        for s in range(len(self.segments)):
+            start, count = int(self.starts[s]), int(self.starts[s + 1] - self.starts[s])
+            position_of_row = None
+            if self.segment_rows is not None:
+                position_of_row = np.empty(count, np.int64)
+                position_of_row[self.segment_rows[start:start + count]] = np.arange(start, start + count)
+            for first, block in segment_files.blocks(self._segment(s), rows):
+                positions = (np.arange(start + first, start + first + len(block)) if position_of_row is None
+                             else position_of_row[first:first + len(block)])
+                if self._normalizes:
+                    block /= np.maximum(self.norms[positions], np.float32(1e-30))[:, None]
+                yield positions, block
+
     def exact(self, q, positions):
         """FAISS's by-index kernels (one query against its own candidates, in
         parallel over queries) read the candidate rows straight from the map, one
@@ -166,13 +220,14 @@ class MappedVectors(Vectors):
         positions = np.ascontiguousarray(positions, dtype=np.int64)
         out = np.full((r, c), np.nan, dtype=np.float32)
         if len(self.segments) == 1:
+            local = np.ascontiguousarray(self._local(positions, 0))
             kernel(faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(self._segment(0)),
-                   faiss.swig_ptr(positions), self.dimensions, r, c)
+                   faiss.swig_ptr(local), self.dimensions, r, c)
         else:
             seg = np.searchsorted(self.starts, positions, side="right") - 1
             part = np.empty((r, c), dtype=np.float32)
             for s in np.unique(seg[positions >= 0]):
-                local = np.where((seg == s) & (positions >= 0), positions - self.starts[s], -1)
+                local = np.ascontiguousarray(self._local(np.where(seg == s, positions, -1), int(s)))
                 kernel(faiss.swig_ptr(part), faiss.swig_ptr(q), faiss.swig_ptr(self._segment(int(s))),
                        faiss.swig_ptr(local), self.dimensions, r, c)
                 np.copyto(out, part, where=local >= 0)
@@ -194,11 +249,15 @@ class MappedVectors(Vectors):
 
     @property
     def ram_bytes(self) -> int:
-        return 0 if self.norms is None else int(self.norms.nbytes)
+        return sum(int(a.nbytes) for a in (self.norms, self.segment_rows) if a is not None)
 
     @property
     def mapped_bytes(self) -> int:
         return int(self.size) * self.dimensions * 4
+
+
+def _row_type(largest_segment: int):
+    return np.int32 if largest_segment < 2**31 else np.int64
 
 
 def segment_path(folder: str, name: str) -> str:
@@ -208,7 +267,6 @@ def segment_path(folder: str, name: str) -> str:
 def row_norms(x: np.ndarray) -> np.ndarray:
     """float32 L2 norm of each row, computed in blocks (x may be memory-mapped)."""
     out = np.empty(len(x), dtype=np.float32)
-    for s in range(0, len(x), SCAN_ROWS):
-        block = np.asarray(x[s:s + SCAN_ROWS], dtype=np.float32)
+    for s, block in segment_files.blocks(x):
         out[s:s + len(block)] = np.linalg.norm(block, axis=1)
     return out

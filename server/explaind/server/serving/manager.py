@@ -212,6 +212,9 @@ class ModelManager:
             self.metrics.index_vectors.labels(**labels).set(index.live_count)
             self.metrics.index_bytes.labels(**labels).set(float(index.info.index_bytes))
             self.metrics.index_mapped_bytes.labels(**labels).set(float(index.info.mapped_bytes))
+            if index.info.recall is not None:
+                self.metrics.index_recall.labels(**labels).set(index.info.recall.recall)
+                self.metrics.index_recall_floor.labels(**labels).set(index.info.recall.floor)
         self._export_count()
 
     def _export_count(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 
 from explaind.v1 import model_pb2
 
@@ -47,12 +48,34 @@ class IndexSummary:
     def index_info(self, stored_bytes: int) -> model_pb2.IndexInfo:
         """The Model's IndexInfo; `stored_bytes` (the build's files) stands in for an unknown memory size."""
         info, config = self.info, self.config
-        return model_pb2.IndexInfo(
+        out = model_pb2.IndexInfo(
             example_count=self.size, dimensions=self.dimensions, index_type=info.index_type,
             index_bytes=info.index_bytes or stored_bytes, device=info.device, distance_measure_type=config.distance,
             feature_norm_type=config.feature_norm, nlist=info.nlist, nprobe=info.nprobe,
             mapped_bytes=info.mapped_bytes, examples_added_since_training=self.added_since_training,
             retrain_recommended=self.retrain_recommended)
+        if info.recall is not None:
+            out.recall.CopyFrom(self.recall_message())
+        if info.tuning is not None:
+            t = info.tuning
+            out.tuning.CopyFrom(model_pb2.IndexTuning(leaves_searched=t.leaves, candidates=t.candidates,
+                                                      code_shape=t.code_shape, target=t.target, reason=t.reason))
+        return out
+
+    def recall_message(self) -> model_pb2.IndexRecall:
+        """The recall the build measured (empty when it measured none)."""
+        r = self.info.recall
+        if r is None:
+            return model_pb2.IndexRecall()
+        return model_pb2.IndexRecall(
+            recall=r.recall, neighbor_count=r.neighbor_count, queries=r.queries, floor=r.floor,
+            alternatives=[model_pb2.RecallAlternative(setting=a.setting, current_value=a.now, value=a.value,
+                                                      recall=a.recall) for a in r.alternatives])
+
+    def warnings(self) -> list[str]:
+        """What the operation warns about: a recall below the floor."""
+        warning = self.info.recall.warning() if self.info.recall is not None else None
+        return [warning] if warning else []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,15 +96,20 @@ def run_recipe(task: BuildTask, progress: Progress) -> BuildOutput:
     """Runs the task's recipe here and saves its index into task.out_dir (index_folders; a new
     segment is named after the build). The one place a runner calls a recipe. The build process
     opens only what the serving process would: the same --allowed-uri-prefix."""
-    options = task.options
+    scratch = os.path.join(task.out_dir, "scratch")      # large files of the build (BuildOptions.scratch_dir)
+    os.makedirs(scratch, exist_ok=True)
+    options = dataclasses.replace(task.options, scratch_dir=scratch)
     uris.install(uris.UriPolicy(options.allowed_uri_prefixes))
     model = task.model_message()
-    index = task.recipe.build(model, progress, options)
-    summary = None
-    if index is not None:
-        files, segments = index_folders(task.out_dir)
-        os.makedirs(files, exist_ok=True)
-        os.makedirs(segments, exist_ok=True)
-        index.save(files, segments, segment_name=task.build_id)
-        summary = IndexSummary.of(index, options)
+    try:
+        index = task.recipe.build(model, progress, options)
+        summary = None
+        if index is not None:
+            files, segments = index_folders(task.out_dir)
+            os.makedirs(files, exist_ok=True)
+            os.makedirs(segments, exist_ok=True)
+            index.save(files, segments, segment_name=task.build_id)       # the scratch segment is linked there
+            summary = IndexSummary.of(index, options)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return BuildOutput(model=model.SerializeToString(), index=summary)

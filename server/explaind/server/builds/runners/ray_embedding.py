@@ -118,7 +118,8 @@ class RayEmbedder:
     def pool(self) -> tuple[int, float]:
         return actor_pool(self.config, self.session)
 
-    def embed(self, paths, latent, model, total, field, progress, first_default_id=0) -> EmbeddedExamples:
+    def embed(self, paths, latent, model, total, field, progress, first_default_id=0,
+              matrix_path=None) -> EmbeddedExamples:
         import ray
 
         if total == 0:
@@ -164,7 +165,7 @@ class RayEmbedder:
                     progress.examples(done, total)
             except Exception as e:  # noqa: BLE001 - Ray wraps what the tasks raised
                 raise explaind_error(e) from None
-            return read_shards(objects, self.shard_prefix, total, field)
+            return read_shards(objects, self.shard_prefix, total, field, matrix_path)
         finally:
             objects.delete_prefix(self.shard_prefix)
 

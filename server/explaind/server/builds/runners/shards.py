@@ -14,9 +14,11 @@ import json
 import numpy as np
 
 from ...errors import InvalidArgument
+from ...index.attributes import AttributesBuilder
 from ...index.restricts import Namespace
 from ...store.objects import ObjectStore
 from ..embedding import EmbeddedExamples, PreparedBatch
+from ..matrix import EmbeddingMatrix
 
 
 def write_shard(objects: ObjectStore, prefix: str, prepared: PreparedBatch, vectors: np.ndarray) -> str:
@@ -31,36 +33,39 @@ def write_shard(objects: ObjectStore, prefix: str, prepared: PreparedBatch, vect
     return key
 
 
-def read_shards(objects: ObjectStore, prefix: str, total: int, field: str) -> EmbeddedExamples:
-    """Every example, in data set order; the shards must cover positions [0, total) once."""
-    matrix = None
-    seen = np.zeros(total, dtype=bool)
-    ids: list = [None] * total
-    restricts: list = [None] * total
-    tags: list = [None] * total
-    for name in objects.list(prefix):
-        if not name.endswith(".npz"):
-            continue
+def read_shards(objects: ObjectStore, prefix: str, total: int, field: str,
+                matrix_path: str | None = None) -> EmbeddedExamples:
+    """Every example, in data set order; the shards must cover positions [0, total)
+    once. Shards are named by their first position (zero-padded), so they list in
+    order and append to the matrix (in memory, or the file `matrix_path`) and
+    the examples' attributes one after another."""
+    matrix: EmbeddingMatrix | None = None
+    examples = AttributesBuilder()
+    width = 0
+    for name in sorted(n for n in objects.list(prefix) if n.endswith(".npz")):
         data = objects.read(f"{prefix}/{name}")
         with np.load(io.BytesIO(data), allow_pickle=False) as shard:
             vectors, positions = shard["embeddings"], shard["positions"]
             meta = json.loads(shard["meta"].tobytes())
         if matrix is None:
-            matrix = np.empty((total, vectors.shape[1]), np.float32)
-        elif vectors.shape[1] != matrix.shape[1]:
+            matrix, width = EmbeddingMatrix(total, field, matrix_path), vectors.shape[1]
+        elif vectors.shape[1] != width:
             raise InvalidArgument(f"examples from {int(positions[0])} on have {vectors.shape[1]}-value embeddings, "
-                                  f"other ones {matrix.shape[1]}", field=field)
-        if len(positions) and (positions.min() < 0 or positions.max() >= total or seen[positions].any()):
+                                  f"other ones {width}", field=field)
+        if len(positions) and (positions.min() < len(examples) or positions.max() >= total
+                               or np.any(np.diff(positions) != 1)):
             raise InvalidArgument(f"shard {name} does not fit the data set of {total} examples; "
                                   "a data file changed during the build", field=field)
-        seen[positions] = True
-        matrix[positions] = vectors
-        for j, p in enumerate(positions.tolist()):
-            ids[p] = meta["ids"][j]
-            tags[p] = meta["tags"][j]
-            restricts[p] = [Namespace(n, tuple(a), tuple(d)) for n, a, d in meta["restricts"][j]]
-    if matrix is None or not seen.all():
-        missing = int(np.flatnonzero(~seen)[0]) if total else 0
-        raise InvalidArgument(f"no embedding came back for example {missing}; a data file changed during the build",
-                              field=field)
-    return EmbeddedExamples(matrix, ids, restricts, tags)
+        if len(positions) and positions[0] != len(examples):
+            _missing(len(examples), field)
+        matrix.append(vectors)
+        examples.add(meta["ids"], [[Namespace(n, tuple(a), tuple(d)) for n, a, d in r] for r in meta["restricts"]],
+                     meta["tags"])
+    if matrix is None or len(examples) != total:
+        _missing(len(examples), field)
+    return EmbeddedExamples(matrix.result(), examples.result(field))
+
+
+def _missing(position: int, field: str):
+    raise InvalidArgument(f"no embedding came back for example {position}; a data file changed during the build",
+                          field=field)
