@@ -5,7 +5,7 @@ import pytest
 from explaind.server.attributions.approximation import approximation_error, approximation_warning
 from explaind.server.attributions.baselines import build_baselines
 from explaind.server.attributions.blur import blurred_baseline, gaussian_blur
-from explaind.server.attributions.integrated_gradients import integrated_gradients
+from explaind.server.attributions.integrated_gradients import PathJob, baseline_pairs, integrated_gradients, path_integrals
 from explaind.server.attributions.interpolation import path_points
 from explaind.server.attributions.segmentation import felzenszwalb
 from explaind.server.attributions.selection import select_outputs
@@ -72,6 +72,31 @@ def test_non_explained_inputs_stay_fixed():
     result = integrated_gradients(gradients, {"x": np.array([1.0, 2.0]), "scale": np.array(3.0)},
                                   [{"x": np.zeros(2)}], 0, 5)
     np.testing.assert_allclose(result["x"], [3.0, 6.0])
+
+
+def test_path_integrals_of_a_batch_equal_each_job_alone_and_the_exact_integral():
+    """Jobs stacked (different outputs, pair counts, a fixed input beside, chunked by max_rows)
+    get what each gets alone; the cubic model's IG is exact with Gauss-Legendre."""
+    def gradients(inputs, index):
+        return {"x": 3 * inputs["x"] ** 2 * WEIGHTS[:, index].T * inputs["scale"][:, None]}
+
+    rng = np.random.default_rng(3)
+    jobs = []
+    for i in range(7):
+        instance = {"x": rng.normal(size=3), "scale": np.array(1.0 + i)}
+        baselines = [{"x": rng.normal(size=3)} for _ in range(1 + i % 3)]
+        jobs.append(PathJob(instance, baseline_pairs(instance, baselines), i % 2))
+    for noise in ({}, {"x": 0.3}):
+        noisy = [PathJob(j.instance, j.pairs, j.output_index, noise, 4 if noise else 1, seed=5) for j in jobs]
+        batched = path_integrals(gradients, noisy, 20, max_rows=100)
+        for job, got in zip(noisy, batched):
+            alone = path_integrals(gradients, [job], 20)[0]
+            np.testing.assert_allclose(got["x"], alone["x"], rtol=1e-12, atol=1e-12)
+            if not noise:
+                x, scale = job.instance["x"], job.instance["scale"]
+                exact = np.mean([(x ** 3 - b["x"] ** 3) for _, b in job.pairs], axis=0) * WEIGHTS[:, job.output_index]
+                np.testing.assert_allclose(got["x"], exact * scale, rtol=1e-10)
+    assert not np.allclose(batched[0]["x"], path_integrals(gradients, jobs[:1], 20)[0]["x"])
 
 
 def test_smoothgrad_with_zero_noise_is_integrated_gradients_and_batches_once():

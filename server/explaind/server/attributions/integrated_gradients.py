@@ -4,14 +4,20 @@ Every interpolation point (for every baseline, every noisy sample under
 SmoothGrad, every output explained and every instance of a batch) goes into
 one batched gradient computation, so a 50-step attribution costs one model
 pass over a batch of 50, not 50 passes, and a batch of instances shares it.
+The paths are built and integrated as stacked arrays (PathBatch), never job by
+job: a batch of a thousand instances costs a few numpy calls, not a thousand.
+Each job's arithmetic is elementwise or a sum along its own axes, so a job's
+answer is the same alone or in any batch (given the same gradients).
 
 SmoothGrad, as Vertex defines it, adds Gaussian noise to the interpolated
 inputs before taking gradients: each of `samples` noisy copies of every path
 point gets its own noise, of the sigma given per perturbed tensor (none for a
-tensor without one), and the gradients are averaged over the copies.
+tensor without one), and the gradients are averaged over the copies. Every job
+draws the same noise (one seed, the same shapes), so it is drawn once.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -44,6 +50,36 @@ class PathJob:
         return len(self.pairs) * self.samples
 
 
+@dataclass(frozen=True)
+class PathBatch:
+    """J jobs stacked, each the mean over P (start, baseline) pairs of the IG of its start
+    against its baseline, for its output. `starts` and `baselines` (the explained tensors,
+    shaped (J or 1, P or 1, *shape), broadcast against each other) and `context` (every
+    other model input, (J, *shape), at the job's own value). Noise as PathJob's."""
+    starts: Mapping[str, np.ndarray]
+    baselines: Mapping[str, np.ndarray]
+    context: Mapping[str, np.ndarray]
+    output_index: np.ndarray                     # (J,)
+    noise: Mapping[str, float] = field(default_factory=dict)
+    samples: int = 1
+    seed: int = 0
+
+    @property
+    def jobs(self) -> int:
+        return len(self.output_index)
+
+    @property
+    def pairs(self) -> int:
+        return max(np.shape(v)[1] for v in (*self.starts.values(), *self.baselines.values()))
+
+    def sliced(self, start: int, stop: int) -> "PathBatch":
+        """Jobs start..stop (arrays with one job stay shared)."""
+        def part(values):
+            return {name: v if len(v) == 1 else v[start:stop] for name, v in values.items()}
+        return PathBatch(part(self.starts), part(self.baselines), {n: v[start:stop] for n, v in self.context.items()},
+                         self.output_index[start:stop], self.noise, self.samples, self.seed)
+
+
 def path_integrals(
     gradient_fn: GradientFn,
     jobs: Sequence[PathJob],
@@ -51,71 +87,96 @@ def path_integrals(
     method: str = GAUSS_LEGENDRE,
     max_rows: int | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """Every job's attribution, from gradient calls shared by as many jobs as fit
-    in `max_rows` rows (instances, outputs, baselines and steps alike); a job
-    larger than that is chunked alone. Only one group's path points are held at
-    once, which bounds memory. Jobs must have the same inputs and shapes (one
-    batch of a served model does)."""
-    alphas, weights = path_points(step_count, method)
+    """Every job's attribution (PathJobs of the same inputs, shapes and noise, as one batch of
+    a served model has): integrate() over each run of jobs with as many pairs (stackable)."""
     results: list[dict[str, np.ndarray]] = []
-    group: list[PathJob] = []
-    group_rows = 0
-    for job in jobs:
-        rows = len(alphas) * job.rows
-        if group and max_rows and group_rows + rows > max_rows:
-            results.extend(_integrate_group(gradient_fn, group, alphas, weights, max_rows))
-            group, group_rows = [], 0
-        group.append(job)
-        group_rows += rows
-    if group:
-        results.extend(_integrate_group(gradient_fn, group, alphas, weights, max_rows))
+    for _, run in itertools.groupby(jobs, key=lambda job: len(job.pairs)):
+        results.extend(_stacked(gradient_fn, list(run), step_count, method, max_rows))
     return results
 
 
-def _integrate_group(gradient_fn, jobs, alphas, weights, max_rows) -> list[dict[str, np.ndarray]]:
-    rows = [_path_rows(job, alphas) for job in jobs]
-    batch = {name: np.concatenate([r[name] for r in rows], axis=0) for name in rows[0]}
-    counts = [len(alphas) * job.rows for job in jobs]
-    indices = np.concatenate([np.full(n, job.output_index, dtype=np.int64) for n, job in zip(counts, jobs)])
-    gradients = _gradients(gradient_fn, batch, indices, max_rows)
-    results, offset = [], 0
-    for job, n in zip(jobs, counts):
-        part = {name: g[offset:offset + n] for name, g in gradients.items()}
-        results.append(_integrate(job, part, weights))
-        offset += n
-    return results
+def _stacked(gradient_fn: GradientFn, jobs: list[PathJob], step_count: int, method: str,
+             max_rows: int | None) -> list[dict[str, np.ndarray]]:
+    first = jobs[0]
+    explained = list(first.pairs[0][0])
+    starts = {n: np.stack([[np.asarray(s[n]) for s, _ in job.pairs] for job in jobs]) for n in explained}
+    baselines = {n: np.stack([[np.asarray(b[n]) for _, b in job.pairs] for job in jobs]) for n in explained}
+    context = {n: np.stack([np.asarray(job.instance[n]) for job in jobs]) for n in first.instance if n not in starts}
+    batch = PathBatch(starts, baselines, context, np.array([job.output_index for job in jobs], np.int64),
+                      first.noise, first.samples, first.seed)
+    integrated = integrate(gradient_fn, batch, step_count, method, max_rows)
+    return [{name: value[j] for name, value in integrated.items()} for j in range(len(jobs))]
 
 
-def _path_rows(job: PathJob, alphas: np.ndarray) -> dict[str, np.ndarray]:
-    """Rows ordered pair, then noisy sample, then step."""
-    explained = list(job.pairs[0][0])
-    rng = np.random.default_rng(job.seed) if job.noise else None
+def integrate(gradient_fn: GradientFn, batch: PathBatch, step_count: int, method: str = GAUSS_LEGENDRE,
+              max_rows: int | None = None) -> dict[str, np.ndarray]:
+    """Explained tensor -> (J, *shape): every job's attribution, from gradient calls shared by
+    as many jobs as fit in `max_rows` rows (a job larger than that is chunked alone). Only
+    one chunk's path points are held at once, which bounds memory."""
+    alphas, weights = path_points(step_count, method)
+    if batch.jobs == 0:
+        return {name: np.zeros((0,) + np.shape(v)[2:]) for name, v in batch.starts.items()}
+    rows_per_job = len(alphas) * batch.pairs * batch.samples
+    per_chunk = max(1, max_rows // rows_per_job) if max_rows else batch.jobs
+    noise = _noise(batch, alphas) if batch.noise else {}
+    parts = []
+    for start in range(0, batch.jobs, per_chunk):
+        chunk = batch.sliced(start, min(batch.jobs, start + per_chunk))
+        rows = _path_rows(chunk, alphas, noise)
+        indices = np.repeat(chunk.output_index, rows_per_job)
+        parts.append(_integrate(chunk, _gradients(gradient_fn, rows, indices, max_rows), weights))
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if len(parts) > 1 else parts[0]
+
+
+def _points(batch: PathBatch, name: str, alphas: np.ndarray) -> np.ndarray:
+    """(J, P, steps, *shape) float64: b + alpha (x - b) for every job, pair and step."""
+    x = np.asarray(batch.starts[name], np.float64)
+    b = np.asarray(batch.baselines[name], np.float64)
+    tail = (1,) * (x.ndim - 2)
+    return b[:, :, None] + alphas.reshape((1, 1, -1) + tail) * (x - b)[:, :, None]
+
+
+def _path_rows(batch: PathBatch, alphas: np.ndarray, noise: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rows ordered job, then pair, then noisy sample, then step."""
+    jobs, pairs, samples, steps = batch.jobs, batch.pairs, batch.samples, len(alphas)
     rows = {}
-    for name in job.instance.keys() | set(explained):
-        value = job.instance[name] if name in job.instance else job.pairs[0][0][name]
-        if name in explained:
-            paths = []
-            for start, base in job.pairs:
-                x, b = np.asarray(start[name], np.float64), np.asarray(base[name], np.float64)
-                points = b[None] + alphas.reshape((-1,) + (1,) * b.ndim) * (x - b)[None]
-                for _ in range(job.samples):
-                    sigma = job.noise.get(name, 0.0)
-                    paths.append(points + rng.normal(0.0, sigma, points.shape) if sigma > 0 else points)
-            rows[name] = np.concatenate(paths, axis=0).astype(np.asarray(value).dtype, copy=False)
-        else:
-            rows[name] = np.repeat(np.asarray(value)[None], len(alphas) * job.rows, axis=0)
+    for name, start in batch.starts.items():
+        points = np.broadcast_to(_points(batch, name, alphas), (jobs, pairs, steps) + np.shape(start)[2:])
+        points = np.repeat(points[:, :, None], samples, axis=2)          # (J, P, samples, steps, *shape)
+        if name in noise:
+            points = points + noise[name][None]
+        rows[name] = points.reshape((-1,) + points.shape[4:]).astype(start.dtype, copy=False)
+    for name, value in batch.context.items():
+        rows[name] = np.repeat(np.asarray(value), pairs * samples * steps, axis=0)
     return rows
 
 
-def _integrate(job: PathJob, gradients: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, np.ndarray]:
-    pairs = job.pairs
+def _noise(batch: PathBatch, alphas: np.ndarray) -> dict[str, np.ndarray]:
+    """Name -> (P, samples, steps, *shape): the noise every job adds to its points, drawn as one
+    job draws it (one generator of the job's seed: name by name, pair by pair, sample by sample)."""
+    rng = np.random.default_rng(batch.seed)
+    out = {}
+    for name in sorted(batch.starts):         # sorted: the same draws in every process
+        sigma = batch.noise.get(name, 0.0)
+        if not sigma > 0:
+            continue
+        shape = (len(alphas),) + np.shape(batch.starts[name])[2:]
+        out[name] = np.stack([np.stack([rng.normal(0.0, sigma, shape) for _ in range(batch.samples)])
+                              for _ in range(batch.pairs)])
+    return out
+
+
+def _integrate(batch: PathBatch, gradients: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, np.ndarray]:
+    jobs, pairs, samples = batch.jobs, batch.pairs, batch.samples
     result = {}
-    for name in pairs[0][0]:
-        shape = np.shape(pairs[0][0][name])
-        grads = np.asarray(gradients[name], dtype=np.float64).reshape((len(pairs), job.samples, len(weights)) + shape)
-        averaged = np.tensordot(weights, grads, axes=([0], [2])).mean(axis=1)  # (pairs, *shape)
-        diffs = np.stack([np.asarray(s[name], np.float64) - np.asarray(b[name], np.float64) for s, b in pairs])
-        result[name] = (diffs * averaged).mean(axis=0)
+    for name in batch.starts:
+        shape = np.shape(batch.starts[name])[2:]
+        grads = np.asarray(gradients[name], np.float64).reshape((jobs, pairs, samples, len(weights)) + shape)
+        # A weighted sum along the steps, per element: the same for a job alone or in any batch.
+        weighted = (grads * weights.reshape((1, 1, 1, -1) + (1,) * len(shape))).sum(axis=3)
+        averaged = weighted.mean(axis=2)                                           # (J, P, *shape)
+        diffs = np.asarray(batch.starts[name], np.float64) - np.asarray(batch.baselines[name], np.float64)
+        result[name] = (diffs * averaged).mean(axis=1)
     return result
 
 

@@ -17,6 +17,7 @@ embedding input switches as one player, any other element alone.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,7 @@ class FeatureLayout:
 
 
 def _size(shape) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape)       # np.prod costs 20x more on a short tuple, once per instance
 
 
 def build_layout(inputs: list[ExplainedInput], values: dict[str, np.ndarray], gradients: bool,

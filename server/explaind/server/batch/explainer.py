@@ -24,7 +24,6 @@ import tempfile
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 
 from explaind.client.values import to_python, to_value
 from explaind.vertex.v1 import prediction_service_pb2 as vertex
@@ -36,7 +35,9 @@ from ..serving.loader import BuildLoader
 from ..serving.manager import ModelManager
 from ..store.models import ModelRecord, ModelStore
 from ..vertex.prediction import write_vertex_explanation
+from .decoded import decoded
 from .instances import Prepared
+from .message_json import message_dict
 from .rows import RowError
 from .task import BatchTask
 
@@ -79,10 +80,12 @@ class RowExplainer:
         self.engine = Engine(EngineSettings(options.batch_size, options.search_threads))
         self.plane = DataPlane(self.manager, self.engine, options.limits)
         self.loop = asyncio.new_event_loop()
+        self.input_names: frozenset[str] = frozenset()
 
     def load(self) -> None:
         """Loads the model now (a model that does not load fails the job, not its rows)."""
-        self.manager.load(self.model_id)
+        servable = self.manager.load(self.model_id)
+        self.input_names = frozenset(servable.input_names() or ()) if servable is not None else frozenset()
 
     def answer(self, rows: list[Prepared]) -> list[bytes | RowError]:
         """Per row, its output line or why it failed."""
@@ -90,7 +93,7 @@ class RowExplainer:
         values: list = [None] * len(rows)
         for i, row in enumerate(rows):
             try:
-                values[i] = to_value(row.instance)
+                values[i] = decoded(row.instance, self.input_names) or to_value(row.instance)
             except (ValueError, TypeError) as e:       # a CSV cell of "nan", say: no JSON value
                 out[i] = RowError(grpc.StatusCode.INVALID_ARGUMENT, f"instance: {e}")
         pending = [i for i in range(len(rows)) if out[i] is None]
@@ -137,7 +140,7 @@ class RowExplainer:
             if explanation is not None:
                 message = vertex.Explanation()
                 write_vertex_explanation(explanation, message)
-                line["explanation"] = json_format.MessageToDict(message)
+                line["explanation"] = message_dict(message)
             return json.dumps(line, allow_nan=False).encode()
         except ValueError as e:        # a model output of NaN or infinity: JSON has no such number
             return RowError(grpc.StatusCode.INTERNAL, f"the answer cannot be written as JSON: {e}")

@@ -16,7 +16,7 @@ from explaind.v1 import explanation_pb2
 from ..errors import attach_fields
 from .engine import Engine
 from .manager import ModelManager
-from .requests import ExplainCall, Limits, parse_instances, wants_embeddings
+from .requests import DecodedInstance, ExplainCall, Limits, parse_instances, wants_embeddings
 from .results import InstanceExplanation, prediction_value
 
 
@@ -27,7 +27,7 @@ class DataPlane:
         self.limits = limits
         self.metrics = metrics
 
-    async def explain(self, model_id: str, instances: Sequence[struct_pb2.Value],
+    async def explain(self, model_id: str, instances: Sequence[struct_pb2.Value | DecodedInstance],
                       override: explanation_pb2.ExplanationSpecOverride,
                       deadline: float | None) -> list[InstanceExplanation]:
         """Per instance: its nearest examples or its attributions, as the model explains."""
@@ -46,7 +46,7 @@ class DataPlane:
                         sum(len(e.neighbors) for e in explanations))
             return explanations
 
-    async def predict(self, model_id: str, instances: Sequence[struct_pb2.Value],
+    async def predict(self, model_id: str, instances: Sequence[struct_pb2.Value | DecodedInstance],
                       deadline: float | None) -> list[struct_pb2.Value]:
         """The model's own outputs per instance: the bare value of a single output, else a dict."""
         async with self.manager.serving(model_id) as servable:

@@ -1,7 +1,8 @@
 """Reads an explain or predict request into plain values, with every bound
 checked and every error naming its field. Every API surface hands the data
 plane the same parts (instances as google.protobuf.Value, the override as an
-explaind.v1 ExplanationSpecOverride), so this is the only validation.
+explaind.v1 ExplanationSpecOverride), so this is the only validation. A batch
+job, which reads its rows from JSON, may hand DecodedInstances instead.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import dataclasses
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 
-from explaind.client.values import number_list, to_python
+from explaind.client.values import number_list, to_python, to_value
 from explaind.v1 import explanation_pb2
 
 from ..errors import InvalidArgument
@@ -21,6 +22,13 @@ from ..runtime.instances import Instance, parse_instance
 OVERRIDE = "explanation_spec_override.examples_override"
 DataFormat = explanation_pb2.ExamplesOverride.DataFormat
 EMBEDDINGS = DataFormat.Value("EMBEDDINGS")     # read once: the enum wrapper's attribute lookup costs per call
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedInstance:
+    """An instance already as to_python(Value) gives it (dicts, lists, finite floats,
+    strings, bools, None): read as it is, without a Value to build and walk back."""
+    value: object
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +115,11 @@ def parse_instances(values, input_names: list[str] | None, embeddings: bool, lim
     return [_instance(v, i, input_names, embeddings) for i, v in enumerate(values)]
 
 
-def _instance(value: struct_pb2.Value, index: int, input_names, embeddings: bool) -> Instance:
+def _instance(value: struct_pb2.Value | DecodedInstance, index: int, input_names, embeddings: bool) -> Instance:
+    if isinstance(value, DecodedInstance):
+        if not embeddings:
+            return parse_instance(value.value, input_names, embeddings, field=f"instances[{index}]")
+        value = to_value(value.value)       # the embeddings' own path below reads a Value's bytes
     if embeddings:
         # The hot path of EMBEDDINGS requests: a plain list of numbers, read from its wire
         # bytes in one numpy pass (the generic JSON conversion costs more than the search).
