@@ -130,10 +130,11 @@ def test_saved_updates_share_segments_and_map_the_vectors(tmp_path):
     assert all(isinstance(s, np.memmap) for s in loaded.contents.vectors.segments)
     np.testing.assert_array_equal(loaded.embeddings_of(np.array([0, 6000, 6499])), np.stack([x[0], y[0], y[499]]))
     assert loaded.positions_of(["a3", "a4", "b7"]) == {"a4": 4, "b7": 6007}      # a3 was removed
-    # Host memory: codes (d/2 bytes), IVF ids, norms, ids, restricts, tags; the vectors are mapped.
+    # Host memory: codes (d/2 bytes), IVF ids, norms, each position's row in its
+    # segment (4 bytes), ids, restricts, tags; the vectors are mapped.
     n = loaded.live_count
     assert loaded.info.mapped_bytes == loaded.size * D * 4
-    assert loaded.info.index_bytes - loaded.attribute_bytes < n * (D // 2 + 8 + 4) + 2 * loaded.info.nlist * D * 4 \
+    assert loaded.info.index_bytes - loaded.attribute_bytes < n * (D // 2 + 8 + 4 + 4) + 2 * loaded.info.nlist * D * 4 \
         + 16 * D * 4
     q = mixture(5, 9)
     keep = [i for i in range(6000) if i not in (3, 5)]

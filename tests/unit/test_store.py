@@ -263,3 +263,28 @@ def test_a_builds_files_and_segments_round_trip_through_the_store(tmp_path):
     assert other.read_build_file("m", "b1", "meta.json") is None
     with pytest.raises(FileNotFoundError):
         other.download_segment("m", "b1", str(tmp_path / "again.npy"))
+
+
+def test_a_create_whose_folder_is_removed_under_it_tries_again(tmp_path, monkeypatch):
+    """An endpoint's lock taken while a concurrent delete removes the endpoint's
+    folder (the fuzzer found it: FileNotFoundError, INTERNAL): the create tries again."""
+    import os
+    import shutil
+
+    from explaind.server.store import objects
+
+    store = ObjectStore(str(tmp_path))
+    real_link, removed = os.link, []
+
+    def link_after_a_concurrent_delete(src, dst):
+        if not removed:
+            removed.append(dst)
+            shutil.rmtree(os.path.dirname(dst))          # delete_prefix, between makedirs and link
+        return real_link(src, dst)
+
+    monkeypatch.setattr(objects.os, "link", link_after_a_concurrent_delete)
+    store.create("endpoints/e/lock", b"held")
+    assert removed and store.read("endpoints/e/lock") == b"held"
+    assert os.listdir(tmp_path / "endpoints" / "e") == ["lock"]        # no temporary file left
+    with pytest.raises(KeyExists):
+        store.create("endpoints/e/lock", b"again")

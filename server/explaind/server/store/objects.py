@@ -12,6 +12,7 @@ that stays unreachable raises StoreUnavailable, one that refuses StoreError.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import posixpath
@@ -22,6 +23,9 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from .retry import Observe, StoreRetry
+
+# A local create tries again this often when its folder vanishes under it.
+LOCAL_CREATE_TRIES = 3
 
 
 class KeyExists(Exception):
@@ -75,14 +79,14 @@ class ObjectStore:
         """Writes `data` only if `key` does not exist yet; else raises KeyExists."""
         path = self.path(key)
         if self.is_local:
-            tmp = self._local_temp(path, data)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise KeyExists(key) from None
-            finally:
-                os.unlink(tmp)
-            return
+            for attempt in range(LOCAL_CREATE_TRIES):
+                try:
+                    return self._create_local(key, path, data)
+                except FileNotFoundError:
+                    # A concurrent delete_prefix removed the folder between its makedirs and
+                    # the link (an endpoint's lock taken while the endpoint is deleted): again.
+                    if attempt == LOCAL_CREATE_TRIES - 1:
+                        raise
         try:
             self._call("create", key, self.fs.pipe_file, path, data, mode="create")
         except FileExistsError:
@@ -176,6 +180,16 @@ class ObjectStore:
         # cached anywhere, by a find() say, could hide a record published since.)
         if not self.is_local:
             self.fs.invalidate_cache()
+
+    def _create_local(self, key: str, path: str, data: bytes) -> None:
+        tmp = self._local_temp(path, data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise KeyExists(key) from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def _local_temp(self, path: str, data: bytes) -> str:
         folder = os.path.dirname(path)
