@@ -141,24 +141,22 @@ def configured_index() -> tuple[str, ...]:
     return tuple(args)
 
 
-def index_shown(index_url: str | None) -> str:
-    if index_url:
-        return index_url
+def index_shown() -> str:
     args = configured_index()
     return args[args.index("--index-url") + 1] if "--index-url" in args else "pip's default index"
 
 
-def pip_resolve(requirements: list[str], workdir: Path, index_url: str | None = None,
+def pip_resolve(requirements: list[str], workdir: Path,
                 retries: int = 3) -> tuple[subprocess.CompletedProcess, dict | None, float]:
-    """pip's resolver on `requirements` for the image's platform; installs nothing.
-    `index_url`: ask this index instead of pip's configured one."""
+    """pip's resolver on `requirements` for the image's platform, on pip's
+    configured index; installs nothing."""
     workdir.mkdir(parents=True, exist_ok=True)
     req_file = workdir / "requirements.txt"
     req_file.write_text("\n".join(requirements) + "\n")
     report = workdir / "report.json"
     cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--disable-pip-version-check",
            "--no-input", "--no-cache-dir", "--progress-bar", "off",
-           *(["--index-url", index_url] if index_url else configured_index()),
+           *configured_index(),
            "--retries", str(retries), "--timeout", "60",
            "--use-feature=fast-deps",
            "--dry-run", "--ignore-installed", "--report", str(report),
@@ -177,7 +175,7 @@ def resolve_or_fail(requirements: list[str], workdir: Path, **kw) -> tuple[dict,
     if proc.returncode != 0 or report is None:
         tail = "\n".join(log.strip().splitlines()[-40:])
         pytest.fail(f"pip could not resolve the image's requirements (exit {proc.returncode}; index "
-                    f"{index_shown(kw.get('index_url'))}; a registry that cannot be reached fails here "
+                    f"{index_shown()}; a registry that cannot be reached fails here "
                     f"too):\n{tail}", pytrace=False)
     return report, log, seconds
 
@@ -383,12 +381,14 @@ def test_the_index_is_pips_configured_one(tmp_path, monkeypatch):
         mirror.close()
 
 
-def test_unreachable_registry_fails_loudly(tmp_path):
+def test_unreachable_registry_fails_loudly(tmp_path, monkeypatch):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # pip's configuration names an index there (the only way the tests pick one)
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{port}/simple")
     with pytest.raises(pytest.fail.Exception, match="could not resolve"):
-        resolve_or_fail(["grpcio>=1.66"], tmp_path, index_url=f"http://127.0.0.1:{port}/simple", retries=0)
+        resolve_or_fail(["grpcio>=1.66"], tmp_path, retries=0)
 
 
 # ------------------------------------------------------------------ deploy/check_gpu_env.py
