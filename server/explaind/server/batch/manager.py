@@ -20,10 +20,10 @@ from google.rpc import code_pb2, status_pb2
 
 from explaind.v1 import batch_service_pb2
 
-from ..builds.operation_job import JobServices, callers_copy, end_stale_operations
+from ..builds.operation_job import JobServices, callers_copy, end_stale_operations, recordable
 from ..builds.runners import LOCAL, THREAD, choose_runner
 from ..config import use_gpu
-from ..errors import ExplaindError, FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
+from ..errors import ExplaindError, FailedPrecondition, PermissionDenied, ResourceExhausted
 from ..serving.requests import Limits
 from ..store.operations import OperationRecord
 from ..security import uris as allowed_uris
@@ -88,7 +88,7 @@ class BatchManager:
         except ExplaindError as e:
             e.field = (e.field or "").removeprefix("model.")      # the job's labels, not a model's
             raise
-        request_json = _recordable(request)
+        request_json = recordable(request, "explanation_spec_override")
         with self._lock:
             if len(self._jobs) >= self.settings.max_concurrent_batch_jobs:
                 raise ResourceExhausted(f"this replica already runs or queues {len(self._jobs)} batch jobs "
@@ -206,10 +206,3 @@ class BatchManager:
         for job in jobs:
             job.cancel_event.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
-
-
-def _recordable(request: batch_service_pb2.BatchExplainRequest) -> dict:
-    try:
-        return json_format.MessageToDict(request)
-    except (json_format.SerializeToJsonError, ValueError) as e:
-        raise InvalidArgument(f"cannot be recorded: {e}", field="explanation_spec_override") from None

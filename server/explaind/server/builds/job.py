@@ -145,8 +145,9 @@ class BuildJob(OperationJob):
             record.search_config = index.config.to_json()
             with self._record_lock:
                 self.meta.recall.CopyFrom(index.recall_message())
-                self.meta.warnings.extend(index.warnings())
-            for warning in index.warnings():
+                warnings = index.warnings()
+                self.meta.warnings.extend(warnings)
+            for warning in warnings:
                 log.warning("build warning: %s", warning, extra={"operation": self.op.operation.name})
         self._patiently(self._sync_record)      # last look: cancelled or taken over while we built?
         self._check()

@@ -16,9 +16,10 @@ import threading
 import time
 from typing import Callable, Iterable, TypeVar
 
+from google.protobuf import json_format
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from ..errors import ExplaindError
+from ..errors import ExplaindError, InvalidArgument
 from ..store.models import ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..store.retry import StoreUnavailable
@@ -223,3 +224,12 @@ def callers_copy(op: OperationRecord) -> OperationRecord:
     operation = type(op.operation)()
     operation.CopyFrom(op.operation)
     return dataclasses.replace(op, operation=operation)
+
+
+def recordable(request, field: str) -> dict:
+    """A request as the JSON its operation record keeps. A message can hold what JSON
+    cannot (NaN or infinity in a Value, a Timestamp out of range): refused, not recorded."""
+    try:
+        return json_format.MessageToDict(request)
+    except (json_format.SerializeToJsonError, ValueError) as e:
+        raise InvalidArgument(f"cannot be recorded: {e}", field=field) from None

@@ -12,20 +12,19 @@ import uuid
 from typing import Callable
 
 from google.longrunning import operations_pb2
-from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 
 from explaind.v1 import model_pb2, model_service_pb2
 
 from ..config import use_gpu
-from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from ..errors import FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted
 from ..index.meta import META_FILE, IndexMeta
 from ..model_ids import check_new_model_id
 from ..store.models import ModelRecord, ModelStore
 from ..store.operations import OperationRecord, OperationStore
 from ..security import uris as allowed_uris
 from .job import BuildJob, BuildPlan, UpdateOf, new_build_id
-from .operation_job import JobServices, callers_copy, end_stale_operations
+from .operation_job import JobServices, callers_copy, end_stale_operations, recordable
 from .recipes import BuildOptions, Recipe, UpdateRecipe, recipe_for, update_response
 from .runners import choose_runner, close_runners, make_runners
 
@@ -59,7 +58,7 @@ class UploadManager:
     def _accept(self, request: model_service_pb2.UploadModelRequest) -> BuildJob:
         """Validates, claims the id and writes the operation: the job, not yet started."""
         model_id = self._model_id(request.model_id)
-        request_json = _recordable(request, "model")
+        request_json = recordable(request, "model")
         model = model_pb2.Model()
         model.CopyFrom(request.model)
         recipe = recipe_for(model, self.settings.max_neighbor_count)
@@ -90,7 +89,7 @@ class UploadManager:
         published = self.models.get_published(model_id)
         if published is None:
             raise NotFound(f"model models/{model_id[:200]} not found", field="model")
-        request_json = _recordable(request, "examples")
+        request_json = recordable(request, "examples")
         recipe = UpdateRecipe.validated(request, published.model, published.build_id, self.models.uri,
                                         self.settings.update_max_remove_ids)
         # The model's runner label, as its upload had it (explaind.dev/build-runner), else the daemon's.
@@ -272,15 +271,6 @@ class UploadManager:
                 job.cancel_event.set()
         self._pool.shutdown(wait=True, cancel_futures=False)
         close_runners(self.runners)
-
-
-def _recordable(request, field: str) -> dict:
-    """The request as the JSON the operation record keeps. A message can hold what JSON
-    cannot (NaN or infinity in a Value, a Timestamp out of range): refused, not recorded."""
-    try:
-        return json_format.MessageToDict(request)
-    except (json_format.SerializeToJsonError, ValueError) as e:
-        raise InvalidArgument(f"cannot be recorded: {e}", field=field) from None
 
 
 def _is_build(op: OperationRecord) -> bool:
