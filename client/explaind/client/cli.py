@@ -181,8 +181,8 @@ def _recall_line(model) -> str | None:
     return line
 
 
-def _print_warnings(client: Client, op_name: str) -> None:
-    for warning in upload_metadata(client.get_operation(op_name)).warnings:
+def _print_warnings(op) -> None:
+    for warning in upload_metadata(op).warnings:
         print(f"warning: {warning}", file=sys.stderr)
 
 
@@ -193,7 +193,7 @@ def _upload(client: Client, args) -> int:
         return 0
     model = client.wait(op, on_progress=_progress_bar)
     print(file=sys.stderr)
-    _print_warnings(client, op.name)
+    _print_warnings(client.get_operation(op.name))
     _print(model)
     return 0
 
@@ -325,8 +325,9 @@ def _update(client: Client, args) -> int:
         return 0
     client.wait(op, on_progress=_progress_bar)
     print(file=sys.stderr)
-    _print_warnings(client, op.name)
-    _print(operation_result(client.get_operation(op.name)))
+    done = client.get_operation(op.name)
+    _print_warnings(done)
+    _print(operation_result(done))
     return 0
 
 
