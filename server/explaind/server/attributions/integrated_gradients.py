@@ -141,11 +141,13 @@ def _path_rows(batch: PathBatch, alphas: np.ndarray, noise: Mapping[str, np.ndar
     jobs, pairs, samples, steps = batch.jobs, batch.pairs, batch.samples, len(alphas)
     rows = {}
     for name, start in batch.starts.items():
-        points = np.broadcast_to(_points(batch, name, alphas), (jobs, pairs, steps) + np.shape(start)[2:])
-        points = np.repeat(points[:, :, None], samples, axis=2)          # (J, P, samples, steps, *shape)
+        points = _points(batch, name, alphas)[:, :, None]                  # (J, P, 1, steps, *shape)
         if name in noise:
             points = points + noise[name][None]
-        rows[name] = points.reshape((-1,) + points.shape[4:]).astype(start.dtype, copy=False)
+        # One array of the model's dtype, filled by broadcasting over jobs, pairs and samples.
+        out = np.empty((jobs, pairs, samples, steps) + np.shape(start)[2:], dtype=start.dtype)
+        out[...] = points
+        rows[name] = out.reshape((-1,) + out.shape[4:])
     for name, value in batch.context.items():
         rows[name] = np.repeat(np.asarray(value), pairs * samples * steps, axis=0)
     return rows
