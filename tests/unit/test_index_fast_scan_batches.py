@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from explaind.server.index import ExampleIndex, SearchConfig
-from explaind.server.index.backend import FAST_SCAN_BATCH, build_cpu_index, fast_scan, search_by_list
-from explaind.server.index.config import plan_index
+from explaind.server.index.backend import FAST_SCAN_BATCH, fast_scan, search_by_list
 from tests import oracles
 
 D, N = 16, 6000  # treeAh is exact below 5000 examples
@@ -39,7 +38,7 @@ def same_answers(got, expected):
 
 def test_batched_in_list_order_equals_one_search(clustered):
     x, q = clustered
-    codes = build_cpu_index(x, tree_ah(), plan_index(tree_ah(), N))
+    codes = ExampleIndex.build(x, [str(i) for i in range(N)], None, None, tree_ah()).contents.faiss_index
     index = fast_scan(codes)
     assert isinstance(index, faiss.IndexIVFFastScan) and len(q) > FAST_SCAN_BATCH
     same_answers(search_by_list(index, q, 30), index.search(q, 30))

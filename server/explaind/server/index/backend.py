@@ -31,8 +31,7 @@ import threading
 import faiss
 import numpy as np
 
-from explaind.server.index.code_space import CodeShape
-from explaind.server.index.codes import COARSE_ITERATIONS, codes_index, train_codes, train_coarse, training_rows
+from explaind.server.index.codes import COARSE_ITERATIONS, training_rows
 from explaind.server.index.config import IndexPlan, SearchConfig
 from explaind.server.index.distances import faiss_metric
 from explaind.server.index.gpu_codes import gpu_codes_index
@@ -109,10 +108,9 @@ FAST_SCAN_BATCH = 256
 
 def build_cpu_index(vectors: np.ndarray, config: SearchConfig, plan: IndexPlan,
                     prepare=None) -> faiss.Index:
-    """The plan's index over `vectors` in position order: flat, IVF-Flat, or
-    4-bit codes of the vectors' own dimensions (a treeAh build writes its codes
-    in list order, in the shape it measures: compressed.py). `vectors` (n, d)
-    may be memory-mapped; `prepare(block)` turns rows into what the index
+    """The plan's exact-vector index over `vectors` in position order: flat or
+    IVF-Flat (a compressed kind's codes are built by compressed.py, in list
+    order, in the shape it measures). `vectors` (n, d) may be memory-mapped; `prepare(block)` turns rows into what the index
     compares (normalized where the measure asks). IVF indexes hold ids = positions."""
     n, d = vectors.shape
     prepare = prepare or (lambda block: np.ascontiguousarray(block, dtype=np.float32))
@@ -123,13 +121,8 @@ def build_cpu_index(vectors: np.ndarray, config: SearchConfig, plan: IndexPlan,
         return index
     rows = training_rows(n, plan.nlist)
     sample = prepare(vectors[rows if rows is not None else slice(None)])
-    if plan.pq_m:
-        index = codes_index(train_coarse(sample, plan.nlist, config), CodeShape(d, max(1, d // plan.pq_m)), config,
-                            plan.nprobe)
-        train_codes(index, sample)
-    else:
-        index = empty_ivf_index(d, config, plan)
-        index.train(sample)
+    index = empty_ivf_index(d, config, plan)
+    index.train(sample)
     add_rows(index, vectors, 0, prepare)
     return index
 

@@ -46,7 +46,6 @@ class Built:
     space: CodeSpace
     vectors: MappedVectors                  # one segment, in list order (segment_rows)
     config: SearchConfig                    # with the tuned candidates, when they were open
-    plan: IndexPlan                         # with the tuned leaves and the shape
     tuning: Tuning | None
     recall: RecallReport
 
@@ -78,14 +77,12 @@ def build(embeddings: np.ndarray, config: SearchConfig, plan: IndexPlan, shape_g
     search_index = fast_scan(index)
     probe = Probe(search_index, space, vectors, config)
     measured = measure(probe, config, plan.nprobe, k, tune=tuned, shape=shape)
-    plan = dataclasses.replace(plan, nprobe=measured.nprobe, pq_m=shape.pq_m,
-                               code_dims=shape.dims if shape.rotated else 0)
     index.nprobe = search_index.nprobe = measured.nprobe
     tuning = None
     if tuned:
         tuning = Tuning(leaves=measured.nprobe, candidates=measured.candidates, code_shape=shape.describe(),
                         target=config.recall_target, reason="; ".join(p for p in (measured.reason, note) if p))
-    return Built(index, search_index, space, vectors, measured.config, plan, tuning, measured.report)
+    return Built(index, search_index, space, vectors, measured.config, tuning, measured.report)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -121,14 +121,12 @@ class IndexPlan:
     """What FAISS index a config gives for N examples. nlist == 0: exact flat.
     pq_m > 0: the lists hold 4-bit product-quantizer codes of pq_m
     sub-vectors (FAISS fast-scan), re-ranked exactly against the full vectors;
-    pq_m == 0 with lists: IVF-Flat (only indexes saved by format 1).
-    code_dims > 0: the codes (and the lists) are of the vectors' first
-    code_dims principal components (code_space.py), not of the vectors."""
+    pq_m == 0 with lists: IVF-Flat (only indexes saved by format 1). The code
+    shape a build picks (code_space.py) is the index's, not the plan's."""
 
     nlist: int
     nprobe: int
     pq_m: int = 0
-    code_dims: int = 0
 
     @property
     def exact(self) -> bool:
@@ -143,7 +141,7 @@ class IndexPlan:
     @property
     def index_type(self) -> str:
         """The Model's index_type."""
-        return self.kind.faiss_description(self.nlist, self.pq_m, self.code_dims)
+        return self.kind.faiss_description(self.nlist, self.pq_m)
 
 
 def pq_subvectors(dimensions: int) -> int:
