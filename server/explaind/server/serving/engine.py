@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import os
 import time
 
 import numpy as np
@@ -25,6 +24,7 @@ from explaind.v1 import explanation_pb2
 from ..batching import BatcherConfig, DynamicBatcher
 from ..index.restricts import Namespace
 from ..runtime.instances import Instance, batch_inputs
+from .cpu import available_cores
 from .servables import AttributionServable, ExampleServable, Servable
 
 Shapes = tuple  # ((input name, per-row shape), ...): calls of different shapes never share a batch
@@ -80,7 +80,7 @@ class EmbeddedRow:
 
 class Engine:
     def __init__(self, settings, metrics=None):
-        threads = settings.search_threads or (os.cpu_count() or 2)
+        threads = settings.search_threads or available_cores()     # the container's share, not the host's
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
         self.metrics = metrics
         config = BatcherConfig(max_batch_size=settings.max_batch_size,
