@@ -15,7 +15,7 @@ read twice, block by block, never whole:
 So a list's rows are contiguous in the segment, sorted so that near rows
 share pages: a query's re-ranked candidates (from a few lists) fault in few
 pages. An example keeps its position (the order of the data set); the
-segment's row of each position is kept beside it (MappedVectors.rows). An
+segment's row of each position is kept beside it (MappedVectors.segment_rows). An
 update writes its additions' segment the same way.
 """
 from __future__ import annotations

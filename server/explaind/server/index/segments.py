@@ -7,7 +7,7 @@ row's page fault into a window of up to read_ahead_kb (MBs) read from disk, so
 a mapped segment is advised MADV_RANDOM: a fault reads its page alone. The
 data starts on a page boundary (the .npy header is padded to PAGE bytes), so
 a row of d = 128 floats never straddles two pages, and rows are written in
-the order of the index's lists (layout.py), so a query's candidates share
+the order of the index's lists (codes.py), so a query's candidates share
 pages.
 
 Memory: pages of a file mapping that a process has touched count in its RSS
