@@ -77,8 +77,9 @@ def test_a_build_over_its_memory_limit_fails_with_resource_exhausted(start_serve
     with start_server(store=store).client() as client:
         client.wait(client.upload_model(kept, model_id="kept"), timeout=180)
         before = client.explain("kept", queries)
-    # 1M x 48 float32 embeddings: 192 MB on disk, two copies of it at least while the index is built.
-    vectors = np.random.default_rng(0).normal(size=(1_000_000, 48)).astype(np.float32)
+    # 2M x 48 float32 embeddings: 384 MB, over the limit in the index alone. A build streams its
+    # embeddings (one copy: the index's), so a set near the limit would pass or fail by the baseline.
+    vectors = np.random.default_rng(0).standard_normal((2_000_000, 48), dtype=np.float32)
     np.save(tmp_path / "big.npy", vectors)
     del vectors
     # No spare: a spare imports TensorFlow ahead, which alone takes more than this limit.

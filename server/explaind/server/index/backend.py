@@ -110,8 +110,9 @@ def build_cpu_index(vectors: np.ndarray, config: SearchConfig, plan: IndexPlan,
                     prepare=None) -> faiss.Index:
     """The plan's exact-vector index over `vectors` in position order: flat or
     IVF-Flat (a compressed kind's codes are built by compressed.py, in list
-    order, in the shape it measures). `vectors` (n, d) may be memory-mapped; `prepare(block)` turns rows into what the index
-    compares (normalized where the measure asks). IVF indexes hold ids = positions."""
+    order, in the shape it measures). `vectors` (n, d) may be memory-mapped;
+    `prepare(block)` turns rows into what the index compares (normalized where
+    the measure asks). IVF indexes hold ids = positions."""
     n, d = vectors.shape
     prepare = prepare or (lambda block: np.ascontiguousarray(block, dtype=np.float32))
     metric = faiss_metric(config)
