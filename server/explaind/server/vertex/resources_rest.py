@@ -31,6 +31,7 @@ from . import names
 from .endpoints_service import VertexEndpoints
 from .models import VertexModels
 from .operations import VertexOperations
+from .rest_io import json_answer, list_query, message_answer, optional_json_body, query
 
 ROOT = "/{version:v1|v1beta1}/projects/{project:[^/:]+}/locations/{location:[^/:]+}"
 ANY_ROOT = "/{version:v1|v1beta1|ui}/projects/{project:[^/:]+}/locations/{location:[^/:]+}"
@@ -110,74 +111,74 @@ class ResourceRoutes:
             raise InvalidArgument(e.message, field=e.field) from None
         parent = _parent(request)
         upload.parent = parent.name
-        return _json((await self.models.upload_explaind(upload, parent, request.match_info["version"])).to_json())
+        return json_answer((await self.models.upload_explaind(upload, parent, request.match_info["version"])).tojson_answer())
 
     async def get_model(self, request: web.Request) -> web.Response:
-        return _message(await self.models.get(_name(request, "models", request.match_info["model"])))
+        return message_answer(await self.models.get(_name(request, "models", request.match_info["model"])))
 
     async def list_models(self, request: web.Request) -> web.Response:
         list_request = ms.ListModelsRequest(parent=_parent(request).name)
-        _list_query(request, list_request)
-        return _message(await self.models.list(list_request))
+        list_query(request, list_request)
+        return message_answer(await self.models.list(list_request))
 
     async def delete_model(self, request: web.Request) -> web.Response:
         name = _name(request, "models", request.match_info["model"])
-        return _json((await self.models.delete(name, request.match_info["version"])).to_json())
+        return json_answer((await self.models.delete(name, request.match_info["version"])).tojson_answer())
 
     async def update_dataset(self, request: web.Request) -> web.Response:
-        update = _parse(await _body(request), ms.UpdateExplanationDatasetRequest())
+        update = _parse(await optional_json_body(request), ms.UpdateExplanationDatasetRequest())
         update.model = _name(request, "models", request.match_info["model"])
-        return _json((await self.models.update_explanation_dataset(update, request.match_info["version"])).to_json())
+        return json_answer((await self.models.update_explanation_dataset(update, request.match_info["version"])).tojson_answer())
 
     # --- endpoints ---
     async def create_endpoint(self, request: web.Request) -> web.Response:
         create = es.CreateEndpointRequest(parent=_parent(request).name,
-                                          endpoint_id=_query(request, "endpointId", "endpoint_id"))
-        _parse(await _body(request), create.endpoint, "endpoint")
-        return _json((await self.endpoints.create(create, request.match_info["version"])).to_json())
+                                          endpoint_id=query(request, "endpointId", "endpoint_id"))
+        _parse(await optional_json_body(request), create.endpoint, "endpoint")
+        return json_answer((await self.endpoints.create(create, request.match_info["version"])).tojson_answer())
 
     async def get_endpoint(self, request: web.Request) -> web.Response:
-        return _message(await self.endpoints.get(_name(request, "endpoints", request.match_info["endpoint"])))
+        return message_answer(await self.endpoints.get(_name(request, "endpoints", request.match_info["endpoint"])))
 
     async def list_endpoints(self, request: web.Request) -> web.Response:
         list_request = es.ListEndpointsRequest(parent=_parent(request).name)
-        _list_query(request, list_request)
-        return _message(await self.endpoints.list(list_request))
+        list_query(request, list_request)
+        return message_answer(await self.endpoints.list(list_request))
 
     async def update_endpoint(self, request: web.Request) -> web.Response:
         update = es.UpdateEndpointRequest()
-        _parse(await _body(request), update.endpoint, "endpoint")
+        _parse(await optional_json_body(request), update.endpoint, "endpoint")
         update.endpoint.name = _name(request, "endpoints", request.match_info["endpoint"])
-        mask = _query(request, "updateMask", "update_mask")
+        mask = query(request, "updateMask", "update_mask")
         try:
             update.update_mask.CopyFrom(json_format.Parse(f'"{mask}"', field_mask_pb2.FieldMask())
                                         if mask else field_mask_pb2.FieldMask())
         except json_format.ParseError as e:
             raise InvalidArgument(str(e)[:300], field="update_mask") from None
-        return _message(await self.endpoints.update(update))
+        return message_answer(await self.endpoints.update(update))
 
     async def delete_endpoint(self, request: web.Request) -> web.Response:
         name = _name(request, "endpoints", request.match_info["endpoint"])
-        return _json((await self.endpoints.delete(name, request.match_info["version"])).to_json())
+        return json_answer((await self.endpoints.delete(name, request.match_info["version"])).tojson_answer())
 
     async def deploy(self, request: web.Request) -> web.Response:
-        deploy = _parse(await _body(request), es.DeployModelRequest())
+        deploy = _parse(await optional_json_body(request), es.DeployModelRequest())
         deploy.endpoint = _name(request, "endpoints", request.match_info["endpoint"])
-        return _json((await self.endpoints.deploy(deploy, request.match_info["version"])).to_json())
+        return json_answer((await self.endpoints.deploy(deploy, request.match_info["version"])).tojson_answer())
 
     async def undeploy(self, request: web.Request) -> web.Response:
-        undeploy = _parse(await _body(request), es.UndeployModelRequest())
+        undeploy = _parse(await optional_json_body(request), es.UndeployModelRequest())
         undeploy.endpoint = _name(request, "endpoints", request.match_info["endpoint"])
-        return _json((await self.endpoints.undeploy(undeploy, request.match_info["version"])).to_json())
+        return json_answer((await self.endpoints.undeploy(undeploy, request.match_info["version"])).tojson_answer())
 
     # --- operations ---
     async def get_operation(self, request: web.Request) -> web.Response:
         version = request.match_info.get("version", "v1")
         view = await self.operations.get(_operation_name(request), "" if version == "ui" else version)
-        return _json(view.to_json())
+        return json_answer(view.tojson_answer())
 
     async def wait_operation(self, request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await optional_json_body(request)
         timeout = body.get("timeout")
         seconds = None
         if timeout is not None:
@@ -188,15 +189,15 @@ class ResourceRoutes:
                                       field="timeout") from None
             if not 0 <= seconds <= 3600:
                 raise InvalidArgument("must be between 0 and 3600 seconds", field="timeout")
-        return _json((await self.operations.wait(_operation_name(request), seconds)).to_json())
+        return json_answer((await self.operations.wait(_operation_name(request), seconds)).tojson_answer())
 
     async def cancel_operation(self, request: web.Request) -> web.Response:
         await self.operations.cancel(_operation_name(request))
-        return _json({})
+        return json_answer({})
 
     async def delete_operation(self, request: web.Request) -> web.Response:
         await self.operations.delete(_operation_name(request))
-        return _json({})
+        return json_answer({})
 
 
 def _parent(request: web.Request) -> names.Parent:
@@ -215,31 +216,6 @@ def _operation_name(request: web.Request) -> str:
     return f"{_parent(request).name}{middle}/operations/{info['operation']}"
 
 
-def _query(request: web.Request, camel: str, snake: str) -> str:
-    value = request.query.get(camel, request.query.get(snake, ""))
-    if len(value) > 2000:
-        raise InvalidArgument("at most 2000 characters", field=snake)
-    return value
-
-
-def _list_query(request: web.Request, message) -> None:
-    message.filter = _query(request, "filter", "filter")
-    message.page_token = _query(request, "pageToken", "page_token")
-    message.order_by = _query(request, "orderBy", "order_by")
-    size = _query(request, "pageSize", "page_size")
-    if size:
-        if not size.lstrip("-").isdigit() or len(size) > 10:
-            raise InvalidArgument(f"expected an integer, got {size[:50]!r}", field="page_size")
-        message.page_size = max(-1, min(int(size), 2 ** 31 - 1))
-
-
-async def _body(request: web.Request) -> dict:
-    from .rest import _json_body          # one reader of JSON bodies (bounded, UTF-8, an object)
-    if not request.can_read_body:
-        return {}
-    return await _json_body(request)
-
-
 def _parse(body: dict, message, path: str = ""):
     try:
         return json_format.ParseDict(body, message)
@@ -248,11 +224,3 @@ def _parse(body: dict, message, path: str = ""):
     except RecursionError:
         raise InvalidArgument("the body is nested too deeply", field="body") from None
 
-
-def _message(message) -> web.Response:
-    return _json(json_format.MessageToDict(message))
-
-
-def _json(data: dict) -> web.Response:
-    from .rest import _json as answer
-    return answer(data)

@@ -19,7 +19,6 @@ certificate under mutual TLS).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -41,6 +40,7 @@ from ..logging_setup import request_id_var
 from ..security.auth import http_certificate_names
 from ..store.operations import model_of
 from .prediction import VertexPrediction
+from .rest_io import json_answer, json_body, message_answer
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class RestApi:
 
     # --- routes ---
     async def upload(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         if self.resources is not None:
             return await self.resources.upload(request, body)
         try:
@@ -124,7 +124,7 @@ class RestApi:
         info = request.match_info
         upload.parent = f"projects/{info['project']}/locations/{info['location']}"
         operation = await self.control.upload_model(upload)
-        return _json(operation_json(operation, info))
+        return json_answer(operation_json(operation, info))
 
     async def get_operation(self, request: web.Request) -> web.Response:
         if self.resources is not None:
@@ -133,18 +133,18 @@ class RestApi:
         operation = await self.control.get_operation(f"operations/{info['operation']}")
         if "model" in info and _model_id_of(operation) != info["model"]:
             raise NotFound(f"operation {info['operation']!r} of model {info['model']!r} not found", field="name")
-        return _json(operation_json(operation, info))
+        return json_answer(operation_json(operation, info))
 
     async def explain(self, request: web.Request) -> web.Response:
         message = v1beta1.ExplainRequest() if request.match_info["version"] == "v1beta1" else v1.ExplainRequest()
-        explain = _parse(await _json_body(request), message)
+        explain = _parse(await json_body(request), message)
         explain.endpoint = _endpoint_name(request)
-        return _json(json_format.MessageToDict(await self.vertex.explain(explain, None)))
+        return message_answer(await self.vertex.explain(explain, None))
 
     async def predict(self, request: web.Request) -> web.Response:
-        predict = _parse(await _json_body(request), v1.PredictRequest())
+        predict = _parse(await json_body(request), v1.PredictRequest())
         predict.endpoint = _endpoint_name(request)
-        return _json(json_format.MessageToDict(await self.vertex.predict(predict, None)))
+        return message_answer(await self.vertex.predict(predict, None))
 
     # --- every call: admission (request id, auth, drain, limit, access log), metrics, errors ---
     @web.middleware
@@ -237,33 +237,10 @@ def _parse(body, message):
         raise InvalidArgument(e.message, field=e.field or None) from None
 
 
-def _no_constants(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
-async def _json_body(request: web.Request) -> dict:
-    """The body as a JSON object; anything else is INVALID_ARGUMENT (the size is aiohttp's to bound)."""
-    raw = await request.read()
-    try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
-    except UnicodeDecodeError:
-        raise InvalidArgument("the body is not UTF-8", field="body") from None
-    except RecursionError:
-        raise InvalidArgument("the body is nested too deeply", field="body") from None
-    except ValueError as e:
-        raise InvalidArgument(f"the body is not JSON: {e}", field="body") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument(f"the body must be a JSON object, got {type(body).__name__}", field="body")
-    return body
-
-
 def error_response(code: grpc.StatusCode, message: str, status=None, http_status: int | None = None) -> web.Response:
     """Google's REST error object: {"error": {"code", "message", "status", "details"}}."""
     error = {"code": http_status or HTTP_STATUS.get(code, 500), "message": message, "status": code.name}
     if status is not None and status.details:
         error["details"] = [json_format.MessageToDict(d) for d in status.details]
-    return _json({"error": error}, status=error["code"])
+    return json_answer({"error": error}, status=error["code"])
 
-
-def _json(data: dict, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data), status=status, content_type="application/json")
