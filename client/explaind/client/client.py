@@ -163,19 +163,26 @@ class Client:
     def wait(self, operation: operations_pb2.Operation | str, timeout: float | None = None,
              on_progress=None, poll_seconds: float = 1.0) -> model_pb2.Model:
         """Waits for an upload or an update; returns the Model or raises OperationError."""
+        op = self._poll_until_done(operation, timeout, on_progress, upload_metadata, poll_seconds, "operation")
+        return operation_result(op).model
+
+    def _poll_until_done(self, operation: operations_pb2.Operation | str, timeout: float | None, on_progress,
+                         metadata_of, poll_seconds: float, kind: str) -> operations_pb2.Operation:
+        """Polls WaitOperation until the operation is done; the done operation, or OperationError
+        (failed or cancelled), or TimeoutError. `on_progress(metadata_of(op))` after every poll."""
         name = operation if isinstance(operation, str) else operation.name
         end = None if timeout is None else time.monotonic() + timeout
         while True:
             left = poll_seconds if end is None else max(0.0, min(poll_seconds, end - time.monotonic()))
             op = self.wait_operation(name, timeout=max(1, int(left)))
             if on_progress is not None:
-                on_progress(upload_metadata(op))
+                on_progress(metadata_of(op))
             if op.done:
                 if op.HasField("error"):
                     raise OperationError(op.error)
-                return operation_result(op).model
+                return op
             if end is not None and time.monotonic() >= end:
-                raise TimeoutError(f"operation {name} not done after {timeout}s")
+                raise TimeoutError(f"{kind} {name} not done after {timeout}s")
 
     # --- predictions ---
     def explain(self, name: str, instances, neighbor_count: int = 0, crowding_count: int = 0,
@@ -237,21 +244,10 @@ class Client:
                    on_progress=None, poll_seconds: float = 1.0) -> batch_service_pb2.BatchExplainResponse:
         """Waits for a batch job; its BatchExplainResponse (the output folder, its files and counts),
         or OperationError (failed or cancelled). `on_progress(metadata)` after every poll."""
-        name = operation if isinstance(operation, str) else operation.name
-        end = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = poll_seconds if end is None else max(0.0, min(poll_seconds, end - time.monotonic()))
-            op = self.wait_operation(name, timeout=max(1, int(left)))
-            if on_progress is not None:
-                on_progress(batch_metadata(op))
-            if op.done:
-                if op.HasField("error"):
-                    raise OperationError(op.error)
-                response = batch_service_pb2.BatchExplainResponse()
-                op.response.Unpack(response)
-                return response
-            if end is not None and time.monotonic() >= end:
-                raise TimeoutError(f"batch job {name} not done after {timeout}s")
+        op = self._poll_until_done(operation, timeout, on_progress, batch_metadata, poll_seconds, "batch job")
+        response = batch_service_pb2.BatchExplainResponse()
+        op.response.Unpack(response)
+        return response
 
     def predict(self, name: str, instances: list, timeout: float = 30) -> list:
         response = self.predictions.Predict(prediction_service_pb2.PredictRequest(
