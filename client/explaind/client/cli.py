@@ -198,13 +198,17 @@ def _upload(client: Client, args) -> int:
     return 0
 
 
-def _progress_bar(meta: model_service_pb2.UploadModelOperationMetadata) -> None:
+def _draw_bar(percent: float, tail: str) -> None:
+    """Redraws one line on stderr: a 30-wide bar, the percent, then `tail`."""
     width = 30
-    filled = int(width * meta.progress_percent / 100)
-    stage = model_service_pb2.UploadModelOperationMetadata.Stage.Name(meta.stage)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {meta.progress_percent:5.1f}% "
-                     f"{meta.examples_embedded}/{meta.examples_total} {stage:<16}")
+    filled = int(width * percent / 100)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {percent:5.1f}% {tail}")
     sys.stderr.flush()
+
+
+def _progress_bar(meta: model_service_pb2.UploadModelOperationMetadata) -> None:
+    stage = model_service_pb2.UploadModelOperationMetadata.Stage.Name(meta.stage)
+    _draw_bar(meta.progress_percent, f"{meta.examples_embedded}/{meta.examples_total} {stage:<16}")
 
 
 def _operations(client: Client, args) -> int:
@@ -278,13 +282,10 @@ def _is_batch(op) -> bool:
 
 
 def _rows_bar(meta: batch_service_pb2.BatchExplainOperationMetadata) -> None:
-    width = 30
-    filled = int(width * meta.progress_percent / 100)
     state = batch_service_pb2.JobState.Name(meta.state).removeprefix("JOB_STATE_")
     failed = f" ({meta.rows_failed} failed)" if meta.rows_failed else ""
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {meta.progress_percent:5.1f}% "
-                     f"{meta.rows_succeeded + meta.rows_failed}/{meta.rows_total} rows{failed} {state:<10}")
-    sys.stderr.flush()
+    _draw_bar(meta.progress_percent,
+              f"{meta.rows_succeeded + meta.rows_failed}/{meta.rows_total} rows{failed} {state:<10}")
 
 
 def _models(client: Client, args) -> int:
