@@ -38,7 +38,7 @@ from explaind.server.admission import EXEMPT_SERVICES, REQUEST_ID_KEY, Admission
 from explaind.server.logging_setup import request_id_var
 from explaind.server.metrics import split_method
 from explaind.server.security.auth import peer_certificate_names, refusing_handler
-from explaind.server.security.decoding import MAX_CACHED_METHODS, decoding_handler
+from explaind.server.security.decoding import HandlerCache, decoding_handler
 
 # Codes that point at the server (logged as warnings); the rest are the caller's business.
 SERVER_SIDE_CODES = frozenset({
@@ -47,7 +47,7 @@ SERVER_SIDE_CODES = frozenset({
     grpc.StatusCode.UNIMPLEMENTED,
 })
 
-CallScope = Callable[[grpc.HandlerCallDetails, aio.ServicerContext], AsyncContextManager]
+CallScope = Callable[[aio.ServicerContext], AsyncContextManager]
 
 
 def grpc_type_of(handler: grpc.RpcMethodHandler) -> str:
@@ -80,9 +80,8 @@ def status_of(context: aio.ServicerContext, exc: BaseException | None) -> grpc.S
     return code if code not in (None, grpc.StatusCode.OK) else grpc.StatusCode.UNKNOWN
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails,
-                 scope: CallScope) -> grpc.RpcMethodHandler:
-    """A copy of `handler` whose behaviour runs inside `scope(details, context)`."""
+def wrap_handler(handler: grpc.RpcMethodHandler, scope: CallScope) -> grpc.RpcMethodHandler:
+    """A copy of `handler` whose behaviour runs inside `scope(context)`."""
     if handler.unary_unary is not None:
         kind, behaviour = "unary_unary", handler.unary_unary
     elif handler.unary_stream is not None:
@@ -95,13 +94,13 @@ def wrap_handler(handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetail
     if inspect.isasyncgenfunction(behaviour):
         @functools.wraps(behaviour)
         async def wrapped(request, context):
-            async with scope(details, context):
+            async with scope(context):
                 async for response in behaviour(request, context):
                     yield response
     elif inspect.iscoroutinefunction(behaviour):
         @functools.wraps(behaviour)
         async def wrapped(request, context):
-            async with scope(details, context):
+            async with scope(context):
                 return await behaviour(request, context)
     else:
         return handler  # sync behaviour: see the module docstring
@@ -155,21 +154,13 @@ class AdmissionInterceptor(aio.ServerInterceptor):
         self.admission = admission
         self._send_initial = send_initial_metadata
         self._decode = decode
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped = HandlerCache(self.wrap)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself (uncounted, as in go-grpc-prometheus)
             return None
-        path = handler_call_details.method
-        cached = self._wrapped.get(path)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self.wrap(handler, path)
-        if len(self._wrapped) >= MAX_CACHED_METHODS:
-            self._wrapped.clear()
-        self._wrapped[path] = (handler, wrapped)
-        return wrapped
+        return self._wrapped.get(handler, handler_call_details.method)
 
     def wrap(self, handler: grpc.RpcMethodHandler, path: str) -> grpc.RpcMethodHandler:
         """`handler` (of method `path`) with every call through the scope."""
@@ -179,8 +170,7 @@ class AdmissionInterceptor(aio.ServerInterceptor):
                 and hasattr(inner, "_replace"):
             wrapped = inner._replace(unary_unary=self._unary(inner.unary_unary, method))
         else:
-            details = _Details(path)
-            wrapped = wrap_handler(inner, details, lambda _details, context: self.scope(method, context))
+            wrapped = wrap_handler(inner, lambda context: self.scope(method, context))
         if wrapped is inner and self.admission.authorizer is not None:
             # a sync behaviour the scope cannot wrap, so its caller cannot be checked: fail closed
             return refusing_handler(handler, "this method's handler is synchronous, so its caller cannot be "
@@ -277,15 +267,6 @@ class _Call:
     def __init__(self, request_id: str, peer: str, token):
         self.request_id, self.peer, self.token = request_id, peer, token
         self.start = time.perf_counter()
-
-
-class _Details:
-    """The part of grpc.HandlerCallDetails wrap_handler's scope reads."""
-
-    __slots__ = ("method",)
-
-    def __init__(self, method: str):
-        self.method = method
 
 
 def _metadata_value(metadata, key: str):

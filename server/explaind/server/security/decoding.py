@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import typing
 
 import grpc
 from grpc import aio
@@ -25,25 +26,36 @@ KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 MAX_CACHED_METHODS = 1024
 
 
+class HandlerCache:
+    """Each method's made handler, kept while its service hands out the same
+    handler (an interceptor's per-call work is then one dict lookup)."""
+
+    def __init__(self, make: typing.Callable[[grpc.RpcMethodHandler, str], grpc.RpcMethodHandler]):
+        self._make = make
+        self._made: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def get(self, handler: grpc.RpcMethodHandler, path: str) -> grpc.RpcMethodHandler:
+        cached = self._made.get(path)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        made = self._make(handler, path)
+        if len(self._made) >= MAX_CACHED_METHODS:
+            self._made.clear()
+        self._made[path] = (handler, made)
+        return made
+
+
 class DecodeInterceptor(aio.ServerInterceptor):
     """decoding_handler for every method (made once per method and handler)."""
 
     def __init__(self):
-        self._decoding: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._decoding = HandlerCache(lambda handler, _path: decoding_handler(handler))
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        path = handler_call_details.method
-        cached = self._decoding.get(path)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        decoding = decoding_handler(handler)
-        if len(self._decoding) >= MAX_CACHED_METHODS:
-            self._decoding.clear()
-        self._decoding[path] = (handler, decoding)
-        return decoding
+        return self._decoding.get(handler, handler_call_details.method)
 
 
 def decoding_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
