@@ -4,7 +4,6 @@ or several worker processes. The rest of the `explaind` command is the client's
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import sys
 
@@ -27,9 +26,8 @@ def serve_command(args) -> int:
     from .app import serve
     from .logging_setup import configure_logging
     if settings.workers != 1:
-        from .serving.cpu import plan_threads, serving_on_gpu
-        workers = plan_threads(settings, gpu=serving_on_gpu(settings)).workers     # 0: from the cores
-        settings = dataclasses.replace(settings, workers=workers)
+        from .workers import worker_settings
+        settings = worker_settings(settings)     # 0 workers: from the cores (planned once, here)
     if settings.workers > 1:
         from .workers import run_workers
         return run_workers(settings)

@@ -49,8 +49,8 @@ def worker_command(settings: Settings, index: int) -> list[str]:
 
 
 def run_workers(settings: Settings) -> int:
-    """Starts the workers, forwards SIGTERM/SIGINT, returns the worst exit code."""
-    settings = worker_settings(settings)
+    """Starts the workers (`settings` as worker_settings planned them), forwards
+    SIGTERM/SIGINT, returns the worst exit code."""
     if settings.port == 0:
         settings = dataclasses.replace(settings, port=_free_port(settings.host))
     children = [subprocess.Popen(worker_command(settings, i)) for i in range(settings.workers)]
