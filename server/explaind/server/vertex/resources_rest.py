@@ -111,7 +111,7 @@ class ResourceRoutes:
             raise InvalidArgument(e.message, field=e.field) from None
         parent = _parent(request)
         upload.parent = parent.name
-        return json_answer((await self.models.upload_explaind(upload, parent, request.match_info["version"])).tojson_answer())
+        return json_answer((await self.models.upload_explaind(upload, parent, request.match_info["version"])).to_json())
 
     async def get_model(self, request: web.Request) -> web.Response:
         return message_answer(await self.models.get(_name(request, "models", request.match_info["model"])))
@@ -123,19 +123,19 @@ class ResourceRoutes:
 
     async def delete_model(self, request: web.Request) -> web.Response:
         name = _name(request, "models", request.match_info["model"])
-        return json_answer((await self.models.delete(name, request.match_info["version"])).tojson_answer())
+        return json_answer((await self.models.delete(name, request.match_info["version"])).to_json())
 
     async def update_dataset(self, request: web.Request) -> web.Response:
         update = _parse(await optional_json_body(request), ms.UpdateExplanationDatasetRequest())
         update.model = _name(request, "models", request.match_info["model"])
-        return json_answer((await self.models.update_explanation_dataset(update, request.match_info["version"])).tojson_answer())
+        return json_answer((await self.models.update_explanation_dataset(update, request.match_info["version"])).to_json())
 
     # --- endpoints ---
     async def create_endpoint(self, request: web.Request) -> web.Response:
         create = es.CreateEndpointRequest(parent=_parent(request).name,
                                           endpoint_id=query(request, "endpointId", "endpoint_id"))
         _parse(await optional_json_body(request), create.endpoint, "endpoint")
-        return json_answer((await self.endpoints.create(create, request.match_info["version"])).tojson_answer())
+        return json_answer((await self.endpoints.create(create, request.match_info["version"])).to_json())
 
     async def get_endpoint(self, request: web.Request) -> web.Response:
         return message_answer(await self.endpoints.get(_name(request, "endpoints", request.match_info["endpoint"])))
@@ -159,23 +159,23 @@ class ResourceRoutes:
 
     async def delete_endpoint(self, request: web.Request) -> web.Response:
         name = _name(request, "endpoints", request.match_info["endpoint"])
-        return json_answer((await self.endpoints.delete(name, request.match_info["version"])).tojson_answer())
+        return json_answer((await self.endpoints.delete(name, request.match_info["version"])).to_json())
 
     async def deploy(self, request: web.Request) -> web.Response:
         deploy = _parse(await optional_json_body(request), es.DeployModelRequest())
         deploy.endpoint = _name(request, "endpoints", request.match_info["endpoint"])
-        return json_answer((await self.endpoints.deploy(deploy, request.match_info["version"])).tojson_answer())
+        return json_answer((await self.endpoints.deploy(deploy, request.match_info["version"])).to_json())
 
     async def undeploy(self, request: web.Request) -> web.Response:
         undeploy = _parse(await optional_json_body(request), es.UndeployModelRequest())
         undeploy.endpoint = _name(request, "endpoints", request.match_info["endpoint"])
-        return json_answer((await self.endpoints.undeploy(undeploy, request.match_info["version"])).tojson_answer())
+        return json_answer((await self.endpoints.undeploy(undeploy, request.match_info["version"])).to_json())
 
     # --- operations ---
     async def get_operation(self, request: web.Request) -> web.Response:
         version = request.match_info.get("version", "v1")
         view = await self.operations.get(_operation_name(request), "" if version == "ui" else version)
-        return json_answer(view.tojson_answer())
+        return json_answer(view.to_json())
 
     async def wait_operation(self, request: web.Request) -> web.Response:
         body = await optional_json_body(request)
@@ -189,7 +189,7 @@ class ResourceRoutes:
                                       field="timeout") from None
             if not 0 <= seconds <= 3600:
                 raise InvalidArgument("must be between 0 and 3600 seconds", field="timeout")
-        return json_answer((await self.operations.wait(_operation_name(request), seconds)).tojson_answer())
+        return json_answer((await self.operations.wait(_operation_name(request), seconds)).to_json())
 
     async def cancel_operation(self, request: web.Request) -> web.Response:
         await self.operations.cancel(_operation_name(request))
