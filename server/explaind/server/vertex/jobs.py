@@ -27,7 +27,6 @@ from google.protobuf import empty_pb2, json_format
 from explaind.v1 import batch_service_pb2
 from explaind.vertex.v1 import job_service_pb2 as js
 
-from ..api.status import translate_errors
 from ..batch.manager import VERTEX_KEY, metadata_of, request_of
 from ..control.batch_jobs import BatchJobs
 from ..control.deployments import deployment_override
@@ -36,6 +35,7 @@ from ..errors import ExplaindError, InvalidArgument
 from ..serving.requests import reject_parameters
 from ..store.operations import OperationRecord
 from . import names
+from .grpc_methods import operation_proto, register, unary_handlers
 from .operations import VertexOperation, VertexOperations
 from .prediction import reject_unknown_fields
 
@@ -219,30 +219,9 @@ METHODS = {
     "CancelBatchPredictionJob": (js.CancelBatchPredictionJobRequest, empty_pb2.Empty,
                                  lambda jobs, r, v: jobs.cancel(r.name)),
     "DeleteBatchPredictionJob": (js.DeleteBatchPredictionJobRequest, operations_pb2.Operation,
-                                 lambda jobs, r, v: _proto(jobs.delete(r.name, v))),
+                                 lambda jobs, r, v: operation_proto(jobs.delete(r.name, v))),
 }
 
 
-async def _proto(view) -> operations_pb2.Operation:
-    return (await view).to_proto()
-
-
-def _handler(jobs: VertexJobs, behaviour, version: str):
-    @translate_errors
-    async def handle(_, request, context):
-        return await behaviour(jobs, request, version)
-
-    async def call(request, context):         # grpc.aio awaits only coroutine functions
-        return await handle(None, request, context)
-    return call
-
-
 def add_to_server(jobs: VertexJobs, server: grpc.aio.Server) -> None:
-    for service in SERVICES:
-        version = service.split(".")[3]
-        methods = {name: grpc.unary_unary_rpc_method_handler(
-            _handler(jobs, behaviour, version), request_deserializer=request.FromString,
-            response_serializer=response.SerializeToString)
-            for name, (request, response, behaviour) in METHODS.items()}
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, methods),))
-        server.add_registered_method_handlers(service, methods)
+    register(server, unary_handlers({service: METHODS for service in SERVICES}, jobs))

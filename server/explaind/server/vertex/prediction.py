@@ -26,6 +26,7 @@ from ..serving.data_plane import DataPlane
 from ..serving.requests import reject_parameters
 from ..serving.results import InstanceExplanation
 from .endpoints import EndpointMap, Target
+from .grpc_methods import register
 from .routing import Router
 
 V1_SERVICE = "google.cloud.aiplatform.v1.PredictionService"
@@ -179,8 +180,4 @@ def method_handlers(vertex: VertexPrediction) -> dict[str, dict[str, grpc.RpcMet
 
 
 def add_to_server(vertex: VertexPrediction, server: grpc.aio.Server) -> None:
-    """As generated servicers register themselves: a generic handler per service, and the
-    methods registered up front (the faster per-call path of grpcio's registered methods)."""
-    for service, methods in method_handlers(vertex).items():
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, methods),))
-        server.add_registered_method_handlers(service, methods)
+    register(server, method_handlers(vertex))

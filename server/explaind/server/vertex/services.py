@@ -14,8 +14,8 @@ from google.protobuf import empty_pb2
 from explaind.vertex.v1 import endpoint_service_pb2 as es
 from explaind.vertex.v1 import model_service_pb2 as ms
 
-from ..api.status import translate_errors
 from .endpoints_service import VertexEndpoints
+from .grpc_methods import operation_proto, register, unary_handlers
 from .models import VertexModels
 
 VERSIONS = ("v1", "v1beta1")
@@ -23,55 +23,32 @@ Operation = operations_pb2.Operation
 # method -> (request, response, behaviour(models, endpoints, request, version) -> awaitable)
 MODEL_METHODS = {
     "UploadModel": (ms.UploadModelRequest, Operation,
-                    lambda m, e, r, v: _operation(m.upload(r, v))),
+                    lambda m, e, r, v: operation_proto(m.upload(r, v))),
     "GetModel": (ms.GetModelRequest, ms.Model, lambda m, e, r, v: m.get(r.name)),
     "ListModels": (ms.ListModelsRequest, ms.ListModelsResponse, lambda m, e, r, v: m.list(r)),
-    "DeleteModel": (ms.DeleteModelRequest, Operation, lambda m, e, r, v: _operation(m.delete(r.name, v))),
+    "DeleteModel": (ms.DeleteModelRequest, Operation, lambda m, e, r, v: operation_proto(m.delete(r.name, v))),
     "UpdateExplanationDataset": (ms.UpdateExplanationDatasetRequest, Operation,
-                                 lambda m, e, r, v: _operation(m.update_explanation_dataset(r, v))),
+                                 lambda m, e, r, v: operation_proto(m.update_explanation_dataset(r, v))),
 }
 ENDPOINT_METHODS = {
-    "CreateEndpoint": (es.CreateEndpointRequest, Operation, lambda m, e, r, v: _operation(e.create(r, v))),
+    "CreateEndpoint": (es.CreateEndpointRequest, Operation, lambda m, e, r, v: operation_proto(e.create(r, v))),
     "GetEndpoint": (es.GetEndpointRequest, es.Endpoint, lambda m, e, r, v: e.get(r.name)),
     "ListEndpoints": (es.ListEndpointsRequest, es.ListEndpointsResponse, lambda m, e, r, v: e.list(r)),
     "UpdateEndpoint": (es.UpdateEndpointRequest, es.Endpoint, lambda m, e, r, v: e.update(r)),
-    "DeleteEndpoint": (es.DeleteEndpointRequest, Operation, lambda m, e, r, v: _operation(e.delete(r.name, v))),
-    "DeployModel": (es.DeployModelRequest, Operation, lambda m, e, r, v: _operation(e.deploy(r, v))),
-    "UndeployModel": (es.UndeployModelRequest, Operation, lambda m, e, r, v: _operation(e.undeploy(r, v))),
+    "DeleteEndpoint": (es.DeleteEndpointRequest, Operation, lambda m, e, r, v: operation_proto(e.delete(r.name, v))),
+    "DeployModel": (es.DeployModelRequest, Operation, lambda m, e, r, v: operation_proto(e.deploy(r, v))),
+    "UndeployModel": (es.UndeployModelRequest, Operation, lambda m, e, r, v: operation_proto(e.undeploy(r, v))),
 }
 SERVICES = {f"google.cloud.aiplatform.{version}.{service}": methods for version in VERSIONS
             for service, methods in (("ModelService", MODEL_METHODS), ("EndpointService", ENDPOINT_METHODS))}
 
 
-async def _operation(view) -> Operation:
-    return (await view).to_proto()
-
-
-def _handler(models: VertexModels, endpoints: VertexEndpoints, behaviour, version: str):
-    @translate_errors
-    async def handle(_, request, context):
-        return await behaviour(models, endpoints, request, version)
-
-    async def call(request, context):         # grpc.aio awaits only coroutine functions
-        return await handle(None, request, context)
-    return call
-
-
 def method_handlers(models: VertexModels, endpoints: VertexEndpoints) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
-    out = {}
-    for service, methods in SERVICES.items():
-        version = service.split(".")[3]
-        out[service] = {name: grpc.unary_unary_rpc_method_handler(
-            _handler(models, endpoints, behaviour, version), request_deserializer=request.FromString,
-            response_serializer=response.SerializeToString)
-            for name, (request, response, behaviour) in methods.items()}
-    return out
+    return unary_handlers(SERVICES, models, endpoints)
 
 
 def add_to_server(models: VertexModels, endpoints: VertexEndpoints, server: grpc.aio.Server) -> None:
-    for service, methods in method_handlers(models, endpoints).items():
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, methods),))
-        server.add_registered_method_handlers(service, methods)
+    register(server, method_handlers(models, endpoints))
 
 
 class OperationsDelegate:
