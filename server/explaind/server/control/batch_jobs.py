@@ -38,6 +38,10 @@ class BatchJobs:
         """A running job whose cancel was asked (from any replica) and has not ended yet."""
         return not record.operation.done and await asyncio.to_thread(self.operations.cancel_requested, record.op_id)
 
+    async def cancelling_each(self, records: list[OperationRecord]) -> list[bool]:
+        """cancelling() of each record, the store's reads made side by side."""
+        return list(await asyncio.gather(*(self.cancelling(record) for record in records)))
+
     async def list(self) -> list[OperationRecord]:
         """Every batch job, by name."""
         return [r for r in await asyncio.to_thread(self.operations.list) if is_batch(r)]
@@ -46,6 +50,7 @@ class BatchJobs:
         record = await self.get(job_id)
         await asyncio.to_thread(self.manager.cancel, record)
 
-    async def delete(self, job_id: str) -> None:
-        record = await self.get(job_id)
+    async def delete(self, job_id: str, record: OperationRecord | None = None) -> None:
+        """Forgets an ended job; `record`: the job's, when the caller has just read it."""
+        record = record or await self.get(job_id)
         await asyncio.to_thread(self.manager.delete, record)

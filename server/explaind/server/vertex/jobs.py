@@ -92,7 +92,9 @@ class VertexJobs:
         Vertex's other lists."""
         parent = names.parent(request.parent).name
         wanted = parse_filter(request.filter, states=tuple(State.keys()))
-        views = [job_view(r, parent, await self.jobs.cancelling(r)) for r in await self.jobs.list()]
+        records = await self.jobs.list()
+        views = [job_view(r, parent, cancelling)
+                 for r, cancelling in zip(records, await self.jobs.cancelling_each(records))]
         views.sort(key=lambda view: (seconds(view.create_time), view.name))
         page, token = page_of([v for v in views if wanted(_listed(v))], request.page_size, request.page_token)
         return js.ListBatchPredictionJobsResponse(batch_prediction_jobs=page, next_page_token=token)
@@ -105,10 +107,10 @@ class VertexJobs:
     async def delete(self, name: str, version: str) -> VertexOperation:
         """Forgets an ended job (FAILED_PRECONDITION while it runs), as a Vertex operation done at once."""
         parent, job_id = job_name(name)
-        await self.jobs.get(job_id)
+        record = await self.jobs.get(job_id)       # NOT_FOUND from the call itself, not the operation
 
         async def work():
-            await self.jobs.delete(job_id)
+            await self.jobs.delete(job_id, record)
             return empty_pb2.Empty()
         return await self.operations.run("delete", version, parent, work())
 
