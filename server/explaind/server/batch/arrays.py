@@ -62,6 +62,21 @@ class ArrayPath:
             return None
         return cls(servable, override, limits, explained)
 
+    def answer_instances(self, instances: list) -> list[Line] | None:
+        """answer() of rows read as they are, where bulk_inputs reads the whole batch (every row
+        an object of the model's numeric inputs); None: ask answer() (or the data plane)."""
+        inputs = bulk_inputs(instances, self.servable.input_specs())
+        if inputs is None:
+            return None
+        query = restricts = None
+        if self.explained and isinstance(self.servable, ExampleServable):
+            query = examples_query(self.override, self.servable.default_neighbor_count, self.limits)
+            restricts = [list(query.restricts) for _ in instances]      # the rows carry none of their own
+        try:
+            return self._lines(inputs, query, restricts)
+        except Exception:  # noqa: BLE001 - as answer()
+            return None
+
     def answer(self, values: list) -> list[Line] | None:
         """Per value, the function writing its row's line; None: ask the data plane. Raises what
         the data plane raises for a row it cannot read (its field names the row)."""
@@ -98,6 +113,52 @@ class ArrayPath:
         if predictions is None or explanations is None:
             return None
         return [_writer(p, e) for p, e in zip(predictions, explanations)]
+
+
+_NUMBERS = frozenset({float, int})        # what json.loads makes of numbers (bools are not ints here)
+_EXACT_INT = 2**53
+_FLOATS = frozenset({"float16", "float32", "float64"})
+
+
+def bulk_inputs(instances: list, input_specs: dict) -> dict[str, np.ndarray] | None:
+    """The model inputs of a batch whose every row is an object of exactly the model's inputs, each
+    a floating input of one axis or none, given as finite numbers (a list of them, or one): stacked
+    as parse_instances and batch_inputs stack them (the same float64 values cast to the input's
+    dtype), without an Instance per row. None for any other batch: those functions read it, and
+    word its rows' errors."""
+    names = set(input_specs)
+    for instance in instances:
+        if type(instance) is not dict or instance.keys() != names:
+            return None
+    out = {}
+    for name, spec in input_specs.items():
+        if spec.dtype not in _FLOATS or len(spec.shape) not in (1, 2):
+            return None
+        column = [instance[name] for instance in instances]
+        if len(spec.shape) == 2:
+            if not all(type(value) is list for value in column):
+                return None
+            kinds = set().union(*(map(type, value) for value in column))
+        else:
+            kinds = set(map(type, column))
+        if not kinds <= _NUMBERS:
+            return None
+        try:
+            array = np.array(column, dtype=np.float64)
+        except ValueError:          # rows of different lengths
+            return None
+        if array.ndim != len(spec.shape) or any(e is not None and e != s for s, e in zip(array.shape[1:], spec.shape[1:])):
+            return None             # a shape the readers refuse, or reshape (a flat list of a fixed shape)
+        if not np.isfinite(array).all() or int in kinds and not _exact_ints(column, len(spec.shape) == 2):
+            return None
+        out[name] = array.astype(spec.dtype)
+    return out
+
+
+def _exact_ints(column: list, lists: bool) -> bool:
+    """Whether every int of the column is one a float holds exactly (as decoded.py asks)."""
+    values = (v for value in column for v in value) if lists else iter(column)
+    return all(abs(v) <= _EXACT_INT for v in values if type(v) is int)
 
 
 def applies(servable: Servable, override, limits: Limits, explained: bool) -> bool:

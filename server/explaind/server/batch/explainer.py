@@ -103,6 +103,10 @@ class RowExplainer:
 
     def answer(self, rows: list[Prepared]) -> list[bytes | RowError]:
         """Per row, its output line or why it failed."""
+        if self.arrays is not None:
+            lines = self.arrays.answer_instances([row.instance for row in rows])
+            if lines is not None:
+                return [line(row) for line, row in zip(lines, rows)]
         out: list[bytes | RowError | None] = [None] * len(rows)
         values: list = [None] * len(rows)
         for i, row in enumerate(rows):
