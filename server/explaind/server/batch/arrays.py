@@ -287,11 +287,15 @@ def neighbor_dicts(ids_of, pos: np.ndarray, dist: np.ndarray) -> list[dict] | No
         return None
     counts = found.sum(axis=1).tolist()
     distances = dist.astype(np.float64).tolist()
-    positions = pos.tolist()
+    # Each example's id read once a batch (rows share neighbors), then looked up by position.
+    unique = np.unique(pos[found])
+    ids = np.empty(len(unique) + 1, dtype=object)
+    ids[:-1] = ids_of(unique.tolist())
+    named = ids[np.searchsorted(unique, pos)].tolist()
     out = []
     for row, n in enumerate(counts):
         neighbors = []
-        for neighbor_id, distance in zip(ids_of(positions[row][:n]), distances[row][:n]):
+        for neighbor_id, distance in zip(named[row][:n], distances[row][:n]):
             neighbor = {}
             if neighbor_id:
                 neighbor["neighborId"] = neighbor_id

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import gc
 import json
 import re
 import shutil
@@ -100,6 +101,9 @@ class RowExplainer:
         # BLAS as a serving process's does (its OpenMP team keeps FAISS's default).
         use_blas_for_batches()
         self.arrays = ArrayPath.of(servable, self.override, self._limits, self.explained)
+        # What is loaded now (TensorFlow's modules, the model, the index) lives as long as the job:
+        # out of the collector's sight, whose full passes over it cost more than the rows' work.
+        gc.freeze()
 
     def answer(self, rows: list[Prepared]) -> list[bytes | RowError]:
         """Per row, its output line or why it failed."""
