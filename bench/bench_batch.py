@@ -17,8 +17,15 @@ compared within the same run:
   for the previous one. "job" is from the request to the job's end (the
   process start, the model load and the row count included); "steady" is
   the rate between the progress reports at about 10% and 90% of the rows.
+  --build-spare-process: the daemon keeps its default (a build process
+  started ahead, TensorFlow imported), so a job starts without the import;
+  the bench waits --spare-wait seconds for it before each figure. Without the
+  flag every job starts a process cold.
 - ray: the IG job on a local Ray cluster of this machine's cores with 1 actor
-  (all cores) and with 2 actors (half each): steady rows/s and the ratio.
+  (all cores) and with 2 actors (half each): steady rows/s and the ratio, and
+  the same from a least-squares fit over every progress report between 10% and
+  90% (a report comes per block of --ray-batch-size rows; --ray-rows sets how
+  many there are).
 - memory: the peak resident memory of the job's process (with its children)
   for each --memory-rows count of the example-based job: flat in the row count
   when the rows stream.
@@ -117,6 +124,16 @@ class WatchedJob:
         return self.rows / self.seconds
 
     @property
+    def fitted(self) -> float:
+        """The least-squares slope of rows against time over the progress reports between 10%
+        and 90% of the rows: every report counts, not only the two ends (which a Ray job's
+        few, block-sized reports make jumpy)."""
+        moving = np.array([(t, n) for t, n in self.progress if 0.1 * self.rows <= n <= 0.9 * self.rows])
+        if len(moving) < 3:
+            return float("nan")
+        return float(np.polyfit(moving[:, 0], moving[:, 1], 1)[0])
+
+    @property
     def steady(self) -> float:
         moving = [(t, n) for t, n in self.progress if 0.1 * self.rows <= n <= 0.9 * self.rows]
         if len(moving) >= 2 and moving[-1][1] > moving[0][1]:
@@ -151,13 +168,17 @@ def throughput_section(args, work: str, artifact: str) -> None:
           f"(this {os.cpu_count()}-core machine) ==")
     path = rows_file(os.path.join(work, "rows.jsonl"), args.rows)
     examples = rows_file(os.path.join(work, "examples.jsonl"), 20_000, seed=2)
-    daemon = Daemon("--heartbeat-seconds", "0.5")
+    spare = ("--build-spare-process", "true") if args.build_spare_process else ()
+    daemon = Daemon("--heartbeat-seconds", "0.5", *spare)
     try:
         upload(daemon, ig_model(artifact, args.steps), "ig")
         upload(daemon, examples_model(artifact, examples), "ex")
+        print(f"  (job processes: {'a spare started ahead' if spare else 'started cold'})")
         print(f"  {'model':<22}{'online rows/s':>14}{'job rows/s':>12}{'steady':>10}{'job s':>8}{'online s':>10}"
               f"{'job / online':>14}")
         for title, model_id in ((f"MLP, IG {args.steps} steps", "ig"), ("MLP, 10 neighbors", "ex")):
+            if spare:
+                time.sleep(args.spare_wait)           # the spare's import done before anything is timed
             online = online_loop(daemon, model_id, path)
             job = WatchedJob(daemon, model_id, path, os.path.join(work, f"out-{model_id}"))
             print(f"  {title:<22}{args.rows / online:>14,.0f}{job.rate:>12,.0f}{job.steady:>10,.0f}"
@@ -177,8 +198,8 @@ def ray_section(args, work: str, artifact: str) -> None:
     ray.init(num_cpus=cores, object_store_memory=512 * 2**20, include_dashboard=False, log_to_driver=False)
     address = ray.get_runtime_context().gcs_address
     try:
-        print(f"  {'actors':<8}{'job rows/s':>12}{'steady rows/s':>15}{'job s':>8}")
-        steady = {}
+        print(f"  {'actors':<8}{'job rows/s':>12}{'steady rows/s':>15}{'fitted rows/s':>15}{'reports':>9}{'job s':>8}")
+        steady, fitted = {}, {}
         for actors in (1, 2):
             daemon = Daemon("--heartbeat-seconds", "0.5", "--build-runner", "ray", "--ray-address", address,
                             "--ray-workers", str(actors), "--ray-cpus-per-worker", str(cores / actors),
@@ -189,9 +210,11 @@ def ray_section(args, work: str, artifact: str) -> None:
             finally:
                 daemon.stop()
                 shutil.rmtree(daemon.dir, ignore_errors=True)
-            steady[actors] = job.steady
-            print(f"  {actors:<8}{job.rate:>12,.0f}{job.steady:>15,.0f}{job.seconds:>8.1f}", flush=True)
-        print(f"  2 actors / 1 actor, steady: {steady[2] / steady[1]:.2f}x")
+            steady[actors], fitted[actors] = job.steady, job.fitted
+            reports = sum(0.1 * job.rows <= n <= 0.9 * job.rows for _, n in job.progress)
+            print(f"  {actors:<8}{job.rate:>12,.0f}{job.steady:>15,.0f}{job.fitted:>15,.0f}{reports:>9}"
+                  f"{job.seconds:>8.1f}", flush=True)
+        print(f"  2 actors / 1 actor, steady: {steady[2] / steady[1]:.2f}x, fitted: {fitted[2] / fitted[1]:.2f}x")
     finally:
         ray.shutdown()
 
@@ -225,6 +248,9 @@ def main() -> None:
     parser.add_argument("--ray-rows", type=int, default=50_000)
     parser.add_argument("--memory-rows", default="100000,1000000")
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--build-spare-process", action="store_true",
+                        help="throughput: keep the daemon's default spare build process")
+    parser.add_argument("--spare-wait", type=float, default=20.0)
     args = parser.parse_args()
     args.memory_rows = [int(n) for n in args.memory_rows.split(",")]
     sections = set(args.only.split(","))

@@ -14,9 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from explaind.client.values import to_python, to_value
+from explaind.server.batch.arrays import bulk_inputs
 from explaind.server.batch.decoded import decoded
 from explaind.server.batch.message_json import message_dict
 from explaind.server.errors import InvalidArgument
+from explaind.server.runtime.instances import InputSpec, batch_inputs
 from explaind.server.serving.requests import DecodedInstance, Limits, parse_instances
 from explaind.vertex.v1 import prediction_service_pb2 as vertex
 
@@ -123,3 +125,48 @@ def test_message_dict_on_zeros_negative_zeros_and_non_finite_doubles():
     message.neighbors.add(neighbor_id="n", neighbor_distance=math.inf)
     assert _exact(message_dict(message)) == _exact(json_format.MessageToDict(message))
     assert message_dict(message)["neighbors"] == [{"neighborId": "n", "neighborDistance": "Infinity"}]
+
+
+SPECS = {"features": InputSpec("features", (None, 3), "float32"), "size": InputSpec("size", (None,), "float64")}
+leaf = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64), st.integers(-2**60, 2**60), st.booleans(),
+                 st.none(), st.text(max_size=2))
+cell = st.one_of(st.lists(leaf, min_size=2, max_size=4), st.lists(st.floats(-1e6, 1e6), min_size=3, max_size=3), leaf)
+number = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-2**53, 2**53))
+plain_row = st.fixed_dictionaries({"features": st.lists(number, min_size=3, max_size=3), "size": number})
+any_row = st.one_of(st.fixed_dictionaries({"features": cell, "size": cell}), st.fixed_dictionaries({"features": cell}),
+                    st.dictionaries(st.sampled_from(["features", "size", "id"]), cell, max_size=3),
+                    st.lists(st.floats(-10, 10), min_size=3, max_size=3))
+bulk_rows = st.one_of(st.lists(plain_row, min_size=1, max_size=6),
+                      st.tuples(st.lists(plain_row, max_size=4), any_row).map(lambda t: t[0] + [t[1]]))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")    # both paths cast 1e300 to float32 alike
+@settings(max_examples=400, deadline=None)
+@given(bulk_rows)
+def test_bulk_inputs_stack_what_the_readers_stack_or_leave_the_batch_to_them(rows):
+    got = bulk_inputs(rows, SPECS)
+    try:
+        values = [decoded(row, frozenset(SPECS)) or to_value(row) for row in rows]
+        want = batch_inputs(parse_instances(values, list(SPECS), False, Limits()), SPECS)
+    except (ValueError, TypeError, OverflowError, InvalidArgument):
+        assert got is None          # a row the readers refuse: they word its error
+        return
+    if got is not None:
+        assert list(got) == list(want)
+        for name in want:
+            assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape
+            np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_bulk_inputs_read_plain_tabular_rows_and_refuse_the_rest():
+    rows = [{"features": [1.0, -2.5, 3], "size": 0.5}, {"features": [0.0, 1e-3, 7.25], "size": -1}]
+    got = bulk_inputs(rows, SPECS)
+    np.testing.assert_array_equal(got["features"], np.array([[1.0, -2.5, 3], [0.0, 1e-3, 7.25]], np.float32))
+    np.testing.assert_array_equal(got["size"], [0.5, -1.0])
+    for bad in ({"features": [1.0, True, 3.0], "size": 0.5},       # a Value may read a bool as a number
+                {"features": [1.0, 2.0, 3.0], "size": 2**60},      # past 2**53 a float may round otherwise
+                {"features": [1.0, 2.0, float("inf")], "size": 0.5},
+                {"features": [1.0, 2.0], "size": 0.5},             # a shape the readers refuse
+                {"features": [1.0, 2.0, 3.0]},                     # a missing input
+                {"features": [1.0, 2.0, 3.0], "size": 0.5, "id": "x"}):
+        assert bulk_inputs(rows + [bad], SPECS) is None

@@ -23,7 +23,7 @@ from .approximation import approximation_error, approximation_warning
 from .baselines import build_baselines, values_to_python
 from .blur import blurred_baseline
 from .explained_inputs import ExplainedInput, explained_inputs
-from .integrated_gradients import PathJob, baseline_pairs, path_integrals
+from .integrated_gradients import PathBatch, PathJob, baseline_pairs, integrate, path_integrals
 from .layout import build_layout
 from .metadata import DEFAULT_FIELD, check_noise_names, load_metadata_for_model, signature_name_of, validate_metadata
 from .model_fn import predict_in_chunks
@@ -44,6 +44,22 @@ Attribution = explanation_pb2.Attribution
 class ExplainedBatch:
     attributions: list[list[explanation_pb2.Attribution]]   # per instance, per explained output
     predictions: dict[str, np.ndarray]                        # the serving signature's outputs, batched
+
+
+@dataclass(frozen=True)
+class AttributionArrays:
+    """A batch's attributions as arrays, every row explaining K outputs, for a writer that
+    needs no Attribution messages (a batch job's lines). Row i, output k holds what
+    explain_batch's Attribution i, k says."""
+    features: dict[str, np.ndarray]            # feature key -> (B, K, *its shape) float64, in the layout's order
+    instance_values: np.ndarray                # (B, K) the explained outputs' values
+    baseline_values: np.ndarray                # (B, K) averaged over the baselines
+    output_index: np.ndarray                   # (B, K) flat indices into output_shape
+    output_shape: tuple[int, ...]
+    approximation_error: np.ndarray            # (B, K), 0 where not finite (as the message)
+    output_name: str                           # the metadata's label of the explained output
+    display_names: tuple[str, ...]             # by flat output index ("" past the mapping)
+    predictions: dict[str, np.ndarray]         # the serving signature's outputs, batched
 
 
 @dataclass(frozen=True)
@@ -203,6 +219,109 @@ class FeatureExplainer:
                                   output_shape, settings, masks[i])
                 for index in selections[i]] for i in range(count)]
         return ExplainedBatch(out, predictions)
+
+    def arrays_apply(self, override: explanation_pb2.ExplanationSpecOverride | None = None) -> bool:
+        """Whether explain_arrays answers under `override`: integrated gradients (SmoothGrad
+        too) without blur, of inputs perturbed as they are (not encoded, not sparse, not
+        pictures), so every instance of a batch shares its baselines and its layout. The
+        rest (Shapley, XRAI, blur IG, embeddings, images) takes explain_batch."""
+        override_parameters = override.parameters if override is not None and override.HasField("parameters") else None
+        try:
+            settings = params.resolve(self._spec.parameters, override_parameters)
+        except InvalidArgument:
+            return False            # explain_batch words the refusal
+        return (settings.method == params.INTEGRATED_GRADIENTS and not settings.max_blur_sigma > 0
+                and all(not i.reduces(self._gradients) and i.indices is None and not i.looks_like_image
+                        for i in self.inputs))
+
+    def explain_arrays(self, inputs: Mapping[str, np.ndarray],
+                       override: explanation_pb2.ExplanationSpecOverride | None = None) -> AttributionArrays | None:
+        """explain_batch's answer as arrays, computed across the batch, or None where
+        arrays_apply does not hold (or the scores are not finite: their order is the
+        messages' to tell). The same model passes as explain_batch, in the same chunks."""
+        if not self.arrays_apply(override):
+            return None
+        override_parameters = override.parameters if override is not None and override.HasField("parameters") else None
+        settings = params.resolve(self._spec.parameters, override_parameters)
+        if override_parameters is not None:
+            check_noise_names(override_parameters, self._names(), params.OVERRIDE_FIELD)
+        baseline_values, to_encode = self._baseline_values(override)
+        batch = self._batch(inputs)
+        count = len(next(iter(batch.values())))
+        if to_encode or count == 0:
+            return None
+        predictions = self._model.predict_all(batch)
+        model_inputs = self._model.preprocess(batch)
+        arrays = model_inputs | self._model.values(model_inputs, list(dict.fromkeys(self._spaces() + self._auxiliary())))
+        if self._model.preprocesses:
+            scores = self._model.predict(model_inputs)
+        else:
+            scores = np.asarray(predictions[self.output_name], np.float64).reshape(count, -1)
+        if not np.isfinite(scores).all():
+            return None
+        spaces = self._spaces()
+        # Baselines hold no instance's value here: one set for the batch, as each instance's would be.
+        baselines = build_baselines({k: arrays[k].shape[1:] for k in spaces}, {k: arrays[k].dtype for k in spaces},
+                                    baseline_values)
+        first = {name: value[0] for name, value in arrays.items()}
+        max_rows = self._max_rows(first)
+        baseline_scores = self._batch_baseline_scores(arrays, baselines, count, max_rows)
+        output_shape = tuple(self._model.outputs.get(self.output_name) or ()) or (scores.shape[1],)
+        if int(np.prod(output_shape)) != scores.shape[1]:
+            output_shape = (scores.shape[1],)
+        chosen = self._batch_selections(scores, settings, output_shape, override_parameters)
+        if chosen is None:
+            return None
+        layout = build_layout(self.inputs, first, self._gradients, "instances[0]")
+        outputs = chosen.shape[1]
+        smooth = settings.smooth_grad
+        noise = {i.space(True): smooth.sigma_of(i.name) for i in self.inputs} if smooth is not None else {}
+        # Jobs ordered instance, then output, as explain_batch's; starts (J, 1) against the shared baselines (1, P).
+        starts = {s: np.repeat(np.asarray(arrays[s]), outputs, axis=0)[:, None] for s in spaces}
+        shared = {s: np.stack([np.asarray(b[s]) for b in baselines])[None] for s in spaces}
+        context = {n: np.repeat(np.asarray(v), outputs, axis=0) for n, v in arrays.items() if n not in starts}
+        path = PathBatch(starts, shared, context, chosen.reshape(-1).astype(np.int64),
+                         noise, smooth.noisy_sample_count if smooth is not None else 1, 0)
+        raw = integrate(self._model.gradients, path, settings.step_count,
+                        max_rows=max(settings.step_count, max_rows))
+        flat = np.concatenate([np.asarray(raw[s], np.float64).reshape(len(chosen.reshape(-1)), -1) for s in layout.spaces],
+                              axis=1)
+        slots = layout.features(flat).reshape(count, outputs, layout.slot_count)
+        features = {key: slots[:, :, first_slot:first_slot + int(np.prod(shape, dtype=np.int64))]
+                    .reshape((count, outputs) + tuple(shape)) for key, shape, first_slot in layout.keys}
+        instance_values = np.take_along_axis(scores, chosen, axis=1)
+        baseline_chosen = np.take_along_axis(baseline_scores, chosen, axis=1)
+        errors = _approximation_errors(features, instance_values, baseline_chosen)
+        names = tuple(self._display_name(i) for i in range(scores.shape[1]))
+        return AttributionArrays(features, instance_values, baseline_chosen, chosen, output_shape,
+                                 np.where(np.isfinite(errors), errors, 0.0), self._output_label, names, predictions)
+
+    def _batch_baseline_scores(self, arrays, baselines, count: int, max_rows: int) -> np.ndarray:
+        """_baseline_scores of a batch whose instances share `baselines`: (count, outputs)."""
+        p = len(baselines)
+        stacked = {}
+        for name, value in arrays.items():
+            value = np.asarray(value)
+            if name in baselines[0]:
+                one = np.stack([b[name] for b in baselines])
+                stacked[name] = np.broadcast_to(one[None], (count,) + one.shape).reshape((count * p,) + one.shape[1:])
+            else:
+                stacked[name] = np.repeat(value, p, axis=0)
+        scores = predict_in_chunks(self._model.predict, stacked, max_rows)
+        return scores.reshape(count, p, -1).mean(axis=1)
+
+    def _batch_selections(self, scores, settings, output_shape, override_parameters) -> np.ndarray | None:
+        """(count, K) flat output indices per row, as select_outputs picks them; None where it would refuse."""
+        overridden = override_parameters is not None and len(override_parameters.output_indices.values) > 0
+        if settings.output_indices:
+            chosen = select_outputs(scores[0], settings.top_k, settings.output_indices, output_shape,
+                                    field=params.OVERRIDE_FIELD if overridden else params.SPEC_FIELD)
+            return np.tile(np.array(chosen, np.int64), (len(scores), 1))
+        if settings.top_k < -1:
+            return None
+        k = scores.shape[1] if settings.top_k == -1 else min(settings.top_k or 1, scores.shape[1])
+        # Highest first, ties in index order: sorted(key=-score) is a stable sort too.
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
     def _batch(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = {}
@@ -399,6 +518,19 @@ class FeatureExplainer:
                 if names.WhichOneof("kind") == "list_value" and index < len(names.list_value.values):
                     return str(names.list_value.values[index].string_value or "")
         return ""
+
+
+def _approximation_errors(features: dict[str, np.ndarray], instance_values: np.ndarray,
+                          baseline_values: np.ndarray) -> np.ndarray:
+    """approximation_error of every (row, output) at once: the same sums, per feature then across."""
+    total = np.zeros(instance_values.shape)
+    for value in features.values():
+        total = total + value.reshape(value.shape[:2] + (-1,)).sum(axis=2)
+    gap = instance_values - baseline_values
+    residual = np.abs(total - gap)
+    small = np.abs(gap) < 1e-12
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(small, np.where(residual < 1e-9, 0.0, np.inf), residual / np.abs(gap))
 
 
 def _value(array: np.ndarray):

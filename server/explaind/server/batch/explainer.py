@@ -12,16 +12,21 @@ named for is asked row by row.
 
 Each row's line is the JSON of Vertex AI's batch output: the instance (or its
 key), the prediction, and the explanation as the REST Explain answer writes it.
+Where the job's model and override allow (arrays.py), a batch is answered as
+arrays across its rows and the same lines are written from them, without the
+per-row messages the Explain answer is built of; the rest takes the data plane.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import gc
 import json
 import re
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 import grpc
 
@@ -29,12 +34,14 @@ from explaind.client.values import to_python, to_value
 from explaind.vertex.v1 import prediction_service_pb2 as vertex
 
 from ..errors import ExplaindError
+from ..index.backend import use_blas_for_batches
 from ..serving.data_plane import DataPlane
 from ..serving.engine import Engine
 from ..serving.loader import BuildLoader
 from ..serving.manager import ModelManager
 from ..store.models import ModelRecord, ModelStore
 from ..vertex.prediction import write_vertex_explanation
+from .arrays import ArrayPath
 from .decoded import decoded
 from .instances import Prepared
 from .message_json import message_dict
@@ -81,14 +88,29 @@ class RowExplainer:
         self.plane = DataPlane(self.manager, self.engine, options.limits)
         self.loop = asyncio.new_event_loop()
         self.input_names: frozenset[str] = frozenset()
+        self.arrays: ArrayPath | None = None
+        self._limits = options.limits
 
     def load(self) -> None:
-        """Loads the model now (a model that does not load fails the job, not its rows)."""
+        """Loads the model now (a model that does not load fails the job, not its rows), and picks
+        the job's path: arrays across each batch where they answer the job (arrays.py), else
+        the data plane's Explain."""
         servable = self.manager.load(self.model_id)
         self.input_names = frozenset(servable.input_names() or ()) if servable is not None else frozenset()
+        # A job has no event loop to leave a core to: a batch's search takes every core, through
+        # BLAS as a serving process's does (its OpenMP team keeps FAISS's default).
+        use_blas_for_batches()
+        self.arrays = ArrayPath.of(servable, self.override, self._limits, self.explained)
+        # What is loaded now (TensorFlow's modules, the model, the index) lives as long as the job:
+        # out of the collector's sight, whose full passes over it cost more than the rows' work.
+        gc.freeze()
 
     def answer(self, rows: list[Prepared]) -> list[bytes | RowError]:
         """Per row, its output line or why it failed."""
+        if self.arrays is not None:
+            lines = self.arrays.answer_instances([row.instance for row in rows])
+            if lines is not None:
+                return [line(row) for line, row in zip(lines, rows)]
         out: list[bytes | RowError | None] = [None] * len(rows)
         values: list = [None] * len(rows)
         for i, row in enumerate(rows):
@@ -111,19 +133,32 @@ class RowExplainer:
                 else:
                     out[pending[0]] = _row_error(e)
                 break
-            for i, (prediction, explanation) in zip(pending, answers):
-                out[i] = self._line(rows[i], prediction, explanation)
+            for i, line in zip(pending, answers):
+                out[i] = line(rows[i])
             break
         return out
 
     def _alone(self, value, row: Prepared) -> bytes | RowError:
         try:
-            (prediction, explanation), = self._call([value])
+            (prediction, explanation), = self._plane([value])
         except Exception as e:  # noqa: BLE001 - as above
             return _row_error(e)
         return self._line(row, prediction, explanation)
 
-    def _call(self, values: list) -> list[tuple[Any, Any]]:
+    def _call(self, values: list) -> list[Callable[[Prepared], bytes | RowError]]:
+        """Per value, what writes its row's line: from the batch's arrays where the job has an
+        array path and it answers this batch, else from the data plane's answers."""
+        if self.arrays is not None:
+            lines = self.arrays.answer(values)
+            if lines is not None:
+                return lines
+        return [functools.partial(self._written, prediction, explanation)
+                for prediction, explanation in self._plane(values)]
+
+    def _written(self, prediction, explanation, row: Prepared) -> bytes | RowError:
+        return self._line(row, prediction, explanation)
+
+    def _plane(self, values: list) -> list[tuple[Any, Any]]:
         """(prediction, explanation) per value: the data plane's Explain (its answers carry the model's
         predictions; an index-only model's none), or its Predict for predictions only."""
         async def call():

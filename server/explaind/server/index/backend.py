@@ -88,7 +88,7 @@ BLAS_FROM_QUERIES = 8
 
 def use_blas_for_batches(queries: int = BLAS_FROM_QUERIES) -> None:
     """Process-wide: CPU searches of `queries` or more go through BLAS (the serving
-    process sets it; builds and tests keep FAISS's default)."""
+    process and batch jobs set it; builds and tests keep FAISS's default)."""
     faiss.cvar.distance_compute_blas_threshold = queries
 
 

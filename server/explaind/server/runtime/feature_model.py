@@ -40,6 +40,11 @@ class FeatureModel:
         with _model_refusals():
             return self.explainer.explain_batch(inputs, override)
 
+    def explain_arrays(self, inputs: dict[str, np.ndarray], override=None):
+        """attributions.explainer.AttributionArrays, or None where the explainer answers by messages only."""
+        with _model_refusals():
+            return self.explainer.explain_arrays(inputs, override)
+
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with _model_refusals():
             return self.explainer.model.predict_all(inputs)
