@@ -24,7 +24,6 @@ and empty strings; struct keys come in the order that path gives them.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from typing import Callable
 
@@ -40,6 +39,7 @@ from ..runtime.instances import batch_inputs
 from ..serving.requests import Limits, examples_query, instance_restricts, parse_instances
 from ..serving.servables import AttributionServable, ExampleServable, Servable
 from .instances import Prepared
+from .json_lines import dumps_line
 from .rows import RowError
 
 Line = Callable[[Prepared], "bytes | RowError"]
@@ -193,7 +193,7 @@ def _line(prediction, explanation, row: Prepared) -> bytes | RowError:
     if explanation is not _NONE:
         line["explanation"] = explanation
     try:
-        return json.dumps(line, allow_nan=False).encode()
+        return dumps_line(line)
     except ValueError as e:        # as explainer._line (the numbers were checked finite: never expected)
         return RowError(grpc.StatusCode.INTERNAL, f"the answer cannot be written as JSON: {e}")
 

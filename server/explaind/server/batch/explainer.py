@@ -44,6 +44,7 @@ from ..vertex.prediction import write_vertex_explanation
 from .arrays import ArrayPath
 from .decoded import decoded
 from .instances import Prepared
+from .json_lines import dumps_line
 from .message_json import message_dict
 from .rows import RowError
 from .task import BatchTask
@@ -176,7 +177,7 @@ class RowExplainer:
                 message = vertex.Explanation()
                 write_vertex_explanation(explanation, message)
                 line["explanation"] = message_dict(message)
-            return json.dumps(line, allow_nan=False).encode()
+            return dumps_line(line)
         except ValueError as e:        # a model output of NaN or infinity: JSON has no such number
             return RowError(grpc.StatusCode.INTERNAL, f"the answer cannot be written as JSON: {e}")
 
