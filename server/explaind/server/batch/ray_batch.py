@@ -30,7 +30,7 @@ from .explainer import RowExplainer
 from .layout import ERRORS, RESULTS, staged_folder
 from .rows import InputFiles
 from .run import answer_batch, batches
-from .tally import Tally
+from .tally import Tally, TooManyFailures
 from .task import BatchOutput, BatchTask, ErrorKind
 from .writer import PartWriter
 
@@ -74,9 +74,9 @@ def run_on_ray(task: BatchTask, progress, config: RayConfig) -> BatchOutput:
                 kinds = tuple(ErrorKind(**kind) for kind in json.loads(row["kinds"]))
                 tally.merge(int(row["succeeded"]), kinds)
                 progress.rows(tally.done, tally.failed, total)
+        except TooManyFailures:              # the job's rule, applied here by tally.merge
+            raise
         except Exception as e:  # noqa: BLE001 - Ray wraps what the tasks raised
-            if type(e).__name__ == "TooManyFailures":
-                raise
             raise explaind_error(e) from None
     return tally.output()
 
