@@ -10,7 +10,10 @@ read twice, block by block, never whole:
      list's neighbourhood (a second, small k-means of the sample's residuals);
   2. segment rows in (list, cell) order; each block's rows written at their
      segment rows (segments.SegmentWriter) and encoded into their lists
-     (FAISS add_core, the lists already known), with their positions as ids.
+     (the lists already known), with their positions as ids. A new build's
+     codes go to their slots in list order in a scratch file instead, then
+     are packed list by list into the fast-scan copy it searches: the codes
+     are held once (plain_codes.py). An update's go into the plain lists.
 
 So a list's rows are contiguous in the segment, sorted so that near rows
 share pages: a query's re-ranked candidates (from a few lists) fault in few
