@@ -38,7 +38,7 @@ def same_answers(got, expected):
 
 def test_batched_in_list_order_equals_one_search(clustered):
     x, q = clustered
-    codes = ExampleIndex.build(x, [str(i) for i in range(N)], None, None, tree_ah()).contents.faiss_index
+    codes = ExampleIndex.build(x, [str(i) for i in range(N)], None, None, tree_ah()).contents.require_faiss_index()
     index = fast_scan(codes)
     assert isinstance(index, faiss.IndexIVFFastScan) and len(q) > FAST_SCAN_BATCH
     same_answers(search_by_list(index, q, 30), index.search(q, 30))

@@ -74,7 +74,8 @@ def assemble(config: SearchConfig, emb: np.ndarray, ids: ExampleIds, postings: R
     attributes = dict(ids=ids, postings=postings, tag_codes=tag_codes, tag_vocab=tag_vocab, lineage=lineage)
     if plan.kind.compressed:
         built = compressed.build(emb, config, plan, shape_given=given, segment_path=segment_path)
-        return IndexContents(config=built.config, kind=plan.kind, vectors=built.vectors, faiss_index=built.faiss_index,
+        return IndexContents(config=built.config, kind=plan.kind, vectors=built.vectors, faiss_index=None,
+                             codes_shell=built.shell,
                              segment_names=(None,),         # the segment is named when saved
                              code_space=built.space, recall=built.recall, tuning=built.tuning,
                              search_index=built.search_index, **attributes)

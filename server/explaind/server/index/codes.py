@@ -10,7 +10,10 @@ read twice, block by block, never whole:
      list's neighbourhood (a second, small k-means of the sample's residuals);
   2. segment rows in (list, cell) order; each block's rows written at their
      segment rows (segments.SegmentWriter) and encoded into their lists
-     (FAISS add_core, the lists already known), with their positions as ids.
+     (the lists already known), with their positions as ids. A new build's
+     codes go to their slots in list order in a scratch file instead, then
+     are packed list by list into the fast-scan copy it searches: the codes
+     are held once (plain_codes.py). An update's go into the plain lists.
 
 So a list's rows are contiguous in the segment, sorted so that near rows
 share pages: a query's re-ranked candidates (from a few lists) fault in few
@@ -25,7 +28,7 @@ import dataclasses
 import faiss
 import numpy as np
 
-from explaind.server.index import distances, segments
+from explaind.server.index import distances, plain_codes, segments
 from explaind.server.index.code_space import CodeShape, CodeSpace
 from explaind.server.index.config import MIN_POINTS_PER_LIST, SearchConfig
 
@@ -176,10 +179,15 @@ def subcell_centroids(index: faiss.IndexIVFPQ, sample: np.ndarray) -> np.ndarray
 
 
 def encode(index: faiss.IndexIVFPQ, space: CodeSpace, embeddings: np.ndarray, config: SearchConfig,
-           first_position: int, cells: np.ndarray | None, segment_path: str | None = None) -> Encoded:
+           first_position: int, cells: np.ndarray | None, segment_path: str | None = None,
+           search_copy: faiss.Index | None = None) -> Encoded:
     """Adds every row of `embeddings` (originals, n x d; may be memory-mapped)
     to `index` (ids first_position, first_position + 1, ...), and writes the
-    originals in list order (into `segment_path`, or memory)."""
+    originals in list order (into `segment_path`, or memory). With
+    `search_copy` (an empty fast-scan copy of `index`, a new build's), the
+    codes go into it instead, `index` keeping its lists empty: they are
+    written in list order beside the segment (or in memory) and packed into
+    the copy list by list (plain_codes.py), so they are held once."""
     n, d = embeddings.shape
 
     def prepare(block):
@@ -204,7 +212,14 @@ def encode(index: faiss.IndexIVFPQ, space: CodeSpace, embeddings: np.ndarray, co
     rows = np.empty(n, np.int32 if n < 2**31 else np.int64)
     rows[order] = np.arange(n)
     del order
-    fill = _presized(index, np.bincount(lists, minlength=index.nlist))
+    sizes = np.bincount(lists, minlength=index.nlist)
+    if search_copy is None:
+        sink = None
+        fill = _presized(index, sizes)
+    else:
+        sink = _ListSink(plain_codes.ListOrderCodes(n, index.code_size,
+                                                    None if segment_path is None else segment_path + ".codes"), sizes)
+        fill = np.zeros(index.nlist, np.int64)
     writer = segments.SegmentWriter(n, d, segment_path)
     norms = np.empty(n, np.float32) if distances.normalizes(config) else None
     try:
@@ -213,12 +228,33 @@ def encode(index: faiss.IndexIVFPQ, space: CodeSpace, embeddings: np.ndarray, co
             writer.write(rows[s:e], block)
             if norms is not None:
                 norms[s:e] = np.linalg.norm(block, axis=1)
-            _add(index, space.apply(prepare(block)), lists[s:e], first_position + s, fill)
+            _add(index, space.apply(prepare(block)), lists[s:e], first_position + s, fill, sink)
+        del lists
+        if sink is not None:
+            plain_codes.fill(search_copy, sink.codes, sizes, sink.ids)
     except BaseException:
         writer.abandon()
         raise
-    index.ntotal += n
+    finally:
+        if sink is not None:
+            sink.codes.close()
+    if search_copy is None:
+        index.ntotal += n
     return Encoded(writer.finish(), rows, norms)
+
+
+class _ListSink:
+    """Where a new build's codes and ids go: at their slots in list order."""
+
+    def __init__(self, codes: plain_codes.ListOrderCodes, sizes: np.ndarray):
+        self.codes = codes
+        self.ids = np.empty(codes.n, np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+    def put(self, target: int, offset: int, ids: np.ndarray, codes: np.ndarray) -> None:
+        slot = int(self.starts[target]) + offset
+        self.ids[slot:slot + len(ids)] = ids
+        self.codes.write(slot, codes)
 
 
 def _presized(index: faiss.IndexIVFPQ, counts: np.ndarray) -> np.ndarray:
@@ -232,8 +268,10 @@ def _presized(index: faiss.IndexIVFPQ, counts: np.ndarray) -> np.ndarray:
     return fill
 
 
-def _add(index: faiss.IndexIVFPQ, coded: np.ndarray, lists: np.ndarray, first_id: int, fill: np.ndarray) -> None:
-    """Encodes a block and writes its entries at each list's fill point (advanced)."""
+def _add(index: faiss.IndexIVFPQ, coded: np.ndarray, lists: np.ndarray, first_id: int, fill: np.ndarray,
+         sink: _ListSink | None = None) -> None:
+    """Encodes a block and writes its entries at each list's fill point (advanced):
+    into the index's lists, or the sink's slots."""
     n = len(coded)
     assigned = lists.astype(np.int64)
     codes = np.empty((n, index.code_size), np.uint8)
@@ -246,6 +284,10 @@ def _add(index: faiss.IndexIVFPQ, coded: np.ndarray, lists: np.ndarray, first_id
     for a, b in zip(np.r_[0, bounds], np.r_[bounds, n]):
         target = int(assigned[a])
         run_ids, run_codes = ids[a:b], codes[a:b]          # named: swig_ptr keeps no reference
+        if sink is not None:
+            sink.put(target, int(fill[target]), run_ids, run_codes)
+            fill[target] += b - a
+            continue
         invlists.update_entries(target, int(fill[target]), int(b - a), faiss.swig_ptr(run_ids),
                                 faiss.swig_ptr(run_codes))
         fill[target] += b - a

@@ -13,7 +13,9 @@ held-out examples and its recall reported on the other half.
 Memory stays bounded whatever N: the examples are read in blocks (the
 embeddings may be a memory-mapped file), the training sample and the trial
 are capped, and what grows with N is the codes, their ids, each example's
-segment row and the norms of a normalizing measure."""
+segment row and the norms of a normalizing measure. The codes and ids are
+held once, in their fast-scan form, while the recall is measured and until
+they are saved (plain_codes.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +43,8 @@ SPECTRUM_ROWS = 100_000
 
 @dataclasses.dataclass
 class Built:
-    faiss_index: faiss.IndexIVFPQ           # the plain codes (saved, updated)
-    search_index: faiss.IndexIVFFastScan    # their fast-scan copy (searched)
+    shell: faiss.IndexIVFPQ                 # the plain index, lists empty (plain_codes.py)
+    search_index: faiss.IndexIVFFastScan    # the codes, in their fast-scan form (searched, and saved as plain)
     space: CodeSpace
     vectors: MappedVectors                  # one segment, in list order (segment_rows)
     config: SearchConfig                    # with the tuned candidates, when they were open
@@ -72,9 +74,9 @@ def build(embeddings: np.ndarray, config: SearchConfig, plan: IndexPlan, shape_g
     codes.train_codes(index, coded_sample)
     cells = codes.subcell_centroids(index, coded_sample)
     del coded_sample
-    encoded = codes.encode(index, space, embeddings, config, 0, cells, segment_path)
+    search_index = fast_scan(index)         # empty: encoding fills it, and leaves `index` empty
+    encoded = codes.encode(index, space, embeddings, config, 0, cells, segment_path, search_copy=search_index)
     vectors = MappedVectors([encoded.segment], encoded.norms, config, d, segment_rows=encoded.rows)
-    search_index = fast_scan(index)
     probe = Probe(search_index, space, vectors, config)
     measured = measure(probe, config, plan.nprobe, k, tune=tuned, shape=shape)
     index.nprobe = search_index.nprobe = measured.nprobe

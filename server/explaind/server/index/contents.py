@@ -13,6 +13,7 @@ import functools
 import faiss
 import numpy as np
 
+from explaind.server.index import plain_codes
 from explaind.server.index.code_space import CodeSpace
 from explaind.server.index.config import SearchConfig
 from explaind.server.index.ids import ExampleIds
@@ -43,8 +44,12 @@ class IndexContents:
     recall: RecallReport | None = None           # measured by the build or update that made it
     tuning: Tuning | None = None                 # settings that build picked where the config left them open
     # The fast-scan copy of a compressed kind's codes where its build made one (to
-    # measure recall); ExampleIndex searches it instead of making another, then drops it here.
+    # measure recall); ExampleIndex searches it instead of making another, then drops it here
+    # unless it is all of the codes (codes_shell).
     search_index: faiss.Index | None = None
+    # A new build's plain index with its lists empty: its codes are held once, in
+    # search_index, and the plain index is made from the two to save or update (plain_codes.py).
+    codes_shell: faiss.Index | None = None
 
     @property
     def size(self) -> int:
@@ -59,7 +64,15 @@ class IndexContents:
     def dimensions(self) -> int:
         return int(self.vectors.dimensions)
 
+    @property
+    def codes_held_once(self) -> bool:
+        """The plain codes are not held: they are search_index's (a new build's)."""
+        return self.faiss_index is None and self.codes_shell is not None and self.search_index is not None
+
     def require_faiss_index(self) -> faiss.Index:
+        """The plain index (made whole, a new one, where the codes are held once)."""
+        if self.codes_held_once:
+            return plain_codes.plain_index(self.codes_shell, self.search_index)
         if self.faiss_index is None:
             raise ValueError("this index was loaded for serving (its fast-scan copy only): load it with "
                              "keep_codes=True to update or save it")

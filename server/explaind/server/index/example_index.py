@@ -49,8 +49,9 @@ class ExampleIndex:
             # the fast-scan copy its build measured with, else a new one
             search_index = contents.search_index if contents.search_index is not None \
                 else fast_scan(contents.faiss_index)
-            contents = dataclasses.replace(contents, search_index=None,
-                                           faiss_index=contents.faiss_index if keep_codes else None)
+            if not contents.codes_held_once:        # else the search copy is all of the codes
+                contents = dataclasses.replace(contents, search_index=None,
+                                               faiss_index=contents.faiss_index if keep_codes else None)
         self.contents = contents
         space = contents.code_space
         probe = contents.first_live_position()

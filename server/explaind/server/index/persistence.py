@@ -16,7 +16,7 @@ import os
 import faiss
 import numpy as np
 
-from explaind.server.index import distances, segments
+from explaind.server.index import distances, plain_codes, segments
 from explaind.server.index.backend import flat_storage
 from explaind.server.index.code_space import CodeSpace
 from explaind.server.index.config import SearchConfig
@@ -42,7 +42,10 @@ def save(c: IndexContents, info: IndexInfo, folder: str, segments_folder: str | 
     """Into an existing folder. A compressed index's vectors not saved yet go to
     `segments_folder` (default: `folder`) as `{segment_name}.npy`; the segments
     it shares with its base are named, not copied. Returns the segment names."""
-    faiss.write_index(c.require_faiss_index(), os.path.join(folder, _FAISS_FILE))
+    if c.codes_held_once:           # a new build's: the plain index written list by list
+        plain_codes.write(c.codes_shell, c.search_index, os.path.join(folder, _FAISS_FILE))
+    else:
+        faiss.write_index(c.require_faiss_index(), os.path.join(folder, _FAISS_FILE))
     names = list(c.segment_names)
     vectors = c.vectors
     if isinstance(vectors, MappedVectors):

@@ -94,7 +94,7 @@ def _appended(c: IndexContents, a: Additions | None, remove: np.ndarray, segment
                                   next_default_id=c.lineage.next_default_id + added)
     live_mask = None if live.all() else live
     search_index, recall = None, None
-    new = dataclasses.replace(c, ids=ids, vectors=vectors, faiss_index=cpu_index, postings=postings,
+    new = dataclasses.replace(c, ids=ids, vectors=vectors, faiss_index=cpu_index, codes_shell=None, postings=postings,
                               tag_codes=tag_codes, tag_vocab=vocab, live=live_mask, lineage=lineage,
                               segment_names=names)
     if new.vectors_present():               # the recall measured again, with the settings as they are

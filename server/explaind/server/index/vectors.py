@@ -55,6 +55,9 @@ class Vectors:
             positions = np.arange(s, min(self.size, s + rows))
             yield positions, self.prepared(positions)
 
+    def give_back_pages(self) -> None:
+        """Mapped pages this process touched are given back (nothing to do for held vectors)."""
+
     @property
     def ram_bytes(self) -> int:
         return 0
@@ -196,9 +199,10 @@ class MappedVectors(Vectors):
         for s in range(len(self.segments)):
             start, count = int(self.starts[s]), int(self.starts[s + 1] - self.starts[s])
             position_of_row = None
-            if self.segment_rows is not None:
-                position_of_row = np.empty(count, np.int64)
-                position_of_row[self.segment_rows[start:start + count]] = np.arange(start, start + count)
+            if self.segment_rows is not None:      # 4 bytes a row where positions fit (a build holds it beside its codes)
+                kind = np.int32 if start + count < 2**31 else np.int64
+                position_of_row = np.empty(count, kind)
+                position_of_row[self.segment_rows[start:start + count]] = np.arange(start, start + count, dtype=kind)
             for first, block in segment_files.blocks(self._segment(s), rows):
                 positions = (np.arange(start + first, start + first + len(block)) if position_of_row is None
                              else position_of_row[first:first + len(block)])
@@ -236,6 +240,15 @@ class MappedVectors(Vectors):
             out = self._from_inner_products(q, positions, out)
         out[~valid] = np.inf
         return out
+
+    def give_back_pages(self) -> None:
+        """The segments' mapped pages leave this process's memory (the page
+        cache keeps them): a measurement re-ranks up to hundreds of thousands
+        of rows, a 4 KB page each, that would otherwise count in the build's
+        RSS until it ends."""
+        for array in self.segments:
+            if array is not None:
+                segment_files.release(array, 0, len(array))
 
     def _from_inner_products(self, q, positions, ip):
         """(r, c) distances from <q, x> with x the original rows at `positions` (q prepared)."""
