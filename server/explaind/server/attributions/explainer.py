@@ -182,10 +182,7 @@ class FeatureExplainer:
         """Attributions and predictions for a batch of instances. The batch shares its
         model passes: one prediction over the instances, one over all their baselines,
         and gradient (or Shapley) calls shared by every instance and output."""
-        override_parameters = override.parameters if override is not None and override.HasField("parameters") else None
-        settings = params.resolve(self._spec.parameters, override_parameters)
-        if override_parameters is not None:
-            check_noise_names(override_parameters, self._names(), params.OVERRIDE_FIELD)
+        override_parameters, settings = self._settings(override)
         baseline_values, to_encode = self._baseline_values(override)
         batch = self._batch(inputs)
         count = len(next(iter(batch.values())))
@@ -194,16 +191,11 @@ class FeatureExplainer:
         predictions = self._model.predict_all(batch)
         model_inputs = self._model.preprocess(batch)
         values = self._model.values(model_inputs, list(dict.fromkeys(self._spaces() + self._auxiliary())))
-        if self._model.preprocesses:
-            scores = self._model.predict(model_inputs)
-        else:
-            scores = np.asarray(predictions[self.output_name], np.float64).reshape(count, -1)
+        scores = self._scores(predictions, model_inputs, count)
         instances = [{name: value[i] for name, value in (model_inputs | values).items()} for i in range(count)]
         baselines = self._baselines(instances, model_inputs, settings, baseline_values, to_encode)
         baseline_scores = self._baseline_scores(instances, baselines)
-        output_shape = tuple(self._model.outputs.get(self.output_name) or ()) or (scores.shape[1],)
-        if int(np.prod(output_shape)) != scores.shape[1]:
-            output_shape = (scores.shape[1],)
+        output_shape = self._output_shape(scores)
         overridden = override_parameters is not None and len(override_parameters.output_indices.values) > 0
         selections = [select_outputs(scores[i], settings.top_k, settings.output_indices, output_shape,
                                      field=params.OVERRIDE_FIELD if overridden else params.SPEC_FIELD)
@@ -219,6 +211,27 @@ class FeatureExplainer:
                                   output_shape, settings, masks[i])
                 for index in selections[i]] for i in range(count)]
         return ExplainedBatch(out, predictions)
+
+    def _settings(self, override: explanation_pb2.ExplanationSpecOverride | None):
+        """(the override's parameters or None, the settings they resolve to with the spec's);
+        the override's noise names checked against the inputs."""
+        override_parameters = override.parameters if override is not None and override.HasField("parameters") else None
+        settings = params.resolve(self._spec.parameters, override_parameters)
+        if override_parameters is not None:
+            check_noise_names(override_parameters, self._names(), params.OVERRIDE_FIELD)
+        return override_parameters, settings
+
+    def _scores(self, predictions: dict, model_inputs: dict, count: int) -> np.ndarray:
+        """The explained output's scores, (count, outputs): the prediction's, unless the model
+        preprocesses (then the output of the inputs it perturbs)."""
+        if self._model.preprocesses:
+            return self._model.predict(model_inputs)
+        return np.asarray(predictions[self.output_name], np.float64).reshape(count, -1)
+
+    def _output_shape(self, scores: np.ndarray) -> tuple:
+        """The explained output's shape (its flat size when the signature's does not match the scores)."""
+        output_shape = tuple(self._model.outputs.get(self.output_name) or ()) or (scores.shape[1],)
+        return output_shape if int(np.prod(output_shape)) == scores.shape[1] else (scores.shape[1],)
 
     def arrays_apply(self, override: explanation_pb2.ExplanationSpecOverride | None = None) -> bool:
         """Whether explain_arrays answers under `override`: integrated gradients (SmoothGrad
@@ -241,10 +254,7 @@ class FeatureExplainer:
         messages' to tell). The same model passes as explain_batch, in the same chunks."""
         if not self.arrays_apply(override):
             return None
-        override_parameters = override.parameters if override is not None and override.HasField("parameters") else None
-        settings = params.resolve(self._spec.parameters, override_parameters)
-        if override_parameters is not None:
-            check_noise_names(override_parameters, self._names(), params.OVERRIDE_FIELD)
+        override_parameters, settings = self._settings(override)
         baseline_values, to_encode = self._baseline_values(override)
         batch = self._batch(inputs)
         count = len(next(iter(batch.values())))
@@ -253,10 +263,7 @@ class FeatureExplainer:
         predictions = self._model.predict_all(batch)
         model_inputs = self._model.preprocess(batch)
         arrays = model_inputs | self._model.values(model_inputs, list(dict.fromkeys(self._spaces() + self._auxiliary())))
-        if self._model.preprocesses:
-            scores = self._model.predict(model_inputs)
-        else:
-            scores = np.asarray(predictions[self.output_name], np.float64).reshape(count, -1)
+        scores = self._scores(predictions, model_inputs, count)
         if not np.isfinite(scores).all():
             return None
         spaces = self._spaces()
@@ -266,9 +273,7 @@ class FeatureExplainer:
         first = {name: value[0] for name, value in arrays.items()}
         max_rows = self._max_rows(first)
         baseline_scores = self._batch_baseline_scores(arrays, baselines, count, max_rows)
-        output_shape = tuple(self._model.outputs.get(self.output_name) or ()) or (scores.shape[1],)
-        if int(np.prod(output_shape)) != scores.shape[1]:
-            output_shape = (scores.shape[1],)
+        output_shape = self._output_shape(scores)
         chosen = self._batch_selections(scores, settings, output_shape, override_parameters)
         if chosen is None:
             return None
