@@ -10,6 +10,7 @@ from explaind.server.errors import AlreadyExists
 from explaind.server.store.models import ModelRecord, ModelStore
 from explaind.server.store.objects import KeyExists, ObjectStore
 from explaind.server.store.operations import OperationRecord, OperationStore
+from explaind.server.store.retry import StoreError
 from explaind.v1 import model_pb2
 
 
@@ -263,6 +264,37 @@ def test_a_builds_files_and_segments_round_trip_through_the_store(tmp_path):
     assert other.read_build_file("m", "b1", "meta.json") is None
     with pytest.raises(FileNotFoundError):
         other.download_segment("m", "b1", str(tmp_path / "again.npy"))
+
+
+def test_a_delete_whose_folder_a_create_writes_into_tries_again(tmp_path, monkeypatch):
+    """A concurrent create (an endpoint's lock) writes into the folder delete_prefix is
+    removing (the fuzzer found it: 'Directory not empty', INTERNAL): the delete tries
+    again and the folder is gone, the late file with it."""
+    import errno
+    import os
+
+    store = ObjectStore(str(tmp_path))
+    store.write("endpoints/e/record", b"x")
+    real_rm, raced = store.fs.rm, []
+
+    def rm_while_a_create_writes(path, recursive=False):
+        if not raced:
+            raced.append(path)
+            store.create("endpoints/e/lock", b"held")        # lands mid-removal
+            raise OSError(errno.ENOTEMPTY, "Directory not empty", path)
+        return real_rm(path, recursive=recursive)
+
+    monkeypatch.setattr(store.fs, "rm", rm_while_a_create_writes)
+    store.delete_prefix("endpoints/e")
+    assert raced and not os.path.exists(tmp_path / "endpoints" / "e")
+
+    def always_refused(path, recursive=False):
+        raise OSError(errno.EACCES, "Permission denied", path)
+
+    store.write("endpoints/f/record", b"x")
+    monkeypatch.setattr(store.fs, "rm", always_refused)
+    with pytest.raises(StoreError):                           # other refusals are not retried away
+        store.delete_prefix("endpoints/f")
 
 
 def test_a_create_whose_folder_is_removed_under_it_tries_again(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ that stays unreachable raises StoreUnavailable, one that refuses StoreError.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import posixpath
@@ -22,9 +23,10 @@ import uuid
 import fsspec
 from fsspec.core import url_to_fs
 
-from .retry import Observe, StoreRetry
+from .retry import Observe, StoreError, StoreRetry
 
-# A local create tries again this often when its folder vanishes under it.
+# A local create tries again this often when its folder vanishes under it (and a local
+# delete when a create writes into the folder it is removing).
 LOCAL_CREATE_TRIES = 3
 
 
@@ -107,11 +109,19 @@ class ObjectStore:
 
     def delete_prefix(self, prefix: str) -> None:
         path = self.path(prefix)
-        if self.exists(prefix):
+        for attempt in range(LOCAL_CREATE_TRIES):
+            if not self.exists(prefix):
+                return
             try:
-                self._call("delete", prefix, self.fs.rm, path, recursive=True)
+                return self._call("delete", prefix, self.fs.rm, path, recursive=True)
             except FileNotFoundError:
-                pass          # a retry after an attempt that did delete it
+                return        # a retry after an attempt that did delete it
+            except StoreError as e:
+                # A local folder that a concurrent create wrote into while it was being removed
+                # (an endpoint's lock taken while the endpoint is deleted): remove it again.
+                if not (self.is_local and isinstance(e.__cause__, OSError)
+                        and e.__cause__.errno == errno.ENOTEMPTY and attempt < LOCAL_CREATE_TRIES - 1):
+                    raise
 
     def list(self, prefix: str) -> list[str]:
         """Names directly under `prefix` (files and folders), sorted."""
