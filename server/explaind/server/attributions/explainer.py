@@ -262,11 +262,11 @@ class FeatureExplainer:
             return None
         predictions = self._model.predict_all(batch)
         model_inputs = self._model.preprocess(batch)
-        arrays = model_inputs | self._model.values(model_inputs, list(dict.fromkeys(self._spaces() + self._auxiliary())))
+        spaces = self._spaces()
+        arrays = model_inputs | self._model.values(model_inputs, list(dict.fromkeys(spaces + self._auxiliary())))
         scores = self._scores(predictions, model_inputs, count)
         if not np.isfinite(scores).all():
             return None
-        spaces = self._spaces()
         # Baselines hold no instance's value here: one set for the batch, as each instance's would be.
         baselines = build_baselines({k: arrays[k].shape[1:] for k in spaces}, {k: arrays[k].dtype for k in spaces},
                                     baseline_values)

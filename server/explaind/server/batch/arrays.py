@@ -54,6 +54,9 @@ class ArrayPath:
         self.override = override
         self.limits = limits
         self.explained = explained
+        # The job's neighbor query (its override's), the same for every batch.
+        self.query = examples_query(override, servable.default_neighbor_count, limits) \
+            if explained and isinstance(servable, ExampleServable) else None
 
     @classmethod
     def of(cls, servable: Servable | None, override, limits: Limits, explained: bool) -> "ArrayPath | None":
@@ -68,10 +71,9 @@ class ArrayPath:
         inputs = bulk_inputs(instances, self.servable.input_specs())
         if inputs is None:
             return None
-        query = restricts = None
-        if self.explained and isinstance(self.servable, ExampleServable):
-            query = examples_query(self.override, self.servable.default_neighbor_count, self.limits)
-            restricts = [list(query.restricts) for _ in instances]      # the rows carry none of their own
+        query = self.query
+        # The rows carry no restricts of their own: each has the job's.
+        restricts = [list(query.restricts) for _ in instances] if query is not None else None
         try:
             return self._lines(inputs, query, restricts)
         except Exception:  # noqa: BLE001 - as answer()
@@ -84,8 +86,7 @@ class ArrayPath:
         parsed = parse_instances(values, servable.input_names(), False, self.limits)
         with attach_fields("instances"):
             inputs = batch_inputs(parsed, servable.input_specs())
-            query = examples_query(self.override, servable.default_neighbor_count, self.limits) \
-                if self.explained and isinstance(servable, ExampleServable) else None
+            query = self.query
             restricts = instance_restricts(parsed, query, self.limits) if query is not None else None
         try:
             return self._lines(inputs, query, restricts)

@@ -144,7 +144,7 @@ class RowExplainer:
             (prediction, explanation), = self._plane([value])
         except Exception as e:  # noqa: BLE001 - as above
             return _row_error(e)
-        return self._line(row, prediction, explanation)
+        return self._line(prediction, explanation, row)
 
     def _call(self, values: list) -> list[Callable[[Prepared], bytes | RowError]]:
         """Per value, what writes its row's line: from the batch's arrays where the job has an
@@ -153,11 +153,8 @@ class RowExplainer:
             lines = self.arrays.answer(values)
             if lines is not None:
                 return lines
-        return [functools.partial(self._written, prediction, explanation)
+        return [functools.partial(self._line, prediction, explanation)
                 for prediction, explanation in self._plane(values)]
-
-    def _written(self, prediction, explanation, row: Prepared) -> bytes | RowError:
-        return self._line(row, prediction, explanation)
 
     def _plane(self, values: list) -> list[tuple[Any, Any]]:
         """(prediction, explanation) per value: the data plane's Explain (its answers carry the model's
@@ -168,7 +165,7 @@ class RowExplainer:
             return [(p, None) for p in await self.plane.predict(self.model_id, values, None)]
         return self.loop.run_until_complete(call())
 
-    def _line(self, row: Prepared, prediction, explanation) -> bytes | RowError:
+    def _line(self, prediction, explanation, row: Prepared) -> bytes | RowError:
         line = {row.shown_as: row.shown}
         try:
             if prediction is not None:
