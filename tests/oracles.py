@@ -104,3 +104,28 @@ def integrated_gradients_tf(function, x, baseline, steps: int = 2000):
     weights = np.full(steps + 1, 1.0 / steps)
     weights[[0, -1]] /= 2
     return (x - baseline) * np.tensordot(weights, gradients, axes=1)
+
+
+def assert_json_close(got, want, rel: float, abs_tol: float, exact_layout: bool = False, path: str = "") -> None:
+    """`got` is the JSON `want` is, its numbers within rel/abs_tol. exact_layout: keys in
+    the same order, and every value of the same type (a float stays a float), as two
+    writers of one format must agree; else equal key sets and equal values suffice."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict), (path, got)
+        if exact_layout:
+            assert list(got) == list(want), (path, list(got), list(want))
+        else:
+            assert got.keys() == want.keys(), (path, sorted(got), sorted(want))
+        for key in want:
+            assert_json_close(got[key], want[key], rel, abs_tol, exact_layout, f"{path}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_json_close(g, w, rel, abs_tol, exact_layout, f"{path}[{i}]")
+    elif isinstance(want, float):
+        assert type(got) is float if exact_layout else type(got) in (int, float), (path, got, want)
+        # pytest.approx's rule: within rel of the expected value, or abs_tol
+        assert abs(got - want) <= max(rel * abs(want), abs_tol), (path, got, want)
+    else:
+        assert not exact_layout or type(got) is type(want), (path, got, want)
+        assert got == want, (path, got, want)

@@ -28,6 +28,7 @@ from explaind.v1 import batch_service_pb2
 from tests import attr_models
 from tests import models as tfmodels
 from tests.integration.helpers import model_payload, search_config, write_jsonl
+from tests.oracles import assert_json_close
 from tests.server_process import ServerProcess, pick_free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -112,20 +113,9 @@ def _files(folder: str, kind: str) -> list[str]:
     return sorted(n for n in os.listdir(folder) if f".{kind}-" in n)
 
 
-def _close(got, want, path=""):
+def _close(got, want):
     """Equal JSON, numbers within float32's rounding (batches of another size round otherwise)."""
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and got.keys() == want.keys(), path
-        for key in want:
-            _close(got[key], want[key], f"{path}.{key}")
-    elif isinstance(want, list):
-        assert isinstance(got, list) and len(got) == len(want), path
-        for i, (g, w) in enumerate(zip(got, want)):
-            _close(g, w, f"{path}[{i}]")
-    elif isinstance(want, float) and not isinstance(want, bool):
-        assert got == pytest.approx(want, rel=1e-5, abs=1e-6), path
-    else:
-        assert got == want, path
+    assert_json_close(got, want, rel=1e-5, abs_tol=1e-6)
 
 
 def test_attribution_rows_equal_the_online_answers_and_bad_rows_go_to_errors(server, data, tmp_path):

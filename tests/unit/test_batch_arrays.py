@@ -7,7 +7,6 @@ plane."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -25,6 +24,7 @@ from explaind.server.store.models import ModelRecord, ModelStore
 from explaind.server.store.objects import ObjectStore
 from explaind.v1 import explanation_pb2, model_pb2
 from tests import attr_models, models
+from tests.oracles import assert_json_close
 
 pytestmark = pytest.mark.slow
 
@@ -97,22 +97,6 @@ def _both_paths(explainer: RowExplainer, instances: list) -> tuple[list, list]:
     return by_arrays, by_plane
 
 
-def _same(got, want, path=""):
-    """The same JSON: keys in the same order, numbers to float32 precision, the rest equal."""
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and list(got) == list(want), (path, list(got), list(want))
-        for key in want:
-            _same(got[key], want[key], f"{path}.{key}")
-    elif isinstance(want, list):
-        assert isinstance(got, list) and len(got) == len(want), path
-        for i, (g, w) in enumerate(zip(got, want)):
-            _same(g, w, f"{path}[{i}]")
-    elif isinstance(want, float):
-        assert type(got) is float and math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9), (path, got, want)
-    else:
-        assert type(got) is type(want) and got == want, (path, got, want)
-
-
 def _assert_same_answers(by_arrays: list, by_plane: list) -> None:
     assert len(by_arrays) == len(by_plane)
     for got, want in zip(by_arrays, by_plane):
@@ -120,7 +104,8 @@ def _assert_same_answers(by_arrays: list, by_plane: list) -> None:
             assert got == want
         else:
             assert isinstance(got, bytes)
-            _same(json.loads(got), json.loads(want))
+            # the same JSON: keys in the same order, numbers to float32 precision, the rest equal
+            assert_json_close(json.loads(got), json.loads(want), rel=1e-6, abs_tol=1e-9, exact_layout=True)
 
 
 def _instances(rows=ROWS) -> list:
