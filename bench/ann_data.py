@@ -80,3 +80,13 @@ def model_latent(n: int, d: int, seed: int, train_rows: int = 60_000, epochs: in
     classifier.fit(out[:rows], labels[pick[:rows]], batch_size=256, epochs=epochs, verbose=0)
     embed = tf.keras.Model(inputs, latent)
     return embed.predict(out, batch_size=4096, verbose=0)
+
+
+def add_data_arguments(parser) -> None:
+    """The data set and query options the disk-read benches share (bench_disk_reads.py,
+    bench_row_order.py): its shape, N x d, and how many queries re-rank how many candidates."""
+    parser.add_argument("--shape", default="lowdim", choices=SHAPES)
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--d", type=int, default=128)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--candidates", type=int, default=100)

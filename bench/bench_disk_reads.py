@@ -117,11 +117,7 @@ def in_position_order(folder: str, segments_folder: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", default="lowdim", choices=ann_data.SHAPES)
-    parser.add_argument("--n", type=int, default=200_000)
-    parser.add_argument("--d", type=int, default=128)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--candidates", type=int, default=100)
+    ann_data.add_data_arguments(parser)
     parser.add_argument("--baseline", action="store_true")
     parser.add_argument("--index", default="", help="a saved index folder instead of a build")
     parser.add_argument("--segments", default="", help="its segments folder")

@@ -57,11 +57,7 @@ def bisection(points: np.ndarray, per_page: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", default="lowdim", choices=ann_data.SHAPES)
-    parser.add_argument("--n", type=int, default=200_000)
-    parser.add_argument("--d", type=int, default=128)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--candidates", type=int, default=100)
+    ann_data.add_data_arguments(parser)
     args = parser.parse_args()
     x, queries = ann_data.make(args.shape, args.n, args.queries, args.d)
     config = search_config_from_json({
