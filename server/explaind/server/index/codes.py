@@ -29,6 +29,7 @@ import faiss
 import numpy as np
 
 from explaind.server.index import distances, plain_codes, segments
+from explaind.server.index.even_lists import even_lists
 from explaind.server.index.code_space import CodeShape, CodeSpace
 from explaind.server.index.config import MIN_POINTS_PER_LIST, SearchConfig
 
@@ -79,13 +80,22 @@ def code_metric(config: SearchConfig) -> int:
 
 
 def train_coarse(sample: np.ndarray, nlist: int, config: SearchConfig) -> np.ndarray:
-    """(nlist, d) coarse centroids of prepared vectors (k-means as FAISS's IVF trains them)."""
+    """(nlist, d) coarse centroids of prepared vectors: k-means as FAISS's IVF
+    trains them, then (squared-L2 lists) moved to make lists of more even size
+    (even_lists.py), on at most TRAIN_POINTS_PER_LIST points a list."""
     d = sample.shape[1]
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
     quantizer = faiss.IndexFlat(d, code_metric(config))
     ivf = faiss.IndexIVFFlat(quantizer, d, nlist, code_metric(config))
     ivf.cp.niter = COARSE_ITERATIONS
-    ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
-    return quantizer.reconstruct_n(0, nlist)
+    ivf.train(sample)
+    centroids = quantizer.reconstruct_n(0, nlist)
+    if code_metric(config) != faiss.METRIC_L2:
+        return centroids
+    cap = nlist * TRAIN_POINTS_PER_LIST
+    if len(sample) > cap:
+        sample = sample[np.sort(np.random.default_rng(TRAIN_SEED).choice(len(sample), cap, replace=False))]
+    return even_lists(sample, centroids)
 
 
 def codes_index(centroids: np.ndarray, shape: CodeShape, config: SearchConfig, nprobe: int) -> faiss.IndexIVFPQ:
