@@ -94,6 +94,12 @@ def _by_restricts(restricts: Restricts | None, rows: int) -> dict[tuple[Namespac
     return groups
 
 
+def _found_first(pos: np.ndarray) -> bool:
+    """Every row's neighbors found (>= 0) come before its empty slots (-1)."""
+    found = pos >= 0
+    return bool((found[:, 1:] <= found[:, :-1]).all())
+
+
 def _query_key(query: Sequence[Namespace] | None) -> tuple[Namespace, ...]:
     """Hashable form of a query (tokens given as lists become tuples)."""
     return tuple(Namespace(ns.name, tuple(ns.allow), tuple(ns.deny)) for ns in query or ())
@@ -132,6 +138,17 @@ class _Group:
                     out_pos[row, :len(p)], out_dist[row, :len(p)] = p, d
                 break
             dist, pos, exhausted = fetch(q if pending.size == len(q) else q[pending], k_fetch)
+            if not crowding and pos.shape[1] <= k and _found_first(pos):
+                # Nothing to drop: each row is its own answer (the moves below cost
+                # ~0.4 us a query, 3% of a one-list compressed search).
+                found = (pos >= 0).sum(axis=1)
+                done = (found >= k) | exhausted
+                rows = pending[done]
+                out_pos[rows, :pos.shape[1]] = pos[done]
+                out_dist[rows, :pos.shape[1]] = np.where(pos[done] >= 0, dist[done], np.inf)
+                pending = pending[~done]
+                k_fetch = min(admissible, 2 * k_fetch)
+                continue
             keep = keep_mask(pos, tags, crowding, k)
             done = (keep.sum(axis=1) >= k) | exhausted
             rows = np.flatnonzero(done)
