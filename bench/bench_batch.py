@@ -2,7 +2,7 @@
 online Explain calls, Ray's scaling, and the job process's memory.
 
     .venv/bin/python bench/bench_batch.py [--only throughput,ray,memory] [--rows 200000]
-        [--ray-rows 50000] [--memory-rows 100000,1000000] [--steps 50]
+        [--ray-rows 50000] [--memory-rows 100000,1000000] [--steps 50] [--cold-job-process]
 
 Every figure comes from real `explaind serve` processes on this machine and is
 compared within the same run:
@@ -17,10 +17,10 @@ compared within the same run:
   for the previous one. "job" is from the request to the job's end (the
   process start, the model load and the row count included); "steady" is
   the rate between the progress reports at about 10% and 90% of the rows.
-  --build-spare-process: the daemon keeps its default (a build process
-  started ahead, TensorFlow imported), so a job starts without the import;
-  the bench waits --spare-wait seconds for it before each figure. Without the
-  flag every job starts a process cold.
+  The daemon keeps its default spare build process (TensorFlow imported
+  ahead), so a job starts without the import; the bench waits --spare-wait
+  seconds for it before each figure. --cold-job-process: no spare, every job
+  starts a process cold (the import in the job's time).
 - ray: the IG job on a local Ray cluster of this machine's cores. Scaling out:
   1 actor and 2 actors of the same size (half the cores each), so the second
   actor brings its own cores, as it does on a cluster. Splitting: 1 actor of
@@ -171,7 +171,7 @@ def throughput_section(args, work: str, artifact: str) -> None:
           f"(this {os.cpu_count()}-core machine) ==")
     path = rows_file(os.path.join(work, "rows.jsonl"), args.rows)
     examples = rows_file(os.path.join(work, "examples.jsonl"), 20_000, seed=2)
-    spare = ("--build-spare-process", "true") if args.build_spare_process else ()
+    spare = () if args.cold_job_process else ("--build-spare-process", "true")
     daemon = Daemon("--heartbeat-seconds", "0.5", *spare)
     try:
         upload(daemon, ig_model(artifact, args.steps), "ig")
@@ -258,8 +258,8 @@ def main() -> None:
     parser.add_argument("--ray-rows", type=int, default=50_000)
     parser.add_argument("--memory-rows", default="100000,1000000")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--build-spare-process", action="store_true",
-                        help="throughput: keep the daemon's default spare build process")
+    parser.add_argument("--cold-job-process", action="store_true",
+                        help="throughput: no spare build process (each job imports TensorFlow cold)")
     parser.add_argument("--spare-wait", type=float, default=20.0)
     args = parser.parse_args()
     args.memory_rows = [int(n) for n in args.memory_rows.split(",")]

@@ -83,6 +83,11 @@ class ExampleIndex:
     # ------------------------------------------------------------- what it is
 
     @property
+    def device(self) -> str:
+        """Where searches run: "cpu" or "gpu"."""
+        return self._placement.device
+
+    @property
     def config(self) -> SearchConfig:
         return self.contents.config
 
