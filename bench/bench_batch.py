@@ -2,7 +2,7 @@
 online Explain calls, Ray's scaling, and the job process's memory.
 
     .venv/bin/python bench/bench_batch.py [--only throughput,ray,memory] [--rows 200000]
-        [--ray-rows 50000] [--memory-rows 100000,1000000] [--steps 50]
+        [--ray-rows 50000] [--memory-rows 100000,1000000] [--steps 50] [--cold-job-process]
 
 Every figure comes from real `explaind serve` processes on this machine and is
 compared within the same run:
@@ -17,13 +17,16 @@ compared within the same run:
   for the previous one. "job" is from the request to the job's end (the
   process start, the model load and the row count included); "steady" is
   the rate between the progress reports at about 10% and 90% of the rows.
-  --build-spare-process: the daemon keeps its default (a build process
-  started ahead, TensorFlow imported), so a job starts without the import;
-  the bench waits --spare-wait seconds for it before each figure. Without the
-  flag every job starts a process cold.
-- ray: the IG job on a local Ray cluster of this machine's cores with 1 actor
-  (all cores) and with 2 actors (half each): steady rows/s and the ratio, and
-  the same from a least-squares fit over every progress report between 10% and
+  The daemon keeps its default spare build process (TensorFlow imported
+  ahead), so a job starts without the import; the bench waits --spare-wait
+  seconds for it before each figure. --cold-job-process: no spare, every job
+  starts a process cold (the import in the job's time).
+- ray: the IG job on a local Ray cluster of this machine's cores. Scaling out:
+  1 actor and 2 actors of the same size (half the cores each), so the second
+  actor brings its own cores, as it does on a cluster. Splitting: 1 actor of
+  all the cores against the same 2 actors, which share the one actor's cores
+  (and the driver's and the readers'). Steady rows/s and the ratios, and the
+  same from a least-squares fit over every progress report between 10% and
   90% (a report comes per block of --ray-batch-size rows; --ray-rows sets how
   many there are).
 - memory: the peak resident memory of the job's process (with its children)
@@ -168,7 +171,7 @@ def throughput_section(args, work: str, artifact: str) -> None:
           f"(this {os.cpu_count()}-core machine) ==")
     path = rows_file(os.path.join(work, "rows.jsonl"), args.rows)
     examples = rows_file(os.path.join(work, "examples.jsonl"), 20_000, seed=2)
-    spare = ("--build-spare-process", "true") if args.build_spare_process else ()
+    spare = () if args.cold_job_process else ("--build-spare-process", "true")
     daemon = Daemon("--heartbeat-seconds", "0.5", *spare)
     try:
         upload(daemon, ig_model(artifact, args.steps), "ig")
@@ -193,28 +196,35 @@ def ray_section(args, work: str, artifact: str) -> None:
     import ray
 
     cores = os.cpu_count()
-    print(f"\n== Ray: the IG job over {args.ray_rows:,} rows, 1 actor (all {cores} cores) vs 2 (half each) ==")
+    half = cores / 2
+    print(f"\n== Ray: the IG job over {args.ray_rows:,} rows: actors of {half:g} CPUs (1 and 2), and 1 actor of "
+          f"all {cores} ==")
     path = rows_file(os.path.join(work, "ray-rows.jsonl"), args.ray_rows)
     ray.init(num_cpus=cores, object_store_memory=512 * 2**20, include_dashboard=False, log_to_driver=False)
     address = ray.get_runtime_context().gcs_address
     try:
-        print(f"  {'actors':<8}{'job rows/s':>12}{'steady rows/s':>15}{'fitted rows/s':>15}{'reports':>9}{'job s':>8}")
+        print(f"  {'actors':<16}{'job rows/s':>12}{'steady rows/s':>15}{'fitted rows/s':>15}{'reports':>9}"
+              f"{'job s':>8}")
         steady, fitted = {}, {}
-        for actors in (1, 2):
+        for actors, cpus in ((1, half), (2, half), (1, cores)):
             daemon = Daemon("--heartbeat-seconds", "0.5", "--build-runner", "ray", "--ray-address", address,
-                            "--ray-workers", str(actors), "--ray-cpus-per-worker", str(cores / actors),
+                            "--ray-workers", str(actors), "--ray-cpus-per-worker", f"{cpus:g}",
                             "--ray-batch-size", "2048")
             try:
                 upload(daemon, ig_model(artifact, args.steps), "ig")
-                job = WatchedJob(daemon, "ig", path, os.path.join(work, f"ray-{actors}"))
+                job = WatchedJob(daemon, "ig", path, os.path.join(work, f"ray-{actors}-{cpus:g}"))
             finally:
                 daemon.stop()
                 shutil.rmtree(daemon.dir, ignore_errors=True)
-            steady[actors], fitted[actors] = job.steady, job.fitted
+            steady[actors, cpus], fitted[actors, cpus] = job.steady, job.fitted
             reports = sum(0.1 * job.rows <= n <= 0.9 * job.rows for _, n in job.progress)
-            print(f"  {actors:<8}{job.rate:>12,.0f}{job.steady:>15,.0f}{job.fitted:>15,.0f}{reports:>9}"
+            title = f"{actors} x {cpus:g} CPU"
+            print(f"  {title:<16}{job.rate:>12,.0f}{job.steady:>15,.0f}{job.fitted:>15,.0f}{reports:>9}"
                   f"{job.seconds:>8.1f}", flush=True)
-        print(f"  2 actors / 1 actor, steady: {steady[2] / steady[1]:.2f}x, fitted: {fitted[2] / fitted[1]:.2f}x")
+        print(f"  scaling out, 2 actors / 1 actor of {half:g} CPUs: steady {steady[2, half] / steady[1, half]:.2f}x, "
+              f"fitted {fitted[2, half] / fitted[1, half]:.2f}x")
+        print(f"  splitting, 2 actors of {half:g} / 1 actor of {cores}: steady "
+              f"{steady[2, half] / steady[1, cores]:.2f}x, fitted {fitted[2, half] / fitted[1, cores]:.2f}x")
     finally:
         ray.shutdown()
 
@@ -248,8 +258,8 @@ def main() -> None:
     parser.add_argument("--ray-rows", type=int, default=50_000)
     parser.add_argument("--memory-rows", default="100000,1000000")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--build-spare-process", action="store_true",
-                        help="throughput: keep the daemon's default spare build process")
+    parser.add_argument("--cold-job-process", action="store_true",
+                        help="throughput: no spare build process (each job imports TensorFlow cold)")
     parser.add_argument("--spare-wait", type=float, default=20.0)
     args = parser.parse_args()
     args.memory_rows = [int(n) for n in args.memory_rows.split(",")]

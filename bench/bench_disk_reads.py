@@ -2,7 +2,7 @@
 the page cache, and its latency cold and warm (Linux).
 
     .venv/bin/python bench/bench_disk_reads.py [--shape lowdim] [--n 200000] [--d 128] [--queries 200]
-        [--candidates 100] [--baseline]
+        [--candidates 100] [--reads mapped,direct] [--baseline]
     .venv/bin/python bench/bench_disk_reads.py --index DIR --segments DIR    # a built index (bench_scale --keep)
 
 Builds (or loads) a treeAh index whose every search re-ranks --candidates
@@ -12,7 +12,10 @@ it: the segment files are evicted from the page cache (fsync, then
 posix_fadvise DONTNEED), the query is searched (cold), /proc/self/io's
 read_bytes gives what it read from disk, and the same query is searched again
 (warm). Prints the bytes read a query against the bytes of the rows it
-re-ranks (candidates x d x 4: goal <= 4x), and cold and warm latency.
+re-ranks (candidates x d x 4: goal <= 4x), and cold and warm latency, for
+each way of reading the rows (--reads, index/row_reads.py): mapped (4 KiB
+pages through the page cache) and direct (O_DIRECT, the 512-byte blocks of
+the rows, never cached: its warm query reads the disk again).
 
 --baseline also measures the index as it was before segments were written in
 list order and advised MADV_RANDOM: the same build with its segment rewritten
@@ -40,6 +43,7 @@ import ann_data  # noqa: E402 - the bench's data sets, beside this file
 
 from explaind.server.index import ExampleIndex, search_config_from_json  # noqa: E402
 from explaind.server.index.backend import limit_cpu_threads  # noqa: E402
+from explaind.server.index import row_reads  # noqa: E402
 from explaind.server.index import segments as segment_files  # noqa: E402
 from explaind.server.index.meta import IndexMeta  # noqa: E402
 from explaind.server.index.vectors import segment_path  # noqa: E402
@@ -118,6 +122,8 @@ def in_position_order(folder: str, segments_folder: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ann_data.add_data_arguments(parser)
+    parser.add_argument("--reads", default="mapped,direct",
+                        help="how the re-rank reads rows, comma-separated: mapped, direct")
     parser.add_argument("--baseline", action="store_true")
     parser.add_argument("--index", default="", help="a saved index folder instead of a build")
     parser.add_argument("--segments", default="", help="its segments folder")
@@ -125,6 +131,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="FAISS and BLAS threads a search may use")
     args = parser.parse_args()
     limit_cpu_threads(args.threads)     # FAISS's OpenMP in each searching thread and numpy's BLAS
+    modes = [m.strip() for m in args.reads.split(",") if m.strip()]
+    if not modes or any(m not in (row_reads.MAPPED, row_reads.DIRECT) for m in modes):
+        parser.error(f"--reads: a comma-separated list of {row_reads.MAPPED}, {row_reads.DIRECT}")
     k = 10
     scratch = tempfile.mkdtemp(prefix="explaind-disk-", dir=args.scratch)
     try:
@@ -156,9 +165,16 @@ def main() -> None:
               f"{sum(os.path.getsize(f) for f in files) / 2**30:.2f} GiB of segments; "
               f"read_ahead_kb {open('/sys/block/' + _disk_of(files[0]) + '/queue/read_ahead_kb').read().strip()}"
               if _disk_of(files[0]) else "")
-        report("list order + MADV_RANDOM", measure(loaded, files, queries, k), d * 4, candidates)
+        del loaded
+        for mode in modes:
+            index = ExampleIndex.load(folder, use_gpu=False, segments_folder=segments_folder, rerank_reads=mode)
+            if index.rerank_reads != mode:
+                print(f"{mode}: not possible on this file system (the mapping is read)")
+                continue
+            label = "mapped, list order + MADV_RANDOM" if mode == row_reads.MAPPED else "direct, 512-byte blocks"
+            report(label, measure(index, files, queries, k), d * 4, candidates)
+            del index
         if args.baseline:
-            del loaded
             copy = os.path.join(scratch, "baseline")
             shutil.copytree(folder, copy, dirs_exist_ok=True)
             seg_copy = copy if segments_folder == folder else os.path.join(scratch, "baseline-segments")

@@ -1,5 +1,7 @@
-"""batch/json_lines.dumps_line: the same JSON as json.dumps for every line, fast
-or not; ValueError for the numbers JSON has no word for, as json.dumps(allow_nan=False)."""
+"""batch/json_lines: dumps_line writes the same JSON as json.dumps for every line,
+fast or not (ValueError for the numbers JSON has no word for, as
+json.dumps(allow_nan=False)); loads_line reads every line as json.loads does,
+values, types and refusals alike."""
 from __future__ import annotations
 
 import json
@@ -8,7 +10,7 @@ import random
 
 import pytest
 
-from explaind.server.batch.json_lines import dumps_line
+from explaind.server.batch.json_lines import dumps_line, loads_line
 
 
 def _random_value(rng: random.Random, depth: int = 0):
@@ -82,3 +84,75 @@ def test_deep_nesting_is_written_as_json_writes_it():
     for _ in range(300):                        # beyond orjson's depth limit, within json's
         deep = [deep]
     assert json.loads(dumps_line({"instance": deep})) == {"instance": deep}
+
+
+def _json_reads(line: str):
+    """The oracle: json.loads refusing NaN and infinity literals, as the batch reader always did."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(line, parse_constant=refuse)
+
+
+def _same(a, b) -> bool:
+    """Equal values of equal types all the way down (1 and 1.0 differ; -0.0 and 0.0 differ)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return a == b and math.copysign(1, a) == math.copysign(1, b) or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+def _number_text(rng: random.Random) -> str:
+    """Number spellings a file may hold: integers of 1 to 25 digits, decimals of up to 22
+    significant digits, exponents to +-400."""
+    digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 25))).lstrip("0") or "0"
+    sign = rng.choice(["", "-"])
+    kind = rng.randrange(4)
+    if kind == 0:
+        return sign + digits
+    point = rng.randint(0, len(digits))
+    whole, fraction = digits[:point] or "0", digits[point:] or "0"
+    text = f"{sign}{whole}.{fraction}"
+    return text if kind == 1 else f"{text}{rng.choice('eE')}{rng.choice(['', '+', '-'])}{rng.randint(0, 400)}"
+
+
+def test_lines_read_as_json_reads_them():
+    rng = random.Random(11)
+    for _ in range(3000):
+        value = {"instance": _random_value(rng), "key": _random_value(rng)}
+        line = json.dumps(value, ensure_ascii=rng.random() < 0.5) + rng.choice(["", "\n", " \r\n"])
+        assert _same(loads_line(line), _json_reads(line)), line
+    for _ in range(5000):
+        line = "[" + ",".join(_number_text(rng) for _ in range(rng.randint(1, 4))) + "]"
+        assert _same(loads_line(line), _json_reads(line)), line
+
+
+@pytest.mark.parametrize("line", [
+    "18446744073709551616", "-9223372036854775809", "123456789012345678901234567890",
+    '{"id": 99999999999999999999999, "x": [1.5]}', "18446744073709551615", "9223372036854775807",
+    "1e400", "-1e400", "1.5e-400", '"\\ud800"', '{"a": "\\udfff\\ud800"}', '{"a": 1, "a": 2}',
+    '"a\u2028b"', '["\ud800 raw"]', "  [1, 2]  ", "[" * 1100 + "]" * 1100])
+def test_lines_orjson_reads_otherwise_read_as_json_reads_them(line):
+    """Integers beyond 64 bits stay exact, 1e400 is infinity, lone surrogates are kept, the last
+    of a repeated key wins, and deep nesting answers what json answers."""
+    try:
+        expected = _json_reads(line)
+    except RecursionError:
+        with pytest.raises(RecursionError):
+            loads_line(line)
+        return
+    assert _same(loads_line(line), expected)
+
+
+@pytest.mark.parametrize("line", ["NaN", "[1, Infinity]", '{"x": -Infinity}', "{", "[1,]", "01", '{"a" 1}',
+                                  "\ufeff[1]", "[1] x", '"\x00"', "", "nul", "[1e5.5]"])
+def test_what_json_refuses_is_refused_with_json_s_message(line):
+    with pytest.raises(ValueError) as ours:
+        loads_line(line)
+    with pytest.raises(ValueError) as theirs:
+        _json_reads(line)
+    assert str(ours.value) == str(theirs.value)

@@ -355,3 +355,25 @@ def test_a_build_process_reports_through_typed_messages(tmp_path):
             runner.run(BuildRequest(_index_only_task(tmp_path, tmp_path / "e.npy", "b3"), _Recorder(), cancel))
     finally:
         processes.close()
+
+
+@pytest.mark.parametrize("cores, alongside", [(2, False), (8, True)])
+def test_the_next_spare_imports_alongside_a_build_only_on_a_node_with_cores_to_spare(cores, alongside):
+    """Taking the spare starts the next one at once on a node of 4 cores or more; on a smaller
+    node the next one starts when the build has ended, not while it runs."""
+    from explaind.server.builds.runners.local import BuildProcesses
+
+    processes = BuildProcesses(spare=True, cores=cores)
+    try:
+        assert not processes.spare_alive             # the first spare comes with the first build
+        taken = processes.take()
+        assert processes.spare_alive is alongside
+        taken.stop()
+        processes.finished()
+        assert processes.spare_alive
+        second = processes.take()                    # the spare, alive: no new process
+        assert second.proc.poll() is None
+        second.stop()
+    finally:
+        processes.close()
+    assert not processes.spare_alive

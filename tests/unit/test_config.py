@@ -34,7 +34,7 @@ def parsed(*argv: str) -> argparse.Namespace:
 
 def test_every_setting_has_its_help_default_and_variable_in_serve_help(capsys, monkeypatch):
     text = serve_help(capsys, monkeypatch)
-    assert len(FIELDS) == 61        # 56, and the batch group's 5
+    assert len(FIELDS) == 62        # 57, and the batch group's 5
     for f in FIELDS:
         help_text = " ".join(f.metadata["help"].split())
         assert len(help_text) > 15, f.name
@@ -93,6 +93,7 @@ HOSTILE = [
     ("--store-attempts", "0", "must be at least 1"),
     ("--workers", "-1", "must be at least 0"),
     ("--log-level", "LOUD", "must be one of DEBUG"),
+    ("--rerank-reads", "sideways", "must be one of auto, mapped, direct"),
     ("--host", "  ", "must not be empty"),
     ("--store", "", "must not be empty"),
     ("--access-log-sample", "1.5", "must be between 0 and 1"),

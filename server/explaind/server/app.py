@@ -74,7 +74,7 @@ class Daemon:
         self.models = ModelStore(objects)
         self.operations = OperationStore(objects)
         cache = settings.cache_dir or os.path.join(tempfile.gettempdir(), "explaind-cache")
-        self.manager = ModelManager(BuildLoader(self.models, cache, use_gpu(settings)), self.metrics)
+        self.manager = ModelManager(BuildLoader(self.models, cache, use_gpu(settings), settings.rerank_reads), self.metrics)
         self.source = PublishedModelsSource(self.models, self.manager.set_aspired, settings.store_poll_seconds)
         self.uploads = UploadManager(self.models, self.operations, settings, self.metrics)
         self.uploads.on_update_published = self.manager.load     # an update serves here before its operation ends

@@ -97,6 +97,12 @@ class Settings:
                                      "the cores with --workers)", "serving", at_least(0))
     index_threads: int = setting(0, "cores one CPU search spreads over (FAISS OpenMP, BLAS); 0: the process's "
                                     "cores but one, left to its event loop (at least 1)", "serving", at_least(0))
+    rerank_reads: str = setting("auto", "how a compressed index's re-rank reads its candidates' full vectors: "
+                                        "mapped (through the page cache, 4 KiB pages), direct (O_DIRECT, only "
+                                        "the 512-byte blocks of the rows: less from disk, but every read goes "
+                                        "to disk) or auto (direct for a model whose vectors exceed half this "
+                                        "process's memory, else mapped)", "serving",
+                                one_of("auto", "mapped", "direct"), metavar="auto|mapped|direct")
     use_gpu: str = setting("auto", "where indexes are searched: auto (a GPU when FAISS sees one), yes (a GPU; "
                                    "the CPU with a warning when there is none), no (the CPU)",
                            "serving", one_of("auto", "yes", "no"), metavar="auto|yes|no")

@@ -41,6 +41,7 @@ from ..serving.servables import AttributionServable, ExampleServable, Servable
 from .instances import Prepared
 from .json_lines import dumps_line
 from .rows import RowError
+from .split_search import SplitSearch
 
 Line = Callable[[Prepared], "bytes | RowError"]
 
@@ -49,7 +50,7 @@ class ArrayPath:
     """The array path of one job: its servable (pinned for the job) and override."""
 
     def __init__(self, servable: Servable, override: explanation_pb2.ExplanationSpecOverride, limits: Limits,
-                 explained: bool):
+                 explained: bool, cores: int = 1):
         self.servable = servable
         self.override = override
         self.limits = limits
@@ -57,13 +58,20 @@ class ArrayPath:
         # The job's neighbor query (its override's), the same for every batch.
         self.query = examples_query(override, servable.default_neighbor_count, limits) \
             if explained and isinstance(servable, ExampleServable) else None
+        self.search = SplitSearch(servable.index, cores) if self.query is not None else None
 
     @classmethod
-    def of(cls, servable: Servable | None, override, limits: Limits, explained: bool) -> "ArrayPath | None":
-        """The job's array path, or None where its rows take the data plane's Explain (module doc)."""
+    def of(cls, servable: Servable | None, override, limits: Limits, explained: bool,
+           cores: int = 1) -> "ArrayPath | None":
+        """The job's array path, or None where its rows take the data plane's Explain (module doc).
+        `cores`: the job's, which a batch's neighbor search is sliced over (split_search.py)."""
         if servable is None or not applies(servable, override, limits, explained):
             return None
-        return cls(servable, override, limits, explained)
+        return cls(servable, override, limits, explained, cores)
+
+    def close(self) -> None:
+        if self.search is not None:
+            self.search.close()
 
     def answer_instances(self, instances: list) -> list[Line] | None:
         """answer() of rows read as they are, where bulk_inputs reads the whole batch (every row
@@ -101,9 +109,8 @@ class ArrayPath:
         if isinstance(servable, ExampleServable):
             vectors, outputs = servable.embed_and_predict(inputs)
             predictions = prediction_lists(outputs)
-            pos, dist = servable.index.search_arrays(
-                np.asarray(vectors, np.float32), query.neighbor_count,
-                restricts=restricts if any(restricts) else None, crowding_count=query.crowding_count)
+            pos, dist = self.search.search(np.asarray(vectors, np.float32), query.neighbor_count,
+                                           restricts if any(restricts) else None, query.crowding_count)
             explanations = neighbor_dicts(servable.index.contents.ids.many, pos, dist)
         else:
             arrays = servable.features.explain_arrays(inputs, self.override)

@@ -35,6 +35,7 @@ from explaind.vertex.v1 import prediction_service_pb2 as vertex
 
 from ..errors import ExplaindError
 from ..index.backend import use_blas_for_batches
+from ..serving.cpu import available_cores
 from ..serving.data_plane import DataPlane
 from ..serving.engine import Engine
 from ..serving.loader import BuildLoader
@@ -76,7 +77,8 @@ class PinnedLoader(BuildLoader):
 
 
 class RowExplainer:
-    def __init__(self, task: BatchTask):
+    def __init__(self, task: BatchTask, cores: int | None = None):
+        """`cores`: the cores the job may use (a Ray actor's share); None: this process's."""
         options = task.options
         self.record = task.model_record()
         self.model_id = self.record.model_id
@@ -91,6 +93,7 @@ class RowExplainer:
         self.input_names: frozenset[str] = frozenset()
         self.arrays: ArrayPath | None = None
         self._limits = options.limits
+        self.cores = cores or available_cores()
 
     def load(self) -> None:
         """Loads the model now (a model that does not load fails the job, not its rows), and picks
@@ -101,7 +104,7 @@ class RowExplainer:
         # A job has no event loop to leave a core to: a batch's search takes every core, through
         # BLAS as a serving process's does (its OpenMP team keeps FAISS's default).
         use_blas_for_batches()
-        self.arrays = ArrayPath.of(servable, self.override, self._limits, self.explained)
+        self.arrays = ArrayPath.of(servable, self.override, self._limits, self.explained, self.cores)
         # What is loaded now (TensorFlow's modules, the model, the index) lives as long as the job:
         # out of the collector's sight, whose full passes over it cost more than the rows' work.
         gc.freeze()
@@ -179,6 +182,8 @@ class RowExplainer:
             return RowError(grpc.StatusCode.INTERNAL, f"the answer cannot be written as JSON: {e}")
 
     def close(self) -> None:
+        if self.arrays is not None:
+            self.arrays.close()
         self.manager.unload(self.model_id)
         self.loop.run_until_complete(self.engine.close())
         self.loop.close()

@@ -23,8 +23,8 @@ import pickle
 
 import numpy as np
 
-from ..builds.runners.ray_embedding import RayConfig, actor_pool, explaind_error, limit_tensorflow_threads, \
-    ray_session
+from ..builds.runners.ray_embedding import RayConfig, actor_cores, actor_pool, explaind_error, \
+    limit_tensorflow_threads, ray_session
 from ..security import uris
 from .explainer import RowExplainer
 from .layout import ERRORS, RESULTS, staged_folder
@@ -99,7 +99,7 @@ class ExplainRows:
         uris.install(uris.UriPolicy(self.task.options.allowed_uri_prefixes))
         if self.task.model_record().model.artifact_uri:
             limit_tensorflow_threads()
-        self.explainer = RowExplainer(self.task)
+        self.explainer = RowExplainer(self.task, cores=actor_cores())
         self.explainer.load()
 
     def __call__(self, batch: dict) -> dict:

@@ -32,6 +32,7 @@ from ..builds.readers.text_formats import count_csv, count_jsonl, parse_cell
 from ..builds.readers.tfrecord import count_tfrecord, iter_frames, open_records
 from ..errors import ExplaindError, InvalidArgument
 from ..security import uris as allowed_uris
+from .json_lines import loads_line
 
 JSONL, CSV, TF_RECORD, TF_RECORD_GZIP, FILE_LIST = "jsonl", "csv", "tf-record", "tf-record-gzip", "file-list"
 FORMATS = (JSONL, CSV, TF_RECORD, TF_RECORD_GZIP, FILE_LIST)
@@ -104,16 +105,12 @@ def _jsonl(path: str, first: int) -> Iterator[Row]:
     for i, (lineno, line) in enumerate(_lines(path)):
         where = f"{path} line {lineno}"
         try:
-            value = json.loads(line, parse_constant=_no_constant)
+            value = loads_line(line)
         except (ValueError, RecursionError) as e:
             yield Row(first + i, _shown(line.strip()), where,
                       RowError(grpc.StatusCode.INVALID_ARGUMENT, f"{where}: not JSON: {_reason(e)}"))
         else:
             yield Row(first + i, value, where)
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
 
 
 def _reason(error: Exception) -> str:

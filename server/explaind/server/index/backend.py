@@ -69,11 +69,19 @@ def limit_cpu_threads(threads: int) -> None:
 
 
 def pin_search_threads() -> None:
-    """This thread's OpenMP thread count set to --index-threads', once a thread."""
-    want = _search_threads or _DEFAULT_OMP_THREADS
+    """This thread's OpenMP thread count set to --index-threads' (or the thread's own,
+    pin_this_thread's), once a thread."""
+    want = getattr(_applied, "own", 0) or _search_threads or _DEFAULT_OMP_THREADS
     if getattr(_applied, "threads", 0) != want:
         faiss.omp_set_num_threads(want)
         _applied.threads = want
+
+
+def pin_this_thread(threads: int) -> None:
+    """This thread's searches spread over `threads` OpenMP threads, whatever --index-threads says
+    (a batch job's slices: batch/split_search.py)."""
+    _applied.own = max(1, int(threads))
+    pin_search_threads()
 
 
 # Queries from which a flat (or coarse-quantizer) CPU search is one BLAS product

@@ -34,7 +34,8 @@ from explaind.server.index.restricts import Namespace
 from explaind.server.index.search import Neighbor, neighbor_lists, search_arrays
 from explaind.server.index.search_params import DEFAULT, SearchParams
 from explaind.server.index.updates import Additions
-from explaind.server.index.vectors import HeldVectors
+from explaind.server.index.row_reads import MAPPED
+from explaind.server.index.vectors import HeldVectors, MappedVectors
 
 __all__ = ["Additions", "ExampleAttributes", "ExampleIndex", "IndexInfo", "Lineage", "Neighbor", "SearchParams"]
 
@@ -80,6 +81,11 @@ class ExampleIndex:
                               recall=contents.recall, tuning=contents.tuning)
 
     # ------------------------------------------------------------- what it is
+
+    @property
+    def device(self) -> str:
+        """Where searches run: "cpu" or "gpu"."""
+        return self._placement.device
 
     @property
     def config(self) -> SearchConfig:
@@ -225,8 +231,17 @@ class ExampleIndex:
 
     @classmethod
     def load(cls, folder: str, use_gpu: bool | None = None, segments_folder: str | None = None,
-             keep_codes: bool = False) -> "ExampleIndex":
+             keep_codes: bool = False, rerank_reads: str = MAPPED) -> "ExampleIndex":
         """`keep_codes`: a compressed index keeps its plain codes, to append to
         and save (an update that only appends), and opens its vector segments
-        only where they are; otherwise it is loaded for searching."""
-        return cls(persistence.load(folder, segments_folder, keep_codes), use_gpu, keep_codes=keep_codes)
+        only where they are; otherwise it is loaded for searching.
+        `rerank_reads`: MAPPED or DIRECT, how a compressed index's re-ranks read
+        its segments (row_reads.py)."""
+        return cls(persistence.load(folder, segments_folder, keep_codes, rerank_reads), use_gpu,
+                   keep_codes=keep_codes)
+
+    @property
+    def rerank_reads(self) -> str | None:
+        """How re-ranks read the full vectors (MAPPED or DIRECT); None where they are held in memory."""
+        vectors = self.contents.vectors
+        return vectors.reads if isinstance(vectors, MappedVectors) else None

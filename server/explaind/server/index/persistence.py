@@ -25,6 +25,7 @@ from explaind.server.index.ids import ExampleIds
 from explaind.server.index.kinds import IndexKind
 from explaind.server.index.meta import FORMAT_VERSION, READABLE_FORMATS, IndexInfo, IndexMeta, Lineage, Segment
 from explaind.server.index.postings import RestrictPostings
+from explaind.server.index.row_reads import MAPPED
 from explaind.server.index.vectors import HeldVectors, MappedVectors, Vectors, segment_path
 
 _FAISS_FILE = "index.faiss"
@@ -77,10 +78,12 @@ def save(c: IndexContents, info: IndexInfo, folder: str, segments_folder: str | 
     return tuple(names)
 
 
-def load(folder: str, segments_folder: str | None = None, keep_codes: bool = False) -> IndexContents:
+def load(folder: str, segments_folder: str | None = None, keep_codes: bool = False,
+         rerank_reads: str = MAPPED) -> IndexContents:
     """`keep_codes`: a compressed index keeps its plain codes (to append to and
     save), and opens its segments only if they are there (an update measures
-    recall against them); otherwise it is loaded for searching."""
+    recall against them); otherwise it is loaded for searching. `rerank_reads`:
+    how a compressed index's re-ranks read its segments (row_reads.py)."""
     meta = IndexMeta.read(folder)
     if not meta.readable:
         raise ValueError(f"unsupported index format {meta.format_version!r} in {folder}: this explaind reads "
@@ -99,7 +102,7 @@ def load(folder: str, segments_folder: str | None = None, keep_codes: bool = Fal
             vectors = MappedVectors([None] * len(names), norms, meta.config, meta.dimensions, rows, segment_rows)
         else:
             vectors = MappedVectors.open(segments_folder or folder, names, rows, norms, meta.config, meta.dimensions,
-                                         segment_rows)
+                                         segment_rows, rerank_reads)
         space = CodeSpace(rotation)
         if space.dims(meta.dimensions) != cpu_index.d:
             raise ValueError(f"{folder}: the codes have {cpu_index.d} dimensions, the rotation gives "

@@ -9,7 +9,10 @@
   holds only each row's norm (normalizing measures). Segments are immutable: an
   update adds one, and a removal only hides rows (the index's live mask), so
   an update never rewrites the vectors of the examples it keeps. How a segment
-  is laid out and read from disk: segments.py.
+  is laid out and read from disk: segments.py. A re-rank (`exact`) reads its
+  candidates' rows through the mapping, or with O_DIRECT where the index was
+  opened with reads=DIRECT (row_reads.py); other reads (scans, filtered
+  subsets, embeddings_of) always go through the mapping.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Iterator
 import faiss
 import numpy as np
 
-from explaind.server.index import distances
+from explaind.server.index import distances, row_reads
 from explaind.server.index import segments as segment_files
 from explaind.server.index.config import SearchConfig
 from explaind.server.index.segments import SCAN_ROWS
@@ -103,13 +106,15 @@ class HeldVectors(Vectors):
 
 class MappedVectors(Vectors):
     def __init__(self, segments: list[np.ndarray | None], norms: np.ndarray | None, config: SearchConfig,
-                 dimensions: int, rows: list[int] | None = None, segment_rows: np.ndarray | None = None):
+                 dimensions: int, rows: list[int] | None = None, segment_rows: np.ndarray | None = None,
+                 reads: str = row_reads.MAPPED):
         """segments: (rows_i, d) float32 arrays, usually np.memmap; None for a
         segment not present here (an update that only appends reads none of
         its base's). norms: each position's L2 norm, for normalizing measures
         (None otherwise). segment_rows: the row of each position within its
         segment (segments are written in list order, codes.py); None: the
-        segments are in position order."""
+        segments are in position order. reads: how a re-rank reads its rows
+        (row_reads.MAPPED or DIRECT)."""
         self.segments = segments
         self.config = config
         self.dimensions = int(dimensions)
@@ -124,10 +129,22 @@ class MappedVectors(Vectors):
             raise ValueError("a normalizing measure needs every row's norm")
         if segment_rows is not None and len(segment_rows) != self.size:
             raise ValueError("segment_rows needs one row a position")
+        if reads not in (row_reads.MAPPED, row_reads.DIRECT):
+            raise ValueError(f"reads must be {row_reads.MAPPED} or {row_reads.DIRECT}, got {reads!r}")
+        # Direct: a reader (an O_DIRECT descriptor) per segment, opened now; mapped: the kernels read the map.
+        self._readers = None if reads == row_reads.MAPPED else \
+            [None if a is None else row_reads.reader(a, reads) for a in segments]
+
+    @property
+    def reads(self) -> str:
+        """How re-ranks read rows: DIRECT where at least one segment is read with O_DIRECT."""
+        direct = self._readers is not None and any(r is not None and r.mode == row_reads.DIRECT
+                                                   for r in self._readers)
+        return row_reads.DIRECT if direct else row_reads.MAPPED
 
     @classmethod
     def open(cls, folder: str, names: list[str], rows: list[int], norms, config, dimensions,
-             segment_rows: np.ndarray | None = None) -> "MappedVectors":
+             segment_rows: np.ndarray | None = None, reads: str = row_reads.MAPPED) -> "MappedVectors":
         opened = []
         for name, count in zip(names, rows):
             path = segment_path(folder, name)
@@ -136,7 +153,7 @@ class MappedVectors(Vectors):
                 raise ValueError(f"{path}: expected a C-ordered float32 ({count}, {dimensions}) matrix, "
                                  f"found {array.dtype} {array.shape}")
             opened.append(array)
-        return cls(opened, norms, config, dimensions, rows, segment_rows)
+        return cls(opened, norms, config, dimensions, rows, segment_rows, reads)
 
     def with_segment(self, array: np.ndarray, norms: np.ndarray | None,
                      segment_rows: np.ndarray | None = None) -> "MappedVectors":
@@ -148,7 +165,8 @@ class MappedVectors(Vectors):
         if self.segment_rows is not None or segment_rows is not None:
             rows = np.concatenate([self._rows_or_order(), np.arange(len(array)) if segment_rows is None
                                    else segment_rows]).astype(_row_type(max(counts, default=0)))
-        return MappedVectors(self.segments + [array], joined, self.config, self.dimensions, counts, rows)
+        reads = row_reads.MAPPED if self._readers is None else row_reads.DIRECT
+        return MappedVectors(self.segments + [array], joined, self.config, self.dimensions, counts, rows, reads)
 
     def _rows_or_order(self) -> np.ndarray:
         """The segment row of every position (in order where there is no map)."""
@@ -213,7 +231,11 @@ class MappedVectors(Vectors):
     def exact(self, q, positions):
         """FAISS's by-index kernels (one query against its own candidates, in
         parallel over queries) read the candidate rows straight from the map, one
-        call per segment touched (the other segments' candidates masked as -1)."""
+        call per segment touched (the other segments' candidates masked as -1).
+        Direct reads: the distinct candidates' rows are read first, then the
+        same kernels run on them (the same arithmetic, so the same distances)."""
+        if self._readers is not None:
+            return self._exact_on_read_rows(q, positions)
         metric = distances.faiss_metric(self.config)
         if metric == faiss.METRIC_L1:
             return super().exact(q, positions)
@@ -240,6 +262,22 @@ class MappedVectors(Vectors):
             out = self._from_inner_products(q, positions, out)
         out[~valid] = np.inf
         return out
+
+    def _exact_on_read_rows(self, q, positions):
+        positions = np.asarray(positions, dtype=np.int64)
+        valid = positions >= 0
+        distinct, inverse = np.unique(positions[valid], return_inverse=True)
+        rows = np.empty((len(distinct), self.dimensions), dtype=np.float32)
+        for s, local, where in self._split(distinct):
+            reader = self._readers[s]
+            if reader is None:
+                raise RuntimeError("the vectors of this index are not present here")
+            rows[where] = reader.rows(local)
+        read = MappedVectors([rows], None if self.norms is None else self.norms[distinct], self.config,
+                             self.dimensions)
+        local = np.full(positions.shape, -1, dtype=np.int64)
+        local[valid] = inverse.reshape(-1)
+        return read.exact(q, local)
 
     def give_back_pages(self) -> None:
         """The segments' mapped pages leave this process's memory (the page

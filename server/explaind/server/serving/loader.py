@@ -7,7 +7,10 @@ import os
 import shutil
 import uuid
 
+from ..builds.runners.memory import memory_available
+from ..index import row_reads
 from ..index.meta import IndexMeta
+from ..index.vectors import segment_path
 from ..store.models import ModelRecord, ModelStore
 from .servables import Servable, load_servable
 
@@ -15,10 +18,12 @@ log = logging.getLogger(__name__)
 
 
 class BuildLoader:
-    def __init__(self, models: ModelStore, cache_dir: str, use_gpu: bool | None):
+    def __init__(self, models: ModelStore, cache_dir: str, use_gpu: bool | None,
+                 rerank_reads: str = row_reads.AUTO):
         self.models = models
         self.cache_dir = cache_dir
         self.use_gpu = use_gpu
+        self.rerank_reads = rerank_reads        # --rerank-reads: auto, mapped or direct
 
     def record(self, model_id: str) -> ModelRecord | None:
         """The model's record: published, else its building claim, else None."""
@@ -31,11 +36,21 @@ class BuildLoader:
         build_dir = self._local_build(record) if record.build_id else None
         segment_names = IndexMeta.read(build_dir).segment_names if build_dir else []
         segments_dir = self._local_segments(record, segment_names) if build_dir else None
-        servable = load_servable(record, build_dir, self.use_gpu, segments_dir)
-        log.info("model loaded", extra={"model": record.model.name, "build": record.build_id})
+        reads = self._reads(segments_dir, segment_names)
+        servable = load_servable(record, build_dir, self.use_gpu, segments_dir, reads)
+        index = servable.index
+        log.info("model loaded", extra={"model": record.model.name, "build": record.build_id,
+                                        "rerank_reads": index.rerank_reads if index is not None else None})
         if build_dir:
             self._prune_cache(record, segment_names)
         return servable
+
+    def _reads(self, segments_dir: str | None, names: list[str]) -> str:
+        """How this model's re-ranks read its segments (`auto`: by their size against this process's memory)."""
+        if self.rerank_reads != row_reads.AUTO or not names:
+            return row_reads.choose(self.rerank_reads, 0, 1)
+        size = sum(os.path.getsize(segment_path(segments_dir, n)) for n in names)
+        return row_reads.choose(self.rerank_reads, size, memory_available())
 
     def _local_build(self, record: ModelRecord) -> str:
         """The build's folder in the cache, copied from the store once. Several

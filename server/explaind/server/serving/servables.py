@@ -18,6 +18,7 @@ from explaind.v1 import explanation_pb2, model_pb2
 
 from ..errors import FailedPrecondition, InvalidArgument
 from ..index.example_index import ExampleIndex
+from ..index.row_reads import MAPPED
 from ..methods import Method, latent_source, method_of
 from ..runtime.tensorflow_check import require_tensorflow
 from ..store.models import ModelRecord
@@ -208,15 +209,16 @@ class AttributionServable(Servable):
 
 
 def load_servable(record: ModelRecord, build_dir: str | None, use_gpu: bool | None,
-                  segments_dir: str | None = None) -> Servable:
+                  segments_dir: str | None = None, rerank_reads: str = MAPPED) -> Servable:
     """The servable of a published record whose build files (if any) are in `build_dir`
-    (and a compressed index's vector segments in `segments_dir`)."""
+    (and a compressed index's vector segments in `segments_dir`, read by its
+    re-ranks as `rerank_reads` says: index/row_reads.py)."""
     model = record.model
     method = method_of(model.explanation_spec.parameters)
     if method is Method.EXAMPLES:
         if build_dir is None:
             raise ValueError(f"{model.name} explains by examples but its record names no build")
-        index = ExampleIndex.load(build_dir, use_gpu=use_gpu, segments_folder=segments_dir)
+        index = ExampleIndex.load(build_dir, use_gpu=use_gpu, segments_folder=segments_dir, rerank_reads=rerank_reads)
         latent = None
         if model.artifact_uri:
             require_tensorflow("model.artifact_uri")

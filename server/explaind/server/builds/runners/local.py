@@ -21,6 +21,7 @@ import time
 from multiprocessing.connection import Connection
 
 from ...errors import ExplaindError, ResourceExhausted
+from ...serving.cpu import available_cores
 from ..recipes import Progress
 from .memory import format_bytes, tree_rss
 from .messages import BuildCrashed, BuildDone, BuildFailed, ChildMessage, ChildPayload, ExamplesProgress, \
@@ -31,6 +32,7 @@ from .request import BuildCancelled, BuildRequest
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.1
+IMPORT_ALONGSIDE_MIN_CORES = 4
 
 
 class BuildProcessDied(ExplaindError):
@@ -51,35 +53,55 @@ class ProcessRunner:
     def run(self, request: BuildRequest) -> BuildOutput:
         payload = ChildPayload(request.task, log_level=self.log_level, log_json=self.log_json, ray=self.ray)
         child = self.processes.take()
-        self.processes.refill()        # the next build's process imports while this one runs
         try:
             child.start(payload, self.memory_limit)
             return child.supervise(request.progress, request.cancel)
         finally:
             child.stop()
+            self.processes.finished()
 
 
 class BuildProcesses:
     """Starts build processes, keeping one spare ahead when asked (--build-spare-process):
     a spare imports TensorFlow and the build code while nothing waits for it, so an
     upload starts at once instead of after the import (about 5 s on a small machine).
-    The first spare starts with the first build: a replica that only serves keeps none."""
+    The first spare starts with the first build: a replica that only serves keeps none.
 
-    def __init__(self, spare: bool, stop_grace_seconds: float = 10.0):
+    The import keeps a core busy for seconds. On a node of IMPORT_ALONGSIDE_MIN_CORES
+    or more, the next spare imports while the build that took the last one runs; on a
+    smaller node that core is the build's, so the next spare waits for the build to end
+    (measured on 2 cores: the import alongside took a sixth of a batch job's CPU)."""
+
+    def __init__(self, spare: bool, stop_grace_seconds: float = 10.0, cores: int | None = None):
         self.keep_spare = spare
         self.stop_grace_seconds = stop_grace_seconds
+        self.import_alongside = (cores or available_cores()) >= IMPORT_ALONGSIDE_MIN_CORES
         self._spare: BuildProcess | None = None
         self._lock = threading.Lock()
         self._closed = False
 
     def take(self) -> "BuildProcess":
+        """A process for a build: the spare if it is alive, else a new one."""
         with self._lock:
             spare, self._spare = self._spare, None
         if spare is not None and spare.proc.poll() is None:
-            return spare
-        if spare is not None:
-            spare.stop()
-        return BuildProcess(self.stop_grace_seconds, spare=False)
+            taken = spare
+        else:
+            if spare is not None:
+                spare.stop()
+            taken = BuildProcess(self.stop_grace_seconds, spare=False)
+        if self.import_alongside:
+            self.refill()
+        return taken
+
+    def finished(self) -> None:
+        """A build ended: its cores are free for the next spare's import."""
+        self.refill()
+
+    @property
+    def spare_alive(self) -> bool:
+        with self._lock:
+            return self._spare is not None and self._spare.proc.poll() is None
 
     def refill(self) -> None:
         """Starts the next spare, unless one is there."""

@@ -218,6 +218,13 @@ class EmbedShards:
         return {"rows": np.array(rows, dtype=np.int64), "shard": np.array(keys, dtype=object)}
 
 
+def actor_cores() -> int:
+    """The whole CPUs Ray gave this actor (at least 1)."""
+    import ray
+
+    return max(1, int(math.floor(ray.get_runtime_context().get_assigned_resources().get("CPU", 0))))
+
+
 def limit_tensorflow_threads() -> None:
     """TensorFlow sizes its thread pools to the machine; an actor gets only its share of it."""
     import ray
