@@ -28,7 +28,6 @@ the machine's: eviction is per file and affects nothing else of the run.
 from __future__ import annotations
 
 import argparse
-import mmap
 import os
 import shutil
 import sys
@@ -39,7 +38,9 @@ from unittest import mock
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ann_data  # noqa: E402 - the bench's data sets, beside this file
+from tests.page_cache import evict, read_bytes  # noqa: E402 - shared with the read-amplification tests
 
 from explaind.server.index import ExampleIndex, search_config_from_json  # noqa: E402
 from explaind.server.index.backend import limit_cpu_threads  # noqa: E402
@@ -49,35 +50,11 @@ from explaind.server.index.meta import IndexMeta  # noqa: E402
 from explaind.server.index.vectors import segment_path  # noqa: E402
 
 
-def read_bytes() -> int:
-    with open("/proc/self/io") as f:
-        for line in f:
-            if line.startswith("read_bytes:"):
-                return int(line.split()[1])
-    raise RuntimeError("no read_bytes in /proc/self/io (needs Linux task I/O accounting)")
-
-
-def evict(paths: list[str], index: ExampleIndex) -> None:
-    """Out of the page cache: this process's mappings of the segments dropped
-    first (the kernel keeps pages a process maps), then the files' pages."""
-    for array in getattr(index.contents.vectors, "segments", ()):
-        mm = getattr(array, "_mmap", None)
-        if mm is not None:
-            mm.madvise(mmap.MADV_DONTNEED)
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def measure(index: ExampleIndex, files: list[str], queries: np.ndarray, k: int) -> dict:
     """Per query: bytes read cold, latency cold and warm (seconds)."""
     read, cold, warm = [], [], []
     for q in queries:
-        evict(files, index)
+        evict(files, getattr(index.contents.vectors, "segments", ()))
         before, t = read_bytes(), time.perf_counter()
         index.search_arrays(q[None], k)
         cold.append(time.perf_counter() - t)

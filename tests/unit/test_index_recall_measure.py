@@ -5,7 +5,6 @@ picked to reach each preset's floor on data of several shapes while given
 ones are used as given, an update measures again, and a query against a
 segment evicted from the page cache reads little more than its candidate
 rows."""
-import mmap
 import os
 import sys
 
@@ -19,7 +18,7 @@ from explaind.server.index.recall import query_count, sample_positions
 from explaind.server.index.restricts import Namespace
 from explaind.server.index.search_params import SearchParams
 from explaind.server.errors import InvalidArgument
-from tests import oracles
+from tests import oracles, page_cache
 
 K = 10
 
@@ -164,11 +163,6 @@ def test_the_presets_defaults_reach_their_floors(shape):
         assert got >= floor - noise, (shape, preset, got, index.info.tuning)
 
 
-def read_bytes() -> int:
-    with open("/proc/self/io") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("read_bytes:"))
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not os.path.exists("/proc/self/io"),
                     reason="page-cache eviction and task I/O accounting are Linux's")
 def test_a_query_on_an_evicted_segment_reads_at_most_four_times_its_candidate_rows(tmp_path):
@@ -182,14 +176,10 @@ def test_a_query_on_an_evicted_segment_reads_at_most_four_times_its_candidate_ro
     q = clustered(30, d, seed=4, clusters=100, spread=1.0)
     reads = []
     for row in q:
-        segment._mmap.madvise(mmap.MADV_DONTNEED)          # the kernel keeps pages a process maps
-        fd = os.open(path, os.O_RDONLY)
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        os.close(fd)
-        before = read_bytes()
+        page_cache.evict([path], [segment])
+        before = page_cache.read_bytes()
         index.search_arrays(row[None], K)
-        reads.append(read_bytes() - before)
+        reads.append(page_cache.read_bytes() - before)
     assert min(reads) > 0                                   # the segment was out of the cache
     assert np.mean(reads) <= 4 * candidates * d * 4, reads
 

@@ -5,7 +5,6 @@ O_DIRECT is refused, hostile positions and files, a real index's answers in
 both modes, and the `auto` rule."""
 import errno
 import logging
-import mmap
 import os
 import sys
 
@@ -16,6 +15,7 @@ from explaind.server.index import ExampleIndex, SearchConfig, row_reads, segment
 from explaind.server.index.vectors import MappedVectors
 from explaind.server.serving import loader as loader_module
 from explaind.server.serving.loader import BuildLoader
+from tests import page_cache
 
 ROWS = 5000
 
@@ -38,24 +38,11 @@ def direct_or_skip(array):
     return got
 
 
-def evict(path, array=None):
-    """Out of the page cache: this process's mapping of it first (the kernel keeps mapped pages)."""
-    if array is not None and getattr(array, "_mmap", None) is not None:
-        array._mmap.madvise(mmap.MADV_DONTNEED)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def read_bytes():
-    with open("/proc/self/io") as f:
-        for line in f:
-            if line.startswith("read_bytes:"):
-                return int(line.split()[1])
-    pytest.skip("no read_bytes in /proc/self/io (task I/O accounting is off)")
+    try:
+        return page_cache.read_bytes()
+    except LookupError as e:
+        pytest.skip(str(e))
 
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -104,7 +91,7 @@ def test_direct_reads_of_spread_rows_read_at_most_4x_their_bytes(tmp_path):
     wanted = count * d * 4
     positions = np.random.default_rng(6).choice(n, count, replace=False)
 
-    evict(path, array)
+    page_cache.evict([path], [array])
     before = read_bytes()
     np.testing.assert_array_equal(row_reads.reader(array).rows(positions), x[positions])
     mapped = read_bytes() - before
@@ -112,7 +99,7 @@ def test_direct_reads_of_spread_rows_read_at_most_4x_their_bytes(tmp_path):
         pytest.skip("this file system's reads are not counted in /proc/self/io")
     assert mapped > 4 * wanted          # the control: the measurement sees what the mapping reads
 
-    evict(path, array)
+    page_cache.evict([path], [array])
     before = read_bytes()
     np.testing.assert_array_equal(direct.rows(positions), x[positions])
     assert read_bytes() - before <= 4 * wanted
@@ -142,7 +129,7 @@ def test_a_direct_search_reads_at_most_4x_its_candidate_rows(tmp_path):
     read = []
     for q in lowdim(20, d, 3):
         for path, array in zip(files, index.contents.vectors.segments):
-            evict(path, array)
+            page_cache.evict([path], [array])
         before = read_bytes()
         index.search_arrays(q[None], 10)
         read.append(read_bytes() - before)
