@@ -218,23 +218,26 @@ class EmbedShards:
         return {"rows": np.array(rows, dtype=np.int64), "shard": np.array(keys, dtype=object)}
 
 
-def actor_cores() -> int:
-    """The whole CPUs Ray gave this actor (at least 1)."""
+def _assigned_cpus() -> float:
+    """The CPUs Ray gave this actor (0 when none were asked for)."""
     import ray
 
-    return max(1, int(math.floor(ray.get_runtime_context().get_assigned_resources().get("CPU", 0))))
+    return ray.get_runtime_context().get_assigned_resources().get("CPU", 0)
+
+
+def actor_cores() -> int:
+    """The whole CPUs Ray gave this actor (at least 1)."""
+    return max(1, int(math.floor(_assigned_cpus())))
 
 
 def limit_tensorflow_threads() -> None:
     """TensorFlow sizes its thread pools to the machine; an actor gets only its share of it."""
-    import ray
-
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0)
-    if cpus >= 1:
+    if _assigned_cpus() >= 1:
         import tensorflow as tf
+        cores = actor_cores()
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(int(math.floor(cpus)))
-            tf.config.threading.set_inter_op_parallelism_threads(max(1, int(math.floor(cpus))))
+            tf.config.threading.set_intra_op_parallelism_threads(cores)
+            tf.config.threading.set_inter_op_parallelism_threads(cores)
         except RuntimeError:
             pass   # TensorFlow already initialized in this worker
 
